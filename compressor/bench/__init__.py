@@ -1,0 +1,1 @@
+"""Latency / throughput / memory measurement of PyTorch models and ONNX Runtime sessions."""

@@ -1,0 +1,145 @@
+"""Benchmark one artifact at a time over a batch × sequence grid.
+
+One live ONNX Runtime session at a time, with intra-op spinning disabled: several live
+sessions with spinning threads steal the cores from each other (MiniLM INT8 measured 30 ms
+instead of 11 ms that way).
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compressor.bench.timers import summarize, timer_for
+
+log = logging.getLogger("compressor")
+
+
+def rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def synthetic_batch(batch: int, seq: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(low=min(1000, vocab // 2), high=vocab, size=(batch, seq), dtype=np.int64)
+    return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+
+
+def _run_grid(fn_for_shape, batch_sizes, seq_lengths, vocab, warmup, iterations, device) -> list[dict]:
+    rows = []
+    Timer = timer_for(device)
+    for b in batch_sizes:
+        for s in seq_lengths:
+            run = fn_for_shape(synthetic_batch(b, s, vocab))
+            for _ in range(warmup):
+                run()
+            peak = rss_mb()
+            times = []
+            for _ in range(iterations):
+                with Timer() as t:
+                    run()
+                times.append(t.ms)
+                peak = max(peak, rss_mb())
+            rows.append({"batch": b, "seq": s, **summarize(times, b), "peak_rss_mb": round(peak, 1)})
+    return rows
+
+
+def bench_torch(model, batch_sizes, seq_lengths, warmup=5, iterations=30, device="cpu", threads=None) -> list[dict]:
+    import inspect
+
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    model = model.to(device).eval()
+    params = inspect.signature(model.forward).parameters
+    vocab = model.config.vocab_size
+
+    def for_shape(batch):
+        inputs = {k: torch.as_tensor(v, device=device) for k, v in batch.items() if k in params}
+
+        def run():
+            with torch.inference_mode():
+                model(**inputs)
+        return run
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    rows = _run_grid(for_shape, batch_sizes, seq_lengths, vocab, warmup, iterations, device)
+    if device == "cuda":
+        for r in rows:
+            r["cuda_max_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    model.to("cpu")
+    return [{"runtime": "torch", "device": device, "threads": torch.get_num_threads(), **r} for r in rows]
+
+
+def bench_onnx(path: Path, vocab: int, batch_sizes, seq_lengths, warmup=5, iterations=30, device="cpu", threads=None) -> list[dict]:
+    from compressor.evaluate import onnx_feed
+    from compressor.export.session import make_session
+
+    session = make_session(path, threads=threads, device=device)
+
+    def for_shape(batch):
+        feed = onnx_feed(session, batch)
+        return lambda: session.run(None, feed)
+
+    rows = _run_grid(for_shape, batch_sizes, seq_lengths, vocab, warmup, iterations, device)
+    del session
+    return [{"runtime": "onnxruntime", "device": device, "threads": threads or os.cpu_count(), **r} for r in rows]
+
+
+def gzip_size(path: Path) -> int:
+    """Bytes after gzip: what sparsity buys on disk / over the wire."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    total = 0
+    for f in files:
+        data = f.read_bytes()
+        total += len(gzip.compress(data, compresslevel=6))
+    return total
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:
+        return False
+
+
+def fingerprint() -> dict[str, Any]:
+    """Where the numbers were measured."""
+    import onnxruntime
+    import torch
+    import transformers
+
+    cpu, flags = "", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and not cpu:
+                cpu = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu": cpu or platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "cpu_flags": sorted(f for f in flags if f in {"avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16"}),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "gpu": None,
+    }
+    if cuda_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info

@@ -1,0 +1,52 @@
+"""The explicit state a run passes from stage to stage (no global session)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compressor.recipe.schema import Recipe
+
+
+@dataclass
+class RunContext:
+    recipe: Recipe
+    recipe_dir: Path
+    run_dir: Path
+    device: str = "cpu"
+    model: Any = None
+    tokenizer: Any = None
+    teacher: Any = None
+    dataset: Any = None  # data.Dataset for classification
+    encoded: dict[str, Any] = field(default_factory=dict)  # split -> data.Encoded
+    label_names: list[str] | None = None
+    artifacts: dict[str, Path] = field(default_factory=dict)  # "onnx" / "int8" / … -> file
+    provenance: dict[str, dict] = field(default_factory=dict)  # artifact -> how it was made
+    stage_results: list[dict] = field(default_factory=list)
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("compressor"))
+
+    @property
+    def task(self) -> str:
+        return self.recipe.model.task
+
+    @property
+    def seed(self) -> int:
+        return self.recipe.seed
+
+    @property
+    def primary_metric(self) -> tuple[str, bool]:
+        """(name, higher_is_better) of the metric that picks checkpoints and budgets."""
+        return ("accuracy", True) if self.task == "sequence-classification" else ("perplexity", False)
+
+    def loader(self, split: str, batch_size: int, shuffle: bool = False):
+        from compressor.data import make_loader
+
+        return make_loader(self.encoded[split], self.tokenizer, batch_size, shuffle, self.seed, self.task)
+
+    def eval_split(self) -> str | None:
+        for name in ("dev", "test"):
+            if name in self.encoded:
+                return name
+        return None

@@ -1,0 +1,335 @@
+"""Read data files into train/dev/test splits and turn them into batches.
+
+Classification: a table (csv / tsv / jsonl / parquet) with text column(s) and a label column.
+Causal LM: a plain text file (or a table's text column), tokenized and cut into blocks.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compressor.errors import CompressorError, DataError
+from compressor.models import resolve
+from compressor.recipe.schema import DataConfig
+
+log = logging.getLogger("compressor")
+
+
+@dataclass
+class Split:
+    texts: list[Any]  # str, or (str, str) for sentence pairs
+    labels: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def take(self, idx: np.ndarray | list[int]) -> "Split":
+        return Split([self.texts[i] for i in idx], None if self.labels is None else self.labels[np.asarray(idx, dtype=int)])
+
+
+@dataclass
+class Dataset:
+    splits: dict[str, Split]
+    label_names: list[str] | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def num_labels(self) -> int | None:
+        return None if self.label_names is None else len(self.label_names)
+
+
+def _fmt(path: Path, fmt: str) -> str:
+    if fmt != "auto":
+        return fmt
+    suffixes = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".txt": "text",
+                ".raw": "text", ".tokens": "text"}
+    try:
+        return suffixes[path.suffix.lower()]
+    except KeyError:
+        raise DataError(f"{path}: cannot tell the format from '{path.suffix}'; set data.format") from None
+
+
+def read_table(path: Path, fmt: str, encoding: str):
+    """Read a table with pandas, turning every parser complaint into a one-line DataError."""
+    import pandas as pd
+
+    fmt = _fmt(path, fmt)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise DataError(f"{path}: file is empty")
+    try:
+        if fmt == "csv":
+            df = pd.read_csv(path, encoding=encoding, dtype=str, keep_default_na=False)
+        elif fmt == "tsv":
+            df = pd.read_csv(path, sep="\t", encoding=encoding, dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
+        elif fmt == "jsonl":
+            df = pd.read_json(path, lines=True, encoding=encoding, dtype=False)
+        elif fmt == "parquet":
+            df = pd.read_parquet(path)
+        else:
+            raise DataError(f"{path}: format '{fmt}' is not a table")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not valid {encoding} text (byte {e.start}); set data.encoding (e.g. latin-1)") from None
+    except LookupError:
+        raise DataError(f"{path}: unknown encoding '{encoding}' (data.encoding)") from None
+    except ImportError as e:
+        raise DataError(f"{path}: reading {fmt} needs an extra package: {e}") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: file is empty") from None
+    except (pd.errors.ParserError, ValueError) as e:
+        msg = str(e).strip().splitlines()[0]
+        raise DataError(f"{path}: malformed {fmt}: {msg}") from None
+    if len(df) == 0:
+        raise DataError(f"{path}: no data rows")
+    return df
+
+
+def read_text(path: Path, encoding: str) -> str:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    try:
+        text = path.read_bytes().decode(encoding)
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not valid {encoding} text (byte {e.start}); set data.encoding") from None
+    except LookupError:
+        raise DataError(f"{path}: unknown encoding '{encoding}' (data.encoding)") from None
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.strip():
+        raise DataError(f"{path}: file is empty")
+    return text
+
+
+def _columns(df, path: Path, cols: list[str]) -> None:
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing column '{missing[0]}' (data.text / data.label); columns are: {', '.join(map(str, df.columns))}")
+
+
+class _Labels:
+    """Maps raw label values to ids, consistently across files."""
+
+    def __init__(self, names: list[str] | None, num_labels: int | None):
+        self.names = names
+        self.num_labels = num_labels
+
+    def fit(self, values_per_file: list[tuple[Path, list]]) -> None:
+        if self.names is not None:
+            return
+        all_vals = [str(v).strip() for _, vals in values_per_file for v in vals]
+        if all(v.lstrip("-").isdigit() for v in all_vals):
+            hi = max(int(v) for v in all_vals)
+            n = self.num_labels or hi + 1
+            self.names = [str(i) for i in range(n)]
+            self._ints = True
+        else:
+            self.names = sorted(set(all_vals))
+
+    def encode(self, path: Path, values: list) -> np.ndarray:
+        assert self.names is not None
+        index = {n: i for i, n in enumerate(self.names)}
+        out = np.empty(len(values), dtype=np.int64)
+        for row, v in enumerate(values):
+            key = str(v).strip()
+            if key not in index:
+                if key.lstrip("-").isdigit() and getattr(self, "_ints", False):
+                    raise DataError(f"{path}: row {row + 2}: label {key} is outside 0..{len(self.names) - 1} (model.num_labels / data.labels)")
+                raise DataError(f"{path}: row {row + 2}: label '{key}' is not one of data.labels {self.names}")
+            out[row] = index[key]
+        return out
+
+
+def _split_off(split: Split, frac: float, seed: int, stratify: bool) -> tuple[Split, Split]:
+    from sklearn.model_selection import train_test_split
+
+    idx = np.arange(len(split))
+    strat = split.labels if (stratify and split.labels is not None) else None
+    if strat is not None and np.bincount(strat).min(initial=0) < 2:
+        strat = None
+    try:
+        keep, out = train_test_split(idx, test_size=frac, random_state=seed, stratify=strat)
+    except ValueError as e:
+        raise DataError(f"cannot split {len(split)} rows into train/dev/test: {e}") from None
+    return split.take(sorted(keep)), split.take(sorted(out))
+
+
+def _subsample(split: Split, n: int | None, seed: int) -> Split:
+    if n is None or n >= len(split):
+        return split
+    rng = np.random.default_rng(seed)
+    return split.take(sorted(rng.choice(len(split), size=n, replace=False)))
+
+
+def load_classification(cfg: DataConfig, base_dir: Path | None, seed: int, num_labels: int | None = None) -> Dataset:
+    text_cols = cfg.text if isinstance(cfg.text, list) else [cfg.text]
+    if cfg.label is None:
+        raise DataError("data.label: a classification task needs a label column")
+    files: dict[str, Path] = {}
+    for name in ("train", "dev", "test"):
+        spec = getattr(cfg, name)
+        if spec:
+            try:
+                files[name] = Path(resolve(spec, base_dir, f"data.{name}"))
+            except CompressorError as e:
+                raise DataError(str(e)) from None
+    frames = {}
+    for name, path in files.items():
+        df = read_table(path, cfg.format, cfg.encoding)
+        _columns(df, path, text_cols + [cfg.label])
+        frames[name] = df
+    labels = _Labels(cfg.labels, num_labels)
+    labels.fit([(files[n], list(df[cfg.label])) for n, df in frames.items()])
+    if num_labels is not None and labels.names is not None and len(labels.names) > num_labels:
+        raise DataError(f"{files['train']}: {len(labels.names)} distinct labels but model.num_labels is {num_labels}")
+
+    splits: dict[str, Split] = {}
+    for name, df in frames.items():
+        cols = [df[c].astype(str).tolist() for c in text_cols]
+        texts = cols[0] if len(cols) == 1 else list(zip(*cols))
+        splits[name] = Split(texts, labels.encode(files[name], list(df[cfg.label])))
+    if cfg.split.dedupe:
+        splits = _dedupe(splits)
+    for name, frac in (("test", cfg.split.test), ("dev", cfg.split.dev)):
+        if name not in splits and frac > 0:
+            splits["train"], splits[name] = _split_off(splits["train"], frac, seed, cfg.split.stratify)
+    splits["train"] = _subsample(splits["train"], cfg.max_train_samples, seed)
+    for name in ("dev", "test"):
+        if name in splits:
+            splits[name] = _subsample(splits[name], cfg.max_eval_samples, seed)
+    for name, s in splits.items():
+        if len(s) == 0:
+            raise DataError(f"data.{name}: split is empty after de-duplication and sampling")
+    return Dataset(splits, labels.names, {k: str(v) for k, v in files.items()})
+
+
+def _dedupe(splits: dict[str, Split]) -> dict[str, Split]:
+    """Drop repeated texts, so the same text never lands in two splits (eval files win)."""
+    seen: set = set()
+    out: dict[str, Split] = {}
+    for name in ("test", "dev", "train"):
+        if name not in splits:
+            continue
+        s = splits[name]
+        keep = []
+        for i, t in enumerate(s.texts):
+            key = t if isinstance(t, str) else tuple(t)
+            key = key.strip().lower() if isinstance(key, str) else tuple(x.strip().lower() for x in key)
+            if key not in seen:
+                seen.add(key)
+                keep.append(i)
+        dropped = len(s) - len(keep)
+        if dropped:
+            log.info("data.%s: dropped %d duplicate texts", name, dropped)
+        out[name] = s.take(keep)
+    return out
+
+
+def load_lm_text(cfg: DataConfig, base_dir: Path | None) -> dict[str, str]:
+    """Raw text per split for a causal LM."""
+    out: dict[str, str] = {}
+    for name in ("train", "dev", "test"):
+        spec = getattr(cfg, name)
+        if not spec:
+            continue
+        try:
+            path = Path(resolve(spec, base_dir, f"data.{name}"))
+        except CompressorError as e:
+            raise DataError(str(e)) from None
+        if _fmt(path, cfg.format) == "text":
+            out[name] = read_text(path, cfg.encoding)
+        else:
+            col = cfg.text if isinstance(cfg.text, str) else cfg.text[0]
+            df = read_table(path, cfg.format, cfg.encoding)
+            _columns(df, path, [col])
+            out[name] = "\n\n".join(df[col].astype(str))
+    return out
+
+
+def lm_blocks(text: str, tokenizer, block: int) -> np.ndarray:
+    ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
+    n = len(ids) // block
+    if n == 0:
+        raise DataError(f"text holds {len(ids)} tokens, fewer than one block of data.max_length={block}")
+    return np.asarray(ids[: n * block], dtype=np.int64).reshape(n, block)
+
+
+def load_causal_lm(cfg: DataConfig, base_dir: Path | None, tokenizer, seed: int) -> dict[str, np.ndarray]:
+    texts = load_lm_text(cfg, base_dir)
+    blocks = {name: lm_blocks(t, tokenizer, cfg.max_length) for name, t in texts.items()}
+    for name, frac in (("test", cfg.split.test), ("dev", cfg.split.dev)):
+        if name not in blocks and frac > 0:
+            tr = blocks["train"]
+            k = max(1, int(round(len(tr) * frac)))
+            if k >= len(tr):
+                raise DataError(f"data.train: {len(tr)} blocks are too few to split off {name}")
+            blocks["train"], blocks[name] = tr[:-k], tr[-k:]  # contiguous tail: no overlap
+    rng = np.random.default_rng(seed)
+    if cfg.max_train_samples and cfg.max_train_samples < len(blocks["train"]):
+        blocks["train"] = blocks["train"][np.sort(rng.choice(len(blocks["train"]), cfg.max_train_samples, replace=False))]
+    for name in ("dev", "test"):
+        if name in blocks and cfg.max_eval_samples:
+            blocks[name] = blocks[name][: cfg.max_eval_samples]
+    return blocks
+
+
+# ------------------------------------------------------------------ batching
+class Encoded:
+    """A tokenized split: one dict of id lists per example."""
+
+    def __init__(self, features: list[dict[str, list[int]]], labels: np.ndarray | None):
+        self.features = features
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item = dict(self.features[i])
+        if self.labels is not None:
+            item["labels"] = int(self.labels[i])
+        return item
+
+
+def encode_split(split: Split, tokenizer, max_length: int) -> Encoded:
+    if split.texts and isinstance(split.texts[0], tuple):
+        a, b = zip(*split.texts)
+        enc = tokenizer(list(a), list(b), truncation=True, max_length=max_length)
+    else:
+        enc = tokenizer(list(split.texts), truncation=True, max_length=max_length)
+    keys = list(enc.keys())
+    feats = [{k: enc[k][i] for k in keys} for i in range(len(split))]
+    return Encoded(feats, split.labels)
+
+
+def encode_blocks(blocks: np.ndarray) -> Encoded:
+    feats = [{"input_ids": b.tolist(), "attention_mask": [1] * len(b)} for b in blocks]
+    return Encoded(feats, None)
+
+
+def make_loader(encoded: Encoded, tokenizer, batch_size: int, shuffle: bool, seed: int = 0, task: str = "sequence-classification"):
+    """A DataLoader with dynamic padding. Eval loaders sort by length to waste less padding."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    def collate(items: list[dict]) -> dict[str, torch.Tensor]:
+        batch = tokenizer.pad([{k: v for k, v in it.items() if k != "labels"} for it in items], return_tensors="pt")
+        if task == "causal-lm":
+            labels = batch["input_ids"].clone()
+            labels[batch["attention_mask"] == 0] = -100
+            batch["labels"] = labels
+        elif "labels" in items[0]:
+            batch["labels"] = torch.tensor([it["labels"] for it in items], dtype=torch.long)
+        return dict(batch)
+
+    if shuffle:
+        gen = torch.Generator()
+        gen.manual_seed(seed)
+        return DataLoader(encoded, batch_size=batch_size, shuffle=True, collate_fn=collate, generator=gen)
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded.features[i]["input_ids"]))
+    return DataLoader(torch.utils.data.Subset(encoded, order), batch_size=batch_size, shuffle=False, collate_fn=collate)

@@ -1,0 +1,47 @@
+"""Errors a user can fix. The CLI prints them as one line and exits with code 2."""
+
+from __future__ import annotations
+
+
+class CompressorError(Exception):
+    """Base class: a problem with the user's input, reported without a traceback."""
+
+    exit_code = 2
+
+
+class RecipeError(CompressorError):
+    """A recipe that cannot be read or does not validate.
+
+    ``file`` and ``line`` point at the offending place; ``str()`` gives
+    ``recipe.yaml:12: stages.1.prune.final_sparsity: must be < 1``.
+    """
+
+    def __init__(self, message: str, file: str | None = None, line: int | None = None, field: str | None = None):
+        self.message = message
+        self.file = file
+        self.line = line
+        self.field = field
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
+        field = f"{self.field}: " if self.field else ""
+        return f"{where}{field}{self.message}"
+
+
+class DataError(CompressorError):
+    """A data file that is missing, empty or malformed."""
+
+
+class ModelError(CompressorError):
+    """A model that cannot be found or loaded."""
+
+
+class ExportError(CompressorError):
+    """ONNX export failed or its output disagrees with PyTorch beyond tolerance."""
+
+
+class RunDirError(CompressorError):
+    """The output run directory is in a state we refuse to touch."""

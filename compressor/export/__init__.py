@@ -1,0 +1,1 @@
+"""ONNX export (one place chooses exporter and opset), parity checks, sessions."""

@@ -1,0 +1,220 @@
+"""Export a PyTorch model to ONNX, check it against PyTorch, optimise it, record provenance.
+
+This module is the one place that picks the exporter and the opset. The TorchScript
+exporter with eager attention is tried first: on BERT it yields a graph that ONNX Runtime's
+transformer optimizer fuses into Attention / EmbedLayerNormalization / SkipLayerNormalization /
+BiasGelu. Models it cannot trace (Llama's ``aten::diff``) fall back to the dynamo exporter.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import shutil
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from compressor.errors import ExportError
+from compressor.models import ORT_OPTIMIZER_TYPES, set_eager_attention
+from compressor.rundir import atomic_write_json, quiet_libraries, tmp_sibling
+
+log = logging.getLogger("compressor")
+INPUT_ORDER = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def input_names_for(model, batch: dict) -> list[str]:
+    params = inspect.signature(model.forward).parameters
+    return [n for n in INPUT_ORDER if n in batch and n in params]
+
+
+class NamedInputs:
+    """Wraps a HF model so that the exported graph takes exactly ``names``, in that order,
+    and hands each one to the model by keyword. Exporters bind positional inputs to the
+    model's own signature order, which differs between architectures (BERT's mask and
+    segment ids swap silently; GPT-2 would expose ``logits_to_keep``)."""
+
+    @staticmethod
+    def wrap(model, names: list[str]):
+        import torch
+
+        class _Wrapper(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.model = model
+
+            def forward(self, *args):
+                return self.model(**dict(zip(names, args)), use_cache=False, return_dict=True).logits
+
+        return _Wrapper().eval()
+
+
+def _export_torchscript(model, inputs: dict, path: Path, opset: int) -> None:
+    names = list(inputs)
+    axes = {n: {0: "batch", 1: "sequence"} for n in names}
+    axes["logits"] = {0: "batch", 1: "sequence"} if _is_causal(model) else {0: "batch"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch_onnx_export(model, path, inputs, names, axes, opset, dynamo=False)
+
+
+def _export_dynamo(model, inputs: dict, path: Path, opset: int) -> None:
+    import torch
+
+    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    shapes = {n: {0: batch, 1: seq} for n in inputs}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch_onnx_export(model, path, inputs, list(inputs), None, max(opset, 18), dynamo=True, dynamic_shapes=shapes)
+
+
+def torch_onnx_export(model, path: Path, inputs: dict, names: list[str], axes, opset: int, dynamo: bool, dynamic_shapes=None):
+    import torch
+
+    wrapped = NamedInputs.wrap(model, names)
+    args = tuple(inputs[n] for n in names)
+    kwargs: dict[str, Any] = dict(input_names=names, output_names=["logits"], opset_version=opset, dynamo=dynamo)
+    if dynamo:
+        kwargs["dynamic_shapes"] = tuple(dynamic_shapes[n] for n in names)
+        kwargs["report"] = False
+    else:
+        kwargs["dynamic_axes"] = axes
+        kwargs["do_constant_folding"] = True
+    torch.onnx.export(wrapped, args, str(path), **kwargs)
+
+
+def _is_causal(model) -> bool:
+    return any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in (model.config.architectures or [])) or (
+        type(model).__name__.endswith(("ForCausalLM", "LMHeadModel"))
+    )
+
+
+def export_model(model, batch: dict, out_path: Path, opset: int = 17, exporter: str = "auto") -> dict:
+    """Export ``model`` to ``out_path`` (written atomically, external data beside it if any).
+
+    Returns {"exporter", "opset", "inputs", "seconds"}.
+    """
+    import torch
+
+    model = model.cpu().eval()
+    set_eager_attention(model)
+    if hasattr(model.config, "use_cache"):
+        model.config.use_cache = False
+    names = input_names_for(model, batch)
+    inputs = {n: torch.as_tensor(np.asarray(batch[n]), dtype=torch.long)[:2] for n in names}
+    tmp = tmp_sibling(out_path)
+    tried: list[str] = []
+    order = {"auto": ["torchscript", "dynamo"], "torchscript": ["torchscript"], "dynamo": ["dynamo"]}[exporter]
+    t0 = time.perf_counter()
+    try:
+        for kind in order:
+            target = tmp / out_path.name
+            try:
+                with torch.no_grad():
+                    (_export_torchscript if kind == "torchscript" else _export_dynamo)(model, inputs, target, opset)
+                used = kind
+                break
+            except Exception as e:  # exporter failures come in many types
+                first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+                tried.append(f"{kind}: {first}")
+                log.info("export with %s failed: %s", kind, first)
+                for f in tmp.iterdir():
+                    f.unlink()
+        else:
+            raise ExportError("ONNX export failed: " + " | ".join(tried))
+        for f in tmp.iterdir():
+            (out_path.parent / f.name).unlink(missing_ok=True)
+            f.replace(out_path.parent / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return {"exporter": used, "opset": opset if used == "torchscript" else max(opset, 18), "inputs": names,
+            "seconds": round(time.perf_counter() - t0, 2), "failed_exporters": tried}
+
+
+def parity(model, onnx_path: Path, batches: Iterable[dict], tolerance: float | None, what: str = "ONNX") -> dict:
+    """Run real batches through PyTorch and ONNX Runtime; raise ExportError above ``tolerance``."""
+    from compressor.evaluate import onnx_logits, torch_logits
+    from compressor.export.session import make_session
+
+    model = model.cpu().eval()
+    session = make_session(onnx_path)
+    max_abs, agree, total = 0.0, 0, 0
+    for batch in batches:
+        ref = torch_logits(model, batch)
+        got = onnx_logits(session, batch)
+        if ref.shape != got.shape:
+            raise ExportError(f"{onnx_path}: output shape {got.shape} differs from PyTorch's {ref.shape}")
+        mask = np.asarray(batch["attention_mask"], dtype=bool) if ref.ndim == 3 else None
+        diff = np.abs(ref - got)
+        if mask is not None:
+            diff = diff[mask]
+            agree += int((ref.argmax(-1) == got.argmax(-1))[mask].sum())
+            total += int(mask.sum())
+        else:
+            agree += int((ref.argmax(-1) == got.argmax(-1)).sum())
+            total += len(ref)
+        max_abs = max(max_abs, float(diff.max()) if diff.size else 0.0)
+    del session
+    result = {"max_abs_diff": max_abs, "argmax_agreement": agree / max(total, 1), "tolerance": tolerance, "compared": total}
+    if tolerance is not None and not max_abs <= tolerance:
+        raise ExportError(
+            f"{onnx_path}: {what} output differs from PyTorch by {max_abs:.3g} (tolerance {tolerance:g}) on real batches; "
+            "the export is wrong (check input names, opset, or raise export.tolerance)"
+        )
+    return result
+
+
+def optimize(onnx_path: Path, config, out_path: Path) -> dict | None:
+    """ONNX Runtime transformer fusions, where the architecture supports them."""
+    model_type = ORT_OPTIMIZER_TYPES.get(getattr(config, "model_type", ""))
+    if model_type is None:
+        log.info("no ONNX Runtime optimizer for model type '%s'; using the plain export", config.model_type)
+        return None
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", 0)
+    hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 0)
+    try:
+        with warnings.catch_warnings(), quiet_libraries():
+            warnings.simplefilter("ignore")
+            opt = optimize_model(str(onnx_path), model_type=model_type, num_heads=heads, hidden_size=hidden, opt_level=1)
+        fusions = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
+        tmp = tmp_sibling(out_path)
+        try:
+            opt.save_model_to_file(str(tmp / out_path.name))
+            (tmp / out_path.name).replace(out_path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    except Exception as e:
+        log.warning("ONNX Runtime optimizer failed (%s); using the plain export", str(e).splitlines()[0][:200] if str(e) else e)
+        return None
+    return fusions
+
+
+def provenance_path(artifact: Path) -> Path:
+    return artifact.with_name(artifact.name + ".json")
+
+
+def write_provenance(artifact: Path, record: dict) -> None:
+    import onnx
+    import onnxruntime
+    import torch
+    import transformers
+
+    from compressor import __version__
+
+    record = dict(record)
+    record.setdefault("file", artifact.name)
+    record["versions"] = {"compressor": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+                          "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+    record["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    atomic_write_json(provenance_path(artifact), record)
+
+
+def read_provenance(artifact: Path) -> dict:
+    p = provenance_path(artifact)
+    return json.loads(p.read_text()) if p.is_file() else {}

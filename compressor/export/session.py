@@ -1,0 +1,38 @@
+"""ONNX Runtime sessions configured the one way we time and evaluate them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from compressor.errors import ExportError
+
+
+def providers_for(device: str) -> list[str]:
+    import onnxruntime as ort
+
+    if device == "cuda":
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise ExportError("CUDAExecutionProvider is not available (install compressor[gpu] on a CUDA machine)")
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def make_session(path: Path | str, threads: int | None = None, device: str = "cpu"):
+    """A session with idle-thread spinning off, so several live sessions do not steal cores."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=providers_for(device))
+    except ExportError:
+        raise
+    except Exception as e:
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError(f"{path}: ONNX Runtime cannot load it: {msg[:300]}") from None

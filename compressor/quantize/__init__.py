@@ -1,0 +1,1 @@
+"""INT8 quantization schemes, registered by config type."""

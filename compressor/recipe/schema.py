@@ -1,0 +1,277 @@
+"""The recipe format. Every model rejects unknown keys; stages are single-key mappings.
+
+    stages:
+      - finetune: {epochs: 3, lr: 5.0e-5}
+      - export: {}
+      - quantize: {type: dynamic}
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# ---------------------------------------------------------------- model / data
+class ModelConfig(Strict):
+    path: str = Field(description="local directory, pkg://<package>/<path>, or a Hub id")
+    task: Literal["sequence-classification", "causal-lm"] = "sequence-classification"
+    num_labels: int | None = Field(default=None, ge=1, le=100_000)
+    trust_remote_code: bool = False
+    revision: str | None = None
+
+
+class SplitConfig(Strict):
+    """How to cut dev/test out of a single file (deterministic, stratified)."""
+
+    dev: float = Field(default=0.1, ge=0.0, lt=1.0)
+    test: float = Field(default=0.0, ge=0.0, lt=1.0)
+    stratify: bool = True
+    dedupe: bool = True
+
+    @model_validator(mode="after")
+    def _sum(self) -> "SplitConfig":
+        if self.dev + self.test >= 1.0:
+            raise ValueError("dev + test must be < 1")
+        return self
+
+
+class DataConfig(Strict):
+    train: str = Field(description="csv / tsv / jsonl / parquet / txt file, or pkg://…")
+    dev: str | None = None
+    test: str | None = None
+    calibration: str | None = None
+    format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "text"] = "auto"
+    encoding: str = "utf-8"
+    text: str | list[str] = "text"
+    label: str | None = "label"
+    labels: list[str] | None = Field(default=None, description="label names in id order")
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    max_length: int = Field(default=128, ge=8, le=32768)
+    max_train_samples: int | None = Field(default=None, ge=1)
+    max_eval_samples: int | None = Field(default=None, ge=1)
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, list) and not 1 <= len(v) <= 2:
+            raise ValueError("give one text column, or two for sentence pairs")
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("label names must be unique")
+        return v
+
+
+# ---------------------------------------------------------------- stages
+class TrainConfig(Strict):
+    epochs: float = Field(default=3.0, gt=0, le=1000)
+    max_steps: int | None = Field(default=None, ge=1)
+    lr: float = Field(default=5e-5, gt=0, lt=1)
+    batch_size: int = Field(default=32, ge=1, le=65536)
+    eval_batch_size: int = Field(default=64, ge=1, le=65536)
+    grad_accum: int = Field(default=1, ge=1, le=4096)
+    warmup_ratio: float = Field(default=0.1, ge=0, le=1)
+    weight_decay: float = Field(default=0.01, ge=0, lt=1)
+    max_grad_norm: float | None = Field(default=1.0, gt=0)
+    eval_every: int | None = Field(default=None, ge=1, description="steps; default: once per epoch")
+    early_stopping: int | None = Field(default=None, ge=1, description="evaluations without improvement")
+    mixed_precision: Literal["no", "fp16", "bf16", "auto"] = "auto"
+    checkpoint_every: int | None = Field(default=None, ge=1, description="steps between resumable checkpoints")
+
+
+class FinetuneStage(TrainConfig):
+    pass
+
+
+class StudentConfig(Strict):
+    layers: list[int] | None = Field(default=None, description="teacher layers to keep, e.g. [0, 2, 4]")
+    every: int | None = Field(default=None, ge=1)
+    path: str | None = None
+    num_hidden_layers: int | None = Field(default=None, ge=1, le=1000)
+    hidden_size: int | None = Field(default=None, ge=1, le=1_000_000)
+    intermediate_size: int | None = Field(default=None, ge=1, le=10_000_000)
+    num_attention_heads: int | None = Field(default=None, ge=1, le=10_000)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> "StudentConfig":
+        ways = [self.layers is not None, self.every is not None, self.path is not None]
+        if sum(ways) > 1:
+            raise ValueError("give one of layers, every or path")
+        if self.path is not None and any(
+            v is not None for v in (self.num_hidden_layers, self.hidden_size, self.intermediate_size, self.num_attention_heads)
+        ):
+            raise ValueError("size overrides cannot be combined with path")
+        if self.layers is not None:
+            if not self.layers:
+                raise ValueError("layers must not be empty")
+            if any(i < 0 for i in self.layers):
+                raise ValueError("layer indices must be >= 0")
+            if len(set(self.layers)) != len(self.layers):
+                raise ValueError("layer indices must be unique")
+        return self
+
+
+class LogitLoss(Strict):
+    type: Literal["logits"] = "logits"
+    weight: float = Field(default=1.0, ge=0)
+    temperature: float = Field(default=2.0, gt=0, le=1000)
+    alpha: float = Field(default=0.5, ge=0, le=1, description="weight of the hard-label loss")
+
+
+class HiddenLoss(Strict):
+    type: Literal["hidden"] = "hidden"
+    weight: float = Field(default=1.0, ge=0)
+    layer_map: dict[int, int] | None = Field(default=None, description="student layer -> teacher layer")
+
+
+class AttentionLoss(Strict):
+    type: Literal["attention"] = "attention"
+    weight: float = Field(default=1.0, ge=0)
+    layer_map: dict[int, int] | None = None
+
+
+DistillLoss = Annotated[Union[LogitLoss, HiddenLoss, AttentionLoss], Field(discriminator="type")]
+
+
+class DistillStage(TrainConfig):
+    teacher: str | None = Field(default=None, description="teacher model dir; default: the current model")
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    losses: list[DistillLoss] = Field(default_factory=lambda: [LogitLoss()])
+    cache_teacher_logits: bool = False
+
+
+class ExportStage(Strict):
+    opset: int = Field(default=17, ge=11, le=23)
+    tolerance: float = Field(default=1e-3, gt=0, le=10)
+    exporter: Literal["auto", "torchscript", "dynamo"] = "auto"
+    optimize: bool = Field(default=True, description="run ONNX Runtime's transformer optimizer")
+
+
+class DynamicQuant(Strict):
+    type: Literal["dynamic"] = "dynamic"
+    per_channel: bool = False
+    reduce_range: bool = False
+    optimized: bool = Field(default=True, description="quantize the fused (optimized) graph when there is one")
+    exclude_nodes: list[str] = Field(default_factory=list)
+
+
+QuantizeStage = Annotated[Union[DynamicQuant], Field(discriminator="type")]
+
+
+def _stage_tag(v: Any) -> str | None:
+    if isinstance(v, dict) and len(v) == 1:
+        return str(next(iter(v)))
+    if isinstance(v, BaseModel):
+        return v.__class__.__name__.removesuffix("Item").lower()
+    return None
+
+
+class FinetuneItem(Strict):
+    finetune: FinetuneStage = Field(default_factory=FinetuneStage)
+
+    @field_validator("finetune", mode="before")
+    @classmethod
+    def _none(cls, v: Any) -> Any:
+        return {} if v is None else v
+
+
+class DistillItem(Strict):
+    distill: DistillStage
+
+
+class ExportItem(Strict):
+    export: ExportStage = Field(default_factory=ExportStage)
+
+    @field_validator("export", mode="before")
+    @classmethod
+    def _none(cls, v: Any) -> Any:
+        return {} if v is None else v
+
+
+class QuantizeItem(Strict):
+    quantize: QuantizeStage
+
+
+STAGE_NAMES = ("finetune", "distill", "export", "quantize")
+
+StageItem = Annotated[
+    Union[
+        Annotated[FinetuneItem, Tag("finetune")],
+        Annotated[DistillItem, Tag("distill")],
+        Annotated[ExportItem, Tag("export")],
+        Annotated[QuantizeItem, Tag("quantize")],
+    ],
+    Discriminator(
+        _stage_tag,
+        custom_error_type="stage",
+        custom_error_message="each stage is a mapping with one key: " + ", ".join(STAGE_NAMES),
+    ),
+]
+
+
+# ---------------------------------------------------------------- evaluate / bench / output
+class EvaluateConfig(Strict):
+    splits: list[Literal["dev", "test"]] = Field(default_factory=lambda: ["dev", "test"])
+    batch_size: int = Field(default=64, ge=1, le=65536)
+    artifacts: list[Literal["torch", "onnx", "int8"]] = Field(default_factory=lambda: ["torch", "onnx", "int8"])
+
+
+class BenchConfig(Strict):
+    enabled: bool = True
+    batch_sizes: list[Annotated[int, Field(ge=1, le=4096)]] = Field(default_factory=lambda: [1, 8])
+    seq_lengths: list[Annotated[int, Field(ge=1, le=32768)]] = Field(default_factory=lambda: [128])
+    warmup: int = Field(default=5, ge=0, le=10_000)
+    iterations: int = Field(default=30, ge=1, le=100_000)
+    threads: int | None = Field(default=None, ge=1, le=1024)
+    devices: list[Literal["cpu", "cuda"]] = Field(default_factory=lambda: ["cpu", "cuda"])
+
+
+class OutputConfig(Strict):
+    dir: str = "runs"
+    name: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str | None) -> str | None:
+        if v is not None and not NAME_RE.match(v):
+            raise ValueError("run name may hold letters, digits, '.', '_' and '-' only (no '/' or '..')")
+        if v is not None and set(v) <= {"."}:
+            raise ValueError("run name may not be '.' or '..'")
+        return v
+
+
+class Recipe(Strict):
+    name: str = "run"
+    seed: int = Field(default=42, ge=0, le=2**32 - 1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    model: ModelConfig
+    data: DataConfig
+    stages: list[StageItem] = Field(default_factory=list)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    bench: BenchConfig = Field(default_factory=BenchConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return OutputConfig._name(v)  # same rule: it names the run directory
+
+    def stage_list(self) -> list[tuple[str, BaseModel]]:
+        """[(kind, config), ...] in recipe order."""
+        out = []
+        for item in self.stages:
+            kind = next(iter(type(item).model_fields))
+            out.append((kind, getattr(item, kind)))
+        return out

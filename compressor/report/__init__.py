@@ -1,0 +1,1 @@
+"""metrics.json, report.md and the end-of-run table."""

@@ -1,0 +1,103 @@
+"""report.md and the rich table printed at the end of a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from compressor.rundir import atomic_write_text
+
+
+def _metric(rec: dict, split: str, name: str) -> float | None:
+    return rec.get("metrics", {}).get(split, {}).get(name)
+
+
+def _p50(rec: dict, batch: int, seq: int, device: str = "cpu") -> float | None:
+    for r in rec.get("bench", []):
+        if r["batch"] == batch and r["seq"] == seq and r["device"] == device:
+            return r["p50_ms"]
+    return None
+
+
+def table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
+    """The variants table: one row per artifact, numbers formatted, ratios to PyTorch fp32."""
+    metric = results["primary_metric"]["name"]
+    arts = results["artifacts"]
+    split = next((s for s in ("dev", "test") if any(s in a.get("metrics", {}) for a in arts.values())), None)
+    bs = results.get("bench_settings", {})
+    shapes = [(b, s) for b in bs.get("batch_sizes", []) for s in bs.get("seq_lengths", [])]
+    devices = sorted({r["device"] for a in arts.values() for r in a.get("bench", [])})
+    base = arts.get("pytorch", {})
+    base_m = _metric(base, split, metric) if split else None
+    head = ["artifact", f"{metric} ({split})" if split else metric, "Δ", "F1" if metric == "accuracy" else "tokens",
+            "params", "size MB", "gzip MB"]
+    for dev in devices:
+        head += [f"p50 ms {dev} b{b}×{s}" for b, s in shapes]
+    if devices and shapes:
+        head.append(f"speed-up b{shapes[0][0]}×{shapes[0][1]}")
+    rows = []
+    for name, a in arts.items():
+        m = _metric(a, split, metric) if split else None
+        delta = "" if m is None or base_m is None or name == "pytorch" else f"{(m - base_m) * (100 if metric == 'accuracy' else 1):+.2f}"
+        other = _metric(a, split, "f1_macro" if metric == "accuracy" else "tokens") if split else None
+        row = [name, "" if m is None else (f"{m * 100:.2f} %" if metric == "accuracy" else f"{m:.3f}"), delta,
+               "" if other is None else (f"{other * 100:.2f}" if metric == "accuracy" else f"{other}"),
+               f"{a['params'] / 1e6:.2f} M", f"{a['size_bytes'] / 2**20:.1f}", f"{a['gzip_bytes'] / 2**20:.1f}"]
+        for dev in devices:
+            row += [("" if (v := _p50(a, b, s, dev)) is None else f"{v:.2f}") for b, s in shapes]
+        if devices and shapes:
+            ref, v = _p50(base, *shapes[0], devices[0]), _p50(a, *shapes[0], devices[0])
+            row.append(f"{ref / v:.2f}×" if ref and v else "")
+        rows.append(row)
+    return head, rows
+
+
+def _md_table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def render_markdown(results: dict) -> str:
+    head, rows = table_rows(results)
+    fp = results.get("fingerprint", {})
+    out = [f"# compressor run: {results['name']}", "",
+           f"Model `{results['model']}`, task {results['task']}, seed {results['seed']}, trained on {results['device']}. "
+           f"Data: " + ", ".join(f"{k} {v}" for k, v in results.get("data", {}).items()) + ".", "",
+           "## Variants", "", _md_table(head, rows), "",
+           "Latency is the median of timed runs after warm-up on synthetic inputs of the stated batch × sequence, "
+           "one live session at a time; speed-up is relative to the PyTorch fp32 model on the same machine in the same run. "
+           "Accuracy is measured on the named split for every artifact by the same code."]
+    if results.get("bench_notes"):
+        out += ["", "Notes:"] + [f"- {n}" for n in results["bench_notes"]]
+    out += ["", "## Stages", ""]
+    for s in results.get("stages", []):
+        extra = []
+        if s.get("best_dev") is not None:
+            extra.append(f"best dev {results['primary_metric']['name']} {s['best_dev']:.4f} at step {s.get('best_step')}")
+        if "parity" in s:
+            extra.append(f"parity max |diff| {s['parity']['max_abs_diff']:.2e}")
+        if s.get("fusions"):
+            extra.append("fusions " + ", ".join(f"{k}×{v}" for k, v in s["fusions"].items()))
+        if s.get("exporter"):
+            extra.append(f"exporter {s['exporter']} opset {s['opset']}")
+        out.append(f"- **{s['stage']}** ({s['seconds']:.1f} s)" + (": " + "; ".join(extra) if extra else ""))
+    out += ["", "## Reproduction", "", "```", f"compressor run recipe.yaml   # the recipe.yaml in this directory", "```", "",
+            "| | |", "|---|---|"] + [f"| {k} | {', '.join(v) if isinstance(v, list) else v} |" for k, v in fp.items()]
+    return "\n".join(out) + "\n"
+
+
+def write_report(run_dir: Path, results: dict) -> None:
+    atomic_write_text(Path(run_dir) / "report.md", render_markdown(results))
+
+
+def print_table(results: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    head, rows = table_rows(results)
+    t = Table(title=f"{results['name']}: {results['task']}")
+    for h in head:
+        t.add_column(h, justify="left" if h == "artifact" else "right")
+    for r in rows:
+        t.add_row(*r)
+    Console().print(t)

@@ -1,0 +1,111 @@
+"""Tiny models, tokenizers and data sets built locally, for tests and offline demos.
+
+Nothing here downloads: models come from configs, the tokenizer from a vocab file.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+POSITIVE = ["good", "great", "excellent", "wonderful", "lovely", "superb", "brilliant", "fine", "happy", "charming"]
+NEGATIVE = ["bad", "awful", "terrible", "boring", "dull", "poor", "horrible", "sad", "ugly", "weak"]
+NEUTRAL = ["the", "a", "movie", "film", "story", "plot", "was", "is", "very", "quite", "and", "but", "acting",
+           "music", "scene", "really", "it", "this", "of", "with", "cast", "ending", "script", "we", "saw"]
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+WORDS = NEUTRAL + POSITIVE + NEGATIVE + [f"w{i}" for i in range(60)]
+
+
+def write_tokenizer(folder: Path) -> Path:
+    """A WordPiece (BERT) tokenizer over a small vocab, saved with save_pretrained."""
+    from transformers import BertTokenizerFast
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokens = SPECIAL + WORDS + ["."]
+    (folder / "vocab.txt").write_text("\n".join(tokens) + "\n")
+    try:  # transformers >= 5 takes the vocabulary itself
+        tok = BertTokenizerFast(vocab={t: i for i, t in enumerate(tokens)}, do_lower_case=True)
+    except TypeError:
+        tok = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    tok.save_pretrained(folder)
+    return folder
+
+
+def vocab_size() -> int:
+    return len(SPECIAL) + len(WORDS) + 1
+
+
+def tiny_bert(folder: Path, num_labels: int = 2, layers: int = 2, hidden: int = 32, heads: int = 4,
+              intermediate: int = 64, seed: int = 0) -> Path:
+    """A tiny BertForSequenceClassification with tokenizer, saved to ``folder``."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=vocab_size(), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                     intermediate_size=intermediate, max_position_embeddings=128, num_labels=num_labels)
+    model = BertForSequenceClassification(cfg)
+    write_tokenizer(folder)
+    model.save_pretrained(folder)
+    return Path(folder)
+
+
+def tiny_gpt2(folder: Path, layers: int = 2, hidden: int = 32, heads: int = 4, seed: int = 0) -> Path:
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    cfg = GPT2Config(vocab_size=vocab_size(), n_embd=hidden, n_layer=layers, n_head=heads, n_positions=128,
+                     bos_token_id=2, eos_token_id=3, pad_token_id=0)
+    model = GPT2LMHeadModel(cfg)
+    write_tokenizer(folder)
+    model.save_pretrained(folder)
+    return Path(folder)
+
+
+def tiny_llama(folder: Path, layers: int = 2, hidden: int = 32, heads: int = 4, kv_heads: int = 2, seed: int = 0) -> Path:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=vocab_size(), hidden_size=hidden, intermediate_size=hidden * 2, num_hidden_layers=layers,
+                      num_attention_heads=heads, num_key_value_heads=kv_heads, max_position_embeddings=128,
+                      bos_token_id=2, eos_token_id=3, pad_token_id=0)
+    model = LlamaForCausalLM(cfg)
+    write_tokenizer(folder)
+    model.save_pretrained(folder)
+    return Path(folder)
+
+
+def sentiment_sentence(rng: random.Random, label: int) -> str:
+    cue = POSITIVE if label == 1 else NEGATIVE
+    words = [rng.choice(NEUTRAL) for _ in range(rng.randint(4, 10))]
+    for _ in range(rng.randint(1, 2)):
+        words.insert(rng.randrange(len(words) + 1), rng.choice(cue))
+    return " ".join(words)
+
+
+def write_sentiment_csv(path: Path, n: int = 400, seed: int = 0, label_names: tuple = ("negative", "positive")) -> Path:
+    """A learnable two-class sentiment CSV (``text``, ``label`` columns)."""
+    rng = random.Random(seed)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for i in range(n):
+            label = i % 2
+            w.writerow([sentiment_sentence(rng, label) + f" w{i % 60}", label_names[label]])
+    return path
+
+
+def write_lm_text(path: Path, n_lines: int = 300, seed: int = 0) -> Path:
+    """Text with structure a tiny LM can learn (repeated phrases)."""
+    rng = random.Random(seed)
+    phrases = ["the movie was very good .", "the plot is quite dull .", "we saw the film and it was great .",
+               "this story is really sad .", "the cast and the music were lovely ."]
+    path = Path(path)
+    path.write_text("\n".join(rng.choice(phrases) for _ in range(n_lines)) + "\n", encoding="utf-8")
+    return path

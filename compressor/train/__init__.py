@@ -1,0 +1,1 @@
+"""The one training loop (accelerate) shared by finetune, distill, gradual pruning and QAT."""

@@ -1,0 +1,43 @@
+"""The ``finetune`` stage: task training of the current model (e.g. making a teacher)."""
+
+from __future__ import annotations
+
+from compressor.context import RunContext
+from compressor.evaluate import evaluate_torch
+from compressor.recipe.schema import FinetuneStage
+from compressor.registry import STAGES
+from compressor.train.loop import train
+
+
+def task_loss(model, batch):
+    out = model(**batch)
+    return out.loss, {}
+
+
+def dev_eval_fn(ctx: RunContext, batch_size: int):
+    split = ctx.eval_split()
+    if split is None:
+        return None
+    loader = ctx.loader(split, batch_size)
+    return lambda model: evaluate_torch(model, loader, ctx.task, ctx.device)
+
+
+def summarize(state) -> dict:
+    return {"steps": state.step, "best_step": state.best_step, "best_dev": state.best_metric, "history": state.history}
+
+
+@STAGES.register(FinetuneStage)
+def run_finetune(ctx: RunContext, cfg: FinetuneStage) -> dict:
+    state = train(
+        ctx.model,
+        ctx.loader("train", cfg.batch_size, shuffle=True),
+        cfg,
+        task_loss,
+        name="finetune",
+        device=ctx.device,
+        eval_fn=dev_eval_fn(ctx, cfg.eval_batch_size),
+        metric=ctx.primary_metric,
+        seed=ctx.seed,
+    )
+    ctx.model = state.model
+    return summarize(state)

@@ -1,0 +1,163 @@
+"""One training loop on accelerate: AdamW, linear warm-up/decay, accumulation, clipping,
+periodic evaluation with the best checkpoint kept, optional early stopping, callbacks.
+
+Stages supply ``loss_fn(model, batch) -> (loss, logs)``; callbacks get ``on_step(state)``
+after every optimizer step (pruning masks, QAT observers plug in there).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Protocol
+
+from compressor.recipe.schema import TrainConfig
+
+log = logging.getLogger("compressor")
+
+
+class Callback(Protocol):
+    def on_step(self, state: "TrainState") -> None: ...
+
+
+@dataclass
+class TrainState:
+    step: int = 0
+    total_steps: int = 0
+    epoch: float = 0.0
+    best_metric: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0
+    history: list[dict] = field(default_factory=list)  # one record per logged step / eval
+    model: Any = None
+    optimizer: Any = None
+
+
+def pick_mixed_precision(setting: str, device: str) -> str:
+    if device != "cuda" or setting == "no":
+        return "no"
+    if setting != "auto":
+        return setting
+    import torch
+
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+
+
+def _progress():
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    console = Console(stderr=True)
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console,
+                    disable=not console.is_terminal, transient=False)
+
+
+def train(
+    model,
+    train_loader,
+    cfg: TrainConfig,
+    loss_fn: Callable[[Any, dict], tuple[Any, dict]],
+    *,
+    name: str,
+    device: str = "cpu",
+    eval_fn: Callable[[Any], dict] | None = None,
+    metric: tuple[str, bool] = ("accuracy", True),
+    callbacks: list[Callback] = (),
+    extra_params: list = (),
+    seed: int = 42,
+) -> TrainState:
+    """Train ``model`` in place; on return it holds the best evaluated weights."""
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import get_linear_schedule_with_warmup
+
+    set_seed(seed)
+    accel = Accelerator(cpu=device == "cpu", mixed_precision=pick_mixed_precision(cfg.mixed_precision, device),
+                        gradient_accumulation_steps=cfg.grad_accum)
+    decay, no_decay = [], []
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "LayerNorm" in n or "layernorm" in n.lower() else decay).append(p)
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if extra_params:
+        groups.append({"params": list(extra_params), "weight_decay": cfg.weight_decay})
+    optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
+    steps_per_epoch = max(1, math.ceil(len(train_loader) / cfg.grad_accum))
+    total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
+    model, optimizer, loader, scheduler = accel.prepare(model, optimizer, train_loader, scheduler)
+    eval_every = cfg.eval_every or steps_per_epoch
+    state = TrainState(total_steps=total, model=model, optimizer=optimizer)
+    metric_name, higher = metric
+    best_state: dict | None = None
+    t0 = time.perf_counter()
+    running, n_running = 0.0, 0
+
+    def evaluate_now() -> bool:
+        """Evaluate; keep the best weights; return True when early stopping says stop."""
+        nonlocal best_state
+        if eval_fn is None:
+            return False
+        metrics = eval_fn(accel.unwrap_model(model))
+        value = metrics[metric_name]
+        better = state.best_metric is None or (value > state.best_metric if higher else value < state.best_metric)
+        rec = {"step": state.step, "epoch": round(state.epoch, 3), "eval": metrics}
+        state.history.append(rec)
+        log.info("%s step %d/%d: dev %s %.4f%s", name, state.step, total, metric_name, value, " (best)" if better else "")
+        if better:
+            state.best_metric, state.best_step, state.bad_evals = value, state.step, 0
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in accel.unwrap_model(model).state_dict().items()}
+        else:
+            state.bad_evals += 1
+        return cfg.early_stopping is not None and state.bad_evals >= cfg.early_stopping
+
+    model.train()
+    stop = False
+    with _progress() as progress:
+        task = progress.add_task(name, total=total, info="")
+        while state.step < total and not stop:
+            for batch in loader:
+                with accel.accumulate(model):
+                    loss, logs = loss_fn(model, batch)
+                    accel.backward(loss)
+                    if accel.sync_gradients and cfg.max_grad_norm:
+                        accel.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad(set_to_none=True)
+                running += float(loss.detach())
+                n_running += 1
+                if not accel.sync_gradients:
+                    continue
+                state.step += 1
+                state.epoch = state.step / steps_per_epoch
+                for cb in callbacks:
+                    cb.on_step(state)
+                if state.step % max(1, min(50, eval_every)) == 0 or state.step == total:
+                    rec = {"step": state.step, "loss": running / max(n_running, 1), "lr": scheduler.get_last_lr()[0],
+                           **{k: float(v) for k, v in logs.items()}}
+                    state.history.append(rec)
+                    running, n_running = 0.0, 0
+                    progress.update(task, info=f"loss {rec['loss']:.4f}")
+                progress.update(task, advance=1)
+                if state.step % eval_every == 0 or state.step == total:
+                    stop = evaluate_now()
+                    if state.best_metric is not None:
+                        progress.update(task, info=f"best {metric_name} {state.best_metric:.4f}")
+                if stop or state.step >= total:
+                    break
+    if stop:
+        log.info("%s: early stop at step %d (no improvement in %d evaluations)", name, state.step, cfg.early_stopping)
+    unwrapped = accel.unwrap_model(model)
+    if best_state is not None:
+        unwrapped.load_state_dict(best_state)
+        log.info("%s: kept the best checkpoint (step %d, dev %s %.4f)", name, state.best_step, metric_name, state.best_metric)
+    unwrapped.eval()
+    state.model = unwrapped
+    log.info("%s: %d steps in %.1fs", name, state.step, time.perf_counter() - t0)
+    accel.free_memory()
+    return state

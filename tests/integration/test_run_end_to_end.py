@@ -1,0 +1,61 @@
+"""The walking skeleton on tiny models: fine-tune, export, INT8, evaluate, bench, report."""
+
+from __future__ import annotations
+
+import json
+
+import onnx
+import pytest
+
+from compressor.pipeline import run
+
+
+def _metrics(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_classifier_end_to_end(cls_recipe):
+    run_dir = run(cls_recipe, quiet=True)
+    for name in ("recipe.yaml", "metrics.json", "report.md", "log.txt", "model/config.json", "model/model.safetensors",
+                 "onnx/model.onnx", "onnx/model.onnx.json", "onnx/model.int8.onnx", "onnx/model.int8.onnx.json"):
+        assert (run_dir / name).is_file(), name
+    assert (run_dir / "status").read_text().strip() == "complete"
+    m = _metrics(run_dir)
+    arts = m["artifacts"]
+    assert set(arts) == {"pytorch", "onnx", "int8"}
+    # the cue words make the task learnable: fine-tuning must beat chance clearly
+    assert arts["pytorch"]["metrics"]["dev"]["accuracy"] >= 0.9
+    # fp32 ONNX is scored by the same code and must agree with PyTorch
+    assert arts["onnx"]["metrics"]["dev"]["accuracy"] == pytest.approx(arts["pytorch"]["metrics"]["dev"]["accuracy"], abs=0.02)
+    assert arts["int8"]["size_bytes"] < arts["onnx"]["size_bytes"]
+    prov = json.loads((run_dir / "onnx/model.onnx.json").read_text())
+    assert prov["parity"]["max_abs_diff"] < 1e-3 and prov["inputs"][:2] == ["input_ids", "attention_mask"]
+    graph = onnx.load(str(run_dir / "onnx/model.int8.onnx")).graph
+    ops = {n.op_type for n in graph.node}
+    assert ops & {"MatMulInteger", "DynamicQuantizeLinear", "QAttention", "DynamicQuantizeMatMul"}, ops
+    for row in arts["onnx"]["bench"]:
+        assert row["p50_ms"] > 0 and row["p90_ms"] >= row["p50_ms"] and row["throughput_per_s"] > 0
+    report = (run_dir / "report.md").read_text()
+    assert "| int8 |" in report and "speed-up" in report
+
+
+def test_causal_lm_end_to_end(lm_recipe):
+    run_dir = run(lm_recipe, quiet=True)
+    m = _metrics(run_dir)
+    ppl = {k: v["metrics"]["dev"]["perplexity"] for k, v in m["artifacts"].items()}
+    assert set(ppl) == {"pytorch", "onnx", "int8"}
+    assert ppl["onnx"] == pytest.approx(ppl["pytorch"], rel=1e-3)
+    # vocabulary of 111 tokens: an untrained model sits near 111; training must cut it
+    assert ppl["pytorch"] < 80
+    hist = [h["loss"] for h in m["stages"][0]["history"] if "loss" in h]
+    assert hist[-1] < hist[0]
+
+
+def test_existing_run_dir_is_not_overwritten(cls_recipe):
+    from compressor.errors import RunDirError
+
+    run_dir = run(cls_recipe, overrides=["stages=[]", "bench.enabled=false"], quiet=True)
+    before = (run_dir / "metrics.json").read_bytes()
+    with pytest.raises(RunDirError, match="--force"):
+        run(cls_recipe, overrides=["stages=[]"], quiet=True)
+    assert (run_dir / "metrics.json").read_bytes() == before
