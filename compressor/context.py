@@ -25,6 +25,7 @@ class RunContext:
     artifacts: dict[str, Path] = field(default_factory=dict)  # "onnx" / "int8" / … -> file
     provenance: dict[str, dict] = field(default_factory=dict)  # artifact -> how it was made
     stage_results: list[dict] = field(default_factory=list)
+    stage_path: str = ""  # "stages.<i>.<kind>" of the running stage, for error messages
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("compressor"))
 
     @property

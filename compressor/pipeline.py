@@ -29,8 +29,14 @@ def _register_stages() -> None:
         pass
 
 
-def run_dir_for(recipe, output_dir: str | None = None) -> Path:
-    base = Path(output_dir or recipe.output.dir)
+def run_dir_for(recipe, recipe_dir: Path, output_dir: str | None = None) -> Path:
+    """--output (relative to the current dir), else output.dir (relative to the recipe), else ./runs."""
+    if output_dir:
+        base = Path(output_dir)
+    elif recipe.output.dir:
+        base = recipe_dir / Path(recipe.output.dir).expanduser()
+    else:
+        base = Path("runs")
     return (base / (recipe.output.name or recipe.name)).absolute()
 
 
@@ -116,7 +122,7 @@ def run(recipe_path: str | Path, overrides: list[str] | None = None, force: bool
 
     recipe, raw = load_recipe(recipe_path, overrides)
     recipe_dir = Path(recipe_path).absolute().parent
-    run_dir = run_dir_for(recipe, output_dir)
+    run_dir = run_dir_for(recipe, recipe_dir, output_dir)
     prepare_run_dir(run_dir, force)
     write_status(run_dir, "running")
     atomic_write_text(run_dir / "recipe.yaml", yaml.safe_dump(raw, sort_keys=False))
@@ -129,6 +135,7 @@ def run(recipe_path: str | Path, overrides: list[str] | None = None, force: bool
             for i, (kind, cfg) in enumerate(recipe.stage_list()):
                 t0 = time.perf_counter()
                 log.info("stage %d: %s", i, kind)
+                ctx.stage_path = f"stages.{i}.{kind}"
                 result = STAGES.get(cfg)(ctx, cfg) or {}
                 ctx.stage_results.append({"stage": kind, "seconds": round(time.perf_counter() - t0, 2), **result})
                 log.info("stage %d: %s done in %.1fs", i, kind, time.perf_counter() - t0)

@@ -225,7 +225,9 @@ def _message(err: dict, loc: tuple, data: Any) -> str:
 
 def validate_data(data: dict, tree: _Tree | None, file: str, overrides: dict[tuple, str] | None = None) -> Recipe:
     try:
-        return Recipe.model_validate(data)
+        recipe = Recipe.model_validate(data)
+        recipe._source = (file, dict(tree.lines) if tree else {})
+        return recipe
     except ValidationError as e:
         err = e.errors(include_url=False)[0]
         loc = _display_path(tuple(err["loc"]), data)

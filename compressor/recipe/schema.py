@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, field_validator, model_validator
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -239,7 +239,7 @@ class BenchConfig(Strict):
 
 
 class OutputConfig(Strict):
-    dir: str = "runs"
+    dir: str | None = Field(default=None, description="parent of the run dir; relative to the recipe file; default ./runs")
     name: str | None = None
 
     @field_validator("name")
@@ -262,6 +262,19 @@ class Recipe(Strict):
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
     bench: BenchConfig = Field(default_factory=BenchConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    # where the recipe came from: (file, {path tuple: line}), for errors found while running
+    _source: tuple[str, dict] = PrivateAttr(default=("recipe", {}))
+
+    def error(self, field: str, message: str):
+        """A RecipeError for ``field`` (dotted path) pointing at its line in the recipe file."""
+        from compressor.errors import RecipeError
+
+        file, lines = self._source
+        path = tuple(int(p) if p.isdigit() else p for p in field.split("."))
+        line = None
+        while path and line is None:
+            line, path = lines.get(path), path[:-1]
+        return RecipeError(message, file, line, field)
 
     @field_validator("name")
     @classmethod

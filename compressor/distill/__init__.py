@@ -1,0 +1,1 @@
+"""Distillation: student construction, registered losses, and the ``distill`` stage."""

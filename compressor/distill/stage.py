@@ -1,0 +1,109 @@
+"""The ``distill`` stage: teacher → student on the shared training loop."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from compressor.context import RunContext
+from compressor.distill.losses import build_terms, combined
+from compressor.distill.student import build_student
+from compressor.errors import CompressorError, ModelError
+from compressor.evaluate import evaluate_torch
+from compressor.models import count_parameters, load_model, resolve, set_eager_attention
+from compressor.recipe.schema import DistillStage
+from compressor.registry import STAGES
+from compressor.train.finetune import dev_eval_fn, summarize
+from compressor.train.loop import train
+
+log = logging.getLogger("compressor")
+
+
+def load_teacher(ctx: RunContext, cfg: DistillStage):
+    if cfg.teacher is None:
+        return ctx.model
+    src = resolve(cfg.teacher, ctx.recipe_dir, f"{ctx.stage_path}.teacher", must_exist=False)
+    m = ctx.recipe.model
+    return load_model(src, ctx.task, len(ctx.label_names) if ctx.label_names else None, ctx.label_names,
+                      m.trust_remote_code, m.revision)
+
+
+def check_vocab(teacher, student) -> None:
+    vt, vs = teacher.config.vocab_size, student.config.vocab_size
+    if vt != vs:
+        raise ModelError(f"teacher and student vocabularies differ ({vt} vs {vs} tokens): token-level distillation "
+                         "needs the same tokenizer")
+
+
+def make_loss_fn(teacher, terms, device: str):
+    need_hidden = any(t.needs_hidden for t in terms)
+    need_attn = any(t.needs_attentions for t in terms)
+    total = combined(terms)
+
+    def loss_fn(model, batch):
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        flags = {"output_hidden_states": need_hidden, "output_attentions": need_attn}
+        with torch.no_grad():
+            t_out = teacher(**inputs, **flags)
+        s_out = model(**inputs, **flags)
+        return total(s_out, t_out, batch)
+
+    return loss_fn
+
+
+@STAGES.register(DistillStage)
+def run_distill(ctx: RunContext, cfg: DistillStage) -> dict:
+    where = f"{ctx.stage_path}.student"
+    teacher = load_teacher(ctx, cfg)
+    m = ctx.recipe.model
+
+    def load_student():
+        src = resolve(cfg.student.path, ctx.recipe_dir, f"{where}.path", must_exist=False)
+        return load_model(src, ctx.task, len(ctx.label_names) if ctx.label_names else None, ctx.label_names,
+                          m.trust_remote_code, m.revision)
+
+    try:
+        student = build_student(teacher, cfg.student, load_student)
+    except ValueError as e:
+        field = f"{where}.layers" if cfg.student.layers is not None else where
+        raise ctx.recipe.error(field, str(e)) from None
+    check_vocab(teacher, student)
+    try:
+        terms = build_terms(cfg.losses, student.config, teacher.config, ctx.task == "causal-lm")
+    except ValueError as e:
+        raise ctx.recipe.error(f"{ctx.stage_path}.losses", str(e)) from None
+    if any(t.needs_attentions for t in terms):
+        set_eager_attention(teacher)
+        set_eager_attention(student)
+    teacher.to(ctx.device).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    eval_fn = dev_eval_fn(ctx, cfg.eval_batch_size)
+    split = ctx.eval_split()
+    teacher_metrics = eval_fn(teacher) if eval_fn else {}
+    name, _ = ctx.primary_metric
+    if teacher_metrics:
+        log.info("teacher: %d parameters, dev %s %.4f", count_parameters(teacher), name, teacher_metrics[name])
+    log.info("student: %d parameters, %d layers, losses %s", count_parameters(student), student.config.num_hidden_layers,
+             ", ".join(c.type for c in cfg.losses))
+    extra = [p for t in terms for p in t.parameters()]
+    for t in terms:
+        t.to(ctx.device)
+    state = train(student, ctx.loader("train", cfg.batch_size, shuffle=True), cfg, make_loss_fn(teacher, terms, ctx.device),
+                  name="distill", device=ctx.device, eval_fn=eval_fn, metric=ctx.primary_metric, extra_params=extra,
+                  seed=ctx.seed)
+    if not state.history:
+        raise CompressorError("distill: no training step ran")
+    teacher.to("cpu")
+    ctx.teacher = teacher
+    ctx.model = state.model  # the projections stay behind: they are not part of the student
+    return {
+        **summarize(state),
+        "teacher": {"params": count_parameters(teacher), "layers": teacher.config.num_hidden_layers,
+                    "metrics": {split: teacher_metrics} if split else {}},
+        "student": {"params": count_parameters(ctx.model), "layers": ctx.model.config.num_hidden_layers,
+                    "hidden_size": getattr(ctx.model.config, "hidden_size", None),
+                    "built_from": cfg.student.model_dump(exclude_none=True)},
+        "losses": [c.model_dump() for c in cfg.losses],
+    }
