@@ -86,7 +86,10 @@ def validate(recipe: Path = typer.Argument(..., help="Recipe YAML file."), set_:
 @app.command()
 @guarded
 def run(
-    recipe: Path = typer.Argument(..., help="Recipe YAML file."),
+    recipe: Optional[Path] = typer.Argument(None, help="Recipe YAML file (not needed with --resume)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", metavar="RUN_DIR",
+                                          help="Continue an interrupted run: completed stages are skipped, the interrupted one "
+                                               "continues from its last checkpoint."),
     set_: Optional[list[str]] = SetOpt,
     force: bool = typer.Option(False, "--force", help="Replace an existing run directory."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Parent folder of the run directory (default: recipe's output.dir)."),
@@ -101,7 +104,7 @@ def run(
     from compressor.pipeline import run as run_pipeline
     from compressor.report.markdown import print_table
 
-    run_dir = run_pipeline(recipe, set_ or [], force=force, output_dir=output, quiet=quiet)
+    run_dir = run_pipeline(recipe, set_ or [], force=force, output_dir=output, quiet=quiet, resume=resume)
     print_table(json.loads((run_dir / "metrics.json").read_text()))
     typer.echo(f"report: {run_dir / 'report.md'}")
 

@@ -26,6 +26,8 @@ class RunContext:
     provenance: dict[str, dict] = field(default_factory=dict)  # artifact -> how it was made
     stage_results: list[dict] = field(default_factory=list)
     stage_path: str = ""  # "stages.<i>.<kind>" of the running stage, for error messages
+    stage_dir: Path | None = None  # checkpoints/stage-<i>-<kind>/train: the running stage's training state
+    resuming: bool = False  # continue the running stage from stage_dir if it holds a checkpoint
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("compressor"))
 
     @property

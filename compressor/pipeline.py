@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import shutil
 import time
 from pathlib import Path
 
 import yaml
 
 from compressor.context import RunContext
-from compressor.errors import CompressorError
+from compressor.errors import CompressorError, RunDirError
 from compressor.recipe import load_recipe
 from compressor.registry import STAGES
-from compressor.rundir import atomic_write_text, prepare_run_dir, replace_dir, tmp_sibling, write_status
+from compressor.rundir import (
+    atomic_write_json,
+    atomic_write_text,
+    prepare_run_dir,
+    read_status,
+    replace_dir,
+    tmp_sibling,
+    write_status,
+)
+from compressor.train.loop import Interrupted
 
 log = logging.getLogger("compressor")
 
@@ -56,6 +68,7 @@ class _LogToFile:
         self.console.setLevel(logging.WARNING if self.quiet else logging.INFO)
         log.addHandler(self.file)
         log.addHandler(self.console)
+        self.saved = (log.level, log.propagate)
         log.setLevel(logging.INFO)
         log.propagate = False
         return self
@@ -64,6 +77,8 @@ class _LogToFile:
         for h in (self.file, self.console):
             log.removeHandler(h)
             h.close()
+        log.setLevel(self.saved[0])
+        log.propagate = self.saved[1]
 
 
 def pick_device(setting: str) -> str:
@@ -114,30 +129,126 @@ def save_model(ctx: RunContext) -> Path:
     return final
 
 
-def run(recipe_path: str | Path, overrides: list[str] | None = None, force: bool = False,
-        output_dir: str | None = None, quiet: bool = False) -> Path:
-    """Run a recipe end to end; return the run directory."""
-    from compressor.report.metrics import collect_results, evaluate_artifacts, run_benchmarks
-    from compressor.report.markdown import write_report
+MODEL_STAGES = ("finetune", "distill")  # stages that change the PyTorch model
+RUN_INFO = "run.json"
 
-    recipe, raw = load_recipe(recipe_path, overrides)
-    recipe_dir = Path(recipe_path).absolute().parent
-    run_dir = run_dir_for(recipe, recipe_dir, output_dir)
-    prepare_run_dir(run_dir, force)
+
+def stage_hashes(recipe) -> list[str]:
+    """A hash per stage over its config and everything before it (model, data, seed, earlier stages)."""
+    h = hashlib.sha256(json.dumps([recipe.model.model_dump(), recipe.data.model_dump(), recipe.seed],
+                                  sort_keys=True, default=str).encode()).hexdigest()
+    out = []
+    for kind, cfg in recipe.stage_list():
+        h = hashlib.sha256((h + kind + json.dumps(cfg.model_dump(), sort_keys=True, default=str)).encode()).hexdigest()
+        out.append(h)
+    return out
+
+
+def _stage_dir(run_dir: Path, i: int, kind: str) -> Path:
+    return run_dir / "checkpoints" / f"stage-{i}-{kind}"
+
+
+def _restore_completed(ctx: RunContext, hashes: list[str]) -> int:
+    """On --resume: reload what completed stages left (model snapshot, artifacts, results).
+
+    Returns the index of the first stage to run. A stage whose hash changed, and all after it, run again.
+    """
+    from compressor.models import load_model
+
+    first, snapshot = 0, None
+    for i, (kind, _) in enumerate(ctx.recipe.stage_list()):
+        done = _stage_dir(ctx.run_dir, i, kind) / "done.json"
+        if not done.is_file():
+            break
+        rec = json.loads(done.read_text())
+        if rec.get("hash") != hashes[i]:
+            log.info("stage %d (%s) changed since it ran: running it again", i, kind)
+            break
+        ctx.stage_results.append(rec["result"])
+        ctx.artifacts.update({k: ctx.run_dir / v for k, v in rec.get("artifacts", {}).items()})
+        ctx.provenance.update(rec.get("provenance", {}))
+        snapshot = rec.get("model") or snapshot
+        first = i + 1
+        log.info("stage %d (%s): already complete, skipped", i, kind)
+    for path in (ctx.run_dir / "checkpoints").glob("stage-*"):
+        idx = int(path.name.split("-")[1])
+        if idx > first or (idx == first and (path / "done.json").exists()):
+            shutil.rmtree(path)  # stale: from a recipe that has changed since
+    if snapshot:
+        m = ctx.recipe.model
+        ctx.model = load_model(ctx.run_dir / snapshot, ctx.task, len(ctx.label_names) if ctx.label_names else None,
+                               ctx.label_names, m.trust_remote_code, m.revision)
+    return first
+
+
+def _record_stage(ctx: RunContext, i: int, kind: str, digest: str, result: dict, previous_model: str | None) -> str | None:
+    stage_dir = _stage_dir(ctx.run_dir, i, kind)
+    model_rel = previous_model
+    if kind in MODEL_STAGES:
+        snap = stage_dir / "model"
+        tmp = tmp_sibling(snap)
+        ctx.model.save_pretrained(tmp, safe_serialization=True)
+        replace_dir(tmp, snap)
+        model_rel = str(snap.relative_to(ctx.run_dir))
+        train_state = stage_dir / "train"
+        if train_state.exists():
+            shutil.rmtree(train_state)  # the stage is done: its optimizer state is no longer needed
+    rec = {"hash": digest, "result": result, "model": model_rel,
+           "artifacts": {k: str(v.relative_to(ctx.run_dir)) for k, v in ctx.artifacts.items()},
+           "provenance": ctx.provenance}
+    atomic_write_json(stage_dir / "done.json", rec)
+    return model_rel
+
+
+def run(recipe_path: str | Path | None = None, overrides: list[str] | None = None, force: bool = False,
+        output_dir: str | None = None, quiet: bool = False, resume: str | Path | None = None) -> Path:
+    """Run a recipe end to end and return the run directory; or, with ``resume=RUN_DIR``, continue one."""
+    from compressor.report.markdown import write_report
+    from compressor.report.metrics import collect_results, evaluate_artifacts, run_benchmarks
+
+    if resume is not None:
+        run_dir = Path(resume).absolute()
+        info_file = run_dir / RUN_INFO
+        if not info_file.is_file():
+            raise RunDirError(f"{run_dir}: not a run directory (no {RUN_INFO})")
+        if read_status(run_dir) == "complete":
+            raise RunDirError(f"{run_dir}: this run is already complete; nothing to resume")
+        info = json.loads(info_file.read_text())
+        recipe_dir = Path(info["recipe_dir"])
+        recipe, raw = load_recipe(run_dir / "recipe.yaml", overrides)
+        recipe._source = (info.get("recipe", str(run_dir / "recipe.yaml")), recipe._source[1])
+    else:
+        if recipe_path is None:
+            raise CompressorError("give a recipe, or --resume RUN_DIR")
+        recipe, raw = load_recipe(recipe_path, overrides)
+        recipe_dir = Path(recipe_path).absolute().parent
+        run_dir = run_dir_for(recipe, recipe_dir, output_dir)
+        prepare_run_dir(run_dir, force)
+        atomic_write_json(run_dir / RUN_INFO, {"recipe": str(recipe_path), "recipe_dir": str(recipe_dir),
+                                                "overrides": list(overrides or [])})
     write_status(run_dir, "running")
     atomic_write_text(run_dir / "recipe.yaml", yaml.safe_dump(raw, sort_keys=False))
     _register_stages()
     started = time.time()
+    hashes = stage_hashes(recipe)
     with _LogToFile(run_dir / "log.txt", quiet):
         try:
-            log.info("run %s -> %s", recipe_path, run_dir)
+            log.info("%s %s -> %s", "resume" if resume else "run", recipe_path or resume, run_dir)
             ctx = build_context(recipe, recipe_dir, run_dir)
+            first = _restore_completed(ctx, hashes) if resume is not None else 0
+            model_rel = None
             for i, (kind, cfg) in enumerate(recipe.stage_list()):
+                if i < first:
+                    continue
                 t0 = time.perf_counter()
                 log.info("stage %d: %s", i, kind)
                 ctx.stage_path = f"stages.{i}.{kind}"
+                ctx.stage_dir = _stage_dir(run_dir, i, kind) / "train"
+                ctx.resuming = resume is not None and i == first
                 result = STAGES.get(cfg)(ctx, cfg) or {}
-                ctx.stage_results.append({"stage": kind, "seconds": round(time.perf_counter() - t0, 2), **result})
+                result = {"stage": kind, "seconds": round(time.perf_counter() - t0, 2), **result}
+                ctx.stage_results.append(result)
+                model_rel = _record_stage(ctx, i, kind, hashes[i], result, model_rel)
                 log.info("stage %d: %s done in %.1fs", i, kind, time.perf_counter() - t0)
             save_model(ctx)
             evals = evaluate_artifacts(ctx)
@@ -150,7 +261,10 @@ def run(recipe_path: str | Path, overrides: list[str] | None = None, force: bool
             write_status(run_dir, "failed: interrupted")
             raise
         except BaseException as e:
-            write_status(run_dir, f"failed: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
-            log.error("run failed: %s", e)
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            write_status(run_dir, f"failed: {reason}")
+            log.error("run failed: %s", reason)
+            if isinstance(e, Interrupted):
+                raise Interrupted(f"{reason}. Resume with: compressor run --resume {run_dir}") from None
             raise
     return run_dir

@@ -87,12 +87,12 @@ def run_distill(ctx: RunContext, cfg: DistillStage) -> dict:
         log.info("teacher: %d parameters, dev %s %.4f", count_parameters(teacher), name, teacher_metrics[name])
     log.info("student: %d parameters, %d layers, losses %s", count_parameters(student), student.config.num_hidden_layers,
              ", ".join(c.type for c in cfg.losses))
-    extra = [p for t in terms for p in t.parameters()]
     for t in terms:
         t.to(ctx.device)
     state = train(student, ctx.loader("train", cfg.batch_size, shuffle=True), cfg, make_loss_fn(teacher, terms, ctx.device),
-                  name="distill", device=ctx.device, eval_fn=eval_fn, metric=ctx.primary_metric, extra_params=extra,
-                  seed=ctx.seed)
+                  name="distill", device=ctx.device, eval_fn=eval_fn, metric=ctx.primary_metric,
+                  extra_modules=[t for t in terms if any(True for _ in t.parameters())], seed=ctx.seed,
+                  checkpoint_dir=ctx.stage_dir, resume=ctx.resuming)
     if not state.history:
         raise CompressorError("distill: no training step ran")
     teacher.to("cpu")

@@ -38,6 +38,8 @@ def run_finetune(ctx: RunContext, cfg: FinetuneStage) -> dict:
         eval_fn=dev_eval_fn(ctx, cfg.eval_batch_size),
         metric=ctx.primary_metric,
         seed=ctx.seed,
+        checkpoint_dir=ctx.stage_dir,
+        resume=ctx.resuming,
     )
     ctx.model = state.model
     return summarize(state)

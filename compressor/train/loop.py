@@ -7,13 +7,19 @@ after every optimizer step (pruning masks, QAT observers plug in there).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Protocol
 
+from compressor.errors import CompressorError
 from compressor.recipe.schema import TrainConfig
+from compressor.rundir import atomic_write_json, replace_dir, tmp_sibling
+
+TRAINER_STATE = "trainer_state.json"
 
 log = logging.getLogger("compressor")
 
@@ -55,6 +61,12 @@ def _progress():
                     disable=not console.is_terminal, transient=False)
 
 
+class Interrupted(CompressorError):
+    """Ctrl-C or SIGTERM during training: a checkpoint was saved, the run can be resumed."""
+
+    exit_code = 130
+
+
 def train(
     model,
     train_loader,
@@ -66,36 +78,73 @@ def train(
     eval_fn: Callable[[Any], dict] | None = None,
     metric: tuple[str, bool] = ("accuracy", True),
     callbacks: list[Callback] = (),
-    extra_params: list = (),
+    extra_modules: list = (),
     seed: int = 42,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
 ) -> TrainState:
-    """Train ``model`` in place; on return it holds the best evaluated weights."""
+    """Train ``model`` in place; on return it holds the best evaluated weights.
+
+    ``extra_modules`` (e.g. distillation projections) are trained and checkpointed but are not
+    part of the model. With ``checkpoint_dir`` the full training state (weights, optimizer,
+    scheduler, RNG states, step, history, best weights) is saved every ``cfg.checkpoint_every``
+    steps (default: at every evaluation), at the end, and on Ctrl-C / SIGTERM; ``resume``
+    continues from it.
+    """
     import torch
     from accelerate import Accelerator
-    from accelerate.utils import set_seed
+    from accelerate.utils import DataLoaderConfiguration, set_seed
     from transformers import get_linear_schedule_with_warmup
 
     set_seed(seed)
     accel = Accelerator(cpu=device == "cpu", mixed_precision=pick_mixed_precision(cfg.mixed_precision, device),
-                        gradient_accumulation_steps=cfg.grad_accum)
+                        gradient_accumulation_steps=cfg.grad_accum,
+                        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
     decay, no_decay = [], []
     for n, p in model.named_parameters():
         if p.requires_grad:
             (no_decay if p.ndim < 2 or "LayerNorm" in n or "layernorm" in n.lower() else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    extra_params = [p for m in extra_modules for p in m.parameters()]
     if extra_params:
-        groups.append({"params": list(extra_params), "weight_decay": cfg.weight_decay})
+        groups.append({"params": extra_params, "weight_decay": cfg.weight_decay})
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
-    steps_per_epoch = max(1, math.ceil(len(train_loader) / cfg.grad_accum))
+    batches_per_epoch = len(train_loader)
+    steps_per_epoch = max(1, math.ceil(batches_per_epoch / cfg.grad_accum))
     total = cfg.max_steps or max(1, math.ceil(cfg.epochs * steps_per_epoch))
     scheduler = get_linear_schedule_with_warmup(optimizer, int(cfg.warmup_ratio * total), total)
     model, optimizer, loader, scheduler = accel.prepare(model, optimizer, train_loader, scheduler)
+    for m in extra_modules:
+        accel.register_for_checkpointing(m)
     eval_every = cfg.eval_every or steps_per_epoch
+    ckpt_every = cfg.checkpoint_every or eval_every
     state = TrainState(total_steps=total, model=model, optimizer=optimizer)
     metric_name, higher = metric
     best_state: dict | None = None
-    t0 = time.perf_counter()
-    running, n_running = 0.0, 0
+    batches_seen = 0  # batches consumed up to the last completed optimizer step
+
+    def save_checkpoint() -> None:
+        if checkpoint_dir is None:
+            return
+        tmp = tmp_sibling(checkpoint_dir)
+        accel.save_state(str(tmp))
+        if best_state is not None:
+            torch.save(best_state, tmp / "best_weights.pt")
+        meta = {"step": state.step, "batches_seen": batches_seen, "total_steps": total, "best_metric": state.best_metric,
+                "best_step": state.best_step, "bad_evals": state.bad_evals, "history": state.history}
+        atomic_write_json(tmp / TRAINER_STATE, meta)
+        replace_dir(tmp, checkpoint_dir)
+
+    if resume and checkpoint_dir is not None and (checkpoint_dir / TRAINER_STATE).is_file():
+        meta = json.loads((checkpoint_dir / TRAINER_STATE).read_text())
+        accel.load_state(str(checkpoint_dir))
+        state.step, batches_seen = meta["step"], meta["batches_seen"]
+        state.best_metric, state.best_step, state.bad_evals = meta["best_metric"], meta["best_step"], meta["bad_evals"]
+        state.history = meta["history"]
+        state.epoch = state.step / steps_per_epoch
+        if (checkpoint_dir / "best_weights.pt").is_file():
+            best_state = torch.load(checkpoint_dir / "best_weights.pt", map_location="cpu", weights_only=True)
+        log.info("%s: resumed from %s at step %d/%d", name, checkpoint_dir, state.step, total)
 
     def evaluate_now() -> bool:
         """Evaluate; keep the best weights; return True when early stopping says stop."""
@@ -115,41 +164,61 @@ def train(
             state.bad_evals += 1
         return cfg.early_stopping is not None and state.bad_evals >= cfg.early_stopping
 
+    t0 = time.perf_counter()
+    running, n_running = 0.0, 0
     model.train()
     stop = False
-    with _progress() as progress:
-        task = progress.add_task(name, total=total, info="")
-        while state.step < total and not stop:
-            for batch in loader:
-                with accel.accumulate(model):
-                    loss, logs = loss_fn(model, batch)
-                    accel.backward(loss)
-                    if accel.sync_gradients and cfg.max_grad_norm:
-                        accel.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                    optimizer.step()
-                    scheduler.step()
-                    optimizer.zero_grad(set_to_none=True)
-                running += float(loss.detach())
-                n_running += 1
-                if not accel.sync_gradients:
-                    continue
-                state.step += 1
-                state.epoch = state.step / steps_per_epoch
-                for cb in callbacks:
-                    cb.on_step(state)
-                if state.step % max(1, min(50, eval_every)) == 0 or state.step == total:
-                    rec = {"step": state.step, "loss": running / max(n_running, 1), "lr": scheduler.get_last_lr()[0],
-                           **{k: float(v) for k, v in logs.items()}}
-                    state.history.append(rec)
-                    running, n_running = 0.0, 0
-                    progress.update(task, info=f"loss {rec['loss']:.4f}")
-                progress.update(task, advance=1)
-                if state.step % eval_every == 0 or state.step == total:
-                    stop = evaluate_now()
-                    if state.best_metric is not None:
-                        progress.update(task, info=f"best {metric_name} {state.best_metric:.4f}")
-                if stop or state.step >= total:
-                    break
+    previous = _on_sigterm_raise_interrupt()
+    try:
+        with _progress() as progress:
+            task = progress.add_task(name, total=total, completed=state.step, info="")
+            while state.step < total and not stop:
+                epoch, skip = divmod(batches_seen, batches_per_epoch)
+                loader.set_epoch(epoch)  # the shuffle order depends on (seed, epoch) only
+                consumed = batches_seen
+                for batch in (accel.skip_first_batches(loader, skip) if skip else loader):
+                    with accel.accumulate(model):
+                        loss, logs = loss_fn(model, batch)
+                        accel.backward(loss)
+                        if accel.sync_gradients and cfg.max_grad_norm:
+                            accel.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                        optimizer.step()
+                        scheduler.step()
+                        optimizer.zero_grad(set_to_none=True)
+                    consumed += 1
+                    running += float(loss.detach())
+                    n_running += 1
+                    if not accel.sync_gradients:
+                        continue
+                    state.step += 1
+                    batches_seen = consumed
+                    state.epoch = state.step / steps_per_epoch
+                    for cb in callbacks:
+                        cb.on_step(state)
+                    if state.step % max(1, min(50, eval_every)) == 0 or state.step == total:
+                        rec = {"step": state.step, "loss": running / max(n_running, 1), "lr": scheduler.get_last_lr()[0],
+                               **{k: float(v) for k, v in logs.items()}}
+                        state.history.append(rec)
+                        running, n_running = 0.0, 0
+                        progress.update(task, info=f"loss {rec['loss']:.4f}")
+                    progress.update(task, advance=1)
+                    if state.step % eval_every == 0 or state.step == total:
+                        stop = evaluate_now()
+                        if state.best_metric is not None:
+                            progress.update(task, info=f"best {metric_name} {state.best_metric:.4f}")
+                    if state.step % ckpt_every == 0 or state.step == total or stop:
+                        save_checkpoint()
+                    if stop or state.step >= total:
+                        break
+                else:
+                    batches_seen = (epoch + 1) * batches_per_epoch  # a partial accumulation window is dropped
+    except KeyboardInterrupt:
+        if checkpoint_dir is None:
+            raise
+        save_checkpoint()
+        raise Interrupted(f"{name} interrupted at step {state.step}/{total}; checkpoint saved in {checkpoint_dir}") from None
+    finally:
+        _restore_sigterm(previous)
     if stop:
         log.info("%s: early stop at step %d (no improvement in %d evaluations)", name, state.step, cfg.early_stopping)
     unwrapped = accel.unwrap_model(model)
@@ -161,3 +230,24 @@ def train(
     log.info("%s: %d steps in %.1fs", name, state.step, time.perf_counter() - t0)
     accel.free_memory()
     return state
+
+
+def _on_sigterm_raise_interrupt():
+    """SIGTERM behaves like Ctrl-C during training, so a checkpoint gets written."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, handler)
+
+
+def _restore_sigterm(previous) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
