@@ -104,7 +104,11 @@ def run(
     from compressor.pipeline import run as run_pipeline
     from compressor.report.markdown import print_table
 
+    import os
+
     run_dir = run_pipeline(recipe, set_ or [], force=force, output_dir=output, quiet=quiet, resume=resume)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under `accelerate launch`, the main process reports
     print_table(json.loads((run_dir / "metrics.json").read_text()))
     typer.echo(f"report: {run_dir / 'report.md'}")
 

@@ -55,14 +55,14 @@ def run_dir_for(recipe, recipe_dir: Path, output_dir: str | None = None) -> Path
 class _LogToFile:
     """log.txt in the run dir (with timings) plus concise console lines."""
 
-    def __init__(self, path: Path, quiet: bool = False):
+    def __init__(self, path: Path | None, quiet: bool = False):
         self.path, self.quiet = path, quiet
 
     def __enter__(self):
         from rich.logging import RichHandler
 
         fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
-        self.file = logging.FileHandler(self.path, encoding="utf-8")
+        self.file = logging.FileHandler(self.path, encoding="utf-8") if self.path else logging.NullHandler()
         self.file.setFormatter(fmt)
         self.console = RichHandler(show_path=False, show_time=False, markup=False, rich_tracebacks=False)
         self.console.setLevel(logging.WARNING if self.quiet else logging.INFO)
@@ -93,10 +93,10 @@ def pick_device(setting: str) -> str:
 
 def build_context(recipe, recipe_dir: Path, run_dir: Path) -> RunContext:
     """Load tokenizer, data and model, and tokenize the splits."""
+    import transformers
+
     from compressor import data as D
     from compressor.models import load_model, load_tokenizer, resolve
-
-    import transformers
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
@@ -129,7 +129,28 @@ def save_model(ctx: RunContext) -> Path:
     return final
 
 
-MODEL_STAGES = ("finetune", "distill")  # stages that change the PyTorch model
+MODEL_STAGES = ("finetune", "distill")  # stages that change the PyTorch model; they run in every process
+
+
+class _Processes:
+    """Under `accelerate launch` training runs in every process; files are written by the main one only."""
+
+    def __init__(self):
+        import os
+
+        self.state = None
+        if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+            from accelerate import PartialState
+
+            self.state = PartialState(cpu=os.environ.get("ACCELERATE_USE_CPU", "").lower() in ("1", "true"))
+
+    @property
+    def is_main(self) -> bool:
+        return self.state is None or self.state.is_main_process
+
+    def wait(self) -> None:
+        if self.state is not None:
+            self.state.wait_for_everyone()
 RUN_INFO = "run.json"
 
 
@@ -206,6 +227,7 @@ def run(recipe_path: str | Path | None = None, overrides: list[str] | None = Non
     from compressor.report.markdown import write_report
     from compressor.report.metrics import collect_results, evaluate_artifacts, run_benchmarks
 
+    procs = _Processes()
     if resume is not None:
         run_dir = Path(resume).absolute()
         info_file = run_dir / RUN_INFO
@@ -223,15 +245,18 @@ def run(recipe_path: str | Path | None = None, overrides: list[str] | None = Non
         recipe, raw = load_recipe(recipe_path, overrides)
         recipe_dir = Path(recipe_path).absolute().parent
         run_dir = run_dir_for(recipe, recipe_dir, output_dir)
-        prepare_run_dir(run_dir, force)
-        atomic_write_json(run_dir / RUN_INFO, {"recipe": str(recipe_path), "recipe_dir": str(recipe_dir),
-                                                "overrides": list(overrides or [])})
-    write_status(run_dir, "running")
-    atomic_write_text(run_dir / "recipe.yaml", yaml.safe_dump(raw, sort_keys=False))
+        if procs.is_main:
+            prepare_run_dir(run_dir, force)
+            atomic_write_json(run_dir / RUN_INFO, {"recipe": str(recipe_path), "recipe_dir": str(recipe_dir),
+                                                    "overrides": list(overrides or [])})
+    procs.wait()
+    if procs.is_main:
+        write_status(run_dir, "running")
+        atomic_write_text(run_dir / "recipe.yaml", yaml.safe_dump(raw, sort_keys=False))
     _register_stages()
     started = time.time()
     hashes = stage_hashes(recipe)
-    with _LogToFile(run_dir / "log.txt", quiet):
+    with _LogToFile(run_dir / "log.txt" if procs.is_main else None, quiet or not procs.is_main):
         try:
             log.info("%s %s -> %s", "resume" if resume else "run", recipe_path or resume, run_dir)
             ctx = build_context(recipe, recipe_dir, run_dir)
@@ -245,11 +270,17 @@ def run(recipe_path: str | Path | None = None, overrides: list[str] | None = Non
                 ctx.stage_path = f"stages.{i}.{kind}"
                 ctx.stage_dir = _stage_dir(run_dir, i, kind) / "train"
                 ctx.resuming = resume is not None and i == first
-                result = STAGES.get(cfg)(ctx, cfg) or {}
+                result = {}
+                if kind in MODEL_STAGES or procs.is_main:
+                    result = STAGES.get(cfg)(ctx, cfg) or {}
                 result = {"stage": kind, "seconds": round(time.perf_counter() - t0, 2), **result}
                 ctx.stage_results.append(result)
-                model_rel = _record_stage(ctx, i, kind, hashes[i], result, model_rel)
+                if procs.is_main:
+                    model_rel = _record_stage(ctx, i, kind, hashes[i], result, model_rel)
+                procs.wait()
                 log.info("stage %d: %s done in %.1fs", i, kind, time.perf_counter() - t0)
+            if not procs.is_main:
+                return run_dir  # evaluation, benchmark and report belong to the main process
             save_model(ctx)
             evals = evaluate_artifacts(ctx)
             bench = run_benchmarks(ctx)
@@ -258,11 +289,13 @@ def run(recipe_path: str | Path | None = None, overrides: list[str] | None = Non
             write_status(run_dir, "complete")
             log.info("run complete in %.1fs: %s", time.time() - started, run_dir)
         except KeyboardInterrupt:
-            write_status(run_dir, "failed: interrupted")
+            if procs.is_main:
+                write_status(run_dir, "failed: interrupted")
             raise
         except BaseException as e:
             reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-            write_status(run_dir, f"failed: {reason}")
+            if procs.is_main:
+                write_status(run_dir, f"failed: {reason}")
             log.error("run failed: %s", reason)
             if isinstance(e, Interrupted):
                 raise Interrupted(f"{reason}. Resume with: compressor run --resume {run_dir}") from None

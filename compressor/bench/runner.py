@@ -92,7 +92,6 @@ def bench_onnx(path: Path, vocab: int, batch_sizes, seq_lengths, warmup=5, itera
         return lambda: session.run(None, feed)
 
     rows = _run_grid(for_shape, batch_sizes, seq_lengths, vocab, warmup, iterations, device)
-    del session
     return [{"runtime": "onnxruntime", "device": device, "threads": threads or os.cpu_count(), **r} for r in rows]
 
 

@@ -10,7 +10,6 @@ from compressor.context import RunContext
 from compressor.distill.losses import build_terms, combined
 from compressor.distill.student import build_student
 from compressor.errors import CompressorError, ModelError
-from compressor.evaluate import evaluate_torch
 from compressor.models import count_parameters, load_model, resolve, set_eager_attention
 from compressor.recipe.schema import DistillStage
 from compressor.registry import STAGES

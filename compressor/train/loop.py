@@ -10,14 +10,17 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from compressor.errors import CompressorError
 from compressor.recipe.schema import TrainConfig
-from compressor.rundir import atomic_write_json, replace_dir, tmp_sibling
+from compressor.rundir import atomic_write_json, replace_dir
 
 TRAINER_STATE = "trainer_state.json"
 
@@ -25,7 +28,7 @@ log = logging.getLogger("compressor")
 
 
 class Callback(Protocol):
-    def on_step(self, state: "TrainState") -> None: ...
+    def on_step(self, state: TrainState) -> None: ...
 
 
 @dataclass
@@ -51,14 +54,14 @@ def pick_mixed_precision(setting: str, device: str) -> str:
     return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
 
 
-def _progress():
+def _progress(enabled: bool = True):
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     console = Console(stderr=True)
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     TimeRemainingColumn(), TextColumn("{task.fields[info]}"), console=console,
-                    disable=not console.is_terminal, transient=False)
+                    disable=not (enabled and console.is_terminal), transient=False)
 
 
 class Interrupted(CompressorError):
@@ -99,7 +102,9 @@ def train(
     set_seed(seed)
     accel = Accelerator(cpu=device == "cpu", mixed_precision=pick_mixed_precision(cfg.mixed_precision, device),
                         gradient_accumulation_steps=cfg.grad_accum,
-                        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
+                        # split_batches: batch_size is the global batch, whatever the number of processes
+                        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True,
+                                                                  split_batches=_world_size() > 1))
     decay, no_decay = [], []
     for n, p in model.named_parameters():
         if p.requires_grad:
@@ -124,16 +129,25 @@ def train(
     batches_seen = 0  # batches consumed up to the last completed optimizer step
 
     def save_checkpoint() -> None:
+        """Every process writes its part (RNG states) into one temporary dir; the main process swaps it in."""
         if checkpoint_dir is None:
             return
-        tmp = tmp_sibling(checkpoint_dir)
+        tmp = checkpoint_dir.with_name(f".{checkpoint_dir.name}.tmp")
+        if accel.is_main_process:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)
+        accel.wait_for_everyone()
         accel.save_state(str(tmp))
-        if best_state is not None:
-            torch.save(best_state, tmp / "best_weights.pt")
-        meta = {"step": state.step, "batches_seen": batches_seen, "total_steps": total, "best_metric": state.best_metric,
-                "best_step": state.best_step, "bad_evals": state.bad_evals, "history": state.history}
-        atomic_write_json(tmp / TRAINER_STATE, meta)
-        replace_dir(tmp, checkpoint_dir)
+        accel.wait_for_everyone()
+        if accel.is_main_process:
+            if best_state is not None:
+                torch.save(best_state, tmp / "best_weights.pt")
+            meta = {"step": state.step, "batches_seen": batches_seen, "total_steps": total, "best_metric": state.best_metric,
+                    "best_step": state.best_step, "bad_evals": state.bad_evals, "history": state.history}
+            atomic_write_json(tmp / TRAINER_STATE, meta)
+            replace_dir(tmp, checkpoint_dir)
+        accel.wait_for_everyone()
 
     if resume and checkpoint_dir is not None and (checkpoint_dir / TRAINER_STATE).is_file():
         meta = json.loads((checkpoint_dir / TRAINER_STATE).read_text())
@@ -170,7 +184,7 @@ def train(
     stop = False
     previous = _on_sigterm_raise_interrupt()
     try:
-        with _progress() as progress:
+        with _progress(accel.is_main_process) as progress:
             task = progress.add_task(name, total=total, completed=state.step, info="")
             while state.step < total and not stop:
                 epoch, skip = divmod(batches_seen, batches_per_epoch)
@@ -230,6 +244,10 @@ def train(
     log.info("%s: %d steps in %.1fs", name, state.step, time.perf_counter() - t0)
     accel.free_memory()
     return state
+
+
+def _world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
 
 
 def _on_sigterm_raise_interrupt():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from compressor import testing as T
-from compressor.distill.losses import build_terms, combined
+from compressor.distill.losses import build_terms
 from compressor.distill.stage import check_vocab, make_loss_fn
 from compressor.distill.student import build_student, from_layers
 from compressor.errors import ModelError, RecipeError
