@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 
 import torch
 
@@ -35,16 +36,68 @@ def check_vocab(teacher, student) -> None:
                          "needs the same tokenizer")
 
 
-def make_loss_fn(teacher, terms, device: str):
+INDEX = "_index"
+
+
+class Indexed(torch.utils.data.Dataset):
+    """A tokenized split whose items carry their position, to look up cached teacher logits."""
+
+    def __init__(self, encoded):
+        self.encoded, self.features, self.labels = encoded, encoded.features, encoded.labels
+
+    def __len__(self) -> int:
+        return len(self.encoded)
+
+    def __getitem__(self, i: int) -> dict:
+        return {**self.encoded[i], INDEX: i}
+
+
+def teacher_logits_cache(ctx: RunContext, teacher, batch_size: int) -> torch.Tensor:
+    """Teacher logits for every training example, computed once and kept beside the stage checkpoint."""
+    import numpy as np
+
+    from compressor.data import make_loader
+
+    path = ctx.stage_dir.parent / "teacher_logits.npy" if ctx.stage_dir else None
+    n = len(ctx.encoded["train"])
+    if path is not None and path.is_file():
+        cached = np.load(path, allow_pickle=False)
+        if cached.shape[0] == n:
+            log.info("teacher logits: reusing %s", path)
+            return torch.from_numpy(cached)
+    out = None
+    loader = make_loader(Indexed(ctx.encoded["train"]), ctx.tokenizer, batch_size, shuffle=False, task=ctx.task)
+    with torch.no_grad():
+        for batch in loader:
+            idx = batch.pop(INDEX)
+            batch.pop("labels", None)
+            logits = teacher(**{k: v.to(ctx.device) for k, v in batch.items()}).logits.float().cpu()
+            if out is None:
+                out = torch.empty(n, logits.shape[-1])
+            out[idx] = logits
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(".teacher_logits.tmp.npy")
+        np.save(tmp, out.numpy())
+        tmp.replace(path)
+    log.info("teacher logits: cached for %d training examples", n)
+    return out
+
+
+def make_loss_fn(teacher, terms, device: str, cached_logits: torch.Tensor | None = None):
     need_hidden = any(t.needs_hidden for t in terms)
     need_attn = any(t.needs_attentions for t in terms)
     total = combined(terms)
 
     def loss_fn(model, batch):
+        index = batch.pop(INDEX, None)
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         flags = {"output_hidden_states": need_hidden, "output_attentions": need_attn}
-        with torch.no_grad():
-            t_out = teacher(**inputs, **flags)
+        if cached_logits is not None and index is not None:
+            t_out = SimpleNamespace(logits=cached_logits[index.cpu()].to(inputs["input_ids"].device))
+        else:
+            with torch.no_grad():
+                t_out = teacher(**inputs, **flags)
         s_out = model(**inputs, **flags)
         return total(s_out, t_out, batch)
 
@@ -88,7 +141,19 @@ def run_distill(ctx: RunContext, cfg: DistillStage) -> dict:
              ", ".join(c.type for c in cfg.losses))
     for t in terms:
         t.to(ctx.device)
-    state = train(student, ctx.loader("train", cfg.batch_size, shuffle=True), cfg, make_loss_fn(teacher, terms, ctx.device),
+    cached = None
+    train_set = ctx.encoded["train"]
+    if cfg.cache_teacher_logits:
+        if ctx.task != "sequence-classification" or any(t.needs_hidden or t.needs_attentions for t in terms):
+            raise ctx.recipe.error(f"{ctx.stage_path}.cache_teacher_logits",
+                                   "caching works for classifiers with logit losses only (hidden / attention "
+                                   "transfer need the teacher's forward pass)")
+        cached = teacher_logits_cache(ctx, teacher, cfg.eval_batch_size)
+        train_set = Indexed(train_set)
+    from compressor.data import make_loader
+
+    loader = make_loader(train_set, ctx.tokenizer, cfg.batch_size, shuffle=True, seed=ctx.seed, task=ctx.task)
+    state = train(student, loader, cfg, make_loss_fn(teacher, terms, ctx.device, cached),
                   name="distill", device=ctx.device, eval_fn=eval_fn, metric=ctx.primary_metric,
                   extra_modules=[t for t in terms if any(True for _ in t.parameters())], seed=ctx.seed,
                   checkpoint_dir=ctx.stage_dir, resume=ctx.resuming)

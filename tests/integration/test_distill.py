@@ -158,3 +158,27 @@ def test_causal_lm_distillation_end_to_end(tiny_dir, tmp_path, model):
     ppl = m["artifacts"]["pytorch"]["metrics"]["dev"]["perplexity"]
     assert 1.0 < ppl < T.vocab_size()
     assert st["teacher"]["metrics"]["dev"]["perplexity"] > 1.0
+
+
+def test_cached_teacher_logits_give_the_same_student(tiny_dir, tmp_path):
+    """Caching the (deterministic, eval-mode) teacher's logits changes the cost, not the result."""
+    out = {}
+    for cache in (False, True):
+        folder = tmp_path / str(cache)
+        folder.mkdir()
+        recipe = _distill_recipe(tiny_dir, folder, losses="[{type: logits, temperature: 2.0, alpha: 0.5}]",
+                                 extra=f"\n      cache_teacher_logits: {str(cache).lower()}")
+        run_dir = run(recipe, quiet=True)
+        out[cache] = json.loads((run_dir / "metrics.json").read_text())["stages"][0]["history"]
+        if cache:
+            assert (run_dir / "checkpoints/stage-0-distill/teacher_logits.npy").is_file()
+    la = [h["loss"] for h in out[False] if "loss" in h]
+    lb = [h["loss"] for h in out[True] if "loss" in h]
+    assert lb == pytest.approx(la, rel=1e-4)
+
+
+def test_cache_with_hidden_transfer_is_a_recipe_error(tiny_dir, tmp_path):
+    recipe = _distill_recipe(tiny_dir, tmp_path, losses="[{type: logits}, {type: hidden}]",
+                             extra="\n      cache_teacher_logits: true")
+    with pytest.raises(RecipeError, match="cache_teacher_logits: caching works for classifiers"):
+        run(recipe, quiet=True)
