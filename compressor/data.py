@@ -29,7 +29,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def take(self, idx: np.ndarray | list[int]) -> "Split":
+    def take(self, idx: np.ndarray | list[int]) -> Split:
         return Split([self.texts[i] for i in idx], None if self.labels is None else self.labels[np.asarray(idx, dtype=int)])
 
 
@@ -88,7 +88,23 @@ def read_table(path: Path, fmt: str, encoding: str):
         raise DataError(f"{path}: malformed {fmt}: {msg}") from None
     if len(df) == 0:
         raise DataError(f"{path}: no data rows")
+    if fmt in ("csv", "tsv"):
+        _check_ragged(path, fmt, encoding, len(df.columns))
     return df
+
+
+def _check_ragged(path: Path, fmt: str, encoding: str, ncols: int) -> None:
+    """pandas rejects rows with too many fields but pads short ones with empty values: reject those too."""
+    quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
+    try:
+        with path.open(newline="", encoding=encoding, errors="replace") as f:
+            reader = csv.reader(f, delimiter="\t" if fmt == "tsv" else ",", quoting=quoting)
+            for row in reader:
+                if row and len(row) != ncols:
+                    raise DataError(f"{path}: malformed {fmt}: line {reader.line_num} has {len(row)} fields, "
+                                    f"the header has {ncols}")
+    except csv.Error:
+        pass  # pandas read it; the csv module is only the second opinion (it has a field size limit)
 
 
 def read_text(path: Path, encoding: str) -> str:
@@ -112,6 +128,18 @@ def _columns(df, path: Path, cols: list[str]) -> None:
         raise DataError(f"{path}: missing column '{missing[0]}' (data.text / data.label); columns are: {', '.join(map(str, df.columns))}")
 
 
+MAX_LABELS = 100_000  # as model.num_labels allows
+
+
+def _first_row(path: Path) -> int:
+    """The row number of the first record: line 2 of a csv / tsv (after the header), else 1."""
+    return 2 if path.suffix.lower() in (".csv", ".tsv") else 1
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float) and v != v) or (isinstance(v, str) and not v.strip())
+
+
 class _Labels:
     """Maps raw label values to ids, consistently across files."""
 
@@ -120,11 +148,19 @@ class _Labels:
         self.num_labels = num_labels
 
     def fit(self, values_per_file: list[tuple[Path, list]]) -> None:
+        for path, vals in values_per_file:
+            for row, v in enumerate(vals):
+                if _is_missing(v):
+                    raise DataError(f"{path}: row {row + _first_row(path)}: empty label (data.label)")
         if self.names is not None:
             return
         all_vals = [str(v).strip() for _, vals in values_per_file for v in vals]
         if all(v.lstrip("-").isdigit() for v in all_vals):
             hi = max(int(v) for v in all_vals)
+            if self.num_labels is None and hi >= MAX_LABELS:
+                path, row = next((p, r) for p, vals in values_per_file for r, v in enumerate(vals) if int(str(v).strip()) == hi)
+                raise DataError(f"{path}: row {row + _first_row(path)}: label {hi} is not a class id below {MAX_LABELS}; "
+                                "set model.num_labels or data.labels")
             n = self.num_labels or hi + 1
             self.names = [str(i) for i in range(n)]
             self._ints = True
@@ -138,22 +174,33 @@ class _Labels:
         for row, v in enumerate(values):
             key = str(v).strip()
             if key not in index:
+                where = f"{path}: row {row + _first_row(path)}"
                 if key.lstrip("-").isdigit() and getattr(self, "_ints", False):
-                    raise DataError(f"{path}: row {row + 2}: label {key} is outside 0..{len(self.names) - 1} (model.num_labels / data.labels)")
-                raise DataError(f"{path}: row {row + 2}: label '{key}' is not one of data.labels {self.names}")
+                    raise DataError(f"{where}: label {key} is outside 0..{len(self.names) - 1} (model.num_labels / data.labels)")
+                raise DataError(f"{where}: label {key!r} is not one of data.labels {self.names}")
             out[row] = index[key]
         return out
 
 
-def _split_off(split: Split, frac: float, seed: int, stratify: bool) -> tuple[Split, Split]:
+def _split_off(split: Split, frac: float | int, seed: int, stratify: bool) -> tuple[Split, Split]:
+    """Cut ``frac`` of the rows (a fraction, or a count when an int) off ``split``."""
     from sklearn.model_selection import train_test_split
 
     idx = np.arange(len(split))
-    strat = split.labels if (stratify and split.labels is not None) else None
-    if strat is not None and np.bincount(strat).min(initial=0) < 2:
-        strat = None
+    strat = split.labels if (stratify and split.labels is not None and len(split)) else None
+    if strat is not None:
+        counts = np.bincount(strat)
+        if counts[counts > 0].min() < 2:  # a class with one example cannot be on both sides
+            strat = None
     try:
-        keep, out = train_test_split(idx, test_size=frac, random_state=seed, stratify=strat)
+        try:
+            keep, out = train_test_split(idx, test_size=frac, random_state=seed, stratify=strat)
+        except ValueError:
+            if strat is None:
+                raise
+            # e.g. fewer dev rows than classes: stratification is impossible, a random cut is not
+            log.warning("cannot stratify a %s-row split of %d rows; splitting at random", frac, len(split))
+            keep, out = train_test_split(idx, test_size=frac, random_state=seed)
     except ValueError as e:
         raise DataError(f"cannot split {len(split)} rows into train/dev/test: {e}") from None
     return split.take(sorted(keep)), split.take(sorted(out))
@@ -190,14 +237,19 @@ def load_classification(cfg: DataConfig, base_dir: Path | None, seed: int, num_l
 
     splits: dict[str, Split] = {}
     for name, df in frames.items():
+        for c in text_cols:
+            nulls = [i for i, v in enumerate(df[c]) if v is None or (isinstance(v, float) and v != v)]
+            if nulls:
+                raise DataError(f"{files[name]}: row {nulls[0] + _first_row(files[name])}: text column '{c}' is empty (null)")
         cols = [df[c].astype(str).tolist() for c in text_cols]
         texts = cols[0] if len(cols) == 1 else list(zip(*cols))
         splits[name] = Split(texts, labels.encode(files[name], list(df[cfg.label])))
     if cfg.split.dedupe:
         splits = _dedupe(splits)
+    total = len(splits["train"])  # split fractions are of the whole file, not of what is left after the test cut
     for name, frac in (("test", cfg.split.test), ("dev", cfg.split.dev)):
         if name not in splits and frac > 0:
-            splits["train"], splits[name] = _split_off(splits["train"], frac, seed, cfg.split.stratify)
+            splits["train"], splits[name] = _split_off(splits["train"], max(1, round(total * frac)), seed, cfg.split.stratify)
     splits["train"] = _subsample(splits["train"], cfg.max_train_samples, seed)
     for name in ("dev", "test"):
         if name in splits:
@@ -262,10 +314,11 @@ def lm_blocks(text: str, tokenizer, block: int) -> np.ndarray:
 def load_causal_lm(cfg: DataConfig, base_dir: Path | None, tokenizer, seed: int) -> dict[str, np.ndarray]:
     texts = load_lm_text(cfg, base_dir)
     blocks = {name: lm_blocks(t, tokenizer, cfg.max_length) for name, t in texts.items()}
+    total = len(blocks["train"])  # split fractions are of the whole file
     for name, frac in (("test", cfg.split.test), ("dev", cfg.split.dev)):
         if name not in blocks and frac > 0:
             tr = blocks["train"]
-            k = max(1, int(round(len(tr) * frac)))
+            k = max(1, int(round(total * frac)))
             if k >= len(tr):
                 raise DataError(f"data.train: {len(tr)} blocks are too few to split off {name}")
             blocks["train"], blocks[name] = tr[:-k], tr[-k:]  # contiguous tail: no overlap

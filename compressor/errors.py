@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped, so an error stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 class CompressorError(Exception):
     """Base class: a problem with the user's input, reported without a traceback."""
 
     exit_code = 2
+
+    def __str__(self) -> str:  # user text (keys, file names) may hold line breaks: keep the error on one line
+        return one_line(super().__str__())
 
 
 class RecipeError(CompressorError):
@@ -28,7 +38,7 @@ class RecipeError(CompressorError):
         if self.file:
             where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
         field = f"{self.field}: " if self.field else ""
-        return f"{where}{field}{self.message}"
+        return one_line(f"{where}{field}{self.message}")
 
 
 class DataError(CompressorError):

@@ -35,13 +35,14 @@ def resolve(spec: str, base_dir: Path | None = None, what: str = "path", must_ex
             raise CompressorError(f"{what}: {spec}: no '{sub}' inside package '{package}' ({root})")
         return p
     p = Path(spec).expanduser()
-    if not p.is_absolute() and base_dir is not None:
+    relative = not p.is_absolute() and base_dir is not None
+    if relative:
         p = base_dir / p
     if p.exists():
         return p.resolve()
     if not must_exist and _looks_like_hub_id(spec):
         return spec
-    raise CompressorError(f"{what}: {spec}: no such file or directory" + (f" (looked in {p.parent})" if base_dir else ""))
+    raise CompressorError(f"{what}: {spec}: no such file or directory" + (f" (looked in {p.parent})" if relative else ""))
 
 
 def _looks_like_hub_id(spec: str) -> bool:
@@ -59,9 +60,23 @@ def _wrap_load_error(src: Any, e: Exception) -> ModelError:
     return ModelError(f"model {src}: {text}")
 
 
+# encoder-only families that AutoModelForCausalLM still maps (to *LMHeadModel / *ForCausalLM): without
+# config.is_decoder they attend in both directions, so next-token training and perplexity are meaningless
+ENCODER_ONLY = {"bert", "roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "electra", "ernie", "data2vec-text",
+                "rembert", "roc_bert", "megatron-bert", "xmod", "bert-generation"}
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model",
+                   "sentencepiece.bpe.model", "merges.txt")
+
+
+def _check_local_dir(src: Path | str, what: str) -> None:
+    if isinstance(src, Path) and src.exists() and not src.is_dir():
+        raise ModelError(f"model {src}: is a file; {what} must be a model directory (config.json, weights, tokenizer)")
+
+
 def load_config(src: Path | str, trust_remote_code: bool = False, revision: str | None = None):
     from transformers import AutoConfig
 
+    _check_local_dir(src, "model.path")
     try:
         return AutoConfig.from_pretrained(str(src), trust_remote_code=trust_remote_code, revision=revision)
     except Exception as e:  # transformers raises OSError, ValueError, KeyError… for bad dirs
@@ -71,6 +86,11 @@ def load_config(src: Path | str, trust_remote_code: bool = False, revision: str 
 def load_tokenizer(src: Path | str, trust_remote_code: bool = False, revision: str | None = None):
     from transformers import AutoTokenizer
 
+    _check_local_dir(src, "model.path")
+    if isinstance(src, Path) and src.is_dir() and not any((src / f).is_file() for f in TOKENIZER_FILES):
+        # transformers >= 5 would build an empty tokenizer that maps every word to [UNK]
+        raise ModelError(f"model {src}: no tokenizer files ({', '.join(TOKENIZER_FILES[:4])}, ...); "
+                         "save the tokenizer next to the model (tokenizer.save_pretrained)")
     try:
         tok = AutoTokenizer.from_pretrained(str(src), trust_remote_code=trust_remote_code, revision=revision)
     except Exception as e:
@@ -96,7 +116,11 @@ def load_model(
     if trust_remote_code:
         log.warning("trust_remote_code is on (set by the recipe): code shipped with %s will run", src)
     config = load_config(src, trust_remote_code, revision)
-    kwargs: dict[str, Any] = dict(trust_remote_code=trust_remote_code, revision=revision)
+    model_type = getattr(config, "model_type", "?")
+    # shapes are checked below: a new classification head may differ, the rest of the model may not
+    kwargs: dict[str, Any] = dict(trust_remote_code=trust_remote_code, revision=revision, ignore_mismatched_sizes=True,
+                                  output_loading_info=True)
+    new_head = False
     if task == "sequence-classification":
         cls = AutoModelForSequenceClassification
         if num_labels is not None:
@@ -104,12 +128,14 @@ def load_model(
             if label_names:
                 kwargs["id2label"] = dict(enumerate(label_names))
                 kwargs["label2id"] = {n: i for i, n in enumerate(label_names)}
-            if getattr(config, "num_labels", None) != num_labels:
-                kwargs["ignore_mismatched_sizes"] = True
+            new_head = getattr(config, "num_labels", None) != num_labels
     else:
         cls = AutoModelForCausalLM
+        if model_type in ENCODER_ONLY and not getattr(config, "is_decoder", False):
+            raise ModelError(f"model {src}: architecture '{model_type}' is an encoder, not a causal language model; "
+                             "use it with task: sequence-classification, or pick a decoder (gpt2, llama, ...) for causal-lm")
     try:
-        model = cls.from_pretrained(str(src), **kwargs)
+        model, info = cls.from_pretrained(str(src), **kwargs)
     except ValueError as e:
         if "Unrecognized configuration class" in str(e):
             raise ModelError(
@@ -118,6 +144,16 @@ def load_model(
         raise _wrap_load_error(src, e) from e
     except Exception as e:
         raise _wrap_load_error(src, e) from e
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    for key, *shapes in sorted(info.get("mismatched_keys") or [], key=lambda m: str(m[0])):
+        if not new_head or (prefix and str(key).startswith(prefix + ".")):
+            ckpt, want = (tuple(x) for x in shapes[:2]) if len(shapes) >= 2 else ("?", "?")
+            raise ModelError(f"model {src}: config and weights disagree: {key} is {ckpt} in the weights but {want} "
+                             "by config.json (edited config, or weights from another model?)")
+    missing = sorted(str(k) for k in info.get("missing_keys") or [] if prefix and str(k).startswith(prefix + ".") and "pooler" not in str(k))
+    if missing:
+        log.warning("model %s: %d weights of the base model are not in the checkpoint and start random (e.g. %s); "
+                    "does config.json match the weights?", src, len(missing), missing[0])
     if task == "causal-lm":
         model.config.use_cache = False
     return model

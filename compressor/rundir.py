@@ -6,9 +6,10 @@ import json
 import os
 import shutil
 import tempfile
-from pathlib import Path
+from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stdout
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any
 
 from compressor.errors import RunDirError
 

@@ -21,6 +21,8 @@ def make_session(path: Path | str, threads: int | None = None, device: str = "cp
     """A session with idle-thread spinning off, so several live sessions do not steal cores."""
     import onnxruntime as ort
 
+    if not Path(path).is_file():
+        raise ExportError(f"{path}: no such ONNX file" if not Path(path).exists() else f"{path}: not a file")
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3

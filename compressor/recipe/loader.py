@@ -16,13 +16,14 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from compressor.errors import RecipeError
-from compressor.recipe.schema import Recipe
+from compressor.recipe.schema import DynamicQuant, Recipe
 
 MAX_NODES = 100_000  # after alias expansion: stops "billion laughs" documents
 MAX_DEPTH = 64
 MAX_BYTES = 1_000_000
 
 Path_ = tuple  # a location: ("stages", 1, "finetune", "lr")
+_PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 
 
 class _Tree:
@@ -33,17 +34,73 @@ class _Tree:
         self.lines: dict[tuple, int] = {}
         self.count = 0
         self.loader: yaml.SafeLoader | None = None
+        self._flat: set[int] = set()  # mapping nodes whose merge keys are resolved
+        self._flattening: set[int] = set()
 
-    def build(self, node: yaml.Node, path: tuple = (), depth: int = 0) -> Any:
+    def _tick(self, node: yaml.Node) -> None:
         self.count += 1
         if self.count > MAX_NODES:
             raise RecipeError(f"document expands to more than {MAX_NODES} nodes (alias bomb?)", self.file, node.start_mark.line + 1)
+
+    def flatten(self, node: yaml.MappingNode, depth: int = 0) -> None:
+        """Resolve "<<" merge keys in place, like PyYAML's flatten_mapping, but without its blow-up.
+
+        Keys written in the mapping win over merged ones, and an earlier merged mapping over a later
+        one; merged duplicates are dropped rather than copied (PyYAML copies them, so merges of
+        merges grow exponentially). Every merged pair counts towards MAX_NODES.
+        """
+        if id(node) in self._flat:
+            return
+        line = node.start_mark.line + 1
+        if id(node) in self._flattening:
+            raise RecipeError("a merge key ('<<') refers to the mapping it is in", self.file, line)
+        if depth > MAX_DEPTH:
+            raise RecipeError(f"nested deeper than {MAX_DEPTH} levels", self.file, line)
+        self._flattening.add(id(node))
+        own, sources = [], []
+        for knode, vnode in node.value:
+            if knode.tag == "tag:yaml.org,2002:merge":
+                subs = vnode.value if isinstance(vnode, yaml.SequenceNode) else [vnode]
+                if not all(isinstance(m, yaml.MappingNode) for m in subs):
+                    raise RecipeError("'<<' merges a mapping or a list of mappings", self.file, vnode.start_mark.line + 1)
+                sources += subs
+            else:
+                if knode.tag == "tag:yaml.org,2002:value":
+                    knode.tag = "tag:yaml.org,2002:str"
+                own.append((knode, vnode))
+        if sources:
+            taken = {self._key_id(k) for k, _ in own}
+            merged = []
+            for m in sources:
+                self.flatten(m, depth + 1)
+                for knode, vnode in m.value:
+                    self._tick(knode)
+                    kid = self._key_id(knode)
+                    if kid not in taken:
+                        taken.add(kid)
+                        merged.append((knode, vnode))
+            node.value = merged + own
+        self._flattening.discard(id(node))
+        self._flat.add(id(node))
+
+    def _key_id(self, knode: yaml.Node) -> Any:
+        if isinstance(knode, yaml.ScalarNode):
+            assert self.loader is not None
+            key = self.loader.construct_object(knode)
+            return ("k", type(key).__name__, key) if isinstance(key, (str, int, float, bool)) or key is None else ("n", id(knode))
+        return ("n", id(knode))
+
+    def build(self, node: yaml.Node, path: tuple = (), depth: int = 0) -> Any:
+        self._tick(node)
         if depth > MAX_DEPTH:
             raise RecipeError(f"nested deeper than {MAX_DEPTH} levels", self.file, node.start_mark.line + 1)
         self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)) and node.tag not in _PLAIN_TAGS:
+            # scalars go through SafeLoader (which rejects unknown tags); collections are built here
+            raise RecipeError(f"unsupported YAML tag {node.tag!r}", self.file, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             assert self.loader is not None
-            self.loader.flatten_mapping(node)  # resolves "<<" merge keys
+            self.flatten(node)  # resolves "<<" merge keys
             out: dict[Any, Any] = {}
             for knode, vnode in node.value:
                 if not isinstance(knode, yaml.ScalarNode):
@@ -69,28 +126,46 @@ class _Tree:
         return self.lines.get((), None)
 
 
+_EMPTY = object()
+
+
+def _compose(text: str, file: str) -> tuple[Any, _Tree]:
+    """YAML text -> (data, tree) with the node / depth limits; every failure is a RecipeError with a line."""
+    tree = _Tree(file)
+    loader = None
+    try:
+        loader = yaml.SafeLoader(text)  # checks for unprintable characters right away
+        tree.loader = loader
+        node = loader.get_single_node()
+        return (_EMPTY if node is None else tree.build(node)), tree
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line = mark.line + 1 if mark else _line_at(loader)
+        problem = " ".join(str(p) for p in (e.context, e.problem) if p)
+        raise RecipeError(f"YAML syntax error: {problem}", file, line) from None
+    except yaml.reader.ReaderError as e:  # e.g. a NUL or other control character
+        line = text.count("\n", 0, max(e.position, 0)) + 1
+        char = e.character if isinstance(e.character, int) else ord(str(e.character)[:1] or "?")
+        raise RecipeError(f"YAML error: unacceptable character #x{char:04x} (not text?)", file, line) from None
+    except yaml.YAMLError as e:
+        raise RecipeError(f"YAML error: {str(e).splitlines()[0]}", file, _line_at(loader)) from None
+    except RecursionError:
+        raise RecipeError(f"nested deeper than {MAX_DEPTH} levels", file, _line_at(loader)) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _line_at(loader: yaml.SafeLoader | None) -> int:
+    return (getattr(loader, "line", 0) or 0) + 1
+
+
 def _parse_yaml(text: str, file: str) -> tuple[Any, _Tree]:
     if len(text.encode("utf-8", "replace")) > MAX_BYTES:
         raise RecipeError(f"larger than {MAX_BYTES} bytes; a recipe is a short file", file)
-    tree = _Tree(file)
-    loader = yaml.SafeLoader(text)
-    tree.loader = loader
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            raise RecipeError("empty recipe: it needs at least 'model' and 'data'", file, 1)
-        data = tree.build(node)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + 1 if mark else None
-        problem = " ".join(str(p) for p in (e.context, e.problem) if p)
-        raise RecipeError(f"YAML syntax error: {problem}", file, line) from None
-    except yaml.YAMLError as e:
-        raise RecipeError(f"YAML error: {str(e).splitlines()[0]}", file) from None
-    except RecursionError:
-        raise RecipeError("nested too deeply", file) from None
-    finally:
-        loader.dispose()
+    data, tree = _compose(text, file)
+    if data is _EMPTY:
+        raise RecipeError("empty recipe: it needs at least 'model' and 'data'", file, 1)
     if not isinstance(data, dict):
         raise RecipeError("the top level must be a mapping (model:, data:, stages:, ...)", file, 1)
     return data, tree
@@ -104,10 +179,15 @@ def apply_override(data: dict, assignment: str) -> tuple:
     parts = [p for p in key.strip().split(".")]
     if not key.strip() or any(not p for p in parts):
         raise RecipeError(f"--set {assignment!r}: empty key")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        value = raw
+    value: Any = ""
+    if raw.strip():
+        try:
+            value, _ = _compose(raw, f"--set {assignment!r}")
+            value = None if value is _EMPTY else value
+        except RecipeError as e:
+            if "YAML" not in e.message:  # a limit (alias bomb, nesting), not just text that is no YAML
+                raise RecipeError(f"--set {assignment!r}: {e.message}") from None
+            value = raw
     cur: Any = data
     path: list = []
     for i, part in enumerate(parts):
@@ -125,6 +205,8 @@ def apply_override(data: dict, assignment: str) -> tuple:
             cur[idx] = value
         else:
             if isinstance(cur, dict) and cur.get(idx) is None:
+                if parts[i + 1].lstrip("-").isdigit():
+                    raise RecipeError(f"--set {assignment!r}: {'.'.join(parts[: i + 1])} is not set, so it has no item {parts[i + 1]}")
                 cur[idx] = {}
             cur = cur[idx]
     return tuple(path)
@@ -169,8 +251,22 @@ def _known_keys(loc: tuple) -> list[str]:
     return keys
 
 
+def _type_tags(loc: tuple) -> list:
+    """The ``type:`` values accepted at ``loc`` (a discriminated union such as a quantize stage)."""
+    tp: Any = Recipe
+    for seg in loc:
+        tp = _step(tp, seg)
+        if tp is None:
+            return []
+    return [opt.model_fields["type"].default for opt in _options(tp)
+            if isinstance(opt, type) and issubclass(opt, BaseModel) and "type" in opt.model_fields]
+
+
 def _display_path(loc: tuple, data: Any) -> tuple:
     """Drop the union tags pydantic adds to a location, keeping the user's own keys."""
+    # a stage item's tag repeats its one key: ("stages", 2, "quantize", "quantize", ...)
+    loc = tuple(seg for i, seg in enumerate(loc)
+                if not (i >= 2 and isinstance(seg, str) and seg == loc[i - 1] and isinstance(loc[i - 2], int)))
     out: list = []
     cur = data
     for i, seg in enumerate(loc):
@@ -210,6 +306,9 @@ def _message(err: dict, loc: tuple, data: Any) -> str:
     if kind == "union_tag_invalid":
         ctx = err.get("ctx", {})
         return f"unknown type {ctx.get('tag')!r}; expected one of: {ctx.get('expected_tags')}"
+    if kind == "union_tag_not_found" and isinstance(err.get("input"), dict):
+        tags = _type_tags(loc[:-1])
+        return "required field is missing" + (f"; one of: {', '.join(repr(t) for t in tags)}" if tags else "")
     msg = err["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
@@ -219,27 +318,56 @@ def _message(err: dict, loc: tuple, data: Any) -> str:
             from compressor.recipe.schema import STAGE_NAMES
 
             close = difflib.get_close_matches(str(keys[0]), STAGE_NAMES, n=1, cutoff=0.6)
-            msg = f"unknown stage '{keys[0]}'" + (f"; did you mean '{close[0]}'?" if close else f"; expected one of: {', '.join(STAGE_NAMES)}")
+            msg = f"unknown stage {_segment(keys[0])!r}" + (f"; did you mean '{close[0]}'?" if close else f"; expected one of: {', '.join(STAGE_NAMES)}")
     return msg[0].lower() + msg[1:] if msg else msg
+
+
+def _segment(seg: Any) -> str:
+    """A path segment as the user wrote it; quoted when it is empty, padded or unprintable."""
+    s = str(seg)
+    return s if s and s.isprintable() and s.strip() == s else repr(s)
+
+
+def _stage_order(recipe: Recipe) -> tuple[tuple, str] | None:
+    """Stage-order mistakes found now rather than after training: (location, message) or None."""
+    exported = False
+    for i, (kind, cfg) in enumerate(recipe.stage_list()):
+        if kind == "export":
+            exported = True
+        elif isinstance(cfg, DynamicQuant) and not exported:  # it quantizes the exported ONNX graph
+            return ("stages", i, kind), "quantize {type: dynamic} works on the ONNX model: put an 'export' stage before it"
+    return None
 
 
 def validate_data(data: dict, tree: _Tree | None, file: str, overrides: dict[tuple, str] | None = None) -> Recipe:
     try:
         recipe = Recipe.model_validate(data)
         recipe._source = (file, dict(tree.lines) if tree else {})
-        return recipe
     except ValidationError as e:
-        err = e.errors(include_url=False)[0]
+        errors = e.errors(include_url=False)
+        # a misspelt key also makes the real one "missing": report the misspelling, with its "did you mean"
+        err = next((x for x in errors if x["type"] == "extra_forbidden"), errors[0])
         loc = _display_path(tuple(err["loc"]), data)
         if err["type"] == "union_tag_invalid":
             loc = loc[:-1] + ("type",) if loc and loc[-1] not in ("type",) and not _has(data, loc) else loc + ("type",)
-        field = ".".join(str(p) for p in loc) or None
+        elif err["type"] == "union_tag_not_found" and isinstance(err.get("input"), dict):
+            loc = loc + ("type",)
+        field = ".".join(_segment(p) for p in loc) or None
         for opath, text in (overrides or {}).items():
             if loc[: len(opath)] == opath or opath[: len(loc)] == loc:
-                raise RecipeError(_message(err, loc, data), f"{file} (--set {text})", None, field) from None
+                raise RecipeError(_message(err, loc, data), f"{file} (--set {text!r})", None, field) from None
         line = tree.line_of(loc) if tree else None
         extra = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
         raise RecipeError(_message(err, loc, data) + extra, file, line, field) from None
+    problem = _stage_order(recipe)
+    if problem is not None:
+        loc, message = problem
+        field = ".".join(_segment(p) for p in loc)
+        for opath, text in (overrides or {}).items():
+            if loc[: len(opath)] == opath or opath[: len(loc)] == loc:
+                raise RecipeError(message, f"{file} (--set {text!r})", None, field)
+        raise RecipeError(message, file, tree.line_of(loc) if tree else None, field)
+    return recipe
 
 
 def parse_recipe_text(text: str, file: str = "recipe.yaml", overrides: list[str] | None = None) -> tuple[Recipe, dict]:

@@ -111,7 +111,7 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tiny_dir, tmp_path):
 
 def test_resume_skips_completed_stages(tiny_dir, tmp_path):
     recipe = _recipe(tiny_dir, tmp_path)
-    run_dir = run(recipe, quiet=True)
+    run_dir = run(recipe, output_dir=str(tmp_path / "runs"), quiet=True)
     (run_dir / "status").write_text("failed: pretend\n")
     before = (run_dir / "onnx" / "model.onnx").stat().st_mtime_ns
     run(resume=run_dir, quiet=True)
