@@ -33,6 +33,7 @@ def _register_stages() -> None:
     # importing a stage module registers its handlers with STAGES
     import compressor.export.stage  # noqa: F401
     import compressor.quantize.ptq  # noqa: F401
+    import compressor.quantize.static  # noqa: F401
     import compressor.train.finetune  # noqa: F401
 
     try:

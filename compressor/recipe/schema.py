@@ -11,7 +11,17 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -167,7 +177,59 @@ class DynamicQuant(Strict):
     exclude_nodes: list[str] = Field(default_factory=list)
 
 
-QuantizeStage = Annotated[Union[DynamicQuant], Field(discriminator="type")]
+class StaticQuant(Strict):
+    """Static INT8 (QDQ) with calibrated activation ranges; see compressor/quantize/static.py."""
+
+    type: Literal["static"] = "static"
+    method: Literal["minmax", "percentile", "entropy"] = "minmax"
+    percentile: float = Field(default=99.99, gt=90, le=100, description="method: percentile only")
+    calibration_samples: int = Field(default=256, ge=1, le=1_000_000)
+    calibration_batch_size: int = Field(default=16, ge=1, le=4096)
+    per_channel: bool = True
+    reduce_range: bool = False
+    activation_type: Literal["uint8", "int8"] = Field(default="uint8", description="uint8: the fast x86 kernels")
+    weight_type: Literal["int8", "uint8"] = "int8"
+    op_types: list[Literal["MatMul", "Gemm"]] = Field(default_factory=lambda: ["MatMul", "Gemm"], min_length=1)
+    activation_matmuls: bool = Field(default=False, description="also MatMuls of two activations (attention scores)")
+    quantize_embeddings: bool = Field(default=True, description="int8 embedding tables (Gather)")
+    exclude_nodes: list[str] = Field(default_factory=list)
+    exclude_op_types: list[str] = Field(default_factory=list)
+    optimized: bool = Field(default=False, description="quantize the ORT-fused graph (fused Attention gets dynamic QAttention)")
+    max_drop: float | None = Field(default=None, ge=0, description="accuracy points (perplexity for LMs) INT8 may lose")
+    max_drop_relative: float | None = Field(default=None, ge=0, le=1, description="fraction of the fp32 metric")
+    fallback_trials: int = Field(default=4, ge=0, le=64)
+
+    # field validators (not one model validator) so that errors point at the offending key's line
+    @field_validator("percentile")
+    @classmethod
+    def _percentile(cls, v: float, info: ValidationInfo) -> float:
+        if info.data.get("method", "percentile") != "percentile":
+            raise ValueError("percentile applies to method: percentile only")
+        return v
+
+    @field_validator("weight_type")
+    @classmethod
+    def _weight_type(cls, v: str, info: ValidationInfo) -> str:
+        if v == "uint8" and info.data.get("activation_type") == "int8":
+            raise ValueError("int8 activations need int8 weights (ONNX Runtime has no s8 x u8 kernel)")
+        return v
+
+    @field_validator("op_types", "exclude_nodes", "exclude_op_types")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("lists a name twice")
+        return v
+
+    @field_validator("fallback_trials")
+    @classmethod
+    def _trials(cls, v: int, info: ValidationInfo) -> int:
+        if info.data.get("max_drop") is None and info.data.get("max_drop_relative") is None:
+            raise ValueError("fallback_trials needs max_drop or max_drop_relative")
+        return v
+
+
+QuantizeStage = Annotated[Union[DynamicQuant, StaticQuant], Field(discriminator="type")]
 
 
 def _stage_tag(v: Any) -> str | None:
