@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import typer
 
@@ -100,17 +101,406 @@ def run(
     Writes runs/<name>/ with recipe.yaml, model/, onnx/, metrics.json, report.md, log.txt, status.
     """
     import json
+    import os
 
     from compressor.pipeline import run as run_pipeline
     from compressor.report.markdown import print_table
-
-    import os
 
     run_dir = run_pipeline(recipe, set_ or [], force=force, output_dir=output, quiet=quiet, resume=resume)
     if os.environ.get("RANK", "0") != "0":
         return  # under `accelerate launch`, the main process reports
     print_table(json.loads((run_dir / "metrics.json").read_text()))
-    typer.echo(f"report: {run_dir / 'report.md'}")
+    typer.echo(f"report: {run_dir / 'report.md'} and report.html")
+
+
+# ---------------------------------------------------------------- reports
+@app.command()
+@guarded
+def compare(
+    runs: list[Path] = typer.Argument(..., metavar="RUN_DIR...", help="Run directories (each with metrics.json and status)."),
+    output: Path = typer.Option(Path("compare"), "--output", "-o", help="Folder for compare.md / compare.html / plots."),
+    allow_incomplete: bool = typer.Option(False, "--allow-incomplete",
+                                          help="Include runs whose status is not 'complete' (flagged in the report)."),
+):
+    """Put several runs in one table and on one accuracy-vs-size / latency chart.
+
+    Runs measured on different hardware are flagged: their latencies are not comparable.
+    """
+    from compressor.report.compare import compare as compare_runs
+    from compressor.report.markdown import print_rows
+
+    cmp = compare_runs(runs, output, allow_incomplete)
+    for note in cmp.notes:
+        _warn(note)
+    print_rows("compare", cmp.head, cmp.rows)
+    typer.echo(f"report: {cmp.files['md']} and {cmp.files['html'].name}")
+
+
+# ---------------------------------------------------------------- standalone commands
+TASKS = ("auto", "sequence-classification", "causal-lm")
+TaskOpt = typer.Option("auto", "--task", help="sequence-classification | causal-lm | auto (from config.json / the graph).")
+SAMPLE_TEXTS = (  # parity batches for `compressor export`: varied lengths, so padding is exercised
+    "The film was a delight from start to finish, and the cast was wonderful.",
+    "Terrible.",
+    "I would not watch it again, although the music was lovely and the final scene made up for a lot of it.",
+    "An average story with a few good moments.",
+    "ok",
+    "The service was slow but the food was great, so overall I am happy with the evening.",
+    "Nothing about this worked for me.",
+    "What a pleasant surprise!",
+)
+
+
+def _warn(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold yellow]warning:[/] {_escape(message)}", markup=True)
+
+
+def _quiet_transformers() -> None:
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _task_of(config, where: Path, task: str) -> str:
+    from compressor.errors import ModelError
+
+    if task != "auto":
+        if task not in TASKS:
+            raise ModelError(f"--task {task}: choose one of {', '.join(TASKS)}")
+        return task
+    archs = list(getattr(config, "architectures", None) or [])
+    if any(a.endswith("ForSequenceClassification") for a in archs):
+        return "sequence-classification"
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+        return "causal-lm"
+    raise ModelError(f"model {where}: architecture {archs or getattr(config, 'model_type', '?')} is neither a sequence "
+                     "classifier nor a causal LM; pass --task")
+
+
+def _model_dir(path: Path) -> Path:
+    from compressor.errors import ModelError
+
+    if not path.exists():
+        raise ModelError(f"{path}: no such file or directory")
+    if not path.is_dir() or not (path / "config.json").is_file():
+        raise ModelError(f"{path}: not a Hugging Face model directory (no config.json)")
+    return path
+
+
+def _companion(artifact: Path, explicit: Optional[Path]) -> Optional[Path]:
+    """The folder with the tokenizer (and config.json) that belongs to an ONNX file."""
+    from compressor.models import TOKENIZER_FILES
+
+    if explicit is not None:
+        return explicit
+    for d in (artifact.parent, artifact.parent.parent / "model", artifact.parent.parent):
+        if d.is_dir() and any((d / f).is_file() for f in TOKENIZER_FILES):
+            return d
+    return None
+
+
+def _ints(text: str, what: str) -> list[int]:
+    from compressor.errors import CompressorError
+
+    try:
+        values = [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise CompressorError(f"{what} {text!r}: give positive integers separated by commas, e.g. 1,8")
+    return values
+
+
+@app.command()
+@guarded
+def export(
+    model_dir: Path = typer.Argument(..., help="Hugging Face model directory (config.json, weights, tokenizer)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder for the ONNX files (default: MODEL_DIR/onnx)."),
+    int8: bool = typer.Option(False, "--int8", help="Also write model.int8.onnx (ONNX Runtime dynamic INT8)."),
+    opset: int = typer.Option(17, "--opset", min=11, max=23, help="ONNX opset (the dynamo exporter uses at least 18)."),
+    tolerance: float = typer.Option(1e-3, "--tolerance", min=0.0, help="Largest |ONNX - PyTorch| logit difference accepted."),
+    optimize: bool = typer.Option(True, "--optimize/--no-optimize", help="ONNX Runtime transformer fusions (model.opt.onnx)."),
+    exporter: str = typer.Option("auto", "--exporter", help="auto | torchscript | dynamo."),
+    task: str = TaskOpt,
+    force: bool = typer.Option(False, "--force", help="Replace ONNX files already in the output folder."),
+):
+    """Export a model directory to ONNX, checked against PyTorch on tokenized sample sentences.
+
+    Writes model.onnx (+ model.opt.onnx with fusions, + model.int8.onnx with --int8), each with a
+    .json provenance record holding the parity result, plus the tokenizer and config.
+    """
+    from compressor.errors import CompressorError, RunDirError
+    from compressor.export.onnx import export_model, parity, write_provenance
+    from compressor.export.onnx import optimize as ort_optimize
+    from compressor.models import load_config, load_model, load_tokenizer
+    from compressor.quantize.ptq import quantize_dynamic_file
+    from compressor.recipe.schema import DynamicQuant
+
+    if exporter not in ("auto", "torchscript", "dynamo"):
+        raise CompressorError(f"--exporter {exporter}: choose auto, torchscript or dynamo")
+    _quiet_transformers()
+    model_dir = _model_dir(model_dir)
+    out = output if output is not None else model_dir / "onnx"
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out}: exists and is not a directory")
+    names = ("model.onnx", "model.onnx.data", "model.opt.onnx", "model.int8.onnx")
+    existing = [out / n for n in names if (out / n).exists()]
+    if existing and not force:
+        raise RunDirError(f"{existing[0]}: already exists; use --force to replace it")
+    config = load_config(model_dir)
+    task = _task_of(config, model_dir, task)
+    tokenizer = load_tokenizer(model_dir)
+    model = load_model(model_dir, task)
+    out.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        for f in (out / n, out / f"{n}.json"):
+            f.unlink(missing_ok=True)
+    enc = tokenizer(list(SAMPLE_TEXTS), padding=True, truncation=True, max_length=64, return_tensors="pt")
+    if task == "causal-lm":  # LM batches carry ids and mask only (GPT-2 would embed token_type_ids with its word table)
+        enc = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+    half = len(SAMPLE_TEXTS) // 2
+    batches = [{k: v[:half] for k, v in enc.items()}, {k: v[half:] for k, v in enc.items()}]
+    source = {"source": str(model_dir.resolve()), "task": task, "parity_inputs": f"{len(SAMPLE_TEXTS)} sample sentences"}
+    fp32 = out / "model.onnx"
+    info = export_model(model, batches[0], fp32, opset=opset, exporter=exporter)
+    check = parity(model, fp32, batches, tolerance)
+    write_provenance(fp32, {"artifact": "onnx", **source, **info, "parity": check})
+    typer.echo(f"{fp32}: {info['exporter']} exporter, opset {info['opset']}, inputs {', '.join(info['inputs'])}; "
+               f"parity max |diff| {check['max_abs_diff']:.2e} (tolerance {tolerance:g}), "
+               f"argmax agreement {check['argmax_agreement']:.1%}")
+    best = fp32
+    if optimize:
+        opt = out / "model.opt.onnx"
+        fusions = ort_optimize(fp32, model.config, opt)
+        if fusions is not None:
+            check_opt = parity(model, opt, batches, tolerance, what="optimized ONNX")
+            write_provenance(opt, {"artifact": "onnx-opt", **source, "fusions": fusions, "parity": check_opt})
+            typer.echo(f"{opt}: fusions {', '.join(f'{k}×{v}' for k, v in fusions.items()) or 'none'}; "
+                       f"parity max |diff| {check_opt['max_abs_diff']:.2e}")
+            best = opt
+        else:
+            typer.echo(f"{fp32.name}: no ONNX Runtime fusions for model type '{getattr(model.config, 'model_type', '?')}'")
+    if int8:
+        q = out / "model.int8.onnx"
+        qcfg = DynamicQuant()
+        quantize_dynamic_file(best, q, qcfg)
+        check_q = parity(model, q, batches, None, what="INT8")
+        write_provenance(q, {"artifact": "int8", **source, "source_graph": best.name, "scheme": "dynamic",
+                             "weight_type": "int8", "per_channel": qcfg.per_channel, "parity": check_q})
+        typer.echo(f"{q}: dynamic INT8 of {best.name}; max |diff| {check_q['max_abs_diff']:.2e}, "
+                   f"argmax agreement {check_q['argmax_agreement']:.1%}")
+    if out.resolve() != model_dir.resolve():  # the folder stands on its own: eval / bench find the tokenizer there
+        tokenizer.save_pretrained(out)
+        model.config.save_pretrained(out)
+
+
+def _label_names(config, data_path: Path, fmt: str, encoding: str, label: str, labels: Optional[str]):
+    """Label names in id order: --labels, else the model's id2label; None when the data holds class ids."""
+    from compressor.data import read_table
+
+    if labels:
+        return [x.strip() for x in labels.split(",")]
+    df = read_table(data_path, fmt, encoding)
+    values = [str(v).strip() for v in df[label]] if label in df.columns else []
+    if values and all(v.lstrip("-").isdigit() for v in values):
+        return None
+    id2label = getattr(config, "id2label", None) or {}
+    names = [str(id2label[i]) for i in sorted(id2label)]
+    if not names or all(n == f"LABEL_{i}" for i, n in enumerate(names)):
+        _warn("the model's labels are unnamed (LABEL_0, ...): text labels are mapped in sorted order; "
+              "pass --labels to give the order")
+        return None
+    return names
+
+
+@app.command("eval")
+@guarded
+def eval_cmd(
+    artifact: Path = typer.Argument(..., help="Hugging Face model directory, or an .onnx file."),
+    data: Path = typer.Option(..., "--data", help="csv / tsv / jsonl / parquet table, or a .txt file for a causal LM."),
+    text: str = typer.Option("text", "--text", help="Text column (two, comma-separated, for sentence pairs)."),
+    label: str = typer.Option("label", "--label", help="Label column (classifiers)."),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Label names in id order, comma-separated "
+                                         "(default: the model's id2label)."),
+    task: str = TaskOpt,
+    tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="Folder with the tokenizer (for an .onnx file; "
+                                             "default: next to it, or ../model)."),
+    max_length: int = typer.Option(128, "--max-length", min=8, help="Tokens per example (causal LM: block length)."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate this many random rows (blocks) only."),
+    data_format: str = typer.Option("auto", "--format", help="auto | csv | tsv | jsonl | parquet | text."),
+    encoding: str = typer.Option("utf-8", "--encoding"),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime intra-op threads."),
+    json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="Also write the metrics as JSON."),
+):
+    """Evaluate a model directory or an ONNX file on a data file, with the same code `compressor run` uses."""
+    import pydantic
+
+    from compressor import data as D
+    from compressor.errors import CompressorError, ModelError
+    from compressor.evaluate import evaluate_onnx, evaluate_torch
+    from compressor.models import load_config, load_model, load_tokenizer
+    from compressor.recipe.schema import DataConfig, SplitConfig
+    from compressor.rundir import atomic_write_json
+
+    _quiet_transformers()
+    is_onnx = artifact.suffix.lower() == ".onnx"
+    if is_onnx and not artifact.is_file():
+        raise ModelError(f"{artifact}: no such ONNX file")
+    home = _companion(artifact, tokenizer) if is_onnx else _model_dir(artifact)
+    if home is None:
+        raise ModelError(f"{artifact}: no tokenizer next to it (looked in {artifact.parent} and ../model); pass --tokenizer DIR")
+    config = load_config(home) if (home / "config.json").is_file() else None
+    if config is not None:
+        task = _task_of(config, home, task)
+    elif task == "auto":  # an ONNX file without config.json: a classifier's logits are (batch, labels)
+        from compressor.export.session import make_session
+
+        task = "causal-lm" if len(make_session(artifact).get_outputs()[0].shape) == 3 else "sequence-classification"
+    tok = load_tokenizer(home)
+    cols = [c.strip() for c in text.split(",")] if "," in text else text
+    classify = task == "sequence-classification"
+    names = _label_names(config, data, data_format, encoding, label, labels) if classify else None
+    try:
+        cfg = DataConfig(train=str(data), format=data_format, encoding=encoding, text=cols, label=label if classify else None,
+                         labels=names, split=SplitConfig(dev=0.0, test=0.0, stratify=False, dedupe=False),
+                         max_length=max_length, max_train_samples=limit)
+    except pydantic.ValidationError as e:
+        err = e.errors()[0]
+        raise CompressorError(f"{'.'.join(map(str, err['loc'])) or 'data'}: {err['msg']}") from None
+    if classify:
+        num_labels = getattr(config, "num_labels", None) if config is not None else None
+        ds = D.load_classification(cfg, None, seed=0, num_labels=num_labels)
+        encoded = D.encode_split(ds.splits["train"], tok, max_length)
+    else:
+        encoded = D.encode_blocks(D.load_causal_lm(cfg, None, tok, seed=0)["train"])
+    loader = D.make_loader(encoded, tok, batch_size, shuffle=False, task=task)
+    if is_onnx:
+        metrics = evaluate_onnx(artifact, loader, task, threads)
+    else:
+        metrics = evaluate_torch(load_model(home, task), loader, task)
+    shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+    typer.echo(f"{artifact} on {data} ({len(encoded)} {'examples' if classify else 'blocks'}): {shown}")
+    if json_out is not None:
+        atomic_write_json(json_out, {"artifact": str(artifact), "data": str(data), "task": task, "metrics": metrics})
+
+
+def _onnx_vocab(path: Path, home: Optional[Path]) -> Optional[int]:
+    """The vocabulary size for synthetic inputs: config.json beside the file, else the word-embedding table."""
+    if home is not None and (home / "config.json").is_file():
+        import json
+
+        cfg = json.loads((home / "config.json").read_text())
+        if cfg.get("vocab_size"):
+            return int(cfg["vocab_size"])
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    inits = {i.name: list(i.dims) for i in graph.initializer}
+    for node in graph.node:  # the table that input_ids index into
+        if "input_ids" in node.input:
+            data = node.input[2] if node.op_type == "EmbedLayerNormalization" else node.input[0]
+            if len(inits.get(data, [])) == 2 and data != "input_ids":
+                return int(inits[data][0])
+    for name, dims in inits.items():
+        if len(dims) == 2 and any(w in name for w in ("word_embeddings", "wte", "embed_tokens")):
+            return int(dims[0])
+    return None
+
+
+@app.command()
+@guarded
+def bench(
+    artifacts: list[Path] = typer.Argument(..., metavar="ARTIFACT...", help="Model directories and / or .onnx files."),
+    batch_sizes: str = typer.Option("1,8", "--batch-sizes", help="Comma-separated batch sizes."),
+    seq_lengths: str = typer.Option("128", "--seq-lengths", help="Comma-separated sequence lengths."),
+    iterations: int = typer.Option(30, "--iterations", min=1, help="Timed runs per shape."),
+    warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed runs per shape first."),
+    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Intra-op threads (default: all cores)."),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda."),
+    json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="Also write the rows as JSON."),
+):
+    """Latency and throughput of models / ONNX files on synthetic batches, one live session at a time."""
+    import gc
+    import os
+
+    from compressor.bench.runner import bench_onnx, bench_torch, cuda_available, fingerprint
+    from compressor.errors import CompressorError, ModelError
+    from compressor.models import load_config, load_model
+    from compressor.report.markdown import print_rows
+    from compressor.rundir import atomic_write_json
+
+    bs, sl = _ints(batch_sizes, "--batch-sizes"), _ints(seq_lengths, "--seq-lengths")
+    if device not in ("cpu", "cuda"):
+        raise CompressorError(f"--device {device}: choose cpu or cuda")
+    if device == "cuda" and not cuda_available():
+        raise CompressorError("--device cuda: no CUDA GPU is visible")
+    _quiet_transformers()
+    plan = []  # check every artifact before measuring any
+    for a in artifacts:
+        if a.suffix.lower() == ".onnx":
+            if not a.is_file():
+                raise ModelError(f"{a}: no such ONNX file")
+            home = _companion(a, None)
+            config = load_config(home) if home is not None and (home / "config.json").is_file() else None
+        else:
+            home = _model_dir(a)
+            config = load_config(home)
+        limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+        if limit and max(sl) > limit:
+            raise CompressorError(f"{a}: --seq-lengths {max(sl)} is longer than the model's {limit} positions")
+        plan.append((a, home, config))
+    rows, notes = [], []
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > 0.5 * (os.cpu_count() or 1):  # other work on the cores inflates latency, multi-threaded torch the most
+        notes.append(f"the machine is busy (load average {load:.1f} on {os.cpu_count()} cores): latencies will read high; "
+                     "measure on an idle machine, or compare only numbers taken together")
+    for a, home, config in plan:
+        args = dict(batch_sizes=bs, seq_lengths=sl, warmup=warmup, iterations=iterations, device=device, threads=threads)
+        if a.suffix.lower() == ".onnx":
+            vocab = _onnx_vocab(a, home)
+            if vocab is None:
+                notes.append(f"{a}: vocabulary size unknown; synthetic token ids below 100")
+            got = bench_onnx(a, vocab or 100, **args)
+        else:
+            model = load_model(home, _task_of(config, home, "auto"))
+            got = bench_torch(model, **args)
+            del model
+        gc.collect()
+        rows += [{"artifact": str(a), **r} for r in got]
+    head = ["artifact", "runtime", "device", "threads", "batch", "seq", "p50 ms", "p90 ms", "p99 ms", "items/s", "peak RSS MB"]
+    table = [[r["artifact"], r["runtime"], r["device"], str(r["threads"]), str(r["batch"]), str(r["seq"]), f"{r['p50_ms']:.2f}",
+              f"{r['p90_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['throughput_per_s']:.1f}", f"{r['peak_rss_mb']:.0f}"] for r in rows]
+    fp = fingerprint()
+    print_rows(f"bench: {iterations} iterations after {warmup} warm-up", head, table)
+    typer.echo(f"measured on {fp['cpu']}, {fp['cores']} cores ({', '.join(fp['cpu_flags']) or 'no AVX2/VNNI'})"
+               + (f", GPU {fp['gpu']}" if fp.get("gpu") else ""))
+    for n in notes:
+        _warn(n)
+    if json_out is not None:
+        atomic_write_json(json_out, {"fingerprint": fp, "settings": {"batch_sizes": bs, "seq_lengths": sl, "iterations": iterations,
+                                                                     "warmup": warmup, "threads": threads, "device": device},
+                                     "notes": notes, "rows": rows})
+
+
+@app.command()
+@guarded
+def plan(recipe: Path = typer.Argument(..., help="Recipe YAML file."), set_: Optional[list[str]] = SetOpt):
+    """Say what each stage of a recipe can buy on this machine (smaller? faster?), without loading the model."""
+    from compressor.plan import describe_machine, machine_info, make_plan
+    from compressor.recipe import load_recipe
+    from compressor.report.markdown import print_rows
+
+    r, _ = load_recipe(recipe, set_ or [])
+    machine = machine_info()
+    rows = make_plan(r, recipe.absolute().parent, machine)
+    typer.echo(f"{recipe}: '{r.name}', {r.model.task}, model {r.model.path}")
+    typer.echo(f"machine: {describe_machine(machine)}")
+    print_rows("what each stage buys here", ["stage", "verdict", "why"], [[a.stage, a.verdict, a.why] for a in rows],
+               left=("stage", "verdict", "why"))
 
 
 @app.command()

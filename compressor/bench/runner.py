@@ -53,12 +53,22 @@ def _run_grid(fn_for_shape, batch_sizes, seq_lengths, vocab, warmup, iterations,
 
 
 def bench_torch(model, batch_sizes, seq_lengths, warmup=5, iterations=30, device="cpu", threads=None) -> list[dict]:
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)  # restored below: the setting is process-wide
+    try:
+        return _bench_torch(model, batch_sizes, seq_lengths, warmup, iterations, device)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _bench_torch(model, batch_sizes, seq_lengths, warmup, iterations, device) -> list[dict]:
     import inspect
 
     import torch
 
-    if threads:
-        torch.set_num_threads(threads)
     model = model.to(device).eval()
     params = inspect.signature(model.forward).parameters
     vocab = model.config.vocab_size

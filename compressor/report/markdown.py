@@ -18,14 +18,28 @@ def _p50(rec: dict, batch: int, seq: int, device: str = "cpu") -> float | None:
     return None
 
 
+def eval_split(results: dict) -> str | None:
+    """The split the report compares artifacts on: dev, else test."""
+    arts = results["artifacts"]
+    return next((s for s in ("dev", "test") if any(s in a.get("metrics", {}) for a in arts.values())), None)
+
+
+def bench_shapes(results: dict) -> list[tuple[int, int]]:
+    bs = results.get("bench_settings", {})
+    return [(b, s) for b in bs.get("batch_sizes", []) for s in bs.get("seq_lengths", [])]
+
+
+def bench_devices(results: dict) -> list[str]:
+    return sorted({r["device"] for a in results["artifacts"].values() for r in a.get("bench", [])})
+
+
 def table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     """The variants table: one row per artifact, numbers formatted, ratios to PyTorch fp32."""
     metric = results["primary_metric"]["name"]
     arts = results["artifacts"]
-    split = next((s for s in ("dev", "test") if any(s in a.get("metrics", {}) for a in arts.values())), None)
-    bs = results.get("bench_settings", {})
-    shapes = [(b, s) for b in bs.get("batch_sizes", []) for s in bs.get("seq_lengths", [])]
-    devices = sorted({r["device"] for a in arts.values() for r in a.get("bench", [])})
+    split = eval_split(results)
+    shapes = bench_shapes(results)
+    devices = bench_devices(results)
     base = arts.get("pytorch", {})
     base_m = _metric(base, split, metric) if split else None
     head = ["artifact", f"{metric} ({split})" if split else metric, "Δ", "F1" if metric == "accuracy" else "tokens",
@@ -57,47 +71,85 @@ def _md_table(head: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def render_markdown(results: dict) -> str:
-    head, rows = table_rows(results)
-    fp = results.get("fingerprint", {})
-    out = [f"# compressor run: {results['name']}", "",
-           f"Model `{results['model']}`, task {results['task']}, seed {results['seed']}, trained on {results['device']}. "
-           f"Data: " + ", ".join(f"{k} {v}" for k, v in results.get("data", {}).items()) + ".", "",
-           "## Variants", "", _md_table(head, rows), "",
-           "Latency is the median of timed runs after warm-up on synthetic inputs of the stated batch × sequence, "
-           "one live session at a time; speed-up is relative to the PyTorch fp32 model on the same machine in the same run. "
-           "Accuracy is measured on the named split for every artifact by the same code."]
-    if results.get("bench_notes"):
-        out += ["", "Notes:"] + [f"- {n}" for n in results["bench_notes"]]
-    out += ["", "## Stages", ""]
+def stage_summaries(results: dict) -> list[tuple[str, float, list[str]]]:
+    """(stage, seconds, [facts]) per stage: best dev metric, parity, fusions, exporter."""
+    out = []
     for s in results.get("stages", []):
         extra = []
         if s.get("best_dev") is not None:
             extra.append(f"best dev {results['primary_metric']['name']} {s['best_dev']:.4f} at step {s.get('best_step')}")
-        if "parity" in s:
+        if "parity" in s and s["parity"]:
             extra.append(f"parity max |diff| {s['parity']['max_abs_diff']:.2e}")
         if s.get("fusions"):
             extra.append("fusions " + ", ".join(f"{k}×{v}" for k, v in s["fusions"].items()))
         if s.get("exporter"):
             extra.append(f"exporter {s['exporter']} opset {s['opset']}")
-        out.append(f"- **{s['stage']}** ({s['seconds']:.1f} s)" + (": " + "; ".join(extra) if extra else ""))
-    out += ["", "## Reproduction", "", "```", f"compressor run recipe.yaml   # the recipe.yaml in this directory", "```", "",
+        out.append((s["stage"], float(s.get("seconds", 0.0)), extra))
+    return out
+
+
+METHOD_NOTE = ("Latency is the median of timed runs after warm-up on synthetic inputs of the stated batch × sequence, "
+               "one live session at a time; speed-up is relative to the PyTorch fp32 model on the same machine in the same run. "
+               "{metric} is measured on the named split for every artifact by the same code.")
+
+PLOT_TITLES = {"size": "{metric} vs size", "latency": "{metric} vs latency", "training": "training curves"}
+
+
+def pareto_note(results: dict) -> str:
+    pm = results["primary_metric"]
+    better = "more accurate" if pm["higher_is_better"] else f"lower in {pm['name']}"
+    return f"Circled points are on the Pareto front: no other artifact is both smaller (or faster) and {better}."
+
+
+def render_markdown(results: dict, plots: dict[str, str] | None = None) -> str:
+    """report.md; ``plots`` maps a figure name (size, latency, training) to its PNG file beside report.md."""
+    head, rows = table_rows(results)
+    fp = results.get("fingerprint", {})
+    metric = results["primary_metric"]["name"]
+    out = [f"# compressor run: {results['name']}", "",
+           f"Model `{results['model']}`, task {results['task']}, seed {results['seed']}, trained on {results['device']}. "
+           f"Data: " + ", ".join(f"{k} {v}" for k, v in results.get("data", {}).items()) + ".", "",
+           "## Variants", "", _md_table(head, rows), "", METHOD_NOTE.format(metric=metric.capitalize())]
+    if results.get("bench_notes"):
+        out += ["", "Notes:"] + [f"- {n}" for n in results["bench_notes"]]
+    if plots:
+        out += ["", "## Plots", ""]
+        out += [f"![{PLOT_TITLES.get(k, k).format(metric=metric)}]({f})" for k, f in plots.items()]
+        if any(k in plots for k in ("size", "latency")):
+            out += ["", pareto_note(results)]
+    out += ["", "## Stages", ""]
+    for stage, seconds, extra in stage_summaries(results):
+        out.append(f"- **{stage}** ({seconds:.1f} s)" + (": " + "; ".join(extra) if extra else ""))
+    out += ["", "## Reproduction", "", "```", "compressor run recipe.yaml   # the recipe.yaml in this directory", "```", "",
             "| | |", "|---|---|"] + [f"| {k} | {', '.join(v) if isinstance(v, list) else v} |" for k, v in fp.items()]
     return "\n".join(out) + "\n"
 
 
 def write_report(run_dir: Path, results: dict) -> None:
-    atomic_write_text(Path(run_dir) / "report.md", render_markdown(results))
+    """report.md with its plots as PNG files beside it, and the self-contained report.html."""
+    from compressor.report.html import write_html
+    from compressor.report.plots import run_figures, write_figures
+
+    run_dir = Path(run_dir)
+    figures = run_figures(results)
+    files = write_figures(run_dir, "report", figures)
+    atomic_write_text(run_dir / "report.md", render_markdown(results, files))
+    write_html(run_dir, results, figures)
 
 
-def print_table(results: dict) -> None:
+def print_rows(title: str, head: list[str], rows: list[list[str]], left: tuple[str, ...] = ("artifact", "run")) -> None:
+    """A rich table on stdout: text columns left-aligned, numbers right-aligned."""
     from rich.console import Console
     from rich.table import Table
 
-    head, rows = table_rows(results)
-    t = Table(title=f"{results['name']}: {results['task']}")
+    t = Table(title=title)
     for h in head:
-        t.add_column(h, justify="left" if h == "artifact" else "right")
+        t.add_column(h, justify="left" if h in left else "right")
     for r in rows:
         t.add_row(*r)
     Console().print(t)
+
+
+def print_table(results: dict) -> None:
+    head, rows = table_rows(results)
+    print_rows(f"{results['name']}: {results['task']}", head, rows)
