@@ -19,6 +19,9 @@ class RunContext:
     model: Any = None
     tokenizer: Any = None
     teacher: Any = None
+    baseline: Any = None  # the uncompressed model (teacher, or the model before pruning): measured beside the result
+    baseline_tokenizer: Any = None
+    baseline_source: str | None = None
     dataset: Any = None  # data.Dataset for classification
     encoded: dict[str, Any] = field(default_factory=dict)  # split -> data.Encoded
     label_names: list[str] | None = None

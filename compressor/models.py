@@ -134,6 +134,15 @@ def load_model(
         if model_type in ENCODER_ONLY and not getattr(config, "is_decoder", False):
             raise ModelError(f"model {src}: architecture '{model_type}' is an encoder, not a causal language model; "
                              "use it with task: sequence-classification, or pick a decoder (gpt2, llama, ...) for causal-lm")
+    if getattr(config, "compressor_structure", None):  # heads removed by structured pruning (see prune/structured.py)
+        from compressor.prune.structured import load_structured
+
+        if num_labels is not None and task == "sequence-classification" and config.num_labels != num_labels:
+            raise ModelError(f"model {src}: structurally pruned with {config.num_labels} labels; the data has {num_labels}")
+        model = load_structured(cls, src, config)
+        if task == "causal-lm":
+            model.config.use_cache = False
+        return model
     try:
         model, info = cls.from_pretrained(str(src), **kwargs)
     except ValueError as e:

@@ -14,6 +14,7 @@ import yaml
 from compressor.context import RunContext
 from compressor.errors import CompressorError, RunDirError
 from compressor.recipe import load_recipe
+from compressor.recipe.schema import QATQuant
 from compressor.registry import STAGES
 from compressor.rundir import (
     atomic_write_json,
@@ -31,15 +32,14 @@ log = logging.getLogger("compressor")
 
 def _register_stages() -> None:
     # importing a stage module registers its handlers with STAGES
+    import compressor.distill.stage  # noqa: F401
     import compressor.export.stage  # noqa: F401
+    import compressor.prune.stage  # noqa: F401
+    import compressor.prune.vocab  # noqa: F401
     import compressor.quantize.ptq  # noqa: F401
+    import compressor.quantize.qat  # noqa: F401
     import compressor.quantize.static  # noqa: F401
     import compressor.train.finetune  # noqa: F401
-
-    try:
-        import compressor.distill.stage  # noqa: F401
-    except ImportError:
-        pass
 
 
 def run_dir_for(recipe, recipe_dir: Path, output_dir: str | None = None) -> Path:
@@ -130,7 +130,7 @@ def save_model(ctx: RunContext) -> Path:
     return final
 
 
-MODEL_STAGES = ("finetune", "distill")  # stages that change the PyTorch model; they run in every process
+MODEL_STAGES = ("finetune", "distill", "prune")  # stages that change the PyTorch model; they run in every process
 
 
 class _Processes:
@@ -166,6 +166,53 @@ def stage_hashes(recipe) -> list[str]:
     return out
 
 
+def _compresses(kind: str, cfg) -> bool:
+    return kind == "prune" or getattr(cfg, "prune", None) is not None or getattr(cfg, "qat", None) is not None
+
+
+def keep_baseline(ctx: RunContext, kind: str, cfg) -> None:
+    """Before the first stage that compresses the model in place, keep a copy of it as the report's baseline.
+
+    A distill stage sets its teacher as the baseline itself (the student is a new model)."""
+    import copy
+
+    if ctx.baseline is None and kind != "distill" and _compresses(kind, cfg):
+        ctx.baseline, ctx.baseline_tokenizer = copy.deepcopy(ctx.model).cpu().eval(), ctx.tokenizer
+        ctx.baseline_source = f"the model before {ctx.stage_path}"
+
+
+QAT_STATE = "qat_state.safetensors"
+BASELINE = "baseline"  # checkpoints/baseline: the baseline model, saved once, restored on --resume
+
+
+def _save_baseline(ctx: RunContext, stage: int) -> None:
+    final = ctx.run_dir / "checkpoints" / BASELINE
+    if ctx.baseline is None or final.exists():
+        return
+    tmp = tmp_sibling(final)
+    ctx.baseline.save_pretrained(tmp, safe_serialization=True)
+    ctx.baseline_tokenizer.save_pretrained(tmp)
+    atomic_write_json(tmp / "source.json", {"source": ctx.baseline_source, "stage": stage})
+    replace_dir(tmp, final)
+
+
+def _restore_baseline(ctx: RunContext, first: int) -> None:
+    """Reload the baseline a completed stage (before ``first``) kept; drop one a stage that runs again kept."""
+    from compressor.models import load_model, load_tokenizer
+
+    folder = ctx.run_dir / "checkpoints" / BASELINE
+    if not (folder / "source.json").is_file():
+        return
+    if json.loads((folder / "source.json").read_text()).get("stage", first) >= first:
+        shutil.rmtree(folder)
+        return
+    m = ctx.recipe.model
+    ctx.baseline = load_model(folder, ctx.task, len(ctx.label_names) if ctx.label_names else None, ctx.label_names,
+                              m.trust_remote_code, m.revision).eval()
+    ctx.baseline_tokenizer = load_tokenizer(folder, m.trust_remote_code, m.revision)
+    ctx.baseline_source = json.loads((folder / "source.json").read_text())["source"]
+
+
 def _stage_dir(run_dir: Path, i: int, kind: str) -> Path:
     return run_dir / "checkpoints" / f"stage-{i}-{kind}"
 
@@ -175,13 +222,18 @@ def _restore_completed(ctx: RunContext, hashes: list[str]) -> int:
 
     Returns the index of the first stage to run. A stage whose hash changed, and all after it, run again.
     """
-    from compressor.models import load_model
+    from compressor.models import TOKENIZER_FILES, load_model, load_tokenizer
+    from compressor.quantize.qat import load_qat_state, prepare_qat
 
-    first, snapshot = 0, None
-    for i, (kind, _) in enumerate(ctx.recipe.stage_list()):
+    first, snapshot, qat = 0, None, None
+    for i, (kind, cfg) in enumerate(ctx.recipe.stage_list()):
         done = _stage_dir(ctx.run_dir, i, kind) / "done.json"
         if not done.is_file():
             break
+        if getattr(cfg, "qat", None) is not None:
+            qat = cfg.qat  # trained with fake quantization ...
+        elif isinstance(cfg, QATQuant):
+            qat = None  # ... and already exported as INT8 (the model went back to plain fp32)
         rec = json.loads(done.read_text())
         if rec.get("hash") != hashes[i]:
             log.info("stage %d (%s) changed since it ran: running it again", i, kind)
@@ -196,20 +248,40 @@ def _restore_completed(ctx: RunContext, hashes: list[str]) -> int:
         idx = int(path.name.split("-")[1])
         if idx > first or (idx == first and (path / "done.json").exists()):
             shutil.rmtree(path)  # stale: from a recipe that has changed since
+    _restore_baseline(ctx, first)
     if snapshot:
         m = ctx.recipe.model
         ctx.model = load_model(ctx.run_dir / snapshot, ctx.task, len(ctx.label_names) if ctx.label_names else None,
                                ctx.label_names, m.trust_remote_code, m.revision)
+        if qat is not None and (ctx.run_dir / snapshot / QAT_STATE).is_file():
+            from safetensors.torch import load_file
+
+            prepare_qat(ctx.model, qat)
+            load_qat_state(ctx.model, load_file(str(ctx.run_dir / snapshot / QAT_STATE)))
+        if any((ctx.run_dir / snapshot / f).is_file() for f in TOKENIZER_FILES):
+            ctx.tokenizer = load_tokenizer(ctx.run_dir / snapshot, m.trust_remote_code, m.revision)
+            if ctx.dataset is not None:  # re-tokenize: the snapshot's tokenizer may differ from the input model's
+                from compressor.data import encode_split
+
+                ctx.encoded = {k: encode_split(s, ctx.tokenizer, ctx.recipe.data.max_length)
+                               for k, s in ctx.dataset.splits.items()}
     return first
 
 
 def _record_stage(ctx: RunContext, i: int, kind: str, digest: str, result: dict, previous_model: str | None) -> str | None:
+    from compressor.quantize.qat import is_qat, qat_state
+
     stage_dir = _stage_dir(ctx.run_dir, i, kind)
     model_rel = previous_model
     if kind in MODEL_STAGES:
         snap = stage_dir / "model"
         tmp = tmp_sibling(snap)
         ctx.model.save_pretrained(tmp, safe_serialization=True)
+        ctx.tokenizer.save_pretrained(tmp)  # a stage may change it too (vocabulary trimming)
+        if is_qat(ctx.model):  # fake-quant observer ranges are not weights: kept beside them
+            from safetensors.torch import save_file
+
+            save_file(qat_state(ctx.model), str(tmp / QAT_STATE))
         replace_dir(tmp, snap)
         model_rel = str(snap.relative_to(ctx.run_dir))
         train_state = stage_dir / "train"
@@ -226,7 +298,13 @@ def run(recipe_path: str | Path | None = None, overrides: list[str] | None = Non
         output_dir: str | None = None, quiet: bool = False, resume: str | Path | None = None) -> Path:
     """Run a recipe end to end and return the run directory; or, with ``resume=RUN_DIR``, continue one."""
     from compressor.report.markdown import write_report
-    from compressor.report.metrics import collect_results, evaluate_artifacts, run_benchmarks
+    from compressor.report.metrics import (
+        bitsandbytes_variants,
+        collect_results,
+        evaluate_artifacts,
+        export_baseline,
+        run_benchmarks,
+    )
 
     procs = _Processes()
     if resume is not None:
@@ -272,20 +350,24 @@ def run(recipe_path: str | Path | None = None, overrides: list[str] | None = Non
                 ctx.stage_dir = _stage_dir(run_dir, i, kind) / "train"
                 ctx.resuming = resume is not None and i == first
                 result = {}
+                keep_baseline(ctx, kind, cfg)
                 if kind in MODEL_STAGES or procs.is_main:
                     result = STAGES.get(cfg)(ctx, cfg) or {}
                 result = {"stage": kind, "seconds": round(time.perf_counter() - t0, 2), **result}
                 ctx.stage_results.append(result)
                 if procs.is_main:
+                    _save_baseline(ctx, i)
                     model_rel = _record_stage(ctx, i, kind, hashes[i], result, model_rel)
                 procs.wait()
                 log.info("stage %d: %s done in %.1fs", i, kind, time.perf_counter() - t0)
             if not procs.is_main:
                 return run_dir  # evaluation, benchmark and report belong to the main process
             save_model(ctx)
+            export_baseline(ctx)
             evals = evaluate_artifacts(ctx)
             bench = run_benchmarks(ctx)
-            results = collect_results(ctx, evals, bench, started)
+            extra = bitsandbytes_variants(ctx, evals, bench)
+            results = collect_results(ctx, evals, bench, started, extra)
             write_report(run_dir, results)
             write_status(run_dir, "complete")
             log.info("run complete in %.1fs: %s", time.time() - started, run_dir)

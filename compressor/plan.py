@@ -81,7 +81,8 @@ def read_model_config(spec: str, base_dir: Path | None) -> dict | None:
 def _finetune(cfg, ctx: dict) -> Advice:
     dev = ctx["train_device"]
     where = f"cuda ({ctx['gpu']})" if dev == "cuda" else f"cpu ({ctx['cores']} cores, fp32)"
-    return Advice("", "accuracy only", f"changes the weights, not the size or speed; trains on {where}")
+    verdict = "accuracy only" if cfg.prune is None else SMALLER_NOT_FASTER
+    return Advice("", verdict, f"changes the weights, not the size or speed; trains on {where}" + _training_extras(cfg))
 
 
 def _distill(cfg, ctx: dict) -> Advice:
@@ -99,6 +100,9 @@ def _distill(cfg, ctx: dict) -> Advice:
     elif teacher is None:
         return Advice("", "faster + smaller (dense)", "the model's config.json is not local, so the ratio is unknown; "
                       "fewer or narrower layers speed up every runtime")
+    elif st.current:
+        return Advice("", "accuracy (recovery)", "student: current: the model as the previous stages left it (e.g. pruned) "
+                      "learns from the teacher; its size and speed do not change here" + _training_extras(cfg))
     elif st.layers is not None or st.every is not None:
         keep = len(st.layers) if st.layers is not None else math.ceil(teacher.layers / st.every)
         layers, hidden, inter = keep, teacher.hidden, teacher.intermediate
@@ -113,7 +117,7 @@ def _distill(cfg, ctx: dict) -> Advice:
            f"({'the embeddings stay' if hidden == teacher.hidden else 'embeddings narrower too'}); dense, so every runtime gains")
     if st.path is None and st.layers is None and st.every is None:
         why += "; random init: needs a long distillation"
-    return Advice("", verdict, why)
+    return Advice("", verdict, why + _training_extras(cfg))
 
 
 def _export(cfg, ctx: dict) -> Advice:
@@ -132,7 +136,7 @@ def _export(cfg, ctx: dict) -> Advice:
 
 
 def _quantize(cfg, ctx: dict) -> Advice:
-    if not ctx["exported"]:
+    if not ctx["exported"] and cfg.type != "qat":
         return Advice("", "error", "needs an export stage before it (dynamic INT8 quantizes the ONNX graph)")
     flags = set(ctx["flags"])
     fast = [f for f in INT8_FAST_FLAGS if f in flags]
@@ -153,14 +157,43 @@ def _quantize(cfg, ctx: dict) -> Advice:
 
 def _prune(cfg, ctx: dict) -> Advice:
     """Structured pruning removes heads / neurons (dense, faster); unstructured pruning leaves zeros."""
-    dump = json.dumps(cfg.model_dump() if hasattr(cfg, "model_dump") else vars(cfg)).lower() + type(cfg).__name__.lower()
-    structured = any(w in dump for w in ("structured\": true", "head", "channel", "neuron", "ffn", "\"structured"))
-    structured = structured and "unstructured" not in dump
-    if structured:
-        return Advice("", "faster + smaller", "structured: heads / FFN neurons are removed, the matrices shrink, "
-                      "every runtime gains")
-    return Advice("", "smaller compressed, not faster", "unstructured sparsity: the zeros stay in dense matrices; "
-                  "ONNX Runtime CPU has no sparse kernels, so no speed-up; gzip size shrinks")
+    shape = ctx["shape"]
+    if cfg.type == "vocabulary":
+        share = f" (the embedding table is {shape.vocab * shape.hidden / shape.params():.0%} of the parameters)" if shape else ""
+        return Advice("", "smaller, not faster", f"drops embedding rows of tokens the training data never uses{share}; "
+                      "an embedding lookup costs the same whatever the table size")
+    if cfg.type == "structured":
+        if shape is None:
+            return Advice("", "faster + smaller", "heads / FFN neurons are removed, the matrices shrink (config not local)")
+        heads = shape_heads(ctx)
+        rm = cfg.heads if isinstance(cfg.heads, int) else round(cfg.heads * heads) if heads else 0
+        ffn = shape.intermediate - (cfg.ffn if isinstance(cfg.ffn, int) else round(cfg.ffn * shape.intermediate))
+        attn_share = (heads - rm) / heads if heads else 1.0
+        per_layer = 4 * shape.hidden * shape.hidden * attn_share + (3 if shape.model_type in GATED_MLP else 2) * shape.hidden * ffn
+        speed = shape.layer_params() / max(per_layer, 1)
+        return Advice("", "faster + smaller", f"{rm} of {heads} heads and FFN {shape.intermediate} → ≈{ffn} per layer: "
+                      f"≈{speed:.1f}× less layer compute (dense matrices shrink, every runtime gains); plan a recovery "
+                      "finetune / distill stage after it")
+    return Advice("", SMALLER_NOT_FASTER, _UNSTRUCTURED)
+
+
+SMALLER_NOT_FASTER = "smaller compressed, not faster"
+_UNSTRUCTURED = ("unstructured sparsity: the zeros stay in dense matrices; ONNX Runtime CPU and PyTorch have no sparse "
+                 "kernels, so no speed-up; the gzip size shrinks")
+
+
+def shape_heads(ctx: dict) -> int | None:
+    cfg = ctx.get("config") or {}
+    return cfg.get("num_attention_heads") or cfg.get("n_head")
+
+
+def _training_extras(cfg) -> str:
+    extras = []
+    if getattr(cfg, "prune", None) is not None:
+        extras.append(f"gradual pruning to {cfg.prune.sparsity:.0%}: " + _UNSTRUCTURED)
+    if getattr(cfg, "qat", None) is not None:
+        extras.append("QAT: fake INT8 while training, so `quantize: {type: qat}` keeps the trained accuracy")
+    return ("; " + "; ".join(extras)) if extras else ""
 
 
 HANDLERS = {"finetune": _finetune, "distill": _distill, "export": _export, "quantize": _quantize, "prune": _prune}
@@ -188,7 +221,7 @@ def make_plan(recipe, recipe_dir: Path | None, machine: dict[str, Any]) -> list[
     task_causal = recipe.model.task == "causal-lm"
     cfg = read_model_config(recipe.model.path, recipe_dir)
     gpu = machine.get("gpu")
-    ctx = {"shape": Shape.from_config(cfg, task_causal) if cfg else None, "causal": task_causal, "recipe_dir": recipe_dir,
+    ctx = {"shape": Shape.from_config(cfg, task_causal) if cfg else None, "config": cfg, "causal": task_causal, "recipe_dir": recipe_dir,
            "cores": machine.get("cores"), "flags": machine.get("cpu_flags", []), "gpu": gpu,
            "arch": machine.get("arch", ""), "exported": False,
            "train_device": "cuda" if (recipe.device == "cuda" or (recipe.device == "auto" and gpu)) else "cpu"}

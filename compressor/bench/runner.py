@@ -69,7 +69,12 @@ def _bench_torch(model, batch_sizes, seq_lengths, warmup, iterations, device) ->
 
     import torch
 
-    model = model.to(device).eval()
+    from compressor.quantize.bnb import is_bnb
+
+    movable = not is_bnb(model)  # bitsandbytes models live on their GPU and refuse .to()
+    if movable:
+        model = model.to(device)
+    model.eval()
     params = inspect.signature(model.forward).parameters
     vocab = model.config.vocab_size
 
@@ -87,7 +92,8 @@ def _bench_torch(model, batch_sizes, seq_lengths, warmup, iterations, device) ->
     if device == "cuda":
         for r in rows:
             r["cuda_max_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-    model.to("cpu")
+    if movable:
+        model.to("cpu")
     return [{"runtime": "torch", "device": device, "threads": torch.get_num_threads(), **r} for r in rows]
 
 

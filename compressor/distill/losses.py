@@ -108,13 +108,15 @@ class AttentionTerm(Term):
 
     def __init__(self, cfg: AttentionLoss, student_cfg, teacher_cfg):
         super().__init__(cfg.weight)
+        from compressor.prune.structured import attention_heads  # the real counts, after head pruning too
+
         ns, nt = student_cfg.num_hidden_layers, teacher_cfg.num_hidden_layers
-        if student_cfg.num_attention_heads != teacher_cfg.num_attention_heads:
-            raise ValueError(
-                f"attention transfer needs equal head counts (student {student_cfg.num_attention_heads}, "
-                f"teacher {teacher_cfg.num_attention_heads})"
-            )
         self.layer_map = check_layer_map(cfg.layer_map, ns, nt) if cfg.layer_map else uniform_layer_map(ns, nt)
+        hs, ht = attention_heads(student_cfg), attention_heads(teacher_cfg)
+        for s, t in self.layer_map.items():
+            if hs[s] != ht[t]:
+                raise ValueError(f"attention transfer needs equal head counts (student layer {s} has {hs[s]}, "
+                                 f"teacher layer {t} has {ht[t]})")
 
     def forward(self, s_out, t_out, batch) -> tuple[torch.Tensor, dict]:
         mask = _mask(batch)  # rows of real query tokens

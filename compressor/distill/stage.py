@@ -14,6 +14,7 @@ from compressor.errors import CompressorError, ModelError
 from compressor.models import count_parameters, load_model, resolve, set_eager_attention
 from compressor.recipe.schema import DistillStage
 from compressor.registry import STAGES
+from compressor.train.callbacks import summaries, training_callbacks
 from compressor.train.finetune import dev_eval_fn, summarize
 from compressor.train.loop import train
 
@@ -116,7 +117,7 @@ def run_distill(ctx: RunContext, cfg: DistillStage) -> dict:
                           m.trust_remote_code, m.revision)
 
     try:
-        student = build_student(teacher, cfg.student, load_student)
+        student = ctx.model if cfg.student.current else build_student(teacher, cfg.student, load_student)
     except ValueError as e:
         field = f"{where}.layers" if cfg.student.layers is not None else where
         raise ctx.recipe.error(field, str(e)) from None
@@ -153,14 +154,17 @@ def run_distill(ctx: RunContext, cfg: DistillStage) -> dict:
     from compressor.data import make_loader
 
     loader = make_loader(train_set, ctx.tokenizer, cfg.batch_size, shuffle=True, seed=ctx.seed, task=ctx.task)
+    callbacks = training_callbacks(ctx, cfg, student, ctx.stage_path)
     state = train(student, loader, cfg, make_loss_fn(teacher, terms, ctx.device, cached),
-                  name="distill", device=ctx.device, eval_fn=eval_fn, metric=ctx.primary_metric,
+                  name="distill", device=ctx.device, eval_fn=eval_fn, metric=ctx.primary_metric, callbacks=callbacks,
                   extra_modules=[t for t in terms if any(True for _ in t.parameters())], seed=ctx.seed,
                   checkpoint_dir=ctx.stage_dir, resume=ctx.resuming)
     if not state.history:
         raise CompressorError("distill: no training step ran")
     teacher.to("cpu")
     ctx.teacher = teacher
+    if ctx.baseline is None:  # the uncompressed reference of the report: what the student replaces
+        ctx.baseline, ctx.baseline_tokenizer, ctx.baseline_source = teacher, ctx.tokenizer, f"distillation teacher ({cfg.teacher or 'the model before this stage'})"
     ctx.model = state.model  # the projections stay behind: they are not part of the student
     return {
         **summarize(state),
@@ -170,4 +174,5 @@ def run_distill(ctx: RunContext, cfg: DistillStage) -> dict:
                     "hidden_size": getattr(ctx.model.config, "hidden_size", None),
                     "built_from": cfg.student.model_dump(exclude_none=True)},
         "losses": [c.model_dump() for c in cfg.losses],
+        **summaries(callbacks),
     }

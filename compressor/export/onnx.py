@@ -179,6 +179,11 @@ def optimize(onnx_path: Path, config, out_path: Path) -> dict | None:
 
     heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", 0)
     hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 0)
+    pruned = (getattr(config, "compressor_structure", None) or {}).get("attention_heads")
+    if pruned:  # heads removed by structured pruning: the fused Attention is kept × head_dim wide
+        kept = set(pruned)
+        heads = kept.pop() if len(kept) == 1 else 0  # differing counts per layer: ORT cannot fuse with one setting
+        hidden = heads * config.compressor_structure["head_dim"]
     try:
         with warnings.catch_warnings(), quiet_libraries():
             warnings.simplefilter("ignore")

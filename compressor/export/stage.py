@@ -25,6 +25,13 @@ def parity_batches(ctx: RunContext, n: int = 2, batch_size: int = 8) -> list[dic
 
 @STAGES.register(ExportStage)
 def run_export(ctx: RunContext, cfg: ExportStage) -> dict:
+    from compressor.quantize.qat import fake_quant_disabled
+
+    with fake_quant_disabled(ctx.model):  # a model in QAT exports its fp32 self here; `quantize: {type: qat}` the INT8 one
+        return _export(ctx, cfg)
+
+
+def _export(ctx: RunContext, cfg: ExportStage) -> dict:
     out = ctx.run_dir / "onnx" / "model.onnx"
     out.parent.mkdir(parents=True, exist_ok=True)
     batches = parity_batches(ctx)

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from compressor.errors import RecipeError
-from compressor.recipe.schema import DynamicQuant, Recipe
+from compressor.recipe.schema import DynamicQuant, QATQuant, Recipe, UnstructuredPrune
 
 MAX_NODES = 100_000  # after alias expansion: stops "billion laughs" documents
 MAX_DEPTH = 64
@@ -330,12 +330,27 @@ def _segment(seg: Any) -> str:
 
 def _stage_order(recipe: Recipe) -> tuple[tuple, str] | None:
     """Stage-order mistakes found now rather than after training: (location, message) or None."""
-    exported = False
+    exported = qat_trained = False
     for i, (kind, cfg) in enumerate(recipe.stage_list()):
+        here = ("stages", i, kind)
         if kind == "export":
             exported = True
         elif isinstance(cfg, DynamicQuant) and not exported:  # it quantizes the exported ONNX graph
-            return ("stages", i, kind), "quantize {type: dynamic} works on the ONNX model: put an 'export' stage before it"
+            return here, "quantize {type: dynamic} works on the ONNX model: put an 'export' stage before it"
+        elif isinstance(cfg, QATQuant) and not qat_trained:
+            return here, "quantize {type: qat} exports a model trained with fake quantization: add `qat: {}` to a finetune or distill stage before it"
+        elif isinstance(cfg, UnstructuredPrune):  # a one-shot stage: nothing trains while it runs
+            if cfg.criterion.type == "movement":
+                return here + ("criterion", "type"), "movement pruning needs training: put `prune:` inside a finetune or distill stage"
+            if "schedule" in cfg.model_fields_set and cfg.schedule.type != "one_shot":
+                return here + ("schedule", "type"), (f"a {cfg.schedule.type} schedule needs training: put `prune:` inside a "
+                                                     "finetune or distill stage, or use schedule type one_shot")
+        if getattr(cfg, "qat", None) is not None:
+            qat_trained, qat_at = True, here + ("qat",)
+        elif isinstance(cfg, QATQuant):
+            qat_trained = False
+    if qat_trained:
+        return qat_at, "a model trained with `qat:` is exported by a later `quantize: {type: qat}` stage; add one"
     return None
 
 

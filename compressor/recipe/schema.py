@@ -48,7 +48,7 @@ class SplitConfig(Strict):
     dedupe: bool = True
 
     @model_validator(mode="after")
-    def _sum(self) -> "SplitConfig":
+    def _sum(self) -> SplitConfig:
         if self.dev + self.test >= 1.0:
             raise ValueError("dev + test must be < 1")
         return self
@@ -84,6 +84,134 @@ class DataConfig(Strict):
         return v
 
 
+# ---------------------------------------------------------------- pruning / QAT (inside training or as stages)
+# Linear layers whose names match one of these (re.search) are never pruned or fake-quantized unless the
+# recipe's ``exclude`` says otherwise: embeddings, task heads and norms (norms are not Linear anyway).
+DEFAULT_EXCLUDE = ["embed", "classifier", "score", "lm_head", "norm"]
+
+
+def _patterns(v: list[str]) -> list[str]:
+    import re
+
+    for p in v:
+        try:
+            re.compile(p)
+        except re.error as e:
+            raise ValueError(f"{p!r} is not a valid regular expression: {e}") from None
+    if len(set(v)) != len(v):
+        raise ValueError("lists a pattern twice")
+    return v
+
+
+class MagnitudeCriterion(Strict):
+    """|w| (unstructured), or the L1 / L2 norm of a head's / neuron's weights (structured)."""
+
+    type: Literal["magnitude"] = "magnitude"
+    norm: Literal["l1", "l2"] = "l1"
+
+
+class TaylorCriterion(Strict):
+    """First-order Taylor importance |w · dL/dw| (structured: |dL/dmask| of a head / neuron mask)."""
+
+    type: Literal["taylor"] = "taylor"
+    batches: int = Field(default=32, ge=1, le=100_000, description="one-shot: training batches observed")
+
+
+class MovementCriterion(Strict):
+    """Movement pruning: −w · dL/dw accumulated over fine-tuning steps (inside finetune / distill only)."""
+
+    type: Literal["movement"] = "movement"
+
+
+Criterion = Annotated[Union[MagnitudeCriterion, TaylorCriterion, MovementCriterion], Field(discriminator="type")]
+
+
+class ScheduleConfig(Strict):
+    """When sparsity rises: one_shot (all at ``start``), linear, or cubic (Zhu & Gupta 2017)."""
+
+    type: Literal["one_shot", "linear", "cubic"] = "cubic"
+    start: int = Field(default=0, ge=0, description="optimizer step of the first pruning update")
+    end: int | None = Field(default=None, ge=1, description="step the final sparsity is reached; default 70 % of training")
+    every: int = Field(default=50, ge=1, le=1_000_000, description="steps between pruning updates")
+    initial: float = Field(default=0.0, ge=0.0, lt=1.0, description="sparsity at the first update")
+
+    @field_validator("end")
+    @classmethod
+    def _end(cls, v: int | None, info: ValidationInfo) -> int | None:
+        if v is not None and v <= info.data.get("start", 0):
+            raise ValueError("end must be after start")
+        return v
+
+
+class UnstructuredPrune(Strict):
+    """Zero individual weights of Linear layers; masks held after every optimizer step, folded in at the end."""
+
+    type: Literal["unstructured"] = "unstructured"
+    sparsity: float = Field(ge=0.0, lt=1.0, description="final fraction of zeros in the pruned layers")
+    criterion: Criterion = Field(default_factory=MagnitudeCriterion)
+    scope: Literal["global", "layer"] = Field(default="global", description="one threshold for all layers, or per layer")
+    include: list[str] = Field(default_factory=lambda: [".*"], min_length=1, description="regexes over module names")
+    exclude: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDE))
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+
+    _include = field_validator("include", "exclude")(classmethod(lambda cls, v: _patterns(v)))
+
+    @field_validator("schedule")
+    @classmethod
+    def _initial(cls, v: ScheduleConfig, info: ValidationInfo) -> ScheduleConfig:
+        final = info.data.get("sparsity")
+        if final is not None and v.initial > final:
+            raise ValueError(f"initial sparsity {v.initial} is above the final sparsity {final}")
+        return v
+
+
+class StructuredPrune(Strict):
+    """Remove whole attention heads and FFN neurons: the Linear layers are sliced and the config rewritten.
+
+    ``heads`` / ``ffn``: an integer is a count removed from every layer; a number below 1 (0.5) a fraction.
+    """
+
+    type: Literal["structured"] = "structured"
+    heads: Annotated[int, Field(ge=0)] | Annotated[float, Field(ge=0.0, lt=1.0)] = 0
+    ffn: Annotated[int, Field(ge=0)] | Annotated[float, Field(ge=0.0, lt=1.0)] = 0
+    criterion: Criterion = Field(default_factory=TaylorCriterion)
+    round_to: int = Field(default=8, ge=1, le=4096, description="kept FFN neurons: a multiple of this (fast kernels)")
+
+    @model_validator(mode="after")
+    def _something(self) -> StructuredPrune:
+        if not self.heads and not self.ffn:
+            raise ValueError("say what to remove: heads and / or ffn")
+        if self.criterion.type == "movement":
+            raise ValueError("criterion movement needs training; structured pruning uses magnitude or taylor")
+        return self
+
+
+class VocabularyPrune(Strict):
+    """Keep only the tokens the training data uses (plus special tokens): smaller embedding table and tokenizer."""
+
+    type: Literal["vocabulary"] = "vocabulary"
+    min_count: int = Field(default=1, ge=1, description="a token must occur this often in the training texts")
+    keep_single_chars: bool = Field(default=True, description="also keep one-character tokens, so unseen words still split")
+
+
+PruneStage = Annotated[Union[UnstructuredPrune, StructuredPrune, VocabularyPrune], Field(discriminator="type")]
+
+
+class QATConfig(Strict):
+    """Quantization-aware training: fake INT8 (per-channel symmetric weights, per-tensor asymmetric
+    activations with observers) in the Linear layers while the stage trains; ``quantize: {type: qat}``
+    then exports the ONNX QDQ graph."""
+
+    observer: Literal["minmax", "ema"] = Field(default="ema", description="activation range: running min/max or EMA")
+    ema_decay: float = Field(default=0.99, gt=0.0, lt=1.0)
+    calibration_batches: int = Field(default=8, ge=1, le=100_000, description="batches observed before fake quant starts")
+    freeze_after: float = Field(default=0.8, gt=0.0, le=1.0, description="fraction of training after which ranges freeze")
+    include: list[str] = Field(default_factory=lambda: [".*"], min_length=1)
+    exclude: list[str] = Field(default_factory=list)
+
+    _include = field_validator("include", "exclude")(classmethod(lambda cls, v: _patterns(v)))
+
+
 # ---------------------------------------------------------------- stages
 class TrainConfig(Strict):
     epochs: float = Field(default=3.0, gt=0, le=1000)
@@ -99,6 +227,13 @@ class TrainConfig(Strict):
     early_stopping: int | None = Field(default=None, ge=1, description="evaluations without improvement")
     mixed_precision: Literal["no", "fp16", "bf16", "auto"] = "auto"
     checkpoint_every: int | None = Field(default=None, ge=1, description="steps between resumable checkpoints")
+    prune: UnstructuredPrune | None = Field(default=None, description="gradual pruning during this stage's training")
+    qat: QATConfig | None = Field(default=None, description="quantization-aware training during this stage")
+
+    @field_validator("qat", mode="before")
+    @classmethod
+    def _qat_on(cls, v: Any) -> Any:
+        return {} if v is True else (None if v is False else v)
 
 
 class FinetuneStage(TrainConfig):
@@ -113,12 +248,18 @@ class StudentConfig(Strict):
     hidden_size: int | None = Field(default=None, ge=1, le=1_000_000)
     intermediate_size: int | None = Field(default=None, ge=1, le=10_000_000)
     num_attention_heads: int | None = Field(default=None, ge=1, le=10_000)
+    current: bool = Field(default=False, description="the model as the previous stages left it (e.g. pruned), "
+                                                      "distilled from `teacher`; `student: current` for short")
 
     @model_validator(mode="after")
-    def _one_way(self) -> "StudentConfig":
-        ways = [self.layers is not None, self.every is not None, self.path is not None]
+    def _one_way(self) -> StudentConfig:
+        ways = [self.layers is not None, self.every is not None, self.path is not None, self.current]
         if sum(ways) > 1:
-            raise ValueError("give one of layers, every or path")
+            raise ValueError("give one of layers, every, path or current")
+        if self.current and any(
+            v is not None for v in (self.num_hidden_layers, self.hidden_size, self.intermediate_size, self.num_attention_heads)
+        ):
+            raise ValueError("size overrides cannot be combined with current")
         if self.path is not None and any(
             v is not None for v in (self.num_hidden_layers, self.hidden_size, self.intermediate_size, self.num_attention_heads)
         ):
@@ -160,6 +301,18 @@ class DistillStage(TrainConfig):
     student: StudentConfig = Field(default_factory=StudentConfig)
     losses: list[DistillLoss] = Field(default_factory=lambda: [LogitLoss()])
     cache_teacher_logits: bool = False
+
+    @field_validator("student", mode="before")
+    @classmethod
+    def _current(cls, v: Any) -> Any:
+        return {"current": True} if v == "current" else v
+
+    @field_validator("student")
+    @classmethod
+    def _needs_teacher(cls, v: StudentConfig, info: ValidationInfo) -> StudentConfig:
+        if v.current and info.data.get("teacher") is None:
+            raise ValueError("student: current needs a teacher path (the model to learn from, e.g. the one before pruning)")
+        return v
 
 
 class ExportStage(Strict):
@@ -229,7 +382,16 @@ class StaticQuant(Strict):
         return v
 
 
-QuantizeStage = Annotated[Union[DynamicQuant, StaticQuant], Field(discriminator="type")]
+class QATQuant(Strict):
+    """Export the model trained with ``qat:`` (in finetune / distill) as an ONNX QDQ graph with INT8 weights."""
+
+    type: Literal["qat"] = "qat"
+    opset: int = Field(default=17, ge=13, le=23, description="QDQ per-channel weights need opset >= 13")
+    tolerance: float = Field(default=0.05, gt=0, le=100, description="largest |ONNX − fake-quant PyTorch| logit difference")
+    quantize_embeddings: bool = Field(default=True, description="int8 embedding tables (weight-only, dequantized rows)")
+
+
+QuantizeStage = Annotated[Union[DynamicQuant, StaticQuant, QATQuant], Field(discriminator="type")]
 
 
 def _stage_tag(v: Any) -> str | None:
@@ -266,12 +428,17 @@ class QuantizeItem(Strict):
     quantize: QuantizeStage
 
 
-STAGE_NAMES = ("finetune", "distill", "export", "quantize")
+class PruneItem(Strict):
+    prune: PruneStage
+
+
+STAGE_NAMES = ("finetune", "distill", "prune", "export", "quantize")
 
 StageItem = Annotated[
     Union[
         Annotated[FinetuneItem, Tag("finetune")],
         Annotated[DistillItem, Tag("distill")],
+        Annotated[PruneItem, Tag("prune")],
         Annotated[ExportItem, Tag("export")],
         Annotated[QuantizeItem, Tag("quantize")],
     ],
@@ -287,7 +454,10 @@ StageItem = Annotated[
 class EvaluateConfig(Strict):
     splits: list[Literal["dev", "test"]] = Field(default_factory=lambda: ["dev", "test"])
     batch_size: int = Field(default=64, ge=1, le=65536)
-    artifacts: list[Literal["torch", "onnx", "int8"]] = Field(default_factory=lambda: ["torch", "onnx", "int8"])
+    artifacts: list[Literal["torch", "onnx", "int8", "baseline"]] = Field(
+        default_factory=lambda: ["torch", "onnx", "int8", "baseline"],
+        description="baseline: the uncompressed model (distillation teacher, or the model before pruning), "
+                    "evaluated and benchmarked in the same run (PyTorch, and ONNX when the recipe exports)")
 
 
 class BenchConfig(Strict):
@@ -298,6 +468,9 @@ class BenchConfig(Strict):
     iterations: int = Field(default=30, ge=1, le=100_000)
     threads: int | None = Field(default=None, ge=1, le=1024)
     devices: list[Literal["cpu", "cuda"]] = Field(default_factory=lambda: ["cpu", "cuda"])
+    bitsandbytes: list[Literal["int8", "nf4"]] = Field(
+        default_factory=lambda: ["int8", "nf4"],
+        description="on CUDA: the final model loaded by bitsandbytes in 8-bit and 4-bit NF4, as extra variants")
 
 
 class OutputConfig(Strict):

@@ -11,7 +11,7 @@ import re
 from html import escape
 from pathlib import Path
 
-from compressor.report.markdown import METHOD_NOTE, PLOT_TITLES, pareto_note, stage_summaries, table_rows
+from compressor.report.markdown import PLOT_TITLES, method_note, pareto_note, stage_summaries, table_rows
 from compressor.rundir import atomic_write_text
 
 CSS = """
@@ -95,6 +95,26 @@ def figures_html(figures: dict[str, bytes], metric: str, caption: str = "") -> s
     return "\n".join(out)
 
 
+def _inline(text: str) -> str:
+    """Escaped text with **bold** kept."""
+    return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escape(text))
+
+
+def compression_html(results: dict) -> list[str]:
+    from compressor.report.compression import sections
+
+    comp = sections(results)
+    if not comp:
+        return []
+    out = ["<h2>Compression</h2>"]
+    for sec in comp:
+        out.append(f"<h3>{escape(sec.title)}</h3>")
+        out.append("<ul>" + "".join(f"<li>{_inline(line)}</li>" for line in sec.lines) + "</ul>")
+        for caption, head, rows in sec.tables:
+            out += [f"<p class=\"note\">{escape(caption)}</p>", table_html(head, rows)]
+    return out
+
+
 def render_html(results: dict, figures: dict[str, bytes], recipe_text: str | None = None) -> str:
     from compressor import __version__
 
@@ -106,10 +126,11 @@ def render_html(results: dict, figures: dict[str, bytes], recipe_text: str | Non
             f"seed {escape(str(results['seed']))} · trained on {escape(str(results['device']))}"
             + (f" · data: {escape(data)}" if data else "") + "</p>",
             "<h2>Variants</h2>", table_html(head, rows),
-            f"<p class=\"note\">{escape(METHOD_NOTE.format(metric=metric.capitalize()))}</p>"]
+            f"<p class=\"note\">{escape(method_note(results))}</p>"]
     body += [f"<div class=\"warn\">{escape(n)}</div>" for n in results.get("bench_notes", [])]
     if figures:
         body += ["<h2>Plots</h2>", figures_html(figures, metric, pareto_note(results))]
+    body += compression_html(results)
     body += ["<h2>Stages</h2>", "<ul class=\"stages\">"]
     for stage, seconds, extra in stage_summaries(results):
         body.append(f"<li><b>{escape(stage)}</b> ({seconds:.1f} s)" + (": " + escape("; ".join(extra)) if extra else "") + "</li>")

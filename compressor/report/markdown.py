@@ -33,14 +33,20 @@ def bench_devices(results: dict) -> list[str]:
     return sorted({r["device"] for a in results["artifacts"].values() for r in a.get("bench", [])})
 
 
+def reference(results: dict) -> str:
+    """The artifact Δ and speed-up refer to: the uncompressed baseline when the run kept one, else PyTorch fp32."""
+    return "baseline" if "baseline" in results["artifacts"] else "pytorch"
+
+
 def table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
-    """The variants table: one row per artifact, numbers formatted, ratios to PyTorch fp32."""
+    """The variants table: one row per artifact, numbers formatted, ratios to the reference (see ``reference``)."""
     metric = results["primary_metric"]["name"]
     arts = results["artifacts"]
     split = eval_split(results)
     shapes = bench_shapes(results)
     devices = bench_devices(results)
-    base = arts.get("pytorch", {})
+    ref = reference(results)
+    base = arts.get(ref, {})
     base_m = _metric(base, split, metric) if split else None
     head = ["artifact", f"{metric} ({split})" if split else metric, "Δ", "F1" if metric == "accuracy" else "tokens",
             "params", "size MB", "gzip MB"]
@@ -51,7 +57,7 @@ def table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     rows = []
     for name, a in arts.items():
         m = _metric(a, split, metric) if split else None
-        delta = "" if m is None or base_m is None or name == "pytorch" else f"{(m - base_m) * (100 if metric == 'accuracy' else 1):+.2f}"
+        delta = "" if m is None or base_m is None or name == ref else f"{(m - base_m) * (100 if metric == 'accuracy' else 1):+.2f}"
         other = _metric(a, split, "f1_macro" if metric == "accuracy" else "tokens") if split else None
         row = [name, "" if m is None else (f"{m * 100:.2f} %" if metric == "accuracy" else f"{m:.3f}"), delta,
                "" if other is None else (f"{other * 100:.2f}" if metric == "accuracy" else f"{other}"),
@@ -89,8 +95,14 @@ def stage_summaries(results: dict) -> list[tuple[str, float, list[str]]]:
 
 
 METHOD_NOTE = ("Latency is the median of timed runs after warm-up on synthetic inputs of the stated batch × sequence, "
-               "one live session at a time; speed-up is relative to the PyTorch fp32 model on the same machine in the same run. "
+               "one live session at a time; Δ and speed-up are relative to {reference} on the same machine in the same run. "
                "{metric} is measured on the named split for every artifact by the same code.")
+
+
+def method_note(results: dict) -> str:
+    ref = ("the uncompressed baseline in PyTorch fp32 (" + str(results["artifacts"]["baseline"].get("source")) + ")"
+           if reference(results) == "baseline" else "the PyTorch fp32 model")
+    return METHOD_NOTE.format(reference=ref, metric=results["primary_metric"]["name"].capitalize())
 
 PLOT_TITLES = {"size": "{metric} vs size", "latency": "{metric} vs latency", "training": "training curves"}
 
@@ -109,7 +121,7 @@ def render_markdown(results: dict, plots: dict[str, str] | None = None) -> str:
     out = [f"# compressor run: {results['name']}", "",
            f"Model `{results['model']}`, task {results['task']}, seed {results['seed']}, trained on {results['device']}. "
            f"Data: " + ", ".join(f"{k} {v}" for k, v in results.get("data", {}).items()) + ".", "",
-           "## Variants", "", _md_table(head, rows), "", METHOD_NOTE.format(metric=metric.capitalize())]
+           "## Variants", "", _md_table(head, rows), "", method_note(results)]
     if results.get("bench_notes"):
         out += ["", "Notes:"] + [f"- {n}" for n in results["bench_notes"]]
     if plots:
@@ -117,6 +129,15 @@ def render_markdown(results: dict, plots: dict[str, str] | None = None) -> str:
         out += [f"![{PLOT_TITLES.get(k, k).format(metric=metric)}]({f})" for k, f in plots.items()]
         if any(k in plots for k in ("size", "latency")):
             out += ["", pareto_note(results)]
+    from compressor.report.compression import sections
+
+    comp = sections(results)
+    if comp:
+        out += ["", "## Compression"]
+        for sec in comp:
+            out += ["", f"### {sec.title}", ""] + [f"- {line}" for line in sec.lines]
+            for caption, h, r in sec.tables:
+                out += ["", f"{caption}:", "", _md_table(h, r)]
     out += ["", "## Stages", ""]
     for stage, seconds, extra in stage_summaries(results):
         out.append(f"- **{stage}** ({seconds:.1f} s)" + (": " + "; ".join(extra) if extra else ""))

@@ -23,6 +23,46 @@ def artifact_files(ctx: RunContext) -> dict[str, Path]:
     return out
 
 
+def export_baseline(ctx: RunContext) -> None:
+    """The baseline's ONNX export (and fused graph), when the run exports its own model: same runtime, fair speed-up."""
+    from compressor.export.onnx import export_model, optimize, parity, write_provenance
+
+    if ctx.baseline is None or "onnx" not in ctx.artifacts or "baseline" not in ctx.recipe.evaluate.artifacts:
+        return
+    out = ctx.run_dir / "onnx" / "baseline.onnx"
+    batches = [b for _, b in zip(range(2), baseline_loader(ctx, ctx.eval_split() or "train", 8))]
+    info = export_model(ctx.baseline, batches[0], out)
+    record = {"artifact": "baseline-onnx", "source": ctx.baseline_source, **info,
+              "parity": parity(ctx.baseline, out, batches, 1e-3, what="baseline ONNX")}
+    write_provenance(out, record)
+    ctx.artifacts["baseline-onnx"] = out
+    ctx.provenance["baseline-onnx"] = record
+    if "onnx-opt" in ctx.artifacts:  # the run's fp32 ONNX is the fused graph: fuse the baseline the same way
+        opt = out.with_name("baseline.opt.onnx")
+        fusions = optimize(out, ctx.baseline.config, opt)
+        if fusions is not None:
+            rec = {"artifact": "baseline-onnx", "source": out.name, "fusions": fusions,
+                   "parity": parity(ctx.baseline, opt, batches, 1e-3, what="baseline optimized ONNX")}
+            write_provenance(opt, rec)
+            ctx.artifacts["baseline-onnx"] = opt
+            ctx.provenance["baseline-onnx"] = rec
+    log.info("baseline (%s) exported for comparison: %s", ctx.baseline_source, ctx.artifacts["baseline-onnx"].name)
+
+
+def baseline_loader(ctx: RunContext, split: str, batch_size: int):
+    """Batches of ``split`` tokenized by the baseline's own tokenizer (vocabulary trimming changes the run's)."""
+    from compressor.data import encode_split, make_loader
+
+    if ctx.baseline_tokenizer is None or ctx.baseline_tokenizer is ctx.tokenizer or ctx.dataset is None:
+        return ctx.loader(split, batch_size)
+    enc = encode_split(ctx.dataset.splits[split], ctx.baseline_tokenizer, ctx.recipe.data.max_length)
+    return make_loader(enc, ctx.baseline_tokenizer, batch_size, False, ctx.seed, ctx.task)
+
+
+def nonzero_parameters(model) -> int:
+    return int(sum(int(p.count_nonzero()) for p in model.parameters()))
+
+
 def onnx_size(path: Path) -> int:
     size = path.stat().st_size
     data = path.with_name(path.name + ".data")
@@ -42,6 +82,13 @@ def evaluate_artifacts(ctx: RunContext) -> dict[str, dict]:
     for name, path in artifact_files(ctx).items():
         if name in cfg.artifacts:
             out[name] = {s: evaluate_onnx(path, ctx.loader(s, cfg.batch_size), ctx.task, ctx.recipe.bench.threads) for s in splits}
+    if ctx.baseline is not None and "baseline" in cfg.artifacts:
+        out["baseline"] = {s: evaluate_torch(ctx.baseline.to(ctx.device), baseline_loader(ctx, s, cfg.batch_size), ctx.task,
+                                             ctx.device) for s in splits}
+        ctx.baseline.to("cpu")
+        if "baseline-onnx" in ctx.artifacts:
+            out["baseline-onnx"] = {s: evaluate_onnx(ctx.artifacts["baseline-onnx"], baseline_loader(ctx, s, cfg.batch_size),
+                                                     ctx.task, ctx.recipe.bench.threads) for s in splits}
     for name, per_split in out.items():
         for s, m in per_split.items():
             log.info("eval %-8s %-4s %s", name, s, "  ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float)))
@@ -63,10 +110,13 @@ def run_benchmarks(ctx: RunContext) -> dict:
             continue
         devices.append(d)
     vocab = ctx.model.config.vocab_size
+    with_baseline = ctx.baseline is not None and "baseline" in ctx.recipe.evaluate.artifacts
     for dev in devices:
         args = dict(batch_sizes=b.batch_sizes, seq_lengths=b.seq_lengths, warmup=b.warmup, iterations=b.iterations,
                     device=dev, threads=b.threads)
         log.info("benchmark on %s: batch %s × seq %s, %d iterations", dev, b.batch_sizes, b.seq_lengths, b.iterations)
+        if with_baseline:
+            out["rows"].setdefault("baseline", []).extend(bench_torch(ctx.baseline, **args))
         out["rows"].setdefault("pytorch", []).extend(bench_torch(ctx.model, **args))
         for name, path in artifact_files(ctx).items():
             if dev == "cuda" and name == "int8":
@@ -76,23 +126,82 @@ def run_benchmarks(ctx: RunContext) -> dict:
                 out["rows"].setdefault(name, []).extend(bench_onnx(path, vocab, **args))
             except Exception as e:  # a missing CUDA EP must not lose the CPU numbers
                 out["notes"].append(f"{name} on {dev}: not measured ({str(e).splitlines()[0][:200]})")
+        if with_baseline and "baseline-onnx" in ctx.artifacts:
+            try:
+                out["rows"].setdefault("baseline-onnx", []).extend(
+                    bench_onnx(ctx.artifacts["baseline-onnx"], ctx.baseline.config.vocab_size, **args))
+            except Exception as e:
+                out["notes"].append(f"baseline-onnx on {dev}: not measured ({str(e).splitlines()[0][:200]})")
     return out
 
 
-def collect_results(ctx: RunContext, evals: dict, bench: dict, started: float) -> dict:
+def bitsandbytes_variants(ctx: RunContext, evals: dict, bench: dict) -> dict[str, dict]:
+    """Load the saved model with bitsandbytes (8-bit, NF4) on CUDA, evaluate and time it; add to ``evals`` / ``bench``.
+
+    Returns artifact records (params, GPU memory footprint); on CPU a note says why they were skipped."""
+    import gc
+
+    from compressor.bench.runner import bench_torch, cuda_available
+    from compressor.evaluate import evaluate_torch
+    from compressor.models import count_parameters
+    from compressor.quantize import bnb
+
+    b = ctx.recipe.bench
+    if not b.bitsandbytes:
+        return {}
+    why = bnb.unavailable(cuda_available() and "cuda" in b.devices)
+    if why:
+        bench.setdefault("notes", []).append(why)
+        return {}
+    records = {}
+    splits = [s for s in ctx.recipe.evaluate.splits if s in ctx.encoded]
+    for mode in b.bitsandbytes:
+        name = bnb.VARIANTS[mode]
+        try:
+            model = bnb.load(ctx.run_dir / "model", ctx.task, mode)
+        except Exception as e:  # an architecture bitsandbytes cannot take must not lose the rest of the report
+            bench.setdefault("notes", []).append(f"{name}: not loaded ({str(e).splitlines()[0][:200]})")
+            continue
+        evals[name] = {s: evaluate_torch(model, ctx.loader(s, ctx.recipe.evaluate.batch_size), ctx.task, "cuda") for s in splits}
+        if b.enabled:
+            bench.setdefault("rows", {})[name] = bench_torch(model, b.batch_sizes, b.seq_lengths, b.warmup, b.iterations, "cuda")
+        records[name] = {"path": "model", "runtime": f"torch + bitsandbytes {mode}", "params": count_parameters(model),
+                         "size_bytes": bnb.footprint(model), "gzip_bytes": bnb.footprint(model),
+                         "note": "size = GPU memory footprint (quantized on load; no file)"}
+        del model
+        gc.collect()
+        import torch
+
+        torch.cuda.empty_cache()
+    return records
+
+
+def collect_results(ctx: RunContext, evals: dict, bench: dict, started: float, extra: dict | None = None) -> dict:
     from compressor.bench.runner import fingerprint, gzip_size
     from compressor.models import count_parameters
 
+    def torch_record(folder: Path, model) -> dict:
+        weights = sorted(folder.glob("*.safetensors"))
+        return {"path": str(folder.relative_to(ctx.run_dir)), "runtime": "torch", "params": count_parameters(model),
+                "nonzero_params": nonzero_parameters(model), "size_bytes": sum(w.stat().st_size for w in weights),
+                "gzip_bytes": sum(gzip_size(w) for w in weights)}
+
+    def onnx_record(path: Path, params: int, provenance: dict) -> dict:
+        return {"path": str(path.relative_to(ctx.run_dir)), "runtime": "onnxruntime", "params": params,
+                "size_bytes": onnx_size(path), "gzip_bytes": gzip_size(path), "provenance": provenance}
+
     params = count_parameters(ctx.model)
-    model_dir = ctx.run_dir / "model"
-    weights = sorted(model_dir.glob("*.safetensors"))
-    artifacts = {"pytorch": {"path": "model", "runtime": "torch", "params": params,
-                             "size_bytes": sum(w.stat().st_size for w in weights),
-                             "gzip_bytes": sum(gzip_size(w) for w in weights)}}
+    artifacts: dict[str, dict] = {}
+    if "baseline" in evals:  # the uncompressed reference first, as the report's Δ and speed-up refer to it
+        artifacts["baseline"] = {**torch_record(ctx.run_dir / "checkpoints" / "baseline", ctx.baseline),
+                                 "source": ctx.baseline_source}
+        if "baseline-onnx" in evals:
+            artifacts["baseline-onnx"] = onnx_record(ctx.artifacts["baseline-onnx"], artifacts["baseline"]["params"],
+                                                     ctx.provenance.get("baseline-onnx", {}))
+    artifacts["pytorch"] = torch_record(ctx.run_dir / "model", ctx.model)
     for name, path in artifact_files(ctx).items():
-        artifacts[name] = {"path": str(path.relative_to(ctx.run_dir)), "runtime": "onnxruntime", "params": params,
-                           "size_bytes": onnx_size(path), "gzip_bytes": gzip_size(path),
-                           "provenance": ctx.provenance.get("onnx-opt" if path.name == "model.opt.onnx" else name, {})}
+        artifacts[name] = onnx_record(path, params, ctx.provenance.get("onnx-opt" if path.name == "model.opt.onnx" else name, {}))
+    artifacts.update(extra or {})
     for name, rec in artifacts.items():
         rec["metrics"] = evals.get(name, {})
         rec["bench"] = bench.get("rows", {}).get(name, [])

@@ -185,12 +185,15 @@ def stage_curves(results: dict, run: str = "") -> list[tuple[str, list[dict]]]:
 
 
 def training_png(curves: list[tuple[str, list[dict]]], metric: str, scale: float, ylabel: str) -> bytes | None:
-    """Training loss (left) and the dev metric (right) against the optimizer step, one line per stage."""
+    """Training loss, the dev metric and (gradual pruning) the sparsity against the optimizer step, one line per stage."""
     loss = [(lbl, [(h["step"], h["loss"]) for h in hist if "loss" in h]) for lbl, hist in curves]
     dev = [(lbl, [(h["step"], h["eval"][metric] * scale) for h in hist if metric in h.get("eval", {})]) for lbl, hist in curves]
+    sparsity = [(lbl, [(h["step"], 100 * h["sparsity"]) for h in hist if "sparsity" in h]) for lbl, hist in curves]
     loss = [(lbl, v) for lbl, v in loss if v]
     dev = [(lbl, v) for lbl, v in dev if v]
-    panels = [p for p in (("training loss", loss, "loss"), (f"dev {metric}", dev, ylabel)) if p[1]]
+    sparsity = [(lbl, v) for lbl, v in sparsity if v]
+    panels = [p for p in (("training loss", loss, "loss"), (f"dev {metric}", dev, ylabel),
+                          ("sparsity of the pruned layers", sparsity, "zeros, %")) if p[1]]
     if not panels:
         return None
     fig = _new_figure(5.2 * len(panels), 3.6)

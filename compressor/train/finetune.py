@@ -6,6 +6,7 @@ from compressor.context import RunContext
 from compressor.evaluate import evaluate_torch
 from compressor.recipe.schema import FinetuneStage
 from compressor.registry import STAGES
+from compressor.train.callbacks import summaries, training_callbacks
 from compressor.train.loop import train
 
 
@@ -28,6 +29,7 @@ def summarize(state) -> dict:
 
 @STAGES.register(FinetuneStage)
 def run_finetune(ctx: RunContext, cfg: FinetuneStage) -> dict:
+    callbacks = training_callbacks(ctx, cfg, ctx.model, ctx.stage_path)
     state = train(
         ctx.model,
         ctx.loader("train", cfg.batch_size, shuffle=True),
@@ -37,9 +39,10 @@ def run_finetune(ctx: RunContext, cfg: FinetuneStage) -> dict:
         device=ctx.device,
         eval_fn=dev_eval_fn(ctx, cfg.eval_batch_size),
         metric=ctx.primary_metric,
+        callbacks=callbacks,
         seed=ctx.seed,
         checkpoint_dir=ctx.stage_dir,
         resume=ctx.resuming,
     )
     ctx.model = state.model
-    return summarize(state)
+    return {**summarize(state), **summaries(callbacks)}

@@ -1,8 +1,8 @@
 """One training loop on accelerate: AdamW, linear warm-up/decay, accumulation, clipping,
 periodic evaluation with the best checkpoint kept, optional early stopping, callbacks.
 
-Stages supply ``loss_fn(model, batch) -> (loss, logs)``; callbacks get ``on_step(state)``
-after every optimizer step (pruning masks, QAT observers plug in there).
+Stages supply ``loss_fn(model, batch) -> (loss, logs)``. Callbacks (gradual pruning, QAT) may define
+any of the hooks of :class:`Callback`; the loop calls those that exist.
 """
 
 from __future__ import annotations
@@ -28,7 +28,23 @@ log = logging.getLogger("compressor")
 
 
 class Callback(Protocol):
+    """Hooks the loop calls when a callback defines them (all optional).
+
+    - ``on_train_begin(state)``: before the first step (``state.step`` > 0 when resuming);
+    - ``on_gradients(state)``: after backward and clipping, before the optimizer step (full gradients);
+    - ``on_step(state)``: after every optimizer step (e.g. re-apply pruning masks);
+    - ``logs() -> dict``: numbers merged into the logged training record (e.g. current sparsity);
+    - ``ready(state) -> bool``: whether an evaluation now may become the kept "best" checkpoint
+      (a pruned model is only eligible once it has reached its final sparsity);
+    - ``on_train_end(state)``: after the best weights are loaded back;
+    - ``state_dict()`` / ``load_state_dict(d)``: saved with resumable checkpoints.
+    """
+
     def on_step(self, state: TrainState) -> None: ...
+
+
+def _hook(callbacks, name: str, *args) -> list:
+    return [getattr(cb, name)(*args) for cb in callbacks if hasattr(cb, name)]
 
 
 @dataclass
@@ -121,6 +137,9 @@ def train(
     model, optimizer, loader, scheduler = accel.prepare(model, optimizer, train_loader, scheduler)
     for m in extra_modules:
         accel.register_for_checkpointing(m)
+    for cb in callbacks:
+        if hasattr(cb, "state_dict") and hasattr(cb, "load_state_dict"):
+            accel.register_for_checkpointing(cb)
     eval_every = cfg.eval_every or steps_per_epoch
     ckpt_every = cfg.checkpoint_every or eval_every
     state = TrainState(total_steps=total, model=model, optimizer=optimizer)
@@ -167,10 +186,14 @@ def train(
             return False
         metrics = eval_fn(accel.unwrap_model(model))
         value = metrics[metric_name]
-        better = state.best_metric is None or (value > state.best_metric if higher else value < state.best_metric)
+        eligible = all(_hook(callbacks, "ready", state))
+        better = eligible and (state.best_metric is None or (value > state.best_metric if higher else value < state.best_metric))
         rec = {"step": state.step, "epoch": round(state.epoch, 3), "eval": metrics}
         state.history.append(rec)
-        log.info("%s step %d/%d: dev %s %.4f%s", name, state.step, total, metric_name, value, " (best)" if better else "")
+        log.info("%s step %d/%d: dev %s %.4f%s", name, state.step, total, metric_name, value,
+                 " (best)" if better else ("" if eligible else " (not yet eligible as best: compression still under way)"))
+        if not eligible:
+            return False
         if better:
             state.best_metric, state.best_step, state.bad_evals = value, state.step, 0
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in accel.unwrap_model(model).state_dict().items()}
@@ -183,6 +206,7 @@ def train(
     model.train()
     stop = False
     previous = _on_sigterm_raise_interrupt()
+    _hook(callbacks, "on_train_begin", state)
     try:
         with _progress(accel.is_main_process) as progress:
             task = progress.add_task(name, total=total, completed=state.step, info="")
@@ -196,6 +220,8 @@ def train(
                         accel.backward(loss)
                         if accel.sync_gradients and cfg.max_grad_norm:
                             accel.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                        if accel.sync_gradients:
+                            _hook(callbacks, "on_gradients", state)
                         optimizer.step()
                         scheduler.step()
                         optimizer.zero_grad(set_to_none=True)
@@ -207,11 +233,12 @@ def train(
                     state.step += 1
                     batches_seen = consumed
                     state.epoch = state.step / steps_per_epoch
-                    for cb in callbacks:
-                        cb.on_step(state)
+                    _hook(callbacks, "on_step", state)
                     if state.step % max(1, min(50, eval_every)) == 0 or state.step == total:
                         rec = {"step": state.step, "loss": running / max(n_running, 1), "lr": scheduler.get_last_lr()[0],
                                **{k: float(v) for k, v in logs.items()}}
+                        for extra in _hook(callbacks, "logs"):
+                            rec.update(extra)
                         state.history.append(rec)
                         running, n_running = 0.0, 0
                         progress.update(task, info=f"loss {rec['loss']:.4f}")
@@ -241,6 +268,7 @@ def train(
         log.info("%s: kept the best checkpoint (step %d, dev %s %.4f)", name, state.best_step, metric_name, state.best_metric)
     unwrapped.eval()
     state.model = unwrapped
+    _hook(callbacks, "on_train_end", state)
     log.info("%s: %d steps in %.1fs", name, state.step, time.perf_counter() - t0)
     accel.free_memory()
     return state

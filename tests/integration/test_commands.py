@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
@@ -170,15 +169,22 @@ def test_plan_says_what_each_stage_buys(plan_recipe):
     assert gpu["bench cuda"].verdict == "measured" and "CPU only" in gpu["2 quantize (dynamic)"].why
 
 
-def test_plan_on_sparsity_and_missing_export():
-    from compressor.plan import HANDLERS
+def test_plan_on_sparsity_and_missing_export(tiny_dir):
+    import json
 
-    ctx = {"shape": None, "exported": False, "flags": ["avx512_vnni"], "gpu": None, "arch": "x86_64"}
-    unstructured = HANDLERS["prune"](SimpleNamespace(method="magnitude", final_sparsity=0.9), ctx)
+    from compressor.plan import HANDLERS, Shape
+    from compressor.recipe.schema import DynamicQuant, StructuredPrune, UnstructuredPrune, VocabularyPrune
+
+    config = json.loads((tiny_dir / "bert" / "config.json").read_text())
+    ctx = {"shape": Shape.from_config(config, False), "config": config, "exported": False, "flags": ["avx512_vnni"],
+           "gpu": None, "arch": "x86_64"}
+    unstructured = HANDLERS["prune"](UnstructuredPrune(sparsity=0.9), ctx)
     assert "not faster" in unstructured.verdict and "no sparse kernels" in unstructured.why
-    structured = HANDLERS["prune"](SimpleNamespace(structured=True, target="heads"), ctx)
-    assert structured.verdict == "faster + smaller"
-    assert HANDLERS["quantize"](SimpleNamespace(reduce_range=False), ctx).verdict == "error"
+    structured = HANDLERS["prune"](StructuredPrune(heads=2, ffn=0.5), ctx)
+    assert structured.verdict == "faster + smaller" and "2 of 4 heads" in structured.why and "≈2.0× less" in structured.why
+    vocab = HANDLERS["prune"](VocabularyPrune(), ctx)
+    assert vocab.verdict == "smaller, not faster" and "embedding table" in vocab.why
+    assert HANDLERS["quantize"](DynamicQuant(), ctx).verdict == "error"
 
 
 def test_plan_command(plan_recipe):

@@ -1,0 +1,1 @@
+"""Pruning: importance criteria, schedules, masks, structured slicing, vocabulary trimming."""

@@ -1,0 +1,179 @@
+"""Pruning in a run: gradually inside training (a loop callback), or one-shot as a ``prune`` stage.
+
+Gradual (``prune:`` inside ``finetune`` / ``distill``): every ``schedule.every`` steps from
+``schedule.start`` to ``schedule.end`` the masks are recomputed for the schedule's sparsity; after
+every optimizer step the masks are re-applied. Evaluations only compete for "best checkpoint"
+once the final sparsity is reached, so the kept model is a pruned one.
+
+One-shot (``- prune: {...}`` stage): unstructured masks from magnitude or Taylor scores, structured
+head / neuron removal (structured.py), or vocabulary trimming (vocab.py).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+from compressor.context import RunContext
+from compressor.errors import CompressorError
+from compressor.prune import schedules
+from compressor.prune.masks import (
+    ImportanceObserver,
+    PatternError,
+    apply_masks,
+    masks_for,
+    select_modules,
+    sparsity_table,
+    weights_of,
+)
+from compressor.recipe.schema import DEFAULT_EXCLUDE, StructuredPrune, UnstructuredPrune
+from compressor.registry import STAGES
+
+log = logging.getLogger("compressor")
+
+
+def _targets(ctx_recipe, model, cfg: UnstructuredPrune, where: str) -> dict[str, torch.nn.Parameter]:
+    user_exclude = [p for p in cfg.exclude if p not in DEFAULT_EXCLUDE] if "exclude" in cfg.model_fields_set else []
+    try:
+        return weights_of(select_modules(model, cfg.include, cfg.exclude, user_exclude, where))
+    except PatternError as e:
+        raise ctx_recipe.error(e.field, e.message) from None
+
+
+class GradualPruning:
+    """Training-loop callback (see compressor.train.loop.Callback) for unstructured gradual pruning."""
+
+    name = "prune"
+
+    def __init__(self, model, cfg: UnstructuredPrune, recipe, where: str):
+        self.cfg, self.recipe, self.where = cfg, recipe, where
+        self.weights = _targets(recipe, model, cfg, where)
+        self.observer = ImportanceObserver(self.weights, cfg.criterion.type)
+        self.masks: dict[str, torch.Tensor] = {}
+        self.current = 0.0  # the sparsity the masks were last computed for
+        self.end = None
+        self.curve: list[tuple[int, float]] = []  # (step, measured sparsity) at every update
+
+    # -- loop hooks
+    def on_train_begin(self, state) -> None:
+        self.end = schedules.resolve_end(self.cfg.schedule, state.total_steps)
+        if self.end > state.total_steps or self.cfg.schedule.start > state.total_steps:
+            field = "end" if self.cfg.schedule.end is not None else "start"
+            raise self.recipe.error(f"{self.where}.schedule.{field}",
+                                    f"step {getattr(self.cfg.schedule, field)} is beyond the stage's {state.total_steps} "
+                                    "training steps")
+        if state.step == 0:
+            self._maybe_update(0)
+        log.info("gradual pruning: %s to %.0f %% sparsity (%s, %s scope) over steps %d..%d of %d, %d weight matrices",
+                 self.cfg.schedule.type, 100 * self.cfg.sparsity, self.cfg.criterion.type, self.cfg.scope,
+                 self.cfg.schedule.start, self.end, state.total_steps, len(self.weights))
+
+    def on_gradients(self, state) -> None:
+        if self.observer.needs_gradients and state.step < self.end:
+            self.observer.observe()
+
+    def on_step(self, state) -> None:
+        if not self._maybe_update(state.step) and self.masks:
+            apply_masks(self.weights, self.masks)
+
+    def logs(self) -> dict:
+        return {"sparsity": self.measured()}
+
+    def ready(self, state) -> bool:
+        return self.current >= self.cfg.sparsity - 1e-12
+
+    def on_train_end(self, state) -> None:
+        if self.masks:
+            apply_masks(self.weights, self.masks)  # the kept (best) weights carry the masks already; make sure
+
+    def state_dict(self) -> dict:
+        return {"masks": {k: v.cpu() for k, v in self.masks.items()}, "current": self.current,
+                "observer": self.observer.state_dict(), "curve": [list(c) for c in self.curve]}
+
+    def load_state_dict(self, state: dict) -> None:
+        device = next(iter(self.weights.values())).device
+        self.masks = {k: v.to(device) for k, v in state["masks"].items()}
+        self.current = float(state["current"])
+        self.observer.load_state_dict(state["observer"])
+        self.curve = [tuple(c) for c in state.get("curve", [])]
+
+    # -- pruning
+    def _maybe_update(self, step: int) -> bool:
+        if not schedules.is_update_step(self.cfg.schedule, step, self.end):
+            return False
+        target = schedules.sparsity_at(self.cfg.schedule, self.cfg.sparsity, step, self.end)
+        if target <= 0.0 and not self.masks:
+            return False
+        if self.observer.needs_gradients and not self.observer.observed:
+            if step == 0:
+                return False  # gradient scores exist only after the first steps
+            raise CompressorError(f"{self.cfg.criterion.type} pruning at step {step}: no gradients observed yet")
+        self.masks = masks_for(self.observer.scores(), target, self.cfg.scope)
+        self.observer.reset()
+        apply_masks(self.weights, self.masks)
+        self.current = target
+        self.curve.append((step, self.measured()))
+        return True
+
+    def measured(self) -> float:
+        zeros = sum(int((~m).sum()) for m in self.masks.values())
+        return zeros / max(sum(w.numel() for w in self.weights.values()), 1)
+
+    def summary(self) -> dict:
+        table = sparsity_table({n: w.detach() for n, w in self.weights.items()})
+        return {"type": "unstructured", "mode": "gradual", "criterion": self.cfg.criterion.type, "scope": self.cfg.scope,
+                "schedule": {**self.cfg.schedule.model_dump(), "end": self.end}, "target": self.cfg.sparsity,
+                "curve": [{"step": s, "sparsity": v} for s, v in self.curve], **table}
+
+
+# ---------------------------------------------------------------- one-shot stages
+def observe_gradients(ctx: RunContext, model, batches: int, on_backward) -> int:
+    """Forward/backward over ``batches`` shuffled training batches with the task loss, calling ``on_backward()``
+    after each backward pass. Eval mode (no dropout): the scores describe the model as it predicts."""
+    model.to(ctx.device)
+    was_training = model.training
+    model.eval()
+    seen = 0
+    try:
+        with torch.enable_grad():
+            for batch in ctx.loader("train", 32, shuffle=True):
+                if seen >= batches:
+                    break
+                model.zero_grad(set_to_none=True)
+                out = model(**{k: v.to(ctx.device) for k, v in batch.items()})
+                if out.loss is None:
+                    raise CompressorError("taylor importance needs a loss: the training batches carry no labels")
+                out.loss.backward()
+                on_backward()
+                seen += 1
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.train(was_training)
+        model.to("cpu")
+    if seen == 0:
+        raise CompressorError("taylor importance: the training split gave no batch")
+    return seen
+
+
+@STAGES.register(UnstructuredPrune)
+def run_unstructured(ctx: RunContext, cfg: UnstructuredPrune) -> dict:
+    weights = _targets(ctx.recipe, ctx.model, cfg, ctx.stage_path)
+    observer = ImportanceObserver(weights, cfg.criterion.type)
+    batches = 0
+    if observer.needs_gradients:
+        batches = observe_gradients(ctx, ctx.model, cfg.criterion.batches, observer.observe)
+    apply_masks(weights, masks_for(observer.scores(), cfg.sparsity, cfg.scope))
+    table = sparsity_table({n: w.detach() for n, w in weights.items()})
+    log.info("one-shot unstructured pruning (%s, %s scope%s): %.2f %% of %d weights in %d matrices are zero",
+             cfg.criterion.type, cfg.scope, f", {batches} batches observed" if batches else "", 100 * table["sparsity"],
+             table["params"], len(weights))
+    return {"prune": {"type": "unstructured", "mode": "one-shot", "criterion": cfg.criterion.type, "scope": cfg.scope,
+                      "target": cfg.sparsity, "batches_observed": batches, **table}}
+
+
+@STAGES.register(StructuredPrune)
+def run_structured(ctx: RunContext, cfg: StructuredPrune) -> dict:
+    from compressor.prune.structured import prune_structured
+
+    return {"prune": prune_structured(ctx, cfg)}

@@ -1,0 +1,179 @@
+"""What each compression stage did, for report.md and report.html alike: distillation, pruning, INT8.
+
+Each section is plain data (a title, sentences, tables), rendered by markdown.py and html.py. Speed
+statements come from latencies measured in the same run; where a comparison was not measured the
+text says so instead of guessing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from compressor.report.markdown import _metric, _p50, bench_devices, bench_shapes, eval_split
+
+SMALLER_NOT_FASTER = "smaller when compressed, not faster"
+
+
+@dataclass
+class Section:
+    title: str
+    lines: list[str] = field(default_factory=list)
+    tables: list[tuple[str, list[str], list[list[str]]]] = field(default_factory=list)  # (caption, head, rows)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f} %"
+
+
+def _mb(n: int) -> str:
+    return f"{n / 2**20:.1f} MB"
+
+
+def _latency(results: dict, a: str, b: str) -> tuple[float, float, str] | None:
+    """(p50 of a, p50 of b, shape) at the first benchmarked shape and device, when both were measured."""
+    arts, shapes, devices = results["artifacts"], bench_shapes(results), bench_devices(results)
+    if a not in arts or b not in arts or not shapes or not devices:
+        return None
+    (bs, seq), dev = shapes[0], devices[0]
+    x, y = _p50(arts[a], bs, seq, dev), _p50(arts[b], bs, seq, dev)
+    return (x, y, f"batch {bs} × seq {seq} on {dev}") if x and y else None
+
+
+def _speed_sentence(results: dict) -> str | None:
+    """The measured ORT (else PyTorch) latency of the result against the uncompressed baseline."""
+    for base, mine, runtime in (("baseline-onnx", "onnx", "ONNX Runtime fp32"), ("baseline", "pytorch", "PyTorch")):
+        got = _latency(results, base, mine)
+        if got:
+            x, y, where = got
+            return f"{runtime}, {where}: baseline {x:.2f} ms → {y:.2f} ms, {x / y:.2f}× ({'faster' if y < x else 'not faster'})"
+    return None
+
+
+def _metric_sentence(results: dict) -> str | None:
+    pm, split = results["primary_metric"], eval_split(results)
+    arts = results["artifacts"]
+    if not split or "baseline" not in arts:
+        return None
+    a, b = _metric(arts["baseline"], split, pm["name"]), _metric(arts["pytorch"], split, pm["name"])
+    if a is None or b is None:
+        return None
+    scale, unit = (100, " pt") if pm["name"] == "accuracy" else (1, "")
+    return f"{split} {pm['name']}: baseline {a * scale:.2f} → {b * scale:.2f} ({(b - a) * scale:+.2f}{unit})"
+
+
+def _unstructured(p: dict, results: dict, where: str) -> Section:
+    sec = Section(f"Unstructured pruning ({where})")
+    mode = p.get("mode", "one-shot")
+    how = f"{p['criterion']} importance, {p['scope']} scope"
+    if mode == "gradual":
+        s = p["schedule"]
+        how += f", {s['type']} schedule from step {s['start']} to {s['end']} every {s['every']} steps"
+    sec.lines.append(f"{_pct(p['sparsity'])} of the {p['params']:,} weights in {len(p['layers'])} Linear layers are zero "
+                     f"(target {_pct(p['target'])}; {mode}, {how}).")
+    arts = results["artifacts"]
+    mine = arts.get("pytorch", {})
+    base = arts.get("baseline")
+    size = f"PyTorch weights: {_mb(mine['size_bytes'])} dense, {_mb(mine['gzip_bytes'])} gzip-compressed"
+    if base:
+        size += f" (baseline: {_mb(base['size_bytes'])} dense, {_mb(base['gzip_bytes'])} gzip)"
+    sec.lines.append(size + ".")
+    speed = _speed_sentence(results)
+    sec.lines.append(f"**{SMALLER_NOT_FASTER.capitalize()}**: the zeros stay in dense matrices and ONNX Runtime CPU / "
+                     "PyTorch have no sparse kernels for them. "
+                     + (f"Measured: {speed}." if speed else "No same-run latency of the unpruned model to compare with."))
+    rows = [[r["name"], f"{r['params']:,}", f"{r['zeros']:,}", _pct(r["sparsity"])] for r in p["layers"]]
+    sec.tables.append(("Per-layer sparsity", ["layer", "weights", "zeros", "sparsity"], rows))
+    return sec
+
+
+def _structured(p: dict, results: dict, where: str) -> Section:
+    sec = Section(f"Structured pruning ({where})")
+    h, f = p["heads"], p["ffn"]
+    sec.lines.append(f"Attention heads {h['before']} → {h['after']} per layer, FFN neurons {f['before']} → {f['after']} per "
+                     f"layer ({p['criterion']} importance" + (f", {p['batches_observed']} batches" if p.get("batches_observed")
+                                                              else "") + "); the matrices are physically smaller.")
+    sec.lines.append(f"Parameters {p['params_before'] / 1e6:.2f} M → {p['params_after'] / 1e6:.2f} M "
+                     f"({p['params_before'] / max(p['params_after'], 1):.2f}× fewer).")
+    speed, metric = _speed_sentence(results), _metric_sentence(results)
+    sec.lines.append(f"Measured speed: {speed}." if speed else "Speed: not measured against the unpruned model in this run.")
+    if metric:
+        sec.lines.append(f"Accuracy after pruning and any recovery training: {metric}.")
+    if h.get("kept") and h["before"] != h["after"]:
+        rows = [[str(i), ", ".join(map(str, k))] for i, k in enumerate(h["kept"])]
+        sec.tables.append(("Heads kept per layer", ["layer", "heads kept"], rows))
+    return sec
+
+
+def _vocabulary(p: dict, results: dict, where: str) -> Section:
+    sec = Section(f"Vocabulary trimming ({where})")
+    sec.lines.append(f"Vocabulary {p['vocab_before']:,} → {p['vocab_after']:,} tokens; parameters "
+                     f"{p['params_before'] / 1e6:.2f} M → {p['params_after'] / 1e6:.2f} M (embeddings "
+                     f"{p['embedding_params_before'] / 1e6:.2f} M → {p['embedding_params_after'] / 1e6:.2f} M).")
+    kept = p.get("kept") or {}
+    if kept:
+        sec.lines.append("Kept: " + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in kept.items()) + ".")
+    before, after = p.get("dev_before") or {}, p.get("dev_after") or {}
+    name = results["primary_metric"]["name"]
+    if name in before and name in after:
+        scale = 100 if name == "accuracy" else 1
+        sec.lines.append(f"dev {name} {before[name] * scale:.2f} → {after[name] * scale:.2f} right after trimming "
+                         "(texts re-tokenized with the trimmed tokenizer).")
+    sec.lines.append("Embedding lookups cost no compute: smaller, about as fast.")
+    return sec
+
+
+def _distill(s: dict, results: dict, where: str) -> Section:
+    sec = Section(f"Distillation ({where})")
+    t, st = s.get("teacher", {}), s.get("student", {})
+    name = results["primary_metric"]["name"]
+    tm = next(iter(t.get("metrics", {}).values()), {}).get(name)
+    scale = 100 if name == "accuracy" else 1
+    sec.lines.append(f"Teacher: {t.get('layers')} layers, {t.get('params', 0) / 1e6:.2f} M parameters"
+                     + (f", dev {name} {tm * scale:.2f}" if tm is not None else "") + ".")
+    sec.lines.append(f"Student: {st.get('layers')} layers, {st.get('params', 0) / 1e6:.2f} M parameters, built from "
+                     f"{st.get('built_from')}; losses: " + ", ".join(x["type"] for x in s.get("losses", [])) + ".")
+    if s.get("best_dev") is not None:
+        sec.lines.append(f"Best student dev {name} {s['best_dev'] * scale:.2f} at step {s.get('best_step')} of {s.get('steps')}"
+                         + (f" ({s['best_dev'] / tm:.1%} of the teacher)" if tm and name == "accuracy" else "") + ".")
+    speed = _speed_sentence(results)
+    if speed:
+        sec.lines.append(f"Measured: {speed}.")
+    return sec
+
+
+def _int8(s: dict, where: str) -> Section | None:
+    kept, budget = s.get("kept_fp32") or [], s.get("budget")
+    if s.get("scheme") != "static" and not kept and not budget:
+        return None
+    sec = Section(f"INT8 ({where})")
+    sec.lines.append(f"Static INT8 ({s.get('method')}) on the {s.get('graph')} graph"
+                     + (f"; fused graph not used: {s['fused_fallback']}" if s.get("fused_fallback") else "") + ".")
+    if budget:
+        verdict = "met" if budget.get("passed") else "missed (the best trial is kept)"
+        sec.lines.append(f"Accuracy budget {verdict} after {len(budget.get('trials', []))} trial(s).")
+        rows = [[str(i), str(len(t["kept_fp32"])), f"{t['value']:.4f}", f"{t['drop']:+.3f}", "yes" if t["passed"] else "no"]
+                for i, t in enumerate(budget.get("trials", []))]
+        sec.tables.append(("Budget trials", ["trial", "nodes in fp32", "metric", "drop", "within budget"], rows))
+    if kept:
+        sec.tables.append(("Kept in fp32 (most sensitive first)", ["node"], [[n] for n in kept]))
+    return sec
+
+
+def sections(results: dict) -> list[Section]:
+    out = []
+    for i, s in enumerate(results.get("stages", [])):
+        where = f"stage {i}: {s['stage']}"
+        if s["stage"] == "distill" and "teacher" in s:
+            out.append(_distill(s, results, where))
+        p = s.get("prune")
+        if p:
+            builder = {"unstructured": _unstructured, "structured": _structured}.get(p.get("type"))
+            if builder:
+                out.append(builder(p, results, where))
+        if s.get("type") == "vocabulary":
+            out.append(_vocabulary(s, results, where))
+        if s["stage"] == "quantize":
+            sec = _int8(s, where)
+            if sec:
+                out.append(sec)
+    return out
