@@ -1,7 +1,8 @@
 """INT8 schemes on the MiniLM SST-2 teacher: the one-liner vs our dynamic and static (QDQ) variants.
 
-Prerequisite (13-30 min on 2 CPU cores):
-    compressor run recipes/sst2-teacher.yaml                  # -> runs/sst2-teacher
+Prerequisites:
+    compressor run recipes/sst2-finetune.yaml                 # the teacher -> runs/sst2-finetune
+    compressor run recipes/sst2-qat.yaml                      # optional: its QAT INT8 -> runs/sst2-qat
 Then:
     python benchmarks/int8_schemes.py                         # writes benchmarks/INT8_RESULTS.md and int8_results.json
     python benchmarks/int8_schemes.py --max-drop 0.5          # static variants with the accuracy budget on
@@ -18,7 +19,8 @@ timed and dropped per variant and round) and reports the median of the per-round
 drift in machine load does not favour whichever variant ran first.
 
 The one-liner baseline is what users type today: torch.onnx.export of the model, then
-onnxruntime.quantization.quantize_dynamic with default settings (as in sst2_headline.py).
+onnxruntime.quantization.quantize_dynamic with default settings (as in sst2_headline.py). The QAT row is
+the INT8 file of the sst2-qat run (trained with fake quantization, exported as QDQ), when that run exists.
 """
 
 from __future__ import annotations
@@ -30,33 +32,13 @@ import statistics
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV = ROOT.parent / "shared" / "data" / "sst2" / "dev.tsv"
 METHODS = ("minmax", "percentile", "entropy")
-
-
-def one_liner(model_dir: Path, out_dir: Path) -> tuple[Path, Path]:
-    """torch.onnx.export + quantize_dynamic with defaults (the same as sst2_headline.one_liner)."""
-    import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
-    enc = tok(["a sample sentence", "another one"], padding=True, return_tensors="pt")
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in enc]
-    fp32 = out_dir / "oneliner.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (), str(fp32), kwargs={n: enc[n] for n in names}, input_names=names,
-                          output_names=["logits"], dynamic_axes={n: {0: "b", 1: "s"} for n in names} | {"logits": {0: "b"}},
-                          opset_version=17, dynamo=False)
-        int8 = out_dir / "oneliner.int8.onnx"
-        quantize_dynamic(str(fp32), str(int8), weight_type=QuantType.QInt8)
-    return fp32, int8
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sst2_headline import one_liner  # noqa: E402  (the same baseline in both tables)
 
 
 def teacher_context(run_dir: Path, work: Path):
@@ -97,7 +79,8 @@ def build_variant(ctx, cfg, dest: Path) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--run", default=str(ROOT / "runs" / "sst2-teacher"), help="run dir of the teacher")
+    ap.add_argument("--run", default=str(ROOT / "runs" / "sst2-finetune"), help="run dir of the teacher")
+    ap.add_argument("--qat-run", default=str(ROOT / "runs" / "sst2-qat"), help="run dir of the QAT recipe (optional)")
     ap.add_argument("--dev", default=str(DEV), help="data file to score on")
     ap.add_argument("--text", default="sentence")
     ap.add_argument("--label", default="label")
@@ -117,7 +100,7 @@ def main() -> int:
         print(f"skipped: {dev} is absent (see ../shared/data/SOURCES.md)")
         return 0
     if not (run_dir / "run.json").is_file() or not (run_dir / "onnx" / "model.onnx").is_file():
-        print(f"missing run {run_dir}: run `compressor run recipes/sst2-teacher.yaml` first", file=sys.stderr)
+        print(f"missing run {run_dir}: run `compressor run recipes/sst2-finetune.yaml` first", file=sys.stderr)
         return 2
 
     import logging
@@ -168,6 +151,11 @@ def main() -> int:
                              "kept_fp32": res.get("kept_fp32", []), "fused_fallback": res.get("fused_fallback"),
                              "budget_passed": (res.get("budget") or {}).get("passed"), "build_seconds": res["build_seconds"]})
 
+        qat = Path(args.qat_run) / "onnx" / "model.int8.onnx"
+        if qat.is_file() and (Path(args.qat_run) / "status").read_text().strip() == "complete":
+            variants.append({"name": "ours QAT (+ KD), QDQ export", "path": qat, "graph": "plain"})
+        else:
+            print(f"no QAT row: {qat} is missing (run recipes/sst2-qat.yaml)", flush=True)
         fp32_ort = None
         for v in variants:  # score, one at a time
             if v.get("kind") == "torch":
@@ -248,7 +236,9 @@ def render(out: dict) -> str:
         *(["Notes:", "", *notes, ""] if notes else []),
         "Static INT8 is QDQ (uint8 activations, int8 per-channel weights) around the MatMuls / Gemms with constant weights "
         "and uint8 embedding tables; on the fused graph the Attention ops become QAttention (dynamic: ONNX Runtime has no "
-        "static kernel for fused Attention). QAT is not part of this table.", "",
+        "static kernel for fused Attention). QAT: fake-quant training of every Linear layer (int8 per-channel weights, "
+        "uint8 per-tensor activations) with KD from the fp32 teacher, exported as QDQ with int8 weights and uint8 "
+        "embedding tables.", "",
         "## Machine", "",
         f"{fp['cpu']}, {fp['cores']} cores, flags {', '.join(fp['cpu_flags'])}; torch {fp['torch']}, transformers "
         f"{fp['transformers']}, onnxruntime {fp['onnxruntime']}; GPU: {fp['gpu'] or 'none'}.",

@@ -1,21 +1,23 @@
-"""Reproduce the headline table on the real MiniLM + SST-2, all variants measured in one run.
+"""Reproduce the headline table on the real MiniLM + SST-2: every variant measured in one run, on one machine.
 
-Prerequisites (each a normal `compressor run`, 13–30 min on 2 CPU cores):
-    compressor run recipes/sst2-teacher.yaml
-    compressor run recipes/sst2-distill.yaml                      # KD: logits + hidden  -> runs/sst2-distill-lh
-    compressor run recipes/sst2-distill.yaml --set name=sst2-distill-logits \
-        --set "stages.0.distill.losses=[{type: logits, temperature: 2.0, alpha: 0.5}]"
-    compressor run recipes/sst2-distill.yaml --set name=sst2-distill \
-        --set "stages.0.distill.losses=[{type: logits}, {type: hidden}, {type: attention}]"
-    compressor run recipes/sst2-distill.yaml --set name=sst2-student-hard \
-        --set "stages.0.distill.losses=[{type: logits, alpha: 1.0}]"  # hard labels only, same steps and seed
+Prerequisites: the runs the recipes make (each a normal `compressor run`; times on 2 CPU cores):
+    compressor run recipes/sst2-finetune.yaml      # the teacher, ~60 min          -> runs/sst2-finetune
+    compressor run recipes/sst2-distill.yaml       # 3-layer KD student, ~40 min   -> runs/sst2-distill
+    compressor run recipes/sst2-distill.yaml --set name=sst2-student-hard \\
+        --set "stages.0.distill.losses=[{type: logits, alpha: 1.0}]"                # hard labels only, same steps and seed
+    compressor run recipes/sst2-prune80.yaml       # KD + 80 % gradual magnitude pruning
+    compressor run recipes/sst2-structured.yaml    # heads / FFN removed + KD recovery
+    compressor run recipes/sst2-vocab.yaml         # vocabulary trimming
+    compressor run recipes/sst2-qat.yaml           # QAT (+ KD from the fp32 teacher)
+    compressor run recipes/sst2-combined.yaml      # student + vocabulary trimming + INT8
 Then:
-    python benchmarks/sst2_headline.py            # writes benchmarks/RESULTS.md and results.json
+    python benchmarks/sst2_headline.py             # writes benchmarks/RESULTS.md and benchmarks/results.json
 
-Every variant is scored on the full SST-2 dev set (872 sentences) by the same code and timed
-here, one ONNX Runtime session at a time (spinning off), at batch × sequence given by --shapes.
-The "one-liner" baseline is what users type today: torch.onnx.export of the default model,
-then onnxruntime.quantization.quantize_dynamic with default settings.
+Runs that are missing are listed as such and left out. Every variant is scored on the full SST-2 dev set
+(872 sentences) by the same code and timed here at --shapes, in --rounds interleaved rounds (each round
+times every variant once; the reported latency is the median of the per-round medians, so machine drift
+favours no variant), one live ONNX Runtime session at a time with idle spinning off. The "one-liner"
+is what users type today: torch.onnx.export of the teacher, then quantize_dynamic with default settings.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -31,12 +34,27 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 DEV = ROOT.parent / "shared" / "data" / "sst2" / "dev.tsv"
-HARD = "hard labels only"
-STUDENTS = [  # (label, run name): the runs the recipes in the docstring produce
-    ("KD: logits + hidden", "sst2-distill-lh"),
-    ("KD: logits", "sst2-distill-logits"),
-    ("KD: logits + hidden + attention", "sst2-distill"),
-    (HARD, "sst2-student-hard"),
+TEACHER = "sst2-finetune"
+# (run, label, stages, artifacts to take: (suffix, kind, file relative to the run dir))
+RUNS = [
+    (TEACHER, "teacher", "finetune", [("fp32 PyTorch", "torch", "model"), ("fp32 ORT fused", "onnx", "onnx/model.opt.onnx"),
+                                       ("INT8 dynamic (ours)", "onnx", "onnx/model.int8.onnx")]),
+    ("sst2-qat", "teacher", "finetune → QAT + KD", [("INT8 QAT", "onnx", "onnx/model.int8.onnx")]),
+    ("sst2-vocab", "teacher vocab-trimmed", "finetune → prune vocabulary",
+     [("fp32 ORT fused", "onnx", "onnx/model.opt.onnx"), ("INT8", "onnx", "onnx/model.int8.onnx")]),
+    ("sst2-structured", "teacher structured (8/12 heads, FFN 768)", "finetune → prune structured → KD recovery",
+     [("fp32 PyTorch", "torch", "model"), ("fp32 ORT fused", "onnx", "onnx/model.opt.onnx"),
+      ("INT8", "onnx", "onnx/model.int8.onnx")]),
+    ("sst2-distill", "student 3L KD", "finetune → distill (logits + hidden)",
+     [("fp32 PyTorch", "torch", "model"), ("fp32 ORT fused", "onnx", "onnx/model.opt.onnx"),
+      ("INT8", "onnx", "onnx/model.int8.onnx")]),
+    ("sst2-student-hard", "student 3L hard labels", "finetune → same student, hard labels only",
+     [("fp32 PyTorch", "torch", "model")]),
+    ("sst2-prune80", "student 3L KD + 80 % sparse", "finetune → distill + gradual magnitude pruning",
+     [("fp32 PyTorch", "torch", "model"), ("fp32 ORT fused", "onnx", "onnx/model.opt.onnx"),
+      ("INT8", "onnx", "onnx/model.int8.onnx")]),
+    ("sst2-combined", "student 3L KD + vocab-trimmed", "finetune → distill → prune vocabulary → INT8",
+     [("fp32 ORT fused", "onnx", "onnx/model.opt.onnx"), ("INT8", "onnx", "onnx/model.int8.onnx")]),
 ]
 
 
@@ -65,13 +83,18 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", default=str(ROOT / "runs"))
     ap.add_argument("--shapes", default="1x128,8x128", help="batch x sequence list")
-    ap.add_argument("--iterations", type=int, default=50)
+    ap.add_argument("--iterations", type=int, default=30)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--out", default=str(ROOT / "benchmarks"))
     args = ap.parse_args()
     if not DEV.is_file():
         print(f"skipped: {DEV} is absent (see ../shared/data/SOURCES.md)")
         return 0
+    runs = Path(args.runs)
+    if not (runs / TEACHER / "status").is_file() or (runs / TEACHER / "status").read_text().strip() != "complete":
+        print(f"missing run {runs / TEACHER}: `compressor run recipes/sst2-finetune.yaml` first", file=sys.stderr)
+        return 2
 
     import transformers
 
@@ -82,134 +105,194 @@ def main() -> int:
     from compressor.evaluate import evaluate_onnx, evaluate_torch
     from compressor.models import count_parameters, load_model, load_tokenizer
     from compressor.recipe.schema import DataConfig
-    from compressor.report.metrics import onnx_size
+    from compressor.report.metrics import nonzero_parameters, onnx_size
 
-    runs = Path(args.runs)
-    teacher = runs / "sst2-teacher"
-    students = {label: runs / name for label, name in STUDENTS if (runs / name / "metrics.json").is_file()}
-    for d in [teacher, runs / "sst2-distill", runs / "sst2-student-hard"]:
-        if not (d / "metrics.json").is_file():
-            print(f"missing run {d}: run the recipes named in this script's docstring first", file=sys.stderr)
-            return 2
     shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
-    batch_sizes = sorted({b for b, _ in shapes})
-    seqs = sorted({s for _, s in shapes})
-
-    tok = load_tokenizer(teacher / "model")
+    keys = [f"{b}x{s}" for b, s in shapes]
     data = load_classification(DataConfig(train=str(DEV), text="sentence", label="label", labels=["0", "1"],
                                           split={"dev": 0.0, "test": 0.0, "dedupe": False}), None, 0)
-    enc = encode_split(data.splits["train"], tok, 128)
-    loader = lambda: make_loader(enc, tok, 64, shuffle=False)  # noqa: E731
-
     tmp = Path(tempfile.mkdtemp(prefix="headline-"))
-    variants = []  # (name, stages, kind, path or model, params)
-
-    t_model = load_model(teacher / "model", "sequence-classification", 2)
-    t_params = count_parameters(t_model)
-    ol_fp32, ol_int8 = one_liner(teacher / "model", tmp)
-    variants += [
-        ("teacher fp32 (PyTorch)", "finetune", "torch", t_model, t_params, teacher / "model" / "model.safetensors"),
-        ("teacher fp32 ORT (plain export)", "finetune, export", "onnx", ol_fp32, t_params, ol_fp32),
-        ("one-liner INT8 (export + quantize_dynamic)", "finetune, export, quantize_dynamic", "onnx", ol_int8, t_params, ol_int8),
-        ("teacher fp32 ORT (fused)", "finetune, export+optimize", "onnx", teacher / "onnx/model.opt.onnx", t_params,
-         teacher / "onnx/model.opt.onnx"),
-        ("teacher INT8 (ours: fused + dynamic)", "finetune, export, quantize", "onnx", teacher / "onnx/model.int8.onnx", t_params,
-         teacher / "onnx/model.int8.onnx"),
-    ]
-    for label, d in students.items():
-        s_model = load_model(d / "model", "sequence-classification", 2)
-        p = count_parameters(s_model)
-        variants += [
-            (f"student 3L {label} (PyTorch)", f"distill ({label})", "torch", s_model, p, d / "model" / "model.safetensors"),
-            (f"student 3L {label} ORT fused", f"distill ({label}), export", "onnx", d / "onnx/model.opt.onnx", p,
-             d / "onnx/model.opt.onnx"),
-            (f"student 3L {label} INT8", f"distill ({label}), export, quantize", "onnx", d / "onnx/model.int8.onnx", p,
-             d / "onnx/model.int8.onnx"),
-        ]
-
+    variants, missing = [], []
+    try:
+        ol_fp32, ol_int8 = one_liner(runs / TEACHER / "model", tmp)
+        for run, label, stages, takes in RUNS:
+            d = runs / run
+            if not (d / "status").is_file() or (d / "status").read_text().strip() != "complete":
+                missing.append(run)
+                continue
+            model_dir = d / "model"
+            tok = load_tokenizer(model_dir)
+            enc = encode_split(data.splits["train"], tok, 128)
+            model = load_model(model_dir, "sequence-classification", 2)
+            params, nonzero = count_parameters(model), nonzero_parameters(model)
+            extra = []
+            if run == TEACHER:  # the one-liner baseline rows, from the same teacher
+                extra = [("fp32 ORT plain export (torch.onnx.export)", "onnx", ol_fp32, "finetune → torch.onnx.export"),
+                         ("one-liner INT8 (export + quantize_dynamic)", "onnx", ol_int8,
+                          "finetune → torch.onnx.export → quantize_dynamic")]
+            for suffix, kind, rel in takes:
+                path = d / rel
+                if not path.exists():
+                    missing.append(f"{run}/{rel}")
+                    continue
+                variants.append({"name": f"{label}: {suffix}", "run": run, "stages": stages, "kind": kind, "path": path,
+                                 "model": model if kind == "torch" else None, "enc": enc, "tok": tok, "params": params,
+                                 "nonzero_params": nonzero, "vocab": model.config.vocab_size})
+            for name, kind, path, st in extra:
+                variants.append({"name": f"{label}: {name}", "run": run, "stages": st, "kind": kind, "path": path,
+                                 "model": None, "enc": enc, "tok": tok, "params": params, "nonzero_params": nonzero,
+                                 "vocab": model.config.vocab_size})
+        for v in variants:  # score, one at a time
+            loader = make_loader(v["enc"], v["tok"], 64, shuffle=False)
+            if v["kind"] == "torch":
+                v["metrics"] = evaluate_torch(v["model"], loader, "sequence-classification")
+                weights = sorted(v["path"].glob("*.safetensors"))
+                v["size_bytes"], v["gzip_bytes"] = sum(w.stat().st_size for w in weights), sum(gzip_size(w) for w in weights)
+            else:
+                v["metrics"] = evaluate_onnx(v["path"], loader, "sequence-classification", args.threads)
+                v["size_bytes"], v["gzip_bytes"] = onnx_size(v["path"]), gzip_size(v["path"])
+            print(f"scored {v['name']:62s} acc {v['metrics']['accuracy'] * 100:6.2f}", flush=True)
+        rounds: dict[str, dict[str, list[float]]] = {v["name"]: {} for v in variants}
+        bs, seqs = sorted({b for b, _ in shapes}), sorted({s for _, s in shapes})
+        for r in range(args.rounds):
+            for v in variants:
+                if v["kind"] == "torch":
+                    rows = bench_torch(v["model"], bs, seqs, warmup=5, iterations=args.iterations, threads=args.threads)
+                else:
+                    rows = bench_onnx(v["path"], v["vocab"], bs, seqs, warmup=5, iterations=args.iterations, threads=args.threads)
+                for row in rows:
+                    if (row["batch"], row["seq"]) in shapes:
+                        rounds[v["name"]].setdefault(f"{row['batch']}x{row['seq']}", []).append(row["p50_ms"])
+            print(f"timing round {r + 1}/{args.rounds} done", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     records = []
-    for name, stages, kind, obj, params, file in variants:
-        t0 = time.perf_counter()
-        if kind == "torch":
-            metrics = evaluate_torch(obj, loader(), "sequence-classification")
-            rows = bench_torch(obj, batch_sizes, seqs, warmup=5, iterations=args.iterations, threads=args.threads)
-            size = file.stat().st_size
-        else:
-            metrics = evaluate_onnx(obj, loader(), "sequence-classification", args.threads)
-            rows = bench_onnx(obj, 30522, batch_sizes, seqs, warmup=5, iterations=args.iterations, threads=args.threads)
-            size = onnx_size(obj)
-        p50 = {f"{r['batch']}x{r['seq']}": r["p50_ms"] for r in rows if (r["batch"], r["seq"]) in shapes}
-        records.append({"name": name, "stages": stages, "metric": "accuracy", "value": metrics["accuracy"],
-                        "f1_macro": metrics["f1_macro"], "params": params, "size_bytes": size, "gzip_bytes": gzip_size(file),
-                        "p50_ms": p50})
-        print(f"{name:48s} acc {metrics['accuracy']*100:6.2f}  " + "  ".join(f"{k} {v:7.2f} ms" for k, v in p50.items())
-              + f"  ({time.perf_counter() - t0:.0f}s)", flush=True)
-    shutil.rmtree(tmp, ignore_errors=True)
-
-    base = next(r for r in records if r["name"].startswith("teacher fp32 (PyTorch)"))
-    ol = next(r for r in records if r["name"].startswith("one-liner"))
-    for r in records:
-        r["speedup_vs_teacher"] = {k: base["p50_ms"][k] / v for k, v in r["p50_ms"].items()}
-        r["speedup_vs_oneliner"] = {k: ol["p50_ms"][k] / v for k, v in r["p50_ms"].items()}
+    for v in variants:
+        records.append({"name": v["name"], "run": v["run"], "stages": v["stages"], "runtime": v["kind"],
+                        "artifact": str(v["path"].relative_to(runs)) if v["path"].is_relative_to(runs) else v["path"].name,
+                        "metric": "accuracy", "value": v["metrics"]["accuracy"], "f1_macro": v["metrics"]["f1_macro"],
+                        "params": v["params"], "nonzero_params": v["nonzero_params"], "size_bytes": v["size_bytes"],
+                        "gzip_bytes": v["gzip_bytes"], "p50_ms": {k: statistics.median(rounds[v["name"]][k]) for k in keys},
+                        "p50_rounds_ms": rounds[v["name"]]})
+    base = next(r for r in records if r["name"] == "teacher: fp32 PyTorch")
+    ol = next(r for r in records if r["name"].startswith("teacher: one-liner"))
     fp = fingerprint()
-    distill = {}
-    for label, d in students.items():
-        m = json.loads((d / "metrics.json").read_text())
-        st = next(s for s in m["stages"] if s["stage"] == "distill")
-        distill[label] = {"run": d.name, "steps": st["steps"], "losses": st["losses"], "seed": m["seed"],
-                          "best_step": st["best_step"], "best_dev": st["best_dev"]}
-    out = {"dev_set": str(DEV.relative_to(ROOT.parent)), "n_dev": len(enc), "shapes": args.shapes, "fingerprint": fp,
-           "variants": records, "distill_runs": distill,
+    for r in records:
+        r["speedup_vs_teacher"] = {k: base["p50_ms"][k] / r["p50_ms"][k] for k in keys}
+        r["speedup_vs_oneliner"] = {k: ol["p50_ms"][k] / r["p50_ms"][k] for k in keys}
+        r["fingerprint"] = fp
+    out = {"dev_set": "../shared/data/sst2/dev.tsv", "n_dev": len(data.splits["train"]), "shapes": keys,
+           "rounds": args.rounds, "iterations": args.iterations, "threads": args.threads, "fingerprint": fp,
+           "missing": missing, "variants": records, "runs": run_facts(runs),
            "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     outdir = Path(args.out)
     (outdir / "results.json").write_text(json.dumps(out, indent=2) + "\n")
     (outdir / "RESULTS.md").write_text(render(out) + "\n")
-    print(f"wrote {outdir / 'RESULTS.md'} and results.json")
+    print(f"wrote {outdir / 'RESULTS.md'} and results.json" + (f"; missing: {', '.join(missing)}" if missing else ""))
     return 0
 
 
-def render(out: dict) -> str:
-    shapes = list(out["variants"][0]["p50_ms"])
-    head = ["variant", "stages", "dev acc %", "Δ pt vs teacher", "params M", "size MB", "gzip MB"]
-    head += [f"p50 ms b{s.replace('x', '×')}" for s in shapes]
-    head += [f"× vs teacher ({shapes[0]})", f"× vs one-liner ({shapes[0]})"]
-    base = out["variants"][0]["value"]
+def run_facts(runs: Path) -> dict:
+    """What each run did (from its metrics.json): training steps, best dev, pruning / distillation facts."""
+    out = {}
+    for run, *_ in RUNS:
+        f = runs / run / "metrics.json"
+        if not f.is_file():
+            continue
+        m = json.loads(f.read_text())
+        facts = {"seconds": m.get("seconds"), "seed": m.get("seed"), "data": m.get("data"), "stages": []}
+        for s in m["stages"]:
+            keep = {k: s[k] for k in ("stage", "seconds", "steps", "best_step", "best_dev", "losses", "type", "vocab_before",
+                                      "vocab_after", "params_before", "params_after", "dev_before", "dev_after") if k in s}
+            if "prune" in s:
+                keep["prune"] = {k: v for k, v in s["prune"].items() if k not in ("layers",)}
+            if "teacher" in s:
+                keep["teacher"] = s["teacher"]
+            facts["stages"].append(keep)
+        out[run] = facts
+    return out
+
+
+def _table(records: list[dict], keys: list[str]) -> list[str]:
+    head = ["variant", "dev acc %", "Δ pt vs teacher", "params M", "size MB", "gzip MB"]
+    head += [f"p50 ms b{k.replace('x', '×')}" for k in keys] + [f"× vs teacher ({keys[0]})", f"× vs one-liner ({keys[0]})"]
+    base = next(r for r in records if r["name"] == "teacher: fp32 PyTorch")["value"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in out["variants"]:
-        row = [r["name"], r["stages"], f"{r['value'] * 100:.2f}", f"{(r['value'] - base) * 100:+.2f}", f"{r['params'] / 1e6:.2f}",
+    for r in records:
+        nz = f" ({r['nonzero_params'] / 1e6:.2f} nonzero)" if r["nonzero_params"] < 0.9 * r["params"] else ""
+        row = [r["name"], f"{r['value'] * 100:.2f}", f"{(r['value'] - base) * 100:+.2f}", f"{r['params'] / 1e6:.2f}{nz}",
                f"{r['size_bytes'] / 2**20:.1f}", f"{r['gzip_bytes'] / 2**20:.1f}"]
-        row += [f"{r['p50_ms'][s]:.2f}" for s in shapes]
-        row += [f"{r['speedup_vs_teacher'][shapes[0]]:.2f}×", f"{r['speedup_vs_oneliner'][shapes[0]]:.2f}×"]
+        row += [f"{r['p50_ms'][k]:.2f}" for k in keys]
+        row += [f"{r['speedup_vs_teacher'][keys[0]]:.2f}×", f"{r['speedup_vs_oneliner'][keys[0]]:.2f}×"]
         lines.append("| " + " | ".join(row) + " |")
+    return lines
+
+
+def render(out: dict) -> str:
+    keys, recs = out["shapes"], out["variants"]
+    acc = {r["name"]: r["value"] for r in recs}
+    t = acc["teacher: fp32 PyTorch"]
+    runs = out["runs"]
     fp = out["fingerprint"]
-    acc = {r["name"]: r["value"] for r in out["variants"]}
-    t = acc["teacher fp32 (PyTorch)"]
-    hard = acc[f"student 3L {HARD} (PyTorch)"]
-    dlines = []
-    for label, info in out["distill_runs"].items():
-        a = acc[f"student 3L {label} (PyTorch)"]
-        losses = " + ".join(f"{x['type']}" + (f" (τ {x['temperature']}, α {x['alpha']})" if x["type"] == "logits" else "")
-                            + (f" ×{x['weight']}" if x["weight"] != 1.0 else "") for x in info["losses"])
-        dlines.append(f"| {label} | `{info['run']}` | {losses} | {info['steps']} | {a * 100:.2f} | {a / t * 100:.1f} % | "
-                      f"{(a - hard) * 100:+.2f} |")
-    return "\n".join([
-        "# compressor: headline results (MiniLM-L6 on SST-2)", "",
-        f"Generated by `python benchmarks/sst2_headline.py` on {out['created']}. Accuracy on the full SST-2 dev set "
-        f"({out['n_dev']} sentences) for every variant, by the same code; latency = median over timed runs after "
-        "warm-up, one live ONNX Runtime session at a time with spinning off, all in the same process and run.", "",
-        *lines, "",
-        "## Distillation (issue 3)", "",
-        f"Teacher: MiniLM-L6 fine-tuned on 8,000 SST-2 rows, {t * 100:.2f} % dev. Every student has 3 layers initialised "
-        "from teacher layers 0/2/4 and is trained for the same steps with the same seed, data order and schedule; only "
-        "the losses differ. All runs, including the ones that did not help, are listed.", "",
-        "| student | run | losses | steps | dev acc % | of teacher | vs hard labels (pt) |", "|---|---|---|---|---|---|---|",
-        *dlines, "",
-        "The best checkpoint of each run is chosen on the same dev set that is reported (GLUE's test labels are "
-        "not public), for every variant alike.", "",
-        "## Machine", "",
-        f"{fp['cpu']}, {fp['cores']} cores, flags {', '.join(fp['cpu_flags'])}; torch {fp['torch']}, transformers "
-        f"{fp['transformers']}, onnxruntime {fp['onnxruntime']}; GPU: {fp['gpu'] or 'none'}.",
-    ])
+    lines = ["# compressor: headline results (MiniLM-L6 on SST-2)", "",
+             f"Generated by `python benchmarks/sst2_headline.py` on {out['created']}. Accuracy on the full SST-2 dev set "
+             f"({out['n_dev']} sentences) for every variant, by the same code; latency = median over {out['rounds']} "
+             f"interleaved rounds of the median of {out['iterations']} timed runs after warm-up, one live ONNX Runtime "
+             f"session at a time with spinning off, {out['threads'] or fp['cores']} threads, all in one process. "
+             "Machine-readable: `results.json` (one record per variant).", "",
+             *_table(recs, keys), ""]
+    if out["missing"]:
+        lines += [f"Not run, so not in the table: {', '.join(out['missing'])}.", ""]
+    kd, hard = acc.get("student 3L KD: fp32 PyTorch"), acc.get("student 3L hard labels: fp32 PyTorch")
+    if kd is not None:
+        st = next((s for s in runs["sst2-distill"]["stages"] if s["stage"] == "distill"), {})
+        lines += ["## Distillation", "",
+                  f"Student: 3 layers initialised from teacher layers 0/2/4, trained {st.get('steps')} steps on the SST-2 "
+                  "training set; the hard-label run has the same student, steps, seed, data order and schedule, only the "
+                  "loss differs.", "",
+                  "| student | dev acc % | of the teacher | vs hard labels (pt) |", "|---|---|---|---|",
+                  f"| KD (logits τ 2, α 0.5 + hidden-state MSE) | {kd * 100:.2f} | {kd / t:.1%} | "
+                  + (f"{(kd - hard) * 100:+.2f} |" if hard is not None else "not run |")]
+        if hard is not None:
+            lines.append(f"| hard labels only | {hard * 100:.2f} | {hard / t:.1%} | |")
+        lines.append("")
+    p80 = acc.get("student 3L KD + 80 % sparse: fp32 PyTorch")
+    if p80 is not None:
+        pr = next(s["prune"] for s in runs["sst2-prune80"]["stages"] if "prune" in s)
+        r = next(x for x in recs if x["name"] == "student 3L KD + 80 % sparse: fp32 PyTorch")
+        dense = next((x for x in recs if x["name"] == "student 3L KD: fp32 PyTorch"), None)
+        lines += ["## Pruning", "",
+                  f"- Gradual magnitude pruning during distillation: {pr['sparsity']:.1%} of the {pr['params']:,} Linear "
+                  f"weights are zero ({pr['schedule']['type']} schedule, steps {pr['schedule']['start']}–{pr['schedule']['end']}); "
+                  f"dev {p80 * 100:.2f} % = {p80 / t:.1%} of the teacher. gzip size {r['gzip_bytes'] / 2**20:.1f} MB"
+                  + (f" vs {dense['gzip_bytes'] / 2**20:.1f} MB dense student" if dense else "")
+                  + ". **Smaller when compressed, not faster**: latency equals the dense student's (dense kernels)."]
+    sp = [x for x in recs if x["run"] == "sst2-structured"]
+    if sp:
+        pr = next(s["prune"] for s in runs["sst2-structured"]["stages"] if "prune" in s)
+        fused = {x["name"]: x for x in recs}
+        a, b = fused.get("teacher: fp32 ORT fused"), next((x for x in sp if x["name"].endswith("fp32 ORT fused")), None)
+        if a and b:
+            lines += [f"- Structured pruning of the teacher: heads {pr['heads']['before']} → {pr['heads']['after']} and FFN "
+                      f"{pr['ffn']['before']} → {pr['ffn']['after']} per layer, parameters {pr['params_before'] / 1e6:.2f} M → "
+                      f"{pr['params_after'] / 1e6:.2f} M; ORT CPU fp32 b{keys[0].replace('x', '×')} "
+                      f"{a['p50_ms'][keys[0]]:.2f} → {b['p50_ms'][keys[0]]:.2f} ms = "
+                      f"**{a['p50_ms'][keys[0]] / b['p50_ms'][keys[0]]:.2f}× faster**; dev {a['value'] * 100:.2f} → "
+                      f"{b['value'] * 100:.2f} % ({(b['value'] - a['value']) * 100:+.2f} pt) after the KD recovery."]
+    if "sst2-vocab" in runs:
+        s = next(x for x in runs["sst2-vocab"]["stages"] if x.get("type") == "vocabulary")
+        before, after = s["dev_before"]["accuracy"], s["dev_after"]["accuracy"]
+        lines += [f"- Vocabulary trimming of the teacher: {s['vocab_before']:,} → {s['vocab_after']:,} tokens, parameters "
+                  f"{s['params_before'] / 1e6:.2f} M → {s['params_after'] / 1e6:.2f} M; dev {before * 100:.2f} → "
+                  f"{after * 100:.2f} % ({(after - before) * 100:+.2f} pt)."]
+    lines += ["", "INT8 schemes in detail (one-liner, ours dynamic, static per calibration method, QAT): "
+              "[INT8_RESULTS.md](INT8_RESULTS.md).", "",
+              "The best checkpoint of each training run is chosen on the same dev set that is reported (GLUE's test labels "
+              "are not public), for every variant alike.", "",
+              "## Machine", "",
+              f"{fp['cpu']}, {fp['cores']} cores, flags {', '.join(fp['cpu_flags'])}; torch {fp['torch']}, transformers "
+              f"{fp['transformers']}, onnxruntime {fp['onnxruntime']}; GPU: {fp['gpu'] or 'none (CUDA paths not measured)'}."]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -232,3 +232,36 @@ output: {{dir: {tmp_path / 'runs'}}}
     model = load_model(run_dir / "model", "sequence-classification")
     assert attention_heads(model) == [2, 2] and model.config.intermediate_size == 32
     assert (run_dir / "status").read_text().strip() == "complete"
+
+
+def test_resume_after_structured_pruning_and_vocabulary_trimming(tiny_dir, tmp_path):
+    """Killed after the pruning stages: --resume rebuilds the smaller model (heads in compressor_structure) and
+    its trimmed tokenizer from the snapshot, and finishes with the same result as the uninterrupted run."""
+    import shutil
+
+    recipe = write_recipe(tmp_path, f"""name: rs
+model: {{path: {tiny_dir / 'bert'}}}
+data: {{train: {tiny_dir / 'sent.csv'}, split: {{dev: 0.2}}, max_length: 32}}
+stages:
+  - prune: {{type: structured, heads: 1, ffn: 16, criterion: {{type: magnitude}}, round_to: 1}}
+  - prune: {{type: vocabulary}}
+  - export: {{}}
+bench: {{enabled: false}}
+output: {{dir: {tmp_path / 'runs'}}}
+""")
+    ref = run(recipe, quiet=True)
+    again = tmp_path / "again"
+    shutil.copytree(ref, again)
+    shutil.rmtree(again / "checkpoints" / "stage-2-export")
+    for f in ("metrics.json", "onnx"):
+        p = again / f
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+    (again / "status").write_text("running\n")
+    run(resume=again, quiet=True)
+    a, b = (json.loads((d / "metrics.json").read_text()) for d in (ref, again))
+    assert "stage 1 (prune): already complete, skipped" in (again / "log.txt").read_text()
+    assert b["artifacts"]["onnx"]["params"] == a["artifacts"]["onnx"]["params"]
+    assert b["artifacts"]["onnx"]["metrics"]["dev"] == a["artifacts"]["onnx"]["metrics"]["dev"]
+    assert b["artifacts"]["baseline"]["params"] == a["artifacts"]["baseline"]["params"] > a["artifacts"]["pytorch"]["params"]
+    model = load_model(again / "model", "sequence-classification")
+    assert attention_heads(model) == [3, 3] and model.config.vocab_size == b["stages"][1]["vocab_after"]

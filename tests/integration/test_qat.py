@@ -25,15 +25,6 @@ LOGIT_TOL, LOGIT_TOL_NO_EMBEDDINGS = 0.05, 1e-4
 N_LINEAR = {"bert": 2 * 6 + 2, "llama": 2 * 7 + 1, "gpt2": 2 * 4 + 1}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread is faster, and on a shared 2-core machine 2 threads contend badly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _data(kind: str, tok, n: int = 48) -> list[dict]:
     rng = random.Random(0)
     if kind == "bert":

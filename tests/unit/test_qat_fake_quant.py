@@ -12,15 +12,6 @@ from compressor.quantize import qat as Q
 from compressor.recipe.schema import QATConfig
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one intra-op thread is faster, and on a shared 2-core machine 2 threads contend badly."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class _State:  # the loop's TrainState, as far as the callback reads it
     def __init__(self, step: int = 0, total_steps: int = 10):
         self.step, self.total_steps = step, total_steps
