@@ -233,11 +233,11 @@ def export(
     .json provenance record holding the parity result, plus the tokenizer and config.
     """
     from compressor.errors import CompressorError, RunDirError
-    from compressor.export.onnx import export_model, parity, write_provenance
-    from compressor.export.onnx import optimize as ort_optimize
+    from compressor.export.onnx import parity, write_provenance
+    from compressor.export.stage import export_fp32
     from compressor.models import load_config, load_model, load_tokenizer
     from compressor.quantize.ptq import quantize_dynamic_file
-    from compressor.recipe.schema import DynamicQuant
+    from compressor.recipe.schema import DynamicQuant, ExportStage
 
     if exporter not in ("auto", "torchscript", "dynamo"):
         raise CompressorError(f"--exporter {exporter}: choose auto, torchscript or dynamo")
@@ -265,24 +265,20 @@ def export(
     batches = [{k: v[:half] for k, v in enc.items()}, {k: v[half:] for k, v in enc.items()}]
     source = {"source": str(model_dir.resolve()), "task": task, "parity_inputs": f"{len(SAMPLE_TEXTS)} sample sentences"}
     fp32 = out / "model.onnx"
-    info = export_model(model, batches[0], fp32, opset=opset, exporter=exporter)
-    check = parity(model, fp32, batches, tolerance)
-    write_provenance(fp32, {"artifact": "onnx", **source, **info, "parity": check})
-    typer.echo(f"{fp32}: {info['exporter']} exporter, opset {info['opset']}, inputs {', '.join(info['inputs'])}; "
+    cfg = ExportStage(opset=opset, tolerance=tolerance, exporter=exporter, optimize=optimize)
+    record, opt = export_fp32(model, batches, fp32, cfg, "onnx", source)
+    check = record["parity"]
+    typer.echo(f"{fp32}: {record['exporter']} exporter, opset {record['opset']}, inputs {', '.join(record['inputs'])}; "
                f"parity max |diff| {check['max_abs_diff']:.2e} (tolerance {tolerance:g}), "
                f"argmax agreement {check['argmax_agreement']:.1%}")
     best = fp32
-    if optimize:
-        opt = out / "model.opt.onnx"
-        fusions = ort_optimize(fp32, model.config, opt)
-        if fusions is not None:
-            check_opt = parity(model, opt, batches, tolerance, what="optimized ONNX")
-            write_provenance(opt, {"artifact": "onnx-opt", **source, "fusions": fusions, "parity": check_opt})
-            typer.echo(f"{opt}: fusions {', '.join(f'{k}×{v}' for k, v in fusions.items()) or 'none'}; "
-                       f"parity max |diff| {check_opt['max_abs_diff']:.2e}")
-            best = opt
-        else:
-            typer.echo(f"{fp32.name}: no ONNX Runtime fusions for model type '{getattr(model.config, 'model_type', '?')}'")
+    if opt is not None:
+        best = opt["path"]
+        typer.echo(f"{best}: fusions {', '.join(f'{k}×{v}' for k, v in opt['fusions'].items()) or 'none'}; "
+                   f"parity max |diff| {opt['parity']['max_abs_diff']:.2e}")
+    elif optimize:
+        typer.echo(f"{fp32.name}: no ONNX Runtime fusions for model type '{getattr(model.config, 'model_type', '?')}'"
+                   + (f" ({record['fused_rejected']})" if record.get("fused_rejected") else ""))
     if int8:
         q = out / "model.int8.onnx"
         qcfg = DynamicQuant()
@@ -425,9 +421,8 @@ def bench(
 ):
     """Latency and throughput of models / ONNX files on synthetic batches, one live session at a time."""
     import gc
-    import os
 
-    from compressor.bench.runner import bench_onnx, bench_torch, cuda_available, fingerprint
+    from compressor.bench.runner import bench_onnx, bench_torch, busy_note, cuda_available, fingerprint
     from compressor.errors import CompressorError, ModelError
     from compressor.models import load_config, load_model
     from compressor.report.markdown import print_rows
@@ -453,11 +448,7 @@ def bench(
         if limit and max(sl) > limit:
             raise CompressorError(f"{a}: --seq-lengths {max(sl)} is longer than the model's {limit} positions")
         plan.append((a, home, config))
-    rows, notes = [], []
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    if load > 0.5 * (os.cpu_count() or 1):  # other work on the cores inflates latency, multi-threaded torch the most
-        notes.append(f"the machine is busy (load average {load:.1f} on {os.cpu_count()} cores): latencies will read high; "
-                     "measure on an idle machine, or compare only numbers taken together")
+    rows, notes = [], [n for n in (busy_note(),) if n]
     for a, home, config in plan:
         args = dict(batch_sizes=bs, seq_lengths=sl, warmup=warmup, iterations=iterations, device=device, threads=threads)
         if a.suffix.lower() == ".onnx":

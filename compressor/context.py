@@ -22,6 +22,7 @@ class RunContext:
     baseline: Any = None  # the uncompressed model (teacher, or the model before pruning): measured beside the result
     baseline_tokenizer: Any = None
     baseline_source: str | None = None
+    task_trained: bool = True  # False while a classifier's task head is still random (no finetune / distill yet)
     dataset: Any = None  # data.Dataset for classification
     encoded: dict[str, Any] = field(default_factory=dict)  # split -> data.Encoded
     label_names: list[str] | None = None
@@ -45,6 +46,26 @@ class RunContext:
     def primary_metric(self) -> tuple[str, bool]:
         """(name, higher_is_better) of the metric that picks checkpoints and budgets."""
         return ("accuracy", True) if self.task == "sequence-classification" else ("perplexity", False)
+
+    def load_model(self, path):
+        """A model for this run's task and labels from ``path`` (a teacher, a student, a snapshot)."""
+        from compressor.models import load_model
+
+        m = self.recipe.model
+        return load_model(path, self.task, len(self.label_names) if self.label_names else None, self.label_names,
+                          m.trust_remote_code, m.revision)
+
+    def encode(self, split: str, tokenizer=None):
+        """The ``split`` of the classification data set tokenized by ``tokenizer`` (default: the run's)."""
+        from compressor.data import encode_split
+
+        return encode_split(self.dataset.splits[split], tokenizer or self.tokenizer, self.recipe.data.max_length)
+
+    def retokenize(self, tokenizer) -> None:
+        """Switch the run to ``tokenizer`` (vocabulary trimming): every split is tokenized again."""
+        self.tokenizer = tokenizer
+        if self.dataset is not None:
+            self.encoded = {name: self.encode(name) for name in self.dataset.splits}
 
     def loader(self, split: str, batch_size: int, shuffle: bool = False):
         from compressor.data import make_loader

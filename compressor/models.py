@@ -159,6 +159,9 @@ def load_model(
             ckpt, want = (tuple(x) for x in shapes[:2]) if len(shapes) >= 2 else ("?", "?")
             raise ModelError(f"model {src}: config and weights disagree: {key} is {ckpt} in the weights but {want} "
                              "by config.json (edited config, or weights from another model?)")
+    # a classifier whose task head starts random (a pretrained encoder): its accuracy means nothing before training
+    model.compressor_new_head = task == "sequence-classification" and (new_head or any(
+        prefix and not str(k).startswith(prefix + ".") for k in info.get("missing_keys") or []))
     missing = sorted(str(k) for k in info.get("missing_keys") or [] if prefix and str(k).startswith(prefix + ".") and "pooler" not in str(k))
     if missing:
         log.warning("model %s: %d weights of the base model are not in the checkpoint and start random (e.g. %s); "

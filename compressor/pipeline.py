@@ -110,11 +110,12 @@ def build_context(recipe, recipe_dir: Path, run_dir: Path) -> RunContext:
         ctx.dataset = D.load_classification(recipe.data, recipe_dir, recipe.seed, m.num_labels)
         ctx.label_names = ctx.dataset.label_names
         ctx.model = load_model(src, ctx.task, len(ctx.label_names), ctx.label_names, m.trust_remote_code, m.revision)
-        ctx.encoded = {k: D.encode_split(s, ctx.tokenizer, recipe.data.max_length) for k, s in ctx.dataset.splits.items()}
+        ctx.retokenize(ctx.tokenizer)
     else:
         blocks = D.load_causal_lm(recipe.data, recipe_dir, ctx.tokenizer, recipe.seed)
         ctx.model = load_model(src, ctx.task, trust_remote_code=m.trust_remote_code, revision=m.revision)
         ctx.encoded = {k: D.encode_blocks(b) for k, b in blocks.items()}
+    ctx.task_trained = not getattr(ctx.model, "compressor_new_head", False)
     sizes = ", ".join(f"{k} {len(v)}" for k, v in ctx.encoded.items())
     log.info("loaded %s (%s) and data (%s) in %.1fs; device %s", m.path, type(ctx.model).__name__, sizes,
              time.perf_counter() - t0, ctx.device)
@@ -176,9 +177,16 @@ def keep_baseline(ctx: RunContext, kind: str, cfg) -> None:
     A distill stage sets its teacher as the baseline itself (the student is a new model)."""
     import copy
 
-    if ctx.baseline is None and kind != "distill" and _compresses(kind, cfg):
-        ctx.baseline, ctx.baseline_tokenizer = copy.deepcopy(ctx.model).cpu().eval(), ctx.tokenizer
-        ctx.baseline_source = f"the model before {ctx.stage_path}"
+    if ctx.baseline is not None or kind == "distill" or not _compresses(kind, cfg):
+        return
+    if "baseline" not in ctx.recipe.evaluate.artifacts:
+        return
+    if not ctx.task_trained:
+        log.info("no baseline for the report: the model's task head is untrained before %s (fine-tune it first to compare)",
+                 ctx.stage_path)
+        return
+    ctx.baseline, ctx.baseline_tokenizer = copy.deepcopy(ctx.model).cpu().eval(), ctx.tokenizer
+    ctx.baseline_source = f"the model before {ctx.stage_path}"
 
 
 QAT_STATE = "qat_state.safetensors"
@@ -198,7 +206,7 @@ def _save_baseline(ctx: RunContext, stage: int) -> None:
 
 def _restore_baseline(ctx: RunContext, first: int) -> None:
     """Reload the baseline a completed stage (before ``first``) kept; drop one a stage that runs again kept."""
-    from compressor.models import load_model, load_tokenizer
+    from compressor.models import load_tokenizer
 
     folder = ctx.run_dir / "checkpoints" / BASELINE
     if not (folder / "source.json").is_file():
@@ -207,8 +215,7 @@ def _restore_baseline(ctx: RunContext, first: int) -> None:
         shutil.rmtree(folder)
         return
     m = ctx.recipe.model
-    ctx.baseline = load_model(folder, ctx.task, len(ctx.label_names) if ctx.label_names else None, ctx.label_names,
-                              m.trust_remote_code, m.revision).eval()
+    ctx.baseline = ctx.load_model(folder).eval()
     ctx.baseline_tokenizer = load_tokenizer(folder, m.trust_remote_code, m.revision)
     ctx.baseline_source = json.loads((folder / "source.json").read_text())["source"]
 
@@ -222,7 +229,7 @@ def _restore_completed(ctx: RunContext, hashes: list[str]) -> int:
 
     Returns the index of the first stage to run. A stage whose hash changed, and all after it, run again.
     """
-    from compressor.models import TOKENIZER_FILES, load_model, load_tokenizer
+    from compressor.models import TOKENIZER_FILES, load_tokenizer
     from compressor.quantize.qat import load_qat_state, prepare_qat
 
     first, snapshot, qat = 0, None, None
@@ -230,15 +237,16 @@ def _restore_completed(ctx: RunContext, hashes: list[str]) -> int:
         done = _stage_dir(ctx.run_dir, i, kind) / "done.json"
         if not done.is_file():
             break
-        if getattr(cfg, "qat", None) is not None:
-            qat = cfg.qat  # trained with fake quantization ...
-        elif isinstance(cfg, QATQuant):
-            qat = None  # ... and already exported as INT8 (the model went back to plain fp32)
         rec = json.loads(done.read_text())
         if rec.get("hash") != hashes[i]:
             log.info("stage %d (%s) changed since it ran: running it again", i, kind)
             break
+        if getattr(cfg, "qat", None) is not None:
+            qat = cfg.qat  # trained with fake quantization ...
+        elif isinstance(cfg, QATQuant):
+            qat = None  # ... and already exported as INT8 (the model went back to plain fp32)
         ctx.stage_results.append(rec["result"])
+        ctx.task_trained = ctx.task_trained or kind in ("finetune", "distill")
         ctx.artifacts.update({k: ctx.run_dir / v for k, v in rec.get("artifacts", {}).items()})
         ctx.provenance.update(rec.get("provenance", {}))
         snapshot = rec.get("model") or snapshot
@@ -251,20 +259,16 @@ def _restore_completed(ctx: RunContext, hashes: list[str]) -> int:
     _restore_baseline(ctx, first)
     if snapshot:
         m = ctx.recipe.model
-        ctx.model = load_model(ctx.run_dir / snapshot, ctx.task, len(ctx.label_names) if ctx.label_names else None,
-                               ctx.label_names, m.trust_remote_code, m.revision)
+        ctx.model = ctx.load_model(ctx.run_dir / snapshot)
         if qat is not None and (ctx.run_dir / snapshot / QAT_STATE).is_file():
             from safetensors.torch import load_file
 
             prepare_qat(ctx.model, qat)
             load_qat_state(ctx.model, load_file(str(ctx.run_dir / snapshot / QAT_STATE)))
         if any((ctx.run_dir / snapshot / f).is_file() for f in TOKENIZER_FILES):
-            ctx.tokenizer = load_tokenizer(ctx.run_dir / snapshot, m.trust_remote_code, m.revision)
-            if ctx.dataset is not None:  # re-tokenize: the snapshot's tokenizer may differ from the input model's
-                from compressor.data import encode_split
-
-                ctx.encoded = {k: encode_split(s, ctx.tokenizer, ctx.recipe.data.max_length)
-                               for k, s in ctx.dataset.splits.items()}
+            tok = load_tokenizer(ctx.run_dir / snapshot, m.trust_remote_code, m.revision)
+            if tok.get_vocab() != ctx.tokenizer.get_vocab():  # a stage changed it (vocabulary trimming)
+                ctx.retokenize(tok)
     return first
 
 
@@ -355,6 +359,7 @@ def run(recipe_path: str | Path | None = None, overrides: list[str] | None = Non
                     result = STAGES.get(cfg)(ctx, cfg) or {}
                 result = {"stage": kind, "seconds": round(time.perf_counter() - t0, 2), **result}
                 ctx.stage_results.append(result)
+                ctx.task_trained = ctx.task_trained or kind in ("finetune", "distill")
                 if procs.is_main:
                     _save_baseline(ctx, i)
                     model_rel = _record_stage(ctx, i, kind, hashes[i], result, model_rel)
@@ -363,9 +368,10 @@ def run(recipe_path: str | Path | None = None, overrides: list[str] | None = Non
             if not procs.is_main:
                 return run_dir  # evaluation, benchmark and report belong to the main process
             save_model(ctx)
-            export_baseline(ctx)
+            notes = export_baseline(ctx)
             evals = evaluate_artifacts(ctx)
             bench = run_benchmarks(ctx)
+            bench["notes"] = notes + bench.get("notes", [])
             extra = bitsandbytes_variants(ctx, evals, bench)
             results = collect_results(ctx, evals, bench, started, extra)
             write_report(run_dir, results)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from compressor.report.compression import SMALLER_NOT_FASTER
+
 INT8_FAST_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")  # int8 dot-product instructions ORT's MLAS uses
 GATED_MLP = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "mixtral"}
 
@@ -136,15 +138,17 @@ def _export(cfg, ctx: dict) -> Advice:
 
 
 def _quantize(cfg, ctx: dict) -> Advice:
-    if not ctx["exported"] and cfg.type != "qat":
+    if cfg.type == "qat":
+        return Advice("", "faster + smaller", "exports the QAT-trained model as a QDQ graph: int8 weights (≈4× smaller "
+                      "MatMul weights), integer MatMuls in ONNX Runtime; " + _int8_speed(ctx))
+    if not ctx["exported"]:
         return Advice("", "error", "needs an export stage before it (dynamic INT8 quantizes the ONNX graph)")
     flags = set(ctx["flags"])
     fast = [f for f in INT8_FAST_FLAGS if f in flags]
     size = "≈4× smaller MatMul / embedding weights"
     gpu = "; CPU only: ORT has no CUDA kernels for this graph" if ctx["gpu"] else ""
     if fast:
-        return Advice("", "faster + smaller", f"{size}; this CPU has {', '.join(fast)}: ORT runs int8 MatMuls with "
-                      f"int8 dot-product instructions, so INT8 pays off on ORT CPU{gpu}")
+        return Advice("", "faster + smaller", f"{size}; {_int8_speed(ctx)}{gpu}")
     if "avx2" in flags:
         rr = "" if cfg.reduce_range else "; set reduce_range: true if accuracy drops"
         return Advice("", "smaller, modestly faster", f"{size}; no VNNI/AMX here: ORT's u8s8 kernels use AVX2 "
@@ -153,6 +157,15 @@ def _quantize(cfg, ctx: dict) -> Advice:
         return Advice("", "smaller; speed: measure", f"{size}; ARM CPU: int8 speed depends on dot-product support "
                       f"(check with compressor bench){gpu}")
     return Advice("", "smaller, likely not faster", f"{size}; this CPU reports no AVX2/VNNI: int8 kernels gain little{gpu}")
+
+
+def _int8_speed(ctx: dict) -> str:
+    fast = [f for f in INT8_FAST_FLAGS if f in set(ctx["flags"])]
+    if fast:
+        return f"this CPU has {', '.join(fast)}: ORT runs int8 MatMuls with int8 dot-product instructions, so INT8 pays off"
+    if "avx2" in set(ctx["flags"]):
+        return "no VNNI/AMX here: ORT's u8s8 kernels use AVX2, a smaller speed-up"
+    return "this CPU reports no AVX2/VNNI: int8 kernels gain little"
 
 
 def _prune(cfg, ctx: dict) -> Advice:
@@ -177,7 +190,6 @@ def _prune(cfg, ctx: dict) -> Advice:
     return Advice("", SMALLER_NOT_FASTER, _UNSTRUCTURED)
 
 
-SMALLER_NOT_FASTER = "smaller compressed, not faster"
 _UNSTRUCTURED = ("unstructured sparsity: the zeros stay in dense matrices; ONNX Runtime CPU and PyTorch have no sparse "
                  "kernels, so no speed-up; the gzip size shrinks")
 

@@ -111,6 +111,16 @@ def bench_onnx(path: Path, vocab: int, batch_sizes, seq_lengths, warmup=5, itera
     return [{"runtime": "onnxruntime", "device": device, "threads": threads or os.cpu_count(), **r} for r in rows]
 
 
+def busy_note() -> str | None:
+    """A warning when other work occupies the cores (it inflates latency, multi-threaded PyTorch the most)."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    cores = os.cpu_count() or 1
+    if load > 0.5 * cores:
+        return (f"the machine was busy while timing (load average {load:.1f} on {cores} cores): latencies read high; "
+                "measure on an idle machine, or compare only numbers taken together")
+    return None
+
+
 def gzip_size(path: Path) -> int:
     """Bytes after gzip: what sparsity buys on disk / over the wire."""
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())

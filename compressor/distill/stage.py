@@ -11,7 +11,7 @@ from compressor.context import RunContext
 from compressor.distill.losses import build_terms, combined
 from compressor.distill.student import build_student
 from compressor.errors import CompressorError, ModelError
-from compressor.models import count_parameters, load_model, resolve, set_eager_attention
+from compressor.models import count_parameters, resolve, set_eager_attention
 from compressor.recipe.schema import DistillStage
 from compressor.registry import STAGES
 from compressor.train.callbacks import summaries, training_callbacks
@@ -24,10 +24,7 @@ log = logging.getLogger("compressor")
 def load_teacher(ctx: RunContext, cfg: DistillStage):
     if cfg.teacher is None:
         return ctx.model
-    src = resolve(cfg.teacher, ctx.recipe_dir, f"{ctx.stage_path}.teacher", must_exist=False)
-    m = ctx.recipe.model
-    return load_model(src, ctx.task, len(ctx.label_names) if ctx.label_names else None, ctx.label_names,
-                      m.trust_remote_code, m.revision)
+    return ctx.load_model(resolve(cfg.teacher, ctx.recipe_dir, f"{ctx.stage_path}.teacher", must_exist=False))
 
 
 def check_vocab(teacher, student) -> None:
@@ -109,12 +106,9 @@ def make_loss_fn(teacher, terms, device: str, cached_logits: torch.Tensor | None
 def run_distill(ctx: RunContext, cfg: DistillStage) -> dict:
     where = f"{ctx.stage_path}.student"
     teacher = load_teacher(ctx, cfg)
-    m = ctx.recipe.model
 
     def load_student():
-        src = resolve(cfg.student.path, ctx.recipe_dir, f"{where}.path", must_exist=False)
-        return load_model(src, ctx.task, len(ctx.label_names) if ctx.label_names else None, ctx.label_names,
-                          m.trust_remote_code, m.revision)
+        return ctx.load_model(resolve(cfg.student.path, ctx.recipe_dir, f"{where}.path", must_exist=False))
 
     try:
         student = ctx.model if cfg.student.current else build_student(teacher, cfg.student, load_student)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from compressor.context import RunContext
 from compressor.export.onnx import export_model, optimize, parity, write_provenance
@@ -31,28 +32,47 @@ def run_export(ctx: RunContext, cfg: ExportStage) -> dict:
         return _export(ctx, cfg)
 
 
+def export_fp32(model, batches: list[dict], out: Path, cfg: ExportStage, artifact: str, extra: dict) -> tuple[dict, dict | None]:
+    """``model`` to ``out`` (and ``<stem>.opt.onnx`` with ORT fusions when ``cfg.optimize``), each parity-checked
+    on ``batches`` and given a provenance record. Returns (plain record, fused record or None).
+
+    A fused graph that fails its parity check is dropped with a warning (the plain export stands); a plain
+    export that fails it is an error."""
+    from compressor.errors import ExportError
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    info = export_model(model, batches[0], out, opset=cfg.opset, exporter=cfg.exporter)
+    record = {"artifact": artifact, **extra, **info, "parity": parity(model, out, batches, cfg.tolerance)}
+    write_provenance(out, record)
+    log.info("exported %s with %s (opset %s) in %.1fs; max |diff| vs PyTorch %.2e",
+             out.name, info["exporter"], info["opset"], info["seconds"], record["parity"]["max_abs_diff"])
+    if not cfg.optimize:
+        return record, None
+    opt_path = out.with_name(out.stem + ".opt.onnx")
+    fusions = optimize(out, model.config, opt_path)
+    if fusions is None:
+        return record, None
+    try:
+        check = parity(model, opt_path, batches, cfg.tolerance, what="optimized ONNX")
+    except ExportError as e:
+        log.warning("ORT's fused graph of %s disagrees with PyTorch (%s); keeping the plain export", out.name, e)
+        opt_path.unlink(missing_ok=True)
+        record["fused_rejected"] = str(e)
+        return record, None
+    opt = {"artifact": f"{artifact}-opt", "source": out.name, "fusions": fusions, "parity": check, "path": opt_path}
+    write_provenance(opt_path, {k: v for k, v in opt.items() if k != "path"})
+    log.info("ORT optimizer fusions: %s", ", ".join(f"{k}×{v}" for k, v in fusions.items()) or "none")
+    return record, opt
+
+
 def _export(ctx: RunContext, cfg: ExportStage) -> dict:
     out = ctx.run_dir / "onnx" / "model.onnx"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    batches = parity_batches(ctx)
-    info = export_model(ctx.model, batches[0], out, opset=cfg.opset, exporter=cfg.exporter)
-    check = parity(ctx.model, out, batches, cfg.tolerance)
-    record = {"artifact": "onnx", "recipe": ctx.recipe.name, "seed": ctx.seed, **info, "parity": check}
-    write_provenance(out, record)
+    record, opt = export_fp32(ctx.model, parity_batches(ctx), out, cfg, "onnx", {"recipe": ctx.recipe.name, "seed": ctx.seed})
     ctx.artifacts["onnx"] = out
     ctx.provenance["onnx"] = record
-    log.info("exported %s with %s (opset %s) in %.1fs; max |diff| vs PyTorch %.2e",
-             out.name, info["exporter"], info["opset"], info["seconds"], check["max_abs_diff"])
-    result = {"artifact": "onnx/model.onnx", **info, "parity": check}
-    if cfg.optimize:
-        opt_path = out.with_name("model.opt.onnx")
-        fusions = optimize(out, ctx.model.config, opt_path)
-        if fusions is not None:
-            check_opt = parity(ctx.model, opt_path, batches, cfg.tolerance, what="optimized ONNX")
-            rec = {"artifact": "onnx-opt", "source": out.name, "fusions": fusions, "parity": check_opt}
-            write_provenance(opt_path, rec)
-            ctx.artifacts["onnx-opt"] = opt_path
-            ctx.provenance["onnx-opt"] = rec
-            result["fusions"] = fusions
-            log.info("ORT optimizer fusions: %s", ", ".join(f"{k}×{v}" for k, v in fusions.items()) or "none")
+    result = {"artifact": "onnx/model.onnx", **{k: v for k, v in record.items() if k != "artifact"}}
+    if opt is not None:
+        ctx.artifacts["onnx-opt"] = opt.pop("path")
+        ctx.provenance["onnx-opt"] = opt
+        result["fusions"] = opt["fusions"]
     return result

@@ -70,7 +70,7 @@ class GradualPruning:
                  self.cfg.schedule.start, self.end, state.total_steps, len(self.weights))
 
     def on_gradients(self, state) -> None:
-        if self.observer.needs_gradients and state.step < self.end:
+        if self.observer.needs_gradients and (state.step < self.end or not self.ready(state)):
             self.observer.observe()
 
     def on_step(self, state) -> None:
@@ -84,8 +84,11 @@ class GradualPruning:
         return self.current >= self.cfg.sparsity - 1e-12
 
     def on_train_end(self, state) -> None:
-        if self.masks:
-            apply_masks(self.weights, self.masks)  # the kept (best) weights carry the masks already; make sure
+        if not self.ready(state):
+            raise self.recipe.error(f"{self.where}.schedule", f"training ended at step {state.step} before the schedule "
+                                    f"reached {self.cfg.sparsity:.0%} sparsity (now {self.current:.0%}); "
+                                    "end the schedule earlier or train longer")
+        apply_masks(self.weights, self.masks)  # the kept (best) weights carry the masks already; make sure
 
     def state_dict(self) -> dict:
         return {"masks": {k: v.cpu() for k, v in self.masks.items()}, "current": self.current,
@@ -100,14 +103,19 @@ class GradualPruning:
 
     # -- pruning
     def _maybe_update(self, step: int) -> bool:
-        if not schedules.is_update_step(self.cfg.schedule, step, self.end):
+        sched = self.cfg.schedule
+        if sched.type == "one_shot":  # due from `start` on until done (gradient scores need a step first)
+            due = step >= sched.start and self.current < self.cfg.sparsity
+        else:
+            due = schedules.is_update_step(sched, step, self.end)
+        if not due:
             return False
-        target = schedules.sparsity_at(self.cfg.schedule, self.cfg.sparsity, step, self.end)
+        target = schedules.sparsity_at(sched, self.cfg.sparsity, step, self.end)
         if target <= 0.0 and not self.masks:
             return False
         if self.observer.needs_gradients and not self.observer.observed:
             if step == 0:
-                return False  # gradient scores exist only after the first steps
+                return False  # gradient scores exist only after the first step
             raise CompressorError(f"{self.cfg.criterion.type} pruning at step {step}: no gradients observed yet")
         self.masks = masks_for(self.observer.scores(), target, self.cfg.scope)
         self.observer.reset()

@@ -251,20 +251,20 @@ class MaskGradients:
 
 
 # ---------------------------------------------------------------- the stage
-def _count(spec: int | float, total: int, what: str) -> int:
+def _count(spec: int | float, total: int) -> int:
     return int(spec) if isinstance(spec, int) else int(round(spec * total))
 
 
 def plan_counts(cfg: StructuredPrune, fam: Family, config, error) -> tuple[int, int]:
     """(heads removed per layer, FFN neurons kept per layer); ``error(field, message)`` builds recipe errors."""
     h, kv, n_ffn = config.num_attention_heads, fam.kv_heads(config), fam.ffn_size(config)
-    remove = _count(cfg.heads, h, "heads")
+    remove = _count(cfg.heads, h)
     if remove >= h:
         raise error("heads", f"removes {remove} of the {h} heads of every layer; at least one must stay")
     if kv != h and remove % kv:
         raise error("heads", f"the model groups its {h} query heads over {kv} key/value heads: remove a multiple of {kv} "
                              f"heads per layer (each group keeps the same number), not {remove}")
-    drop = _count(cfg.ffn, n_ffn, "ffn")
+    drop = _count(cfg.ffn, n_ffn)
     if drop >= n_ffn:
         raise error("ffn", f"removes {drop} of the {n_ffn} FFN neurons of every layer; at least one must stay")
     keep = n_ffn - drop

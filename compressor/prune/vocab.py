@@ -271,11 +271,14 @@ def _sample(items: Sequence, n: int) -> list:
 
 @STAGES.register(VocabularyPrune)
 def run_vocabulary(ctx: RunContext, cfg: VocabularyPrune) -> dict:
-    from compressor.data import encode_split
     from compressor.train.finetune import dev_eval_fn
 
     if ctx.task != "sequence-classification":
         raise ctx.recipe.error(ctx.stage_path, f"vocabulary pruning is for task sequence-classification, not {ctx.task}")
+    try:
+        tokenizer_json(ctx.tokenizer)
+    except ModelError as e:
+        raise ctx.recipe.error(ctx.stage_path, str(e)) from None
     counts = count_tokens(f["input_ids"] for f in ctx.encoded["train"].features)
     eval_fn = dev_eval_fn(ctx, 64)
     dev_before = eval_fn(ctx.model) if eval_fn else None
@@ -283,7 +286,7 @@ def run_vocabulary(ctx: RunContext, cfg: VocabularyPrune) -> dict:
     ctx.model, ctx.tokenizer, info = trim_vocabulary(ctx.model, ctx.tokenizer, counts, cfg.min_count, cfg.keep_single_chars,
                                                      texts=_sample(ctx.dataset.splits["train"].texts, 256),
                                                      max_length=max_length)
-    ctx.encoded = {name: encode_split(split, ctx.tokenizer, max_length) for name, split in ctx.dataset.splits.items()}
+    ctx.retokenize(ctx.tokenizer)
     eval_fn = dev_eval_fn(ctx, 64)
     dev_after = eval_fn(ctx.model) if eval_fn else None
     metric = ctx.primary_metric[0]

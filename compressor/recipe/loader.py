@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from compressor.errors import RecipeError
-from compressor.recipe.schema import DynamicQuant, QATQuant, Recipe, UnstructuredPrune
+from compressor.recipe.schema import DynamicQuant, QATQuant, Recipe, UnstructuredPrune, VocabularyPrune
 
 MAX_NODES = 100_000  # after alias expansion: stops "billion laughs" documents
 MAX_DEPTH = 64
@@ -330,9 +330,19 @@ def _segment(seg: Any) -> str:
 
 def _stage_order(recipe: Recipe) -> tuple[tuple, str] | None:
     """Stage-order mistakes found now rather than after training: (location, message) or None."""
-    exported = qat_trained = False
+    exported = qat_trained = trimmed = False
+    sparse = None  # where unstructured sparsity was made, while the model still carries it
     for i, (kind, cfg) in enumerate(recipe.stage_list()):
         here = ("stages", i, kind)
+        trains_current = kind == "finetune" or (kind == "distill" and cfg.student.current)
+        if kind == "prune" and qat_trained:
+            return here, "pruning between QAT training and `quantize: {type: qat}` would change the fake-quantized layers; prune before the QAT stage"
+        if trains_current and sparse is not None and cfg.prune is None:
+            return here, (f"this stage trains the model that {sparse} made sparse, and would regrow its zeros: give it "
+                          "`prune:` with the same sparsity (schedule one_shot keeps the masks), or prune afterwards")
+        if kind == "distill" and trimmed and cfg.teacher is not None:
+            return here + ("teacher",), ("the vocabulary was trimmed by an earlier stage, so this teacher's tokens differ "
+                                         "from the student's: trim the vocabulary after distillation")
         if kind == "export":
             exported = True
         elif isinstance(cfg, DynamicQuant) and not exported:  # it quantizes the exported ONNX graph
@@ -349,6 +359,12 @@ def _stage_order(recipe: Recipe) -> tuple[tuple, str] | None:
             qat_trained, qat_at = True, here + ("qat",)
         elif isinstance(cfg, QATQuant):
             qat_trained = False
+        if isinstance(cfg, UnstructuredPrune) or getattr(cfg, "prune", None) is not None:
+            sparse = f"stages.{i}"
+        elif kind == "distill" and not cfg.student.current:
+            sparse = None  # a new student
+        if isinstance(cfg, VocabularyPrune):
+            trimmed = True
     if qat_trained:
         return qat_at, "a model trained with `qat:` is exported by a later `quantize: {type: qat}` stage; add one"
     return None

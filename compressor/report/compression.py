@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from compressor.report.markdown import _metric, _p50, bench_devices, bench_shapes, eval_split
 
 SMALLER_NOT_FASTER = "smaller when compressed, not faster"
+NOISE = 0.05  # latency ratios within 5 % of 1 are reported as "the same": that is run-to-run noise here
 
 
 @dataclass
@@ -45,7 +46,8 @@ def _speed_sentence(results: dict) -> str | None:
         got = _latency(results, base, mine)
         if got:
             x, y, where = got
-            return f"{runtime}, {where}: baseline {x:.2f} ms → {y:.2f} ms, {x / y:.2f}× ({'faster' if y < x else 'not faster'})"
+            verdict = "faster" if x / y > 1 + NOISE else ("slower" if y / x > 1 + NOISE else f"the same within ±{NOISE:.0%}")
+            return f"{runtime}, {where}: baseline {x:.2f} ms → {y:.2f} ms, {x / y:.2f}× ({verdict})"
     return None
 
 

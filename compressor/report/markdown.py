@@ -65,8 +65,8 @@ def table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
         for dev in devices:
             row += [("" if (v := _p50(a, b, s, dev)) is None else f"{v:.2f}") for b, s in shapes]
         if devices and shapes:
-            ref, v = _p50(base, *shapes[0], devices[0]), _p50(a, *shapes[0], devices[0])
-            row.append(f"{ref / v:.2f}×" if ref and v else "")
+            t_ref, t = _p50(base, *shapes[0], devices[0]), _p50(a, *shapes[0], devices[0])
+            row.append(f"{t_ref / t:.2f}×" if t_ref and t else "")
         rows.append(row)
     return head, rows
 

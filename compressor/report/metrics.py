@@ -23,39 +23,38 @@ def artifact_files(ctx: RunContext) -> dict[str, Path]:
     return out
 
 
-def export_baseline(ctx: RunContext) -> None:
-    """The baseline's ONNX export (and fused graph), when the run exports its own model: same runtime, fair speed-up."""
-    from compressor.export.onnx import export_model, optimize, parity, write_provenance
+def export_baseline(ctx: RunContext) -> list[str]:
+    """The baseline's ONNX export, made as the recipe's export stage made the run's (same opset, exporter,
+    fusions, tolerance), so ORT can compare like with like. A failure is a note in the report, not a failed run."""
+    from compressor.errors import CompressorError
+    from compressor.export.stage import export_fp32
+    from compressor.recipe.schema import ExportStage
 
     if ctx.baseline is None or "onnx" not in ctx.artifacts or "baseline" not in ctx.recipe.evaluate.artifacts:
-        return
-    out = ctx.run_dir / "onnx" / "baseline.onnx"
+        return []
+    cfg = next((c for k, c in ctx.recipe.stage_list() if isinstance(c, ExportStage)), ExportStage())
     batches = [b for _, b in zip(range(2), baseline_loader(ctx, ctx.eval_split() or "train", 8))]
-    info = export_model(ctx.baseline, batches[0], out)
-    record = {"artifact": "baseline-onnx", "source": ctx.baseline_source, **info,
-              "parity": parity(ctx.baseline, out, batches, 1e-3, what="baseline ONNX")}
-    write_provenance(out, record)
-    ctx.artifacts["baseline-onnx"] = out
-    ctx.provenance["baseline-onnx"] = record
-    if "onnx-opt" in ctx.artifacts:  # the run's fp32 ONNX is the fused graph: fuse the baseline the same way
-        opt = out.with_name("baseline.opt.onnx")
-        fusions = optimize(out, ctx.baseline.config, opt)
-        if fusions is not None:
-            rec = {"artifact": "baseline-onnx", "source": out.name, "fusions": fusions,
-                   "parity": parity(ctx.baseline, opt, batches, 1e-3, what="baseline optimized ONNX")}
-            write_provenance(opt, rec)
-            ctx.artifacts["baseline-onnx"] = opt
-            ctx.provenance["baseline-onnx"] = rec
-    log.info("baseline (%s) exported for comparison: %s", ctx.baseline_source, ctx.artifacts["baseline-onnx"].name)
+    try:
+        record, opt = export_fp32(ctx.baseline, batches, ctx.run_dir / "onnx" / "baseline.onnx", cfg, "baseline-onnx",
+                                  {"source": ctx.baseline_source})
+    except CompressorError as e:
+        return [f"baseline: no ONNX export to compare with ({e})"]
+    if opt is not None and "onnx-opt" in ctx.artifacts:  # the run's fp32 ONNX artifact is its fused graph
+        ctx.artifacts["baseline-onnx"], ctx.provenance["baseline-onnx"] = opt.pop("path"), opt
+    elif opt is None and "onnx-opt" not in ctx.artifacts:
+        ctx.artifacts["baseline-onnx"], ctx.provenance["baseline-onnx"] = ctx.run_dir / "onnx" / "baseline.onnx", record
+    else:  # one graph fused, the other not: an ONNX latency comparison would credit the fusions to compression
+        return ["baseline: ONNX Runtime fused one of the two graphs but not the other; compared in PyTorch only"]
+    return []
 
 
 def baseline_loader(ctx: RunContext, split: str, batch_size: int):
     """Batches of ``split`` tokenized by the baseline's own tokenizer (vocabulary trimming changes the run's)."""
-    from compressor.data import encode_split, make_loader
+    from compressor.data import make_loader
 
     if ctx.baseline_tokenizer is None or ctx.baseline_tokenizer is ctx.tokenizer or ctx.dataset is None:
         return ctx.loader(split, batch_size)
-    enc = encode_split(ctx.dataset.splits[split], ctx.baseline_tokenizer, ctx.recipe.data.max_length)
+    enc = ctx.encode(split, ctx.baseline_tokenizer)
     return make_loader(enc, ctx.baseline_tokenizer, batch_size, False, ctx.seed, ctx.task)
 
 
@@ -96,13 +95,15 @@ def evaluate_artifacts(ctx: RunContext) -> dict[str, dict]:
 
 
 def run_benchmarks(ctx: RunContext) -> dict:
-    from compressor.bench.runner import bench_onnx, bench_torch, cuda_available
+    from compressor.bench.runner import bench_onnx, bench_torch, busy_note, cuda_available
 
     b = ctx.recipe.bench
     out: dict = {"rows": {}, "notes": []}
     if not b.enabled:
         out["notes"].append("benchmark disabled by the recipe")
         return out
+    if busy := busy_note():
+        out["notes"].append(busy)
     devices = []
     for d in b.devices:
         if d == "cuda" and not cuda_available():
@@ -143,7 +144,6 @@ def bitsandbytes_variants(ctx: RunContext, evals: dict, bench: dict) -> dict[str
 
     from compressor.bench.runner import bench_torch, cuda_available
     from compressor.evaluate import evaluate_torch
-    from compressor.models import count_parameters
     from compressor.quantize import bnb
 
     b = ctx.recipe.bench
@@ -152,6 +152,10 @@ def bitsandbytes_variants(ctx: RunContext, evals: dict, bench: dict) -> dict[str
     why = bnb.unavailable(cuda_available() and "cuda" in b.devices)
     if why:
         bench.setdefault("notes", []).append(why)
+        return {}
+    if getattr(ctx.model.config, "compressor_structure", None):
+        bench.setdefault("notes", []).append("bitsandbytes 8-bit / NF4: skipped (heads removed by structured pruning: "
+                                             "transformers' from_pretrained cannot rebuild this model)")
         return {}
     records = {}
     splits = [s for s in ctx.recipe.evaluate.splits if s in ctx.encoded]
@@ -165,7 +169,7 @@ def bitsandbytes_variants(ctx: RunContext, evals: dict, bench: dict) -> dict[str
         evals[name] = {s: evaluate_torch(model, ctx.loader(s, ctx.recipe.evaluate.batch_size), ctx.task, "cuda") for s in splits}
         if b.enabled:
             bench.setdefault("rows", {})[name] = bench_torch(model, b.batch_sizes, b.seq_lengths, b.warmup, b.iterations, "cuda")
-        records[name] = {"path": "model", "runtime": f"torch + bitsandbytes {mode}", "params": count_parameters(model),
+        records[name] = {"path": "model", "runtime": f"torch + bitsandbytes {mode}", "params": model.num_parameters(),
                          "size_bytes": bnb.footprint(model), "gzip_bytes": bnb.footprint(model),
                          "note": "size = GPU memory footprint (quantized on load; no file)"}
         del model

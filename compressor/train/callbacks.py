@@ -6,8 +6,15 @@ from compressor.recipe.schema import TrainConfig
 
 
 def training_callbacks(ctx, cfg: TrainConfig, model, where: str) -> list:
-    """QAT first (it wraps the Linear layers, keeping their parameters), then gradual pruning."""
+    """Gradual pruning first (it selects Linear layers by type), then QAT (it wraps them, keeping their parameters,
+    so the pruning masks and QAT act on the same weights)."""
+    from compressor.errors import CompressorError
+
     out = []
+    if cfg.prune is not None:
+        from compressor.prune.stage import GradualPruning
+
+        out.append(GradualPruning(model, cfg.prune, ctx.recipe, f"{where}.prune"))
     if cfg.qat is not None:
         from compressor.quantize.qat import QATCallback
 
@@ -16,11 +23,10 @@ def training_callbacks(ctx, cfg: TrainConfig, model, where: str) -> list:
             if len(batches) >= cfg.qat.calibration_batches:
                 break
             batches.append(batch)
-        out.append(QATCallback(model, cfg.qat, batches, ctx.device))
-    if cfg.prune is not None:
-        from compressor.prune.stage import GradualPruning
-
-        out.append(GradualPruning(model, cfg.prune, ctx.recipe, f"{where}.prune"))
+        try:
+            out.append(QATCallback(model, cfg.qat, batches, ctx.device))
+        except CompressorError as e:
+            raise ctx.recipe.error(f"{where}.qat.include", str(e)) from None
     return out
 
 

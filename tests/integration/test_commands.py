@@ -199,3 +199,18 @@ def test_help_lists_the_new_commands():
     assert r.exit_code == 0
     for cmd in ("compare", "export", "eval", "bench", "plan"):
         assert cmd in r.output
+
+
+def test_plan_explains_qat_on_a_cpu_without_vnni(tiny_dir, tmp_path):
+    from compressor.plan import make_plan
+    from compressor.recipe import load_recipe
+
+    path = write_recipe(tmp_path, f"""model: {{path: {tiny_dir / 'bert'}}}
+data: {{train: {tiny_dir / 'sent.csv'}}}
+stages:
+  - finetune: {{max_steps: 5, qat: {{}}}}
+  - quantize: {{type: qat}}
+""")
+    rows = {a.stage: a for a in make_plan(load_recipe(path)[0], path.parent, AVX2)}
+    assert "QAT" in rows["0 finetune"].why
+    assert rows["1 quantize (qat)"].verdict == "faster + smaller" and "AVX2" in rows["1 quantize (qat)"].why

@@ -13,7 +13,8 @@ from compressor.pipeline import run
 from tests.conftest import write_recipe
 
 
-def test_two_cpu_processes_match_one(tiny_dir, tmp_path):
+def _launch(tiny_dir, tmp_path, stage: str):
+    """The recipe run in one process and under `accelerate launch` with two; returns both run dirs."""
     if shutil.which("accelerate") is None:
         pytest.skip("the accelerate launcher is not on PATH")
     model = tmp_path / "bert"
@@ -26,7 +27,7 @@ def test_two_cpu_processes_match_one(tiny_dir, tmp_path):
 model: {{path: {model}}}
 data: {{train: {tiny_dir / 'sent.csv'}, split: {{dev: 0.2}}, max_length: 32}}
 stages:
-  - finetune: {{epochs: 2, lr: 1.0e-3, batch_size: 16, eval_every: 10}}
+  - {stage}
 bench: {{enabled: false}}
 """)
     one = run(recipe, output_dir=str(tmp_path / "one"), quiet=True)
@@ -37,6 +38,11 @@ bench: {{enabled: false}}
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     two = tmp_path / "two" / "mp"
     assert (two / "status").read_text().strip() == "complete"
+    return one, two
+
+
+def test_two_cpu_processes_match_one(tiny_dir, tmp_path):
+    one, two = _launch(tiny_dir, tmp_path, "finetune: {epochs: 2, lr: 1.0e-3, batch_size: 16, eval_every: 10}")
     wa, wb = load_file(str(one / "model/model.safetensors")), load_file(str(two / "model/model.safetensors"))
     worst = max(float((wa[k] - wb[k]).abs().max()) for k in wa)
     assert worst < 1e-4, worst  # tolerance: float reduction order differs between one and two processes
@@ -44,3 +50,16 @@ bench: {{enabled: false}}
     assert mb["artifacts"]["pytorch"]["metrics"]["dev"]["accuracy"] == pytest.approx(
         ma["artifacts"]["pytorch"]["metrics"]["dev"]["accuracy"], abs=1e-6)
     assert [h["step"] for h in mb["stages"][0]["history"] if "eval" in h] == [10, 20, 30, 40]
+
+
+def test_gradual_pruning_under_two_processes_makes_the_same_masks(tiny_dir, tmp_path):
+    one, two = _launch(tiny_dir, tmp_path, "finetune: {epochs: 2, lr: 1.0e-3, batch_size: 16, eval_every: 10, "
+                                           "prune: {type: unstructured, sparsity: 0.75, schedule: {start: 2, end: 30, every: 4}}}")
+    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (one, two))
+    pa, pb = ma["stages"][0]["prune"], mb["stages"][0]["prune"]
+    assert pa["sparsity"] == pytest.approx(0.75, abs=0.005) and pb["sparsity"] == pytest.approx(0.75, abs=0.005)
+    assert [c["step"] for c in pa["curve"]] == [c["step"] for c in pb["curve"]]
+    wa, wb = load_file(str(one / "model/model.safetensors")), load_file(str(two / "model/model.safetensors"))
+    pruned = [r["name"] for r in pa["layers"]]
+    differ = sum(int(((wa[k] == 0) != (wb[k] == 0)).sum()) for k in pruned)
+    assert differ <= 0.001 * pa["params"], differ  # the same masks, up to weights tied at the threshold

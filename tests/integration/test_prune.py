@@ -265,3 +265,81 @@ output: {{dir: {tmp_path / 'runs'}}}
     assert b["artifacts"]["baseline"]["params"] == a["artifacts"]["baseline"]["params"] > a["artifacts"]["pytorch"]["params"]
     model = load_model(again / "model", "sequence-classification")
     assert attention_heads(model) == [3, 3] and model.config.vocab_size == b["stages"][1]["vocab_after"]
+
+
+def test_one_shot_taylor_pruning_inside_training_waits_for_gradients(tiny_dir, tmp_path):
+    recipe = write_recipe(tmp_path, f"""name: os
+model: {{path: {tiny_dir / 'bert'}}}
+data: {{train: {tiny_dir / 'sent.csv'}, split: {{dev: 0.2}}, max_length: 32}}
+stages:
+  - finetune:
+      max_steps: 12
+      batch_size: 16
+      eval_every: 6
+      prune: {{type: unstructured, sparsity: 0.5, criterion: {{type: taylor}}, schedule: {{type: one_shot}}}}
+bench: {{enabled: false}}
+output: {{dir: {tmp_path / 'runs'}}}
+""")
+    stage = json.loads((run(recipe, quiet=True) / "metrics.json").read_text())["stages"][0]
+    assert [c["step"] for c in stage["prune"]["curve"]] == [1]  # step 0 has no gradients; step 1 does
+    assert stage["prune"]["sparsity"] == pytest.approx(0.5, abs=0.005) and stage["best_step"] in (6, 12)
+
+
+def test_pruning_and_qat_in_one_stage_act_on_the_same_weights(tiny_dir, tmp_path):
+    recipe = write_recipe(tmp_path, f"""name: pq
+model: {{path: {tiny_dir / 'bert'}}}
+data: {{train: {tiny_dir / 'sent.csv'}, split: {{dev: 0.2}}, max_length: 32}}
+stages:
+  - finetune:
+      max_steps: 20
+      batch_size: 16
+      eval_every: 10
+      prune: {{type: unstructured, sparsity: 0.6, schedule: {{type: one_shot}}}}
+      qat: {{calibration_batches: 2, freeze_after: 0.5}}
+  - export: {{}}
+  - quantize: {{type: qat}}
+bench: {{enabled: false}}
+output: {{dir: {tmp_path / 'runs'}}}
+""")
+    run_dir = run(recipe, quiet=True)
+    m = json.loads((run_dir / "metrics.json").read_text())
+    assert m["stages"][0]["prune"]["sparsity"] == pytest.approx(0.6, abs=0.005) and m["stages"][0]["qat"]["layers"] > 0
+    assert m["artifacts"]["int8"]["provenance"]["scheme"] == "qat"
+    assert m["artifacts"]["pytorch"]["nonzero_params"] < m["artifacts"]["pytorch"]["params"]
+
+
+@pytest.mark.parametrize("stages, line, message", [
+    ("  - finetune: {max_steps: 5, qat: {}}\n  - prune: {type: structured, heads: 1}\n  - quantize: {type: qat}", 5,
+     "stages.1.prune: pruning between QAT training"),
+    ("  - prune: {type: unstructured, sparsity: 0.5}\n  - finetune: {max_steps: 5}", 5,
+     "stages.1.finetune: this stage trains the model that stages.0 made sparse"),
+    ("  - prune: {type: vocabulary}\n  - distill: {teacher: some/dir, student: {every: 2}}", 5,
+     "stages.1.distill.teacher: the vocabulary was trimmed"),
+])
+def test_stage_orders_that_would_undo_or_break_pruning_are_recipe_errors(tiny_dir, tmp_path, stages, line, message):
+    from compressor.recipe import load_recipe
+
+    recipe = write_recipe(tmp_path, f"""model: {{path: {tiny_dir / 'bert'}}}
+data: {{train: {tiny_dir / 'sent.csv'}}}
+stages:
+{stages}
+""")
+    with pytest.raises(RecipeError) as e:
+        load_recipe(recipe)
+    assert f"recipe.yaml:{line}: {message}" in str(e.value), str(e.value)
+
+
+def test_training_after_unstructured_pruning_keeps_the_zeros_with_a_one_shot_schedule(tiny_dir, tmp_path):
+    recipe = write_recipe(tmp_path, f"""name: keep
+model: {{path: {tiny_dir / 'bert'}}}
+data: {{train: {tiny_dir / 'sent.csv'}, split: {{dev: 0.2}}, max_length: 32}}
+stages:
+  - prune: {{type: unstructured, sparsity: 0.7}}
+  - finetune: {{max_steps: 10, batch_size: 16, prune: {{type: unstructured, sparsity: 0.7, schedule: {{type: one_shot}}}}}}
+bench: {{enabled: false}}
+output: {{dir: {tmp_path / 'runs'}}}
+""")
+    m = json.loads((run(recipe, quiet=True) / "metrics.json").read_text())
+    first, second = m["stages"][0]["prune"], m["stages"][1]["prune"]
+    assert first["sparsity"] == pytest.approx(0.7, abs=0.005) and second["sparsity"] == pytest.approx(0.7, abs=0.005)
+    assert m["artifacts"]["pytorch"]["nonzero_params"] < m["artifacts"]["baseline"]["nonzero_params"]
