@@ -205,6 +205,9 @@ output: {{dir: {tmp_path / 'runs'}}}
     report = (run_dir / "report.md").read_text().lower()
     assert "smaller when compressed, not faster" in report and "per-layer sparsity" in report
     assert "| baseline |" in report  # the unpruned model, evaluated beside the pruned one
+    html = (run_dir / "report.html").read_text()
+    assert "<h2>Compression</h2>" in html and "Per-layer sparsity" in html and "<b>Smaller when compressed" in html
+    assert "sparsity of the pruned layers" not in report  # a plot title: in the PNG, not the text
 
 
 def test_structured_prune_then_distill_from_the_unpruned_teacher(tiny_dir, tmp_path):
