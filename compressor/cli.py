@@ -96,9 +96,10 @@ def run(
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Parent folder of the run directory (default: recipe's output.dir)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and the final table."),
 ):
-    """Run a recipe: stages (finetune, distill, export, quantize), then evaluation, benchmark and report.
+    """Run a recipe: stages (finetune, distill, prune, export, quantize), then evaluation, benchmark and report.
 
-    Writes runs/<name>/ with recipe.yaml, model/, onnx/, metrics.json, report.md, log.txt, status.
+    Writes runs/<name>/ with recipe.yaml, model/, onnx/, metrics.json, report.md, report.html, log.txt, status.
+    Runs that compress a model also measure the uncompressed one (the "baseline") for the report.
     """
     import json
     import os

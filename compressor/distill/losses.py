@@ -49,6 +49,7 @@ class Term(torch.nn.Module):
 
     needs_hidden = False
     needs_attentions = False
+    needs_teacher = True
 
     def __init__(self, weight: float):
         super().__init__()
@@ -59,9 +60,15 @@ class LogitTerm(Term):
     def __init__(self, cfg: LogitLoss, causal: bool):
         super().__init__(cfg.weight)
         self.t, self.alpha, self.causal = cfg.temperature, cfg.alpha, causal
+        self.needs_teacher = cfg.alpha < 1.0  # alpha 1: hard labels only (the no-KD baseline), no teacher pass
 
     def forward(self, s_out, t_out, batch) -> tuple[torch.Tensor, dict]:
         labels = batch.get("labels")
+        if not self.needs_teacher and labels is not None:
+            logits = s_out.logits[:, :-1] if self.causal else s_out.logits
+            target = labels[:, 1:] if self.causal else labels
+            ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1), ignore_index=-100)
+            return ce, {"ce": float(ce.detach())}
         if self.causal:
             s, t = s_out.logits[:, :-1], t_out.logits[:, :-1]
             target = labels[:, 1:] if labels is not None else None

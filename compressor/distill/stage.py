@@ -85,13 +85,16 @@ def teacher_logits_cache(ctx: RunContext, teacher, batch_size: int) -> torch.Ten
 def make_loss_fn(teacher, terms, device: str, cached_logits: torch.Tensor | None = None):
     need_hidden = any(t.needs_hidden for t in terms)
     need_attn = any(t.needs_attentions for t in terms)
+    need_teacher = any(t.needs_teacher for t in terms)
     total = combined(terms)
 
     def loss_fn(model, batch):
         index = batch.pop(INDEX, None)
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         flags = {"output_hidden_states": need_hidden, "output_attentions": need_attn}
-        if cached_logits is not None and index is not None:
+        if not need_teacher:
+            t_out = None
+        elif cached_logits is not None and index is not None:
             t_out = SimpleNamespace(logits=cached_logits[index.cpu()].to(inputs["input_ids"].device))
         else:
             with torch.no_grad():

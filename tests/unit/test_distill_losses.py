@@ -95,3 +95,24 @@ def test_layer_map_checks_ranges():
     assert uniform_layer_map(3, 6) == {0: 1, 1: 3, 2: 5}
     with pytest.raises(ValueError, match="teacher layer 7"):
         HiddenTerm(HiddenLoss(layer_map={0: 7}), _cfg(2, 4), _cfg(4, 4))
+
+
+def test_alpha_one_is_plain_cross_entropy_without_a_teacher_pass():
+    from compressor.distill.stage import make_loss_fn
+
+    term = LogitTerm(LogitLoss(alpha=1.0), causal=False)
+    assert not term.needs_teacher
+    logits = torch.tensor([[2.0, -1.0], [0.5, 0.3]])
+    batch = {"labels": torch.tensor([0, 1]), "input_ids": torch.ones(2, 3, dtype=torch.long)}
+    loss, logs = term(SimpleNamespace(logits=logits), None, batch)
+    assert float(loss) == pytest.approx(float(torch.nn.functional.cross_entropy(logits, batch["labels"])))
+
+    class Student(torch.nn.Module):
+        def forward(self, **kw):
+            return SimpleNamespace(logits=logits)
+
+    def teacher(**kw):
+        raise AssertionError("the teacher must not run for hard labels only")
+
+    loss_fn = make_loss_fn(teacher, [term], "cpu")
+    assert float(loss_fn(Student(), dict(batch))[0]) == pytest.approx(float(loss))
