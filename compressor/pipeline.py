@@ -157,12 +157,17 @@ RUN_INFO = "run.json"
 
 
 def stage_hashes(recipe) -> list[str]:
-    """A hash per stage over its config and everything before it (model, data, seed, earlier stages)."""
-    h = hashlib.sha256(json.dumps([recipe.model.model_dump(), recipe.data.model_dump(), recipe.seed],
-                                  sort_keys=True, default=str).encode()).hexdigest()
+    """A hash per stage over its config and everything before it (model, data, seed, earlier stages).
+
+    Settings left at their defaults are not hashed, so a newer compressor that adds optional settings can
+    still resume a run an older one started."""
+    def dump(cfg) -> str:
+        return json.dumps(cfg.model_dump(exclude_defaults=True), sort_keys=True, default=str)
+
+    h = hashlib.sha256(json.dumps([dump(recipe.model), dump(recipe.data), recipe.seed]).encode()).hexdigest()
     out = []
     for kind, cfg in recipe.stage_list():
-        h = hashlib.sha256((h + kind + json.dumps(cfg.model_dump(), sort_keys=True, default=str)).encode()).hexdigest()
+        h = hashlib.sha256((h + kind + dump(cfg)).encode()).hexdigest()
         out.append(h)
     return out
 

@@ -202,6 +202,7 @@ def train(
         return cfg.early_stopping is not None and state.bad_evals >= cfg.early_stopping
 
     t0 = time.perf_counter()
+    start_step = state.step
     running, n_running = 0.0, 0
     model.train()
     stop = False
@@ -243,6 +244,8 @@ def train(
                         running, n_running = 0.0, 0
                         progress.update(task, info=f"loss {rec['loss']:.4f}")
                     progress.update(task, advance=1)
+                    if progress.disable and accel.is_main_process:  # no terminal (nohup, CI): a log line every 10 %
+                        _log_progress(name, state, total, t0, start_step)
                     if state.step % eval_every == 0 or state.step == total:
                         stop = evaluate_now()
                         if state.best_metric is not None:
@@ -272,6 +275,16 @@ def train(
     log.info("%s: %d steps in %.1fs", name, state.step, time.perf_counter() - t0)
     accel.free_memory()
     return state
+
+
+def _log_progress(name: str, state: TrainState, total: int, t0: float, start_step: int) -> None:
+    """Every 10 % of the steps: where training is, its loss, speed and time left (when no progress bar shows)."""
+    if state.step % max(1, total // 10) and state.step != total:
+        return
+    per = (time.perf_counter() - t0) / max(state.step - start_step, 1)
+    loss = next((h["loss"] for h in reversed(state.history) if "loss" in h), None)
+    log.info("%s: step %d/%d (%d %%)%s, %.2f s/step, about %d min left", name, state.step, total, 100 * state.step // total,
+             f", loss {loss:.4f}" if loss is not None else "", per, round(per * (total - state.step) / 60))
 
 
 def _world_size() -> int:
