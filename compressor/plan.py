@@ -257,7 +257,12 @@ def make_plan(recipe, recipe_dir: Path | None, machine: dict[str, Any]) -> list[
                 rows.append(Advice("bench cpu", "measured", f"batch {b.batch_sizes} × seq {b.seq_lengths}, {b.iterations} "
                                    f"iterations, {threads} threads on {machine.get('cpu') or 'this CPU'}"))
             elif not gpu:
-                rows.append(Advice("bench cuda", "skipped", "no CUDA GPU visible: the report will have CPU rows only"))
+                rows.append(Advice(f"bench {dev}", "skipped", "no CUDA GPU visible: the report will have CPU rows only"))
+            elif dev == "tensorrt":
+                trt = "TensorrtExecutionProvider" in machine.get("ort_providers", [])
+                rows.append(Advice("bench tensorrt", "measured" if trt else "skipped",
+                                   f"on {gpu}: the fp32 ONNX graphs on ORT's TensorRT EP" if trt else
+                                   "onnxruntime has no TensorRT EP here (install onnxruntime-gpu with TensorRT)"))
             else:
                 ep = "CUDAExecutionProvider" in machine.get("ort_providers", [])
                 rows.append(Advice("bench cuda", "measured", f"on {gpu}: PyTorch" + (", ONNX fp32 (CUDA EP)" if ep else

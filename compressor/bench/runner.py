@@ -34,6 +34,8 @@ def synthetic_batch(batch: int, seq: int, vocab: int, seed: int = 0) -> dict[str
 
 
 def _run_grid(fn_for_shape, batch_sizes, seq_lengths, vocab, warmup, iterations, device) -> list[dict]:
+    """``device`` picks the timer: CUDA events for PyTorch on the GPU, else the host clock (ONNX Runtime's run()
+    returns host outputs, so it is synchronous on every provider)."""
     rows = []
     Timer = timer_for(device)
     for b in batch_sizes:
@@ -107,7 +109,7 @@ def bench_onnx(path: Path, vocab: int, batch_sizes, seq_lengths, warmup=5, itera
         feed = onnx_feed(session, batch)
         return lambda: session.run(None, feed)
 
-    rows = _run_grid(for_shape, batch_sizes, seq_lengths, vocab, warmup, iterations, device)
+    rows = _run_grid(for_shape, batch_sizes, seq_lengths, vocab, warmup, iterations, "cpu")  # host clock: run() blocks
     return [{"runtime": "onnxruntime", "device": device, "threads": threads or os.cpu_count(), **r} for r in rows]
 
 

@@ -6,14 +6,19 @@ from pathlib import Path
 
 from compressor.errors import ExportError
 
+GPU_PROVIDERS = {"cuda": ["CUDAExecutionProvider"], "tensorrt": ["TensorrtExecutionProvider", "CUDAExecutionProvider"]}
+
 
 def providers_for(device: str) -> list[str]:
+    """ONNX Runtime execution providers for ``device``: cpu, cuda (CUDA EP) or tensorrt (TensorRT EP, CUDA EP behind it)."""
     import onnxruntime as ort
 
-    if device == "cuda":
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            raise ExportError("CUDAExecutionProvider is not available (install compressor[gpu] on a CUDA machine)")
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    if device in GPU_PROVIDERS:
+        wanted = GPU_PROVIDERS[device][0]
+        if wanted not in ort.get_available_providers():
+            raise ExportError(f"{wanted} is not available (install compressor[gpu] on a CUDA machine"
+                              + (", with TensorRT" if device == "tensorrt" else "") + ")")
+        return GPU_PROVIDERS[device] + ["CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
 
 

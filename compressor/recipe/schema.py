@@ -467,7 +467,10 @@ class BenchConfig(Strict):
     warmup: int = Field(default=5, ge=0, le=10_000)
     iterations: int = Field(default=30, ge=1, le=100_000)
     threads: int | None = Field(default=None, ge=1, le=1024)
-    devices: list[Literal["cpu", "cuda"]] = Field(default_factory=lambda: ["cpu", "cuda"])
+    devices: list[Literal["cpu", "cuda", "tensorrt"]] = Field(
+        default_factory=lambda: ["cpu", "cuda", "tensorrt"],
+        description="cuda: PyTorch and ONNX Runtime's CUDA EP; tensorrt: the fp32 ONNX graphs on ORT's TensorRT EP; "
+                    "GPU devices are skipped with a note where there is none")
     bitsandbytes: list[Literal["int8", "nf4"]] = Field(
         default_factory=lambda: ["int8", "nf4"],
         description="on CUDA: the final model loaded by bitsandbytes in 8-bit and 4-bit NF4, as extra variants")

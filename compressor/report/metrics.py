@@ -94,6 +94,12 @@ def evaluate_artifacts(ctx: RunContext) -> dict[str, dict]:
     return out
 
 
+def ort_providers() -> list[str]:
+    import onnxruntime
+
+    return onnxruntime.get_available_providers()
+
+
 def run_benchmarks(ctx: RunContext) -> dict:
     from compressor.bench.runner import bench_onnx, bench_torch, busy_note, cuda_available
 
@@ -106,8 +112,11 @@ def run_benchmarks(ctx: RunContext) -> dict:
         out["notes"].append(busy)
     devices = []
     for d in b.devices:
-        if d == "cuda" and not cuda_available():
-            out["notes"].append("CUDA: skipped (no GPU visible on this machine)")
+        if d in ("cuda", "tensorrt") and not cuda_available():
+            out["notes"].append(f"{'CUDA' if d == 'cuda' else 'TensorRT'}: skipped (no GPU visible on this machine)")
+            continue
+        if d == "tensorrt" and "TensorrtExecutionProvider" not in ort_providers():
+            out["notes"].append("TensorRT: skipped (onnxruntime has no TensorrtExecutionProvider here)")
             continue
         devices.append(d)
     vocab = ctx.model.config.vocab_size
@@ -116,12 +125,13 @@ def run_benchmarks(ctx: RunContext) -> dict:
         args = dict(batch_sizes=b.batch_sizes, seq_lengths=b.seq_lengths, warmup=b.warmup, iterations=b.iterations,
                     device=dev, threads=b.threads)
         log.info("benchmark on %s: batch %s × seq %s, %d iterations", dev, b.batch_sizes, b.seq_lengths, b.iterations)
-        if with_baseline:
-            out["rows"].setdefault("baseline", []).extend(bench_torch(ctx.baseline, **args))
-        out["rows"].setdefault("pytorch", []).extend(bench_torch(ctx.model, **args))
+        if dev != "tensorrt":  # TensorRT runs the ONNX graphs only
+            if with_baseline:
+                out["rows"].setdefault("baseline", []).extend(bench_torch(ctx.baseline, **args))
+            out["rows"].setdefault("pytorch", []).extend(bench_torch(ctx.model, **args))
         for name, path in artifact_files(ctx).items():
-            if dev == "cuda" and name == "int8":
-                out["notes"].append("CUDA: the dynamic INT8 graph has no CUDA kernels; measured on CPU only")
+            if dev != "cpu" and name == "int8":
+                out["notes"].append(f"{dev}: the INT8 graph targets ONNX Runtime's CPU kernels; measured on CPU only")
                 continue
             try:
                 out["rows"].setdefault(name, []).extend(bench_onnx(path, vocab, **args))

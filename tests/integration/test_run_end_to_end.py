@@ -37,6 +37,12 @@ def test_classifier_end_to_end(cls_recipe):
         assert row["p50_ms"] > 0 and row["p90_ms"] >= row["p50_ms"] and row["throughput_per_s"] > 0
     report = (run_dir / "report.md").read_text()
     assert "| int8 |" in report and "speed-up" in report
+    from compressor.bench.runner import cuda_available
+
+    if not cuda_available():  # the GPU paths say why they did not run, in metrics.json and in the report
+        notes = " | ".join(m["bench_notes"])
+        for needle in ("CUDA: skipped (no GPU", "TensorRT: skipped (no GPU", "bitsandbytes 8-bit / NF4: skipped"):
+            assert needle in notes and needle in report, needle
 
 
 def test_causal_lm_end_to_end(lm_recipe):
