@@ -32,6 +32,7 @@ def quantize_dynamic_file(src: Path, dst: Path, cfg: DynamicQuant) -> None:
                 per_channel=cfg.per_channel,
                 reduce_range=cfg.reduce_range,
                 weight_type=QuantType.QInt8,
+                nodes_to_quantize=list(cfg.include_nodes) or None,
                 nodes_to_exclude=list(cfg.exclude_nodes),
                 # fused graphs carry ops without type info; without this the quantizer stops
                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
@@ -47,13 +48,22 @@ def run_dynamic(ctx: RunContext, cfg: DynamicQuant) -> dict:
     source = source or ctx.artifacts.get("onnx")
     if source is None:
         raise CompressorError("quantize: {type: dynamic} needs an ONNX model; put an 'export' stage before it")
+    if cfg.include_nodes or cfg.exclude_nodes:
+        import onnx
+
+        from compressor.quantize.static import check_node_names
+
+        graph = onnx.load(str(source), load_external_data=False)
+        check_node_names(ctx, graph, cfg.include_nodes, "include_nodes")
+        check_node_names(ctx, graph, cfg.exclude_nodes, "exclude_nodes")
     dst = ctx.run_dir / "onnx" / "model.int8.onnx"
     quantize_dynamic_file(source, dst, cfg)
     batches = parity_batches(ctx)
     check = parity(ctx.model, dst, batches, tolerance=None, what="INT8") if batches else {}
     ctx.artifacts["int8"] = dst
     record = {"artifact": "int8", "source": source.name, "scheme": "dynamic", "weight_type": "int8",
-              "per_channel": cfg.per_channel, "reduce_range": cfg.reduce_range, "excluded_nodes": list(cfg.exclude_nodes),
+              "per_channel": cfg.per_channel, "reduce_range": cfg.reduce_range, "included_nodes": list(cfg.include_nodes),
+              "excluded_nodes": list(cfg.exclude_nodes),
               "parity": check}
     write_provenance(dst, record)
     ctx.provenance["int8"] = record

@@ -97,15 +97,21 @@ def plan_nodes(model, cfg: StaticQuant) -> tuple[list[str], list[str], dict[str,
     return static, dynamic, op_of, tensors, skipped
 
 
-def _check_excludes(ctx: RunContext, cfg: StaticQuant, model) -> None:
-    names = [n.name for n in model.graph.node]
-    ops = {n.op_type for n in model.graph.node}
-    known = set(names)
-    for i, name in enumerate(cfg.exclude_nodes):
+def check_node_names(ctx: RunContext, model, names: list[str], field: str) -> None:
+    """Every name in ``names`` (the recipe list at ``field``) must be a node of ``model``: else a recipe error."""
+    nodes = [n.name for n in model.graph.node]
+    known = set(nodes)
+    for i, name in enumerate(names):
         if name not in known:
-            close = difflib.get_close_matches(name, names, n=1)
-            hint = f"; did you mean '{close[0]}'?" if close else f" (it has {len(names)} nodes; see {ctx.stage_path} docs)"
-            raise ctx.recipe.error(f"{ctx.stage_path}.exclude_nodes.{i}", f"no node named '{name}' in the graph{hint}")
+            close = difflib.get_close_matches(name, nodes, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f" (it has {len(nodes)} nodes; see {ctx.stage_path} docs)"
+            raise ctx.recipe.error(f"{ctx.stage_path}.{field}.{i}", f"no node named '{name}' in the graph{hint}")
+
+
+def _check_names(ctx: RunContext, cfg: StaticQuant, model) -> None:
+    check_node_names(ctx, model, cfg.include_nodes, "include_nodes")
+    check_node_names(ctx, model, cfg.exclude_nodes, "exclude_nodes")
+    ops = {n.op_type for n in model.graph.node}
     for i, op in enumerate(cfg.exclude_op_types):
         if op not in ops:
             close = difflib.get_close_matches(op, sorted(ops), n=1)
@@ -133,13 +139,17 @@ def make_plan(ctx: RunContext, cfg: StaticQuant, work: Path, force_plain: str | 
             raise CompressorError(f"quantize: the plain ONNX export is missing and the fused graph cannot be used ({note})")
         plan = Plan(src=plain, fp32=plain, graph="plain", note=note)
     model = _load(plan.src)
-    _check_excludes(ctx, cfg, model)
+    _check_names(ctx, cfg, model)
     static, dynamic, plan.op_of, plan.tensors, plan.skipped = plan_nodes(model, cfg)
-    drop = set(cfg.exclude_nodes)
-    plan.static = [n for n in static if n not in drop and plan.op_of[n] not in cfg.exclude_op_types]
-    plan.dynamic = [n for n in dynamic if n not in drop and plan.op_of[n] not in cfg.exclude_op_types]
+    drop, only = set(cfg.exclude_nodes), set(cfg.include_nodes)
+
+    def chosen(n: str) -> bool:
+        return n not in drop and plan.op_of[n] not in cfg.exclude_op_types and (not only or n in only)
+
+    plan.static, plan.dynamic = [n for n in static if chosen(n)], [n for n in dynamic if chosen(n)]
     if not plan.static and not plan.dynamic:
-        raise ctx.recipe.error(ctx.stage_path, "no node left to quantize (check op_types, exclude_nodes, exclude_op_types)")
+        raise ctx.recipe.error(ctx.stage_path, "no node left to quantize (check op_types, include_nodes, exclude_nodes, "
+                                               "exclude_op_types)")
     return plan
 
 
@@ -323,7 +333,8 @@ def run_static(ctx: RunContext, cfg: StaticQuant) -> dict:
         "activation_type": cfg.activation_type, "weight_type": cfg.weight_type, "per_channel": cfg.per_channel,
         "reduce_range": cfg.reduce_range, "op_types": list(cfg.op_types), "quantize_embeddings": cfg.quantize_embeddings,
         "quantized_nodes": len(quantized), "dynamic_nodes": [n for n in plan.dynamic if n in quantized],
-        "skipped": plan.skipped, "excluded_nodes": list(cfg.exclude_nodes), "excluded_op_types": list(cfg.exclude_op_types),
+        "skipped": plan.skipped, "included_nodes": list(cfg.include_nodes), "excluded_nodes": list(cfg.exclude_nodes),
+        "excluded_op_types": list(cfg.exclude_op_types),
         "kept_fp32": kept, "budget": budget, "parity": check,
     }
     write_provenance(dst, record)

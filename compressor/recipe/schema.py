@@ -327,6 +327,7 @@ class DynamicQuant(Strict):
     per_channel: bool = False
     reduce_range: bool = False
     optimized: bool = Field(default=True, description="quantize the fused (optimized) graph when there is one")
+    include_nodes: list[str] = Field(default_factory=list, description="only these graph nodes (default: all MatMuls)")
     exclude_nodes: list[str] = Field(default_factory=list)
 
 
@@ -345,6 +346,7 @@ class StaticQuant(Strict):
     op_types: list[Literal["MatMul", "Gemm"]] = Field(default_factory=lambda: ["MatMul", "Gemm"], min_length=1)
     activation_matmuls: bool = Field(default=False, description="also MatMuls of two activations (attention scores)")
     quantize_embeddings: bool = Field(default=True, description="int8 embedding tables (Gather)")
+    include_nodes: list[str] = Field(default_factory=list, description="only these graph nodes (default: every candidate)")
     exclude_nodes: list[str] = Field(default_factory=list)
     exclude_op_types: list[str] = Field(default_factory=list)
     optimized: bool = Field(default=False, description="quantize the ORT-fused graph (fused Attention gets dynamic QAttention)")
@@ -367,7 +369,7 @@ class StaticQuant(Strict):
             raise ValueError("int8 activations need int8 weights (ONNX Runtime has no s8 x u8 kernel)")
         return v
 
-    @field_validator("op_types", "exclude_nodes", "exclude_op_types")
+    @field_validator("op_types", "include_nodes", "exclude_nodes", "exclude_op_types")
     @classmethod
     def _unique(cls, v: list[str]) -> list[str]:
         if len(set(v)) != len(v):

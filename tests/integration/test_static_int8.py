@@ -203,6 +203,20 @@ def test_exclude_names_matching_nothing_are_recipe_errors(trained, tiny_dir, tmp
         run(recipe, quiet=True, force=True)
 
 
+def test_include_nodes_quantizes_only_those(trained, tiny_dir, tmp_path):
+    recipe = _recipe(tmp_path, trained, tiny_dir / "sent.csv", f"{{type: static, include_nodes: ['{EXCLUDED}']}}")
+    run_dir = run(recipe, quiet=True)
+    g = onnx.load(str(run_dir / "onnx/model.int8.onnx")).graph
+    prod = _producers(g)
+    fed = [n.name for n in g.node if n.op_type in ("MatMul", "Gemm")
+           and any(prod.get(i) is not None and prod[i].op_type == "DequantizeLinear" for i in n.input)]
+    assert fed == [EXCLUDED]
+    assert json.loads((run_dir / "onnx/model.int8.onnx.json").read_text())["included_nodes"] == [EXCLUDED]
+    bad = _recipe(tmp_path, trained, tiny_dir / "sent.csv", "{type: dynamic, include_nodes: [nope]}")
+    with pytest.raises(RecipeError, match=r"recipe.yaml:7: stages.1.quantize.include_nodes.0: no node named 'nope'"):
+        run(bad, quiet=True, force=True)
+
+
 def test_calibration_split_is_used_and_checked(trained, tiny_dir, tmp_path):
     import csv
 
