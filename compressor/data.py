@@ -282,6 +282,55 @@ def _dedupe(splits: dict[str, Split]) -> dict[str, Split]:
     return out
 
 
+def load_transfer(cfg, base_dir: Path | None, exclude: set, seed: int, field: str) -> Split:
+    """Unlabelled texts for distillation (``TransferData``): no duplicates, nothing from ``exclude`` (eval texts)."""
+    try:
+        path = Path(resolve(cfg.path, base_dir, f"{field}.path"))
+    except CompressorError as e:
+        raise DataError(str(e)) from None
+    cols = cfg.text if isinstance(cfg.text, list) else [cfg.text]
+    if _fmt(path, cfg.format) == "text":
+        texts: list = [line.strip() for line in read_text(path, cfg.encoding).split("\n") if line.strip()]
+    else:
+        df = read_table(path, cfg.format, cfg.encoding)
+        missing = [c for c in cols if c not in df.columns]
+        if missing:
+            raise DataError(f"{path}: missing column '{missing[0]}' ({field}.text); columns are: {', '.join(map(str, df.columns))}")
+        columns = [df[c].astype(str).tolist() for c in cols]
+        texts = columns[0] if len(cols) == 1 else list(zip(*columns))
+
+    def key(t):
+        return t.strip().lower() if isinstance(t, str) else tuple(x.strip().lower() for x in t)
+
+    seen = set(exclude)
+    kept = []
+    for t in texts:
+        k = key(t)
+        if k and k not in seen:
+            seen.add(k)
+            kept.append(t)
+    if not kept:
+        raise DataError(f"{path}: no transfer text left after removing duplicates and dev / test texts")
+    log.info("%s: %d transfer texts (%d duplicates or eval texts dropped)", field, len(kept), len(texts) - len(kept))
+    return _subsample(Split(kept), cfg.max_samples, seed)
+
+
+def eval_texts(dataset: Dataset) -> set:
+    """Normalized texts of the dev and test splits (what a transfer set must not contain)."""
+    out = set()
+    for name in ("dev", "test"):
+        for t in dataset.splits.get(name, Split([])).texts:
+            out.add(t.strip().lower() if isinstance(t, str) else tuple(x.strip().lower() for x in t))
+    return out
+
+
+def concat(a: Encoded, b: Encoded, b_label: int = -100) -> Encoded:
+    """``a`` then ``b``; rows of ``b`` without labels get ``b_label`` (ignored by the hard-label loss)."""
+    la = a.labels if a.labels is not None else np.full(len(a), b_label, dtype=np.int64)
+    lb = b.labels if b.labels is not None else np.full(len(b), b_label, dtype=np.int64)
+    return Encoded(a.features + b.features, np.concatenate([la, lb]))
+
+
 def load_lm_text(cfg: DataConfig, base_dir: Path | None) -> dict[str, str]:
     """Raw text per split for a causal LM."""
     out: dict[str, str] = {}

@@ -67,6 +67,9 @@ class LogitTerm(Term):
         if not self.needs_teacher and labels is not None:
             logits = s_out.logits[:, :-1] if self.causal else s_out.logits
             target = labels[:, 1:] if self.causal else labels
+            if not (target != -100).any():
+                zero = logits.sum() * 0.0
+                return zero, {"ce": 0.0}
             ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1), ignore_index=-100)
             return ce, {"ce": float(ce.detach())}
         if self.causal:
@@ -77,7 +80,9 @@ class LogitTerm(Term):
             ce = F.cross_entropy(s.reshape(-1, s.shape[-1]).float(), target.reshape(-1), ignore_index=-100) if target is not None else None
         else:
             kd = kd_kl(s_out.logits, t_out.logits, self.t)
-            ce = F.cross_entropy(s_out.logits.float(), labels) if labels is not None else None
+            ce = None
+            if labels is not None and (labelled := labels != -100).any():  # transfer rows carry -100: no hard label
+                ce = F.cross_entropy(s_out.logits[labelled].float(), labels[labelled])
         if ce is None or self.alpha == 0:
             return kd, {"kd": float(kd.detach())}
         loss = self.alpha * ce + (1 - self.alpha) * kd

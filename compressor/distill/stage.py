@@ -50,21 +50,21 @@ class Indexed(torch.utils.data.Dataset):
         return {**self.encoded[i], INDEX: i}
 
 
-def teacher_logits_cache(ctx: RunContext, teacher, batch_size: int) -> torch.Tensor:
+def teacher_logits_cache(ctx: RunContext, teacher, batch_size: int, train_set) -> torch.Tensor:
     """Teacher logits for every training example, computed once and kept beside the stage checkpoint."""
     import numpy as np
 
     from compressor.data import make_loader
 
     path = ctx.stage_dir.parent / "teacher_logits.npy" if ctx.stage_dir else None
-    n = len(ctx.encoded["train"])
+    n = len(train_set)
     if path is not None and path.is_file():
         cached = np.load(path, allow_pickle=False)
         if cached.shape[0] == n:
             log.info("teacher logits: reusing %s", path)
             return torch.from_numpy(cached)
     out = None
-    loader = make_loader(Indexed(ctx.encoded["train"]), ctx.tokenizer, batch_size, shuffle=False, task=ctx.task)
+    loader = make_loader(Indexed(train_set), ctx.tokenizer, batch_size, shuffle=False, task=ctx.task)
     with torch.no_grad():
         for batch in loader:
             idx = batch.pop(INDEX)
@@ -105,6 +105,23 @@ def make_loss_fn(teacher, terms, device: str, cached_logits: torch.Tensor | None
     return loss_fn
 
 
+def with_transfer(ctx: RunContext, cfg: DistillStage, train_set):
+    """The training split followed by the transfer texts (no labels: only the teacher supervises them)."""
+    from compressor import data as D
+    from compressor.errors import DataError
+
+    field = f"{ctx.stage_path}.transfer"
+    if ctx.task != "sequence-classification":
+        raise ctx.recipe.error(field, "a transfer set is for classifiers (a causal LM's extra text is just more data.train)")
+    try:
+        split = D.load_transfer(cfg.transfer, ctx.recipe_dir, D.eval_texts(ctx.dataset), ctx.seed, field)
+    except DataError as e:
+        raise ctx.recipe.error(f"{field}.path", str(e)) from None
+    extra = D.encode_split(split, ctx.tokenizer, ctx.recipe.data.max_length)
+    log.info("distill: %d labelled + %d transfer examples", len(train_set), len(extra))
+    return D.concat(train_set, extra)
+
+
 @STAGES.register(DistillStage)
 def run_distill(ctx: RunContext, cfg: DistillStage) -> dict:
     where = f"{ctx.stage_path}.student"
@@ -141,12 +158,14 @@ def run_distill(ctx: RunContext, cfg: DistillStage) -> dict:
         t.to(ctx.device)
     cached = None
     train_set = ctx.encoded["train"]
+    if cfg.transfer is not None:
+        train_set = with_transfer(ctx, cfg, train_set)
     if cfg.cache_teacher_logits:
         if ctx.task != "sequence-classification" or any(t.needs_hidden or t.needs_attentions for t in terms):
             raise ctx.recipe.error(f"{ctx.stage_path}.cache_teacher_logits",
                                    "caching works for classifiers with logit losses only (hidden / attention "
                                    "transfer need the teacher's forward pass)")
-        cached = teacher_logits_cache(ctx, teacher, cfg.eval_batch_size)
+        cached = teacher_logits_cache(ctx, teacher, cfg.eval_batch_size, train_set)
         train_set = Indexed(train_set)
     from compressor.data import make_loader
 

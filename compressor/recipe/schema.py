@@ -296,11 +296,32 @@ class AttentionLoss(Strict):
 DistillLoss = Annotated[Union[LogitLoss, HiddenLoss, AttentionLoss], Field(discriminator="type")]
 
 
+class TransferData(Strict):
+    """Unlabelled text the student also learns from, through the teacher's outputs alone (a knowledge-transfer set,
+    as TinyBERT's augmented data): rows whose text is in the dev or test split are dropped."""
+
+    path: str = Field(description="csv / tsv / jsonl / parquet / txt file, or pkg://… (relative to the recipe)")
+    text: str | list[str] = Field(default="text", description="text column(s); a .txt file gives one text per line")
+    format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "text"] = "auto"
+    encoding: str = "utf-8"
+    max_samples: int | None = Field(default=None, ge=1)
+
+
 class DistillStage(TrainConfig):
     teacher: str | None = Field(default=None, description="teacher model dir; default: the current model")
     student: StudentConfig = Field(default_factory=StudentConfig)
     losses: list[DistillLoss] = Field(default_factory=lambda: [LogitLoss()])
     cache_teacher_logits: bool = False
+    transfer: TransferData | None = Field(default=None, description="classifiers: extra unlabelled text for distillation")
+
+    @field_validator("transfer")
+    @classmethod
+    def _soft_targets(cls, v: TransferData | None, info: ValidationInfo) -> TransferData | None:
+        losses = info.data.get("losses") or []
+        if v is not None and not any(x.type != "logits" or x.alpha < 1 for x in losses):
+            raise ValueError("transfer rows have no labels: add a soft-target loss (logits with alpha < 1) or a "
+                             "hidden / attention loss")
+        return v
 
     @field_validator("student", mode="before")
     @classmethod

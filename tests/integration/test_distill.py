@@ -182,3 +182,41 @@ def test_cache_with_hidden_transfer_is_a_recipe_error(tiny_dir, tmp_path):
                              extra="\n      cache_teacher_logits: true")
     with pytest.raises(RecipeError, match="cache_teacher_logits: caching works for classifiers"):
         run(recipe, quiet=True)
+
+
+def test_transfer_texts_are_learned_from_the_teacher_only_and_never_include_eval_texts(tiny_dir, tmp_path):
+    import csv
+    import random
+
+    rows = list(csv.DictReader(open(tiny_dir / "sent.csv", newline="")))
+    rng = random.Random(1)
+    texts = [T.sentiment_sentence(rng, i % 2) + " w7" for i in range(150)]  # unlabelled, same vocabulary
+    transfer = tmp_path / "transfer.txt"
+    transfer.write_text("\n".join(texts + [r["text"] for r in rows]) + "\n")  # the labelled rows too: dev ones must go
+    recipe = _distill_recipe(tiny_dir, tmp_path, losses="[{type: logits, temperature: 2.0, alpha: 0.5}]",
+                             extra=f"\n      transfer: {{path: {transfer}}}\n      cache_teacher_logits: true")
+    run_dir = run(recipe, quiet=True)
+    log = (run_dir / "log.txt").read_text()
+    m = json.loads((run_dir / "metrics.json").read_text())
+    n_train, n_dev = m["data"]["train"], m["data"]["dev"]
+    expect = len(set(texts)) + n_train  # the dev texts were dropped from the transfer set, the train ones kept
+    assert f"{expect} transfer texts" in log and f"{n_train} labelled + {expect} transfer examples" in log, log
+    assert n_dev > 0 and len(rows) == n_train + n_dev
+    logged = [h for h in m["stages"][0]["history"] if "loss" in h]
+    assert logged and all(h["ce"] >= 0 and h["kd"] >= 0 for h in logged)
+
+
+def test_transfer_needs_soft_targets_and_a_classifier(tiny_dir, tmp_path):
+    from compressor.recipe import load_recipe
+
+    transfer = tmp_path / "t.txt"
+    transfer.write_text("good film\n")
+    hard = _distill_recipe(tiny_dir, tmp_path, losses="[{type: logits, alpha: 1.0}]",
+                           extra=f"\n      transfer: {{path: {transfer}}}")
+    with pytest.raises(RecipeError, match=r"recipe.yaml:\d+: stages.0.distill.transfer: transfer rows have no labels"):
+        load_recipe(hard)
+    data = f"{{train: {tiny_dir / 'lm.txt'}, split: {{dev: 0.2}}, max_length: 16}}"
+    lm = _distill_recipe(tiny_dir, tmp_path, model="gpt2", task="causal-lm", data=data,
+                         extra=f"\n      transfer: {{path: {transfer}}}")
+    with pytest.raises(RecipeError, match="a transfer set is for classifiers"):
+        run(lm, quiet=True)

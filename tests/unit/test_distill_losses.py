@@ -116,3 +116,15 @@ def test_alpha_one_is_plain_cross_entropy_without_a_teacher_pass():
 
     loss_fn = make_loss_fn(teacher, [term], "cpu")
     assert float(loss_fn(Student(), dict(batch))[0]) == pytest.approx(float(loss))
+
+
+def test_hard_label_loss_skips_unlabelled_transfer_rows():
+    term = LogitTerm(LogitLoss(alpha=0.5, temperature=1.0), causal=False)
+    s = torch.tensor([[2.0, -1.0], [0.5, 0.3], [0.0, 1.0]])
+    t = torch.tensor([[1.0, 0.0], [0.2, 0.9], [0.3, 0.1]])
+    labels = torch.tensor([0, -100, 1])  # the middle row is a transfer row
+    loss, logs = term(SimpleNamespace(logits=s), SimpleNamespace(logits=t), {"labels": labels})
+    ce = torch.nn.functional.cross_entropy(s[[0, 2]], labels[[0, 2]])
+    assert logs["ce"] == pytest.approx(float(ce)) and logs["kd"] == pytest.approx(float(kd_kl(s, t, 1.0)))
+    only_transfer, logs = term(SimpleNamespace(logits=s[1:2]), SimpleNamespace(logits=t[1:2]), {"labels": labels[1:2]})
+    assert "ce" not in logs and float(only_transfer) == pytest.approx(float(kd_kl(s[1:2], t[1:2], 1.0)))
