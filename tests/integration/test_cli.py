@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
+
+import pytest
 
 from tests.conftest import ROOT
 
@@ -17,14 +18,11 @@ def _cli(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
                           timeout=120)
 
 
-def test_help_is_fast_and_lists_the_commands():
-    t0 = time.perf_counter()
-    r = _cli("--help")
-    elapsed = time.perf_counter() - t0
+def test_help_lists_the_commands():
+    r = _cli("--help")  # fast because no heavy library is imported: see the next tests (no timing asserted here)
     assert r.returncode == 0, r.stderr
     for word in ("validate", "run", "version", "--debug"):
         assert word in r.stdout
-    assert elapsed < 3.0, f"compressor --help took {elapsed:.1f}s"
     assert r.stderr == ""
 
 
@@ -78,3 +76,12 @@ def test_version():
 def test_unknown_command_is_a_usage_error():
     r = _cli("frobnicate")
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("recipe", sorted(p.name for p in (ROOT / "recipes").glob("*.yaml")))
+def test_every_shipped_recipe_validates_and_plans(recipe):
+    """The recipes in recipes/ are the documentation: each must validate and get a plan (no model needed)."""
+    r = _cli("validate", f"recipes/{recipe}")
+    assert r.returncode == 0 and ": OK: " in r.stdout, r.stderr
+    r = _cli("plan", f"recipes/{recipe}")
+    assert r.returncode == 0 and "what each stage buys here" in r.stdout, r.stderr
