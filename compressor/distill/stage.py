@@ -188,7 +188,7 @@ def run_distill(ctx: RunContext, cfg: DistillStage) -> dict:
                     "metrics": {split: teacher_metrics} if split else {}},
         "student": {"params": count_parameters(ctx.model), "layers": ctx.model.config.num_hidden_layers,
                     "hidden_size": getattr(ctx.model.config, "hidden_size", None),
-                    "built_from": cfg.student.model_dump(exclude_none=True)},
+                    "built_from": cfg.student.model_dump(exclude_defaults=True)},
         "losses": [c.model_dump() for c in cfg.losses],
         **summaries(callbacks),
     }

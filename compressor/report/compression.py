@@ -133,7 +133,7 @@ def _distill(s: dict, results: dict, where: str) -> Section:
     sec.lines.append(f"Teacher: {t.get('layers')} layers, {t.get('params', 0) / 1e6:.2f} M parameters"
                      + (f", dev {name} {tm * scale:.2f}" if tm is not None else "") + ".")
     sec.lines.append(f"Student: {st.get('layers')} layers, {st.get('params', 0) / 1e6:.2f} M parameters, built from "
-                     f"{st.get('built_from')}; losses: " + ", ".join(x["type"] for x in s.get("losses", [])) + ".")
+                     f"{_built_from(st.get('built_from'))}; losses: " + ", ".join(_loss(x) for x in s.get("losses", [])) + ".")
     if s.get("best_dev") is not None:
         sec.lines.append(f"Best student dev {name} {s['best_dev'] * scale:.2f} at step {s.get('best_step')} of {s.get('steps')}"
                          + (f" ({s['best_dev'] / tm:.1%} of the teacher)" if tm and name == "accuracy" else "") + ".")
@@ -141,6 +141,20 @@ def _distill(s: dict, results: dict, where: str) -> Section:
     if speed:
         sec.lines.append(f"Measured: {speed}.")
     return sec
+
+
+def _loss(x: dict) -> str:
+    if x["type"] != "logits":
+        return x["type"] + (f" ×{x['weight']}" if x.get("weight", 1.0) != 1.0 else "")
+    if x.get("alpha") == 1.0:
+        return "hard labels only (logits, α 1: no teacher signal)"
+    return f"logits (τ {x.get('temperature')}, α {x.get('alpha')})"
+
+
+def _built_from(b) -> str:
+    if not b:
+        return "?"
+    return ", ".join(f"{k} {v}" if k != "current" else "the model the previous stages left" for k, v in b.items())
 
 
 def _int8(s: dict, where: str) -> Section | None:
