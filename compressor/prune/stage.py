@@ -54,6 +54,7 @@ class GradualPruning:
         self.current = 0.0  # the sparsity the masks were last computed for
         self.end = None
         self.curve: list[tuple[int, float]] = []  # (step, measured sparsity) at every update
+        self.warned: set[str] = set()  # matrices already reported as (almost) emptied
 
     # -- loop hooks
     def on_train_begin(self, state) -> None:
@@ -118,6 +119,7 @@ class GradualPruning:
                 return False  # gradient scores exist only after the first step
             raise CompressorError(f"{self.cfg.criterion.type} pruning at step {step}: no gradients observed yet")
         self.masks = masks_for(self.observer.scores(), target, self.cfg.scope)
+        _warn_emptied(self.masks, self.warned)
         self.observer.reset()
         apply_masks(self.weights, self.masks)
         self.current = target
@@ -164,6 +166,15 @@ def observe_gradients(ctx: RunContext, model, batches: int, on_backward) -> int:
     return seen
 
 
+def _warn_emptied(masks: dict[str, torch.Tensor], warned: set[str]) -> None:
+    """A global ranking can zero a whole matrix whose weights are all small (it then passes on only its bias)."""
+    for name, m in masks.items():
+        if name not in warned and m.numel() and m.float().mean().item() < 0.01:
+            warned.add(name)
+            log.warning("pruning removes %.1f %% of %s: it now passes on (almost) only its bias; exclude it "
+                        "(prune `exclude:`) or use `scope: layer` if accuracy collapses", 100 * (1 - m.float().mean().item()), name)
+
+
 @STAGES.register(UnstructuredPrune)
 def run_unstructured(ctx: RunContext, cfg: UnstructuredPrune) -> dict:
     weights = _targets(ctx.recipe, ctx.model, cfg, ctx.stage_path)
@@ -171,7 +182,9 @@ def run_unstructured(ctx: RunContext, cfg: UnstructuredPrune) -> dict:
     batches = 0
     if observer.needs_gradients:
         batches = observe_gradients(ctx, ctx.model, cfg.criterion.batches, observer.observe)
-    apply_masks(weights, masks_for(observer.scores(), cfg.sparsity, cfg.scope))
+    masks = masks_for(observer.scores(), cfg.sparsity, cfg.scope)
+    _warn_emptied(masks, set())
+    apply_masks(weights, masks)
     table = sparsity_table({n: w.detach() for n, w in weights.items()})
     log.info("one-shot unstructured pruning (%s, %s scope%s): %.2f %% of %d weights in %d matrices are zero",
              cfg.criterion.type, cfg.scope, f", {batches} batches observed" if batches else "", 100 * table["sparsity"],

@@ -85,9 +85,11 @@ class DataConfig(Strict):
 
 
 # ---------------------------------------------------------------- pruning / QAT (inside training or as stages)
-# Linear layers whose names match one of these (re.search) are never pruned or fake-quantized unless the
-# recipe's ``exclude`` says otherwise: embeddings, task heads and norms (norms are not Linear anyway).
-DEFAULT_EXCLUDE = ["embed", "classifier", "score", "lm_head", "norm"]
+# Linear layers whose names match one of these (re.search) are never pruned (unstructured) unless the
+# recipe's ``exclude`` says otherwise: embeddings, task heads (BERT's pooler is part of the classification
+# head: its weights are ~10x smaller than the encoder's, so a global magnitude ranking zeroes all of it and the
+# classifier sees a constant) and norms (norms are not Linear anyway).
+DEFAULT_EXCLUDE = ["embed", "classifier", "score", "lm_head", "pooler", "norm"]
 
 
 def _patterns(v: list[str]) -> list[str]:

@@ -93,3 +93,23 @@ def test_module_selection_excludes_embeddings_and_heads_and_checks_patterns(tmp_
     with pytest.raises(PatternError, match="matches no Linear module") as e:
         select_modules(model, [".*"], ["nothing_like_this"], user_exclude=["nothing_like_this"], where="p")
     assert e.value.field == "p.exclude.0"
+
+
+def test_global_scope_that_empties_a_matrix_is_reported(caplog):
+    """A matrix of uniformly small weights (BERT's pooler) loses everything under a global ranking: say so."""
+    import logging
+
+    from compressor.prune.stage import _warn_emptied
+
+    torch.manual_seed(0)
+    scores = {"encoder.dense": torch.randn(64, 64).abs(), "pooler.dense": torch.randn(16, 16).abs() * 0.01}
+    masks = masks_for(scores, 0.5, "global")
+    assert not masks["pooler.dense"].any()
+    warned: set[str] = set()
+    with caplog.at_level(logging.WARNING, logger="compressor"):
+        _warn_emptied(masks, warned)
+        _warn_emptied(masks, warned)  # once per matrix, not at every schedule update
+    assert warned == {"pooler.dense"}
+    assert len([r for r in caplog.records if "pooler.dense" in r.getMessage()]) == 1
+    _warn_emptied(masks_for(scores, 0.5, "layer"), set())  # per-layer scope keeps half of each: no warning
+    assert len(caplog.records) == 1
