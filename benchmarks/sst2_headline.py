@@ -8,6 +8,7 @@ Prerequisites: the runs the recipes make (each a normal `compressor run`; times 
     compressor run recipes/sst2-distill-8k.yaml    # the same KD student on 8,000 labelled rows
     compressor run recipes/sst2-distill-8k.yaml --set name=sst2-student-hard-8k \\
         --set "stages.0.distill.losses=[{type: logits, alpha: 1.0}]"                # ... and its hard-label twin
+    compressor run recipes/sst2-distill-8k-transfer.yaml  # ... plus the rest of SST-2 train as unlabelled transfer text
     compressor run recipes/sst2-qat-student.yaml   # QAT (+ KD) of the KD student
     compressor run recipes/sst2-prune80.yaml       # KD + 80 % gradual magnitude pruning
     compressor run recipes/sst2-structured.yaml    # heads / FFN removed + KD recovery
@@ -55,6 +56,9 @@ RUNS = [
     ("sst2-student-hard", "student 3L hard labels", "finetune → same student, hard labels only",
      [("fp32 PyTorch", "torch", "model")]),
     ("sst2-distill-8k", "student 3L KD, 8k rows", "finetune → distill on 8,000 labelled rows (logits + hidden)",
+     [("fp32 PyTorch", "torch", "model")]),
+    ("sst2-distill-8k-transfer", "student 3L KD, 8k rows + transfer set",
+     "finetune → distill on 8,000 labelled rows + 59k unlabelled sentences (teacher-supervised)",
      [("fp32 PyTorch", "torch", "model")]),
     ("sst2-student-hard-8k", "student 3L hard labels, 8k rows", "finetune → same student, 8,000 rows, hard labels only",
      [("fp32 PyTorch", "torch", "model")]),
@@ -254,7 +258,9 @@ def render(out: dict) -> str:
     if out["missing"]:
         lines += [f"Not run, so not in the table: {', '.join(out['missing'])}.", ""]
     pairs = [("full training set", "sst2-distill", "student 3L KD", "student 3L hard labels"),
-             ("8,000 labelled rows", "sst2-distill-8k", "student 3L KD, 8k rows", "student 3L hard labels, 8k rows")]
+             ("8,000 labelled rows", "sst2-distill-8k", "student 3L KD, 8k rows", "student 3L hard labels, 8k rows"),
+             ("8,000 labelled rows + the other 59k training sentences unlabelled (transfer set; hard labels cannot use it)",
+              "sst2-distill-8k-transfer", "student 3L KD, 8k rows + transfer set", "student 3L hard labels, 8k rows")]
     rows = []
     for setting, run, kd_label, hard_label in pairs:
         kd, hard = acc.get(f"{kd_label}: fp32 PyTorch"), acc.get(f"{hard_label}: fp32 PyTorch")

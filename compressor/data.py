@@ -283,7 +283,7 @@ def _dedupe(splits: dict[str, Split]) -> dict[str, Split]:
 
 
 def load_transfer(cfg, base_dir: Path | None, exclude: set, seed: int, field: str) -> Split:
-    """Unlabelled texts for distillation (``TransferData``): no duplicates, nothing from ``exclude`` (eval texts)."""
+    """Unlabelled texts for distillation (``TransferData``): no duplicates, nothing from ``exclude`` (labelled and eval texts)."""
     try:
         path = Path(resolve(cfg.path, base_dir, f"{field}.path"))
     except CompressorError as e:
@@ -310,15 +310,16 @@ def load_transfer(cfg, base_dir: Path | None, exclude: set, seed: int, field: st
             seen.add(k)
             kept.append(t)
     if not kept:
-        raise DataError(f"{path}: no transfer text left after removing duplicates and dev / test texts")
-    log.info("%s: %d transfer texts (%d duplicates or eval texts dropped)", field, len(kept), len(texts) - len(kept))
+        raise DataError(f"{path}: no transfer text left after removing duplicates, labelled training texts and dev / test texts")
+    log.info("%s: %d transfer texts (%d duplicates, labelled or eval texts dropped)", field, len(kept), len(texts) - len(kept))
     return _subsample(Split(kept), cfg.max_samples, seed)
 
 
-def eval_texts(dataset: Dataset) -> set:
-    """Normalized texts of the dev and test splits (what a transfer set must not contain)."""
+def eval_texts(dataset: Dataset, splits: tuple[str, ...] = ("dev", "test")) -> set:
+    """Normalized texts of the dev and test splits (what a transfer set must not contain); with
+    ``splits=("train", "dev", "test")`` also the labelled training texts (already learnt from, with labels)."""
     out = set()
-    for name in ("dev", "test"):
+    for name in splits:
         for t in dataset.splits.get(name, Split([])).texts:
             out.add(t.strip().lower() if isinstance(t, str) else tuple(x.strip().lower() for x in t))
     return out

@@ -362,7 +362,9 @@ def run(recipe_path: str | Path | None = None, overrides: list[str] | None = Non
                 keep_baseline(ctx, kind, cfg)
                 if kind in MODEL_STAGES or procs.is_main:
                     result = STAGES.get(cfg)(ctx, cfg) or {}
-                result = {"stage": kind, "seconds": round(time.perf_counter() - t0, 2), **result}
+                # a resumed stage counts the time its interrupted process(es) spent too
+                seconds = time.perf_counter() - t0 + result.get("resumed_seconds", 0.0)
+                result = {"stage": kind, "seconds": round(seconds, 2), **result}
                 ctx.stage_results.append(result)
                 ctx.task_trained = ctx.task_trained or kind in ("finetune", "distill")
                 if procs.is_main:

@@ -300,7 +300,7 @@ DistillLoss = Annotated[Union[LogitLoss, HiddenLoss, AttentionLoss], Field(discr
 
 class TransferData(Strict):
     """Unlabelled text the student also learns from, through the teacher's outputs alone (a knowledge-transfer set,
-    as TinyBERT's augmented data): rows whose text is in the dev or test split are dropped."""
+    as TinyBERT's augmented data): rows whose text is in the training (labelled), dev or test split are dropped."""
 
     path: str = Field(description="csv / tsv / jsonl / parquet / txt file, or pkg://… (relative to the recipe)")
     text: str | list[str] = Field(default="text", description="text column(s); a .txt file gives one text per line")

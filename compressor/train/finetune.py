@@ -24,7 +24,8 @@ def dev_eval_fn(ctx: RunContext, batch_size: int):
 
 
 def summarize(state) -> dict:
-    return {"steps": state.step, "best_step": state.best_step, "best_dev": state.best_metric, "history": state.history}
+    return {"steps": state.step, "best_step": state.best_step, "best_dev": state.best_metric, "history": state.history,
+            "resumed_seconds": round(state.seconds_before, 2)}
 
 
 @STAGES.register(FinetuneStage)

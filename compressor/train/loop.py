@@ -56,6 +56,7 @@ class TrainState:
     best_step: int | None = None
     bad_evals: int = 0
     history: list[dict] = field(default_factory=list)  # one record per logged step / eval
+    seconds_before: float = 0.0  # training time spent by the interrupted process(es) this run resumed from
     model: Any = None
     optimizer: Any = None
 
@@ -163,7 +164,8 @@ def train(
             if best_state is not None:
                 torch.save(best_state, tmp / "best_weights.pt")
             meta = {"step": state.step, "batches_seen": batches_seen, "total_steps": total, "best_metric": state.best_metric,
-                    "best_step": state.best_step, "bad_evals": state.bad_evals, "history": state.history}
+                    "best_step": state.best_step, "bad_evals": state.bad_evals, "history": state.history,
+                    "seconds": state.seconds_before + time.perf_counter() - t0}
             atomic_write_json(tmp / TRAINER_STATE, meta)
             replace_dir(tmp, checkpoint_dir)
         accel.wait_for_everyone()
@@ -174,6 +176,7 @@ def train(
         state.step, batches_seen = meta["step"], meta["batches_seen"]
         state.best_metric, state.best_step, state.bad_evals = meta["best_metric"], meta["best_step"], meta["bad_evals"]
         state.history = meta["history"]
+        state.seconds_before = float(meta.get("seconds", 0.0))
         state.epoch = state.step / steps_per_epoch
         if (checkpoint_dir / "best_weights.pt").is_file():
             best_state = torch.load(checkpoint_dir / "best_weights.pt", map_location="cpu", weights_only=True)

@@ -81,6 +81,8 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_dir, tmp_path):
     steps = [h["step"] for h in got["stages"][0]["history"] if "eval" in h]
     assert steps == [50, 100, 150, 200, 250, 300]  # the step count continued, not restarted
     assert got["stages"][0]["history"][-1]["step"] == TOTAL
+    assert got["stages"][0]["resumed_seconds"] > 0  # the stage's time counts the killed process's training too
+    assert got["stages"][0]["seconds"] >= got["stages"][0]["resumed_seconds"]
     a, b_ = ref["artifacts"]["pytorch"]["metrics"]["dev"], got["artifacts"]["pytorch"]["metrics"]["dev"]
     assert b_["accuracy"] == pytest.approx(a["accuracy"], abs=1e-6)
     wa, wb = _weights(ref_dir), _weights(run_dir)
