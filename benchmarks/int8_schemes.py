@@ -237,8 +237,9 @@ def render(out: dict) -> str:
         "Static INT8 is QDQ (uint8 activations, int8 per-channel weights) around the MatMuls / Gemms with constant weights "
         "and uint8 embedding tables; on the fused graph the Attention ops become QAttention (dynamic: ONNX Runtime has no "
         "static kernel for fused Attention). QAT: fake-quant training of every Linear layer (int8 per-channel weights, "
-        "uint8 per-tensor activations) with KD from the fp32 teacher, exported as QDQ with int8 weights and uint8 "
-        "embedding tables.", "",
+        "uint8 per-tensor activations) with KD from the fp32 teacher, exported as QDQ with int8 weights, and uint8 "
+        "embedding tables only where they stay within the export's parity tolerance (else fp32 tables: a larger file; "
+        "the run's log says which).", "",
         "## Machine", "",
         f"{fp['cpu']}, {fp['cores']} cores, flags {', '.join(fp['cpu_flags'])}; torch {fp['torch']}, transformers "
         f"{fp['transformers']}, onnxruntime {fp['onnxruntime']}; GPU: {fp['gpu'] or 'none'}.",
