@@ -80,6 +80,9 @@ def _unstructured(p: dict, results: dict, where: str) -> Section:
         size += f" (baseline: {_mb(base['size_bytes'])} dense, {_mb(base['gzip_bytes'])} gzip)"
     sec.lines.append(size + ".")
     speed = _speed_sentence(results)
+    if speed and base and base.get("params") and mine.get("params") and base["params"] != mine["params"]:
+        speed += (f"; the baseline is another architecture ({base['params'] / 1e6:.2f} M vs {mine['params'] / 1e6:.2f} M "
+                  "parameters, e.g. the distillation teacher), so this difference comes from the architecture, not from the zeros")
     sec.lines.append(f"**{SMALLER_NOT_FASTER.capitalize()}**: the zeros stay in dense matrices and ONNX Runtime CPU / "
                      "PyTorch have no sparse kernels for them. "
                      + (f"Measured: {speed}." if speed else "No same-run latency of the unpruned model to compare with."))
