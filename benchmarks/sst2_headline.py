@@ -9,6 +9,10 @@ Prerequisites: the runs the recipes make (each a normal `compressor run`; times 
     compressor run recipes/sst2-distill-8k.yaml --set name=sst2-student-hard-8k \\
         --set "stages.0.distill.losses=[{type: logits, alpha: 1.0}]"                # ... and its hard-label twin
     compressor run recipes/sst2-distill-8k-transfer.yaml  # ... plus the rest of SST-2 train as unlabelled transfer text
+    compressor run recipes/sst2-8k-teacher.yaml    # the brief's reference setting: an 8k-row teacher ...
+    compressor run recipes/sst2-8k-distill.yaml    # ... its KD student, and its hard-label twin:
+    compressor run recipes/sst2-8k-distill.yaml --set name=sst2-8k-student-hard \\
+        --set "stages.0.distill.losses=[{type: logits, alpha: 1.0}]"
     compressor run recipes/sst2-qat-student.yaml   # QAT (+ KD) of the KD student
     compressor run recipes/sst2-prune80.yaml       # KD + 80 % gradual magnitude pruning
     compressor run recipes/sst2-structured.yaml    # heads / FFN removed + KD recovery
