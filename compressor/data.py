@@ -299,13 +299,10 @@ def load_transfer(cfg, base_dir: Path | None, exclude: set, seed: int, field: st
         columns = [df[c].astype(str).tolist() for c in cols]
         texts = columns[0] if len(cols) == 1 else list(zip(*columns))
 
-    def key(t):
-        return t.strip().lower() if isinstance(t, str) else tuple(x.strip().lower() for x in t)
-
     seen = set(exclude)
     kept = []
     for t in texts:
-        k = key(t)
+        k = _text_key(t)
         if k and k not in seen:
             seen.add(k)
             kept.append(t)
@@ -315,14 +312,15 @@ def load_transfer(cfg, base_dir: Path | None, exclude: set, seed: int, field: st
     return _subsample(Split(kept), cfg.max_samples, seed)
 
 
-def eval_texts(dataset: Dataset, splits: tuple[str, ...] = ("dev", "test")) -> set:
-    """Normalized texts of the dev and test splits (what a transfer set must not contain); with
-    ``splits=("train", "dev", "test")`` also the labelled training texts (already learnt from, with labels)."""
-    out = set()
-    for name in splits:
-        for t in dataset.splits.get(name, Split([])).texts:
-            out.add(t.strip().lower() if isinstance(t, str) else tuple(x.strip().lower() for x in t))
-    return out
+def _text_key(t):
+    """A text (or text pair) as compared for duplicates: stripped and lower-cased."""
+    return t.strip().lower() if isinstance(t, str) else tuple(x.strip().lower() for x in t)
+
+
+def known_texts(dataset: Dataset) -> set:
+    """Keys of every text in the dataset's splits: what a transfer set must not contain (dev / test texts would
+    leak into evaluation; training texts are already learnt from, with their labels)."""
+    return {_text_key(t) for split in dataset.splits.values() for t in split.texts}
 
 
 def concat(a: Encoded, b: Encoded, b_label: int = -100) -> Encoded:

@@ -114,8 +114,7 @@ def with_transfer(ctx: RunContext, cfg: DistillStage, train_set):
     if ctx.task != "sequence-classification":
         raise ctx.recipe.error(field, "a transfer set is for classifiers (a causal LM's extra text is just more data.train)")
     try:
-        split = D.load_transfer(cfg.transfer, ctx.recipe_dir, D.eval_texts(ctx.dataset, ("train", "dev", "test")),
-                                ctx.seed, field)
+        split = D.load_transfer(cfg.transfer, ctx.recipe_dir, D.known_texts(ctx.dataset), ctx.seed, field)
     except DataError as e:
         raise ctx.recipe.error(f"{field}.path", str(e)) from None
     extra = D.encode_split(split, ctx.tokenizer, ctx.recipe.data.max_length)

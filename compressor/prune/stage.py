@@ -118,8 +118,7 @@ class GradualPruning:
             if step == 0:
                 return False  # gradient scores exist only after the first step
             raise CompressorError(f"{self.cfg.criterion.type} pruning at step {step}: no gradients observed yet")
-        self.masks = masks_for(self.observer.scores(), target, self.cfg.scope)
-        _warn_emptied(self.masks, self.warned)
+        self.masks = _masks(self.observer.scores(), target, self.cfg.scope, self.warned)
         self.observer.reset()
         apply_masks(self.weights, self.masks)
         self.current = target
@@ -166,13 +165,21 @@ def observe_gradients(ctx: RunContext, model, batches: int, on_backward) -> int:
     return seen
 
 
+def _masks(scores: dict[str, torch.Tensor], sparsity: float, scope: str, warned: set[str]) -> dict[str, torch.Tensor]:
+    """``masks_for``, warning (once per matrix, via ``warned``) about matrices it (almost) empties."""
+    masks = masks_for(scores, sparsity, scope)
+    _warn_emptied(masks, warned)
+    return masks
+
+
 def _warn_emptied(masks: dict[str, torch.Tensor], warned: set[str]) -> None:
     """A global ranking can zero a whole matrix whose weights are all small (it then passes on only its bias)."""
     for name, m in masks.items():
-        if name not in warned and m.numel() and m.float().mean().item() < 0.01:
+        kept = m.float().mean().item() if m.numel() else 1.0
+        if name not in warned and kept < 0.01:
             warned.add(name)
             log.warning("pruning removes %.1f %% of %s: it now passes on (almost) only its bias; exclude it "
-                        "(prune `exclude:`) or use `scope: layer` if accuracy collapses", 100 * (1 - m.float().mean().item()), name)
+                        "(prune `exclude:`) or use `scope: layer` if accuracy collapses", 100 * (1 - kept), name)
 
 
 @STAGES.register(UnstructuredPrune)
@@ -182,9 +189,7 @@ def run_unstructured(ctx: RunContext, cfg: UnstructuredPrune) -> dict:
     batches = 0
     if observer.needs_gradients:
         batches = observe_gradients(ctx, ctx.model, cfg.criterion.batches, observer.observe)
-    masks = masks_for(observer.scores(), cfg.sparsity, cfg.scope)
-    _warn_emptied(masks, set())
-    apply_masks(weights, masks)
+    apply_masks(weights, _masks(observer.scores(), cfg.sparsity, cfg.scope, set()))
     table = sparsity_table({n: w.detach() for n, w in weights.items()})
     log.info("one-shot unstructured pruning (%s, %s scope%s): %.2f %% of %d weights in %d matrices are zero",
              cfg.criterion.type, cfg.scope, f", {batches} batches observed" if batches else "", 100 * table["sparsity"],
