@@ -237,6 +237,7 @@ def export(
     from compressor.export.onnx import parity, write_provenance
     from compressor.export.stage import export_fp32
     from compressor.models import load_config, load_model, load_tokenizer
+    from compressor.quantize.cpu_graph import tune_layernorm
     from compressor.quantize.ptq import quantize_dynamic_file
     from compressor.recipe.schema import DynamicQuant, ExportStage
 
@@ -284,9 +285,11 @@ def export(
         q = out / "model.int8.onnx"
         qcfg = DynamicQuant()
         quantize_dynamic_file(best, q, qcfg)
+        kernels = tune_layernorm(q, qcfg.layernorm)
         check_q = parity(model, q, batches, None, what="INT8")
         write_provenance(q, {"artifact": "int8", **source, "source_graph": best.name, "scheme": "dynamic",
-                             "weight_type": "int8", "per_channel": qcfg.per_channel, "parity": check_q})
+                             "weight_type": "int8", "per_channel": qcfg.per_channel, "layernorm_kernels": kernels,
+                             "parity": check_q})
         typer.echo(f"{q}: dynamic INT8 of {best.name}; max |diff| {check_q['max_abs_diff']:.2e}, "
                    f"argmax agreement {check_q['argmax_agreement']:.1%}")
     if out.resolve() != model_dir.resolve():  # the folder stands on its own: eval / bench find the tokenizer there

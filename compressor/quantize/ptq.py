@@ -11,6 +11,7 @@ from compressor.context import RunContext
 from compressor.errors import CompressorError
 from compressor.export.onnx import parity, write_provenance
 from compressor.export.stage import parity_batches
+from compressor.quantize.cpu_graph import tune_layernorm
 from compressor.recipe.schema import DynamicQuant
 from compressor.registry import STAGES
 from compressor.rundir import quiet_libraries, tmp_sibling
@@ -58,12 +59,13 @@ def run_dynamic(ctx: RunContext, cfg: DynamicQuant) -> dict:
         check_node_names(ctx, graph, cfg.exclude_nodes, "exclude_nodes")
     dst = ctx.run_dir / "onnx" / "model.int8.onnx"
     quantize_dynamic_file(source, dst, cfg)
+    kernels = tune_layernorm(dst, cfg.layernorm, ctx.recipe.bench.threads)
     batches = parity_batches(ctx)
     check = parity(ctx.model, dst, batches, tolerance=None, what="INT8") if batches else {}
     ctx.artifacts["int8"] = dst
     record = {"artifact": "int8", "source": source.name, "scheme": "dynamic", "weight_type": "int8",
               "per_channel": cfg.per_channel, "reduce_range": cfg.reduce_range, "included_nodes": list(cfg.include_nodes),
-              "excluded_nodes": list(cfg.exclude_nodes),
+              "excluded_nodes": list(cfg.exclude_nodes), "layernorm_kernels": kernels,
               "parity": check}
     write_provenance(dst, record)
     ctx.provenance["int8"] = record

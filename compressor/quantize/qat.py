@@ -493,6 +493,11 @@ def run_qat_export(ctx: RunContext, cfg: QATQuant) -> dict:
         log.warning("qat export: %s", embedding_note)
         info = export_qdq(ctx.model, batches[0], dst, cfg.opset, quantize_embeddings=False)
         check = parity(ctx.model, dst, batches, cfg.tolerance, what="QAT INT8")
+    from compressor.quantize.cpu_graph import tune_layernorm
+
+    layernorm = tune_layernorm(dst, cfg.layernorm, ctx.recipe.bench.threads)
+    if layernorm.get("skip_layernorm") or layernorm.get("add_layernorm"):
+        check = parity(ctx.model, dst, batches, cfg.tolerance, what="QAT INT8")
     kernels = ort_kernels(dst)
     integer = {k: v for k, v in kernels.items() if k in INTEGER_KERNELS}
     layer = next(m for _, m in _wrappers(ctx.model))
@@ -501,7 +506,7 @@ def run_qat_export(ctx: RunContext, cfg: QATQuant) -> dict:
               "weights": "int8, symmetric, per output channel (scale max|w|/127, zero point 0)",
               "activations": "uint8, asymmetric, per tensor (observed ranges, frozen in training)",
               "embeddings": "uint8, asymmetric, per tensor, weight-only" if info["embeddings_quantized"] else "fp32",
-              **info, "embedding_fallback": embedding_note, "parity": check, "ort_kernels": kernels,
+              **info, "embedding_fallback": embedding_note, "parity": check, "layernorm_kernels": layernorm, "ort_kernels": kernels,
               "ort_integer_kernels": integer, "activation_ranges": activation_ranges(ctx.model)}
     write_provenance(dst, record)
     ctx.artifacts["int8"], ctx.provenance["int8"] = dst, record

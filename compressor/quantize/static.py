@@ -42,6 +42,7 @@ from compressor.export.onnx import parity, write_provenance
 from compressor.export.stage import parity_batches
 from compressor.quantize.budget import SENSITIVITY_SAMPLES, fit_budget, sensitivity
 from compressor.quantize.calibration import METHOD_NAMES, calibrate, calibration_split, range_table
+from compressor.quantize.cpu_graph import tune_layernorm
 from compressor.recipe.schema import StaticQuant
 from compressor.registry import STAGES
 from compressor.rundir import quiet_libraries, tmp_sibling
@@ -321,6 +322,7 @@ def run_static(ctx: RunContext, cfg: StaticQuant) -> dict:
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
+    kernels = tune_layernorm(dst, cfg.layernorm, threads)
     batches = parity_batches(ctx)
     check = parity(ctx.model, dst, batches, tolerance=None, what="static INT8") if batches else {}
     quantized = [n for n in plan.static + plan.dynamic if n not in set(kept)]
@@ -335,7 +337,7 @@ def run_static(ctx: RunContext, cfg: StaticQuant) -> dict:
         "quantized_nodes": len(quantized), "dynamic_nodes": [n for n in plan.dynamic if n in quantized],
         "skipped": plan.skipped, "included_nodes": list(cfg.include_nodes), "excluded_nodes": list(cfg.exclude_nodes),
         "excluded_op_types": list(cfg.exclude_op_types),
-        "kept_fp32": kept, "budget": budget, "parity": check,
+        "kept_fp32": kept, "budget": budget, "layernorm_kernels": kernels, "parity": check,
     }
     write_provenance(dst, record)
     ctx.artifacts["int8"] = dst

@@ -352,6 +352,9 @@ class DynamicQuant(Strict):
     optimized: bool = Field(default=True, description="quantize the fused (optimized) graph when there is one")
     include_nodes: list[str] = Field(default_factory=list, description="only these graph nodes (default: all MatMuls)")
     exclude_nodes: list[str] = Field(default_factory=list)
+    layernorm: Literal["auto", "split", "fused"] = Field(
+        default="auto", description="residual Add + LayerNorm on CPU: 'split' writes Sum + LayerNormalization, which ONNX "
+        "Runtime does not fuse into SkipLayerNormalization (6x slower on ORT 1.32 CPU); 'auto' times both here")
 
 
 class StaticQuant(Strict):
@@ -376,6 +379,9 @@ class StaticQuant(Strict):
     max_drop: float | None = Field(default=None, ge=0, description="accuracy points (perplexity for LMs) INT8 may lose")
     max_drop_relative: float | None = Field(default=None, ge=0, le=1, description="fraction of the fp32 metric")
     fallback_trials: int = Field(default=4, ge=0, le=64)
+    layernorm: Literal["auto", "split", "fused"] = Field(
+        default="auto", description="residual Add + LayerNorm on CPU: 'split' writes Sum + LayerNormalization, which ONNX "
+        "Runtime does not fuse into SkipLayerNormalization (6x slower on ORT 1.32 CPU); 'auto' times both here")
 
     # field validators (not one model validator) so that errors point at the offending key's line
     @field_validator("percentile")
@@ -414,6 +420,9 @@ class QATQuant(Strict):
     opset: int = Field(default=17, ge=13, le=23, description="QDQ per-channel weights need opset >= 13")
     tolerance: float = Field(default=0.05, gt=0, le=100, description="largest |ONNX − fake-quant PyTorch| logit difference")
     quantize_embeddings: bool = Field(default=True, description="int8 embedding tables (weight-only, dequantized rows)")
+    layernorm: Literal["auto", "split", "fused"] = Field(
+        default="auto", description="residual Add + LayerNorm on CPU: 'split' writes Sum + LayerNormalization, which ONNX "
+        "Runtime does not fuse into SkipLayerNormalization (6x slower on ORT 1.32 CPU); 'auto' times both here")
 
 
 QuantizeStage = Annotated[Union[DynamicQuant, StaticQuant, QATQuant], Field(discriminator="type")]
