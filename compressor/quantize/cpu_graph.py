@@ -55,19 +55,20 @@ def split_skip_layernorm(model) -> dict:
     drop: set[int] = set()
     replace: dict[int, list] = {}
 
-    def single_use_add(name: str):
+    def add_producing(name: str, single_use: bool):
         node = producer.get(name)
-        ok = node is not None and node.op_type == "Add" and node.domain in ("", "ai.onnx") and used.get(name) == 1
-        return node if ok else None
+        ok = node is not None and node.op_type == "Add" and node.domain in ("", "ai.onnx")
+        return node if ok and (used.get(name) == 1 or not single_use) else None
 
     for node in graph.node:
         if node.op_type == "LayerNormalization" and node.domain in ("", "ai.onnx"):
-            add = single_use_add(node.input[0])
-            if add is None or id(add) in drop:
+            # the residual sum may feed more than the LayerNorm (pre-LN decoders): Sum keeps its output name
+            add = add_producing(node.input[0], single_use=False)
+            if add is None or id(add) in drop or add.op_type != "Add":
                 continue
             terms: list[str] = []
-            for name in add.input:  # fold a bias Add feeding the residual Add: Sum takes all three
-                inner = single_use_add(name)
+            for name in add.input:  # fold a bias Add feeding only the residual Add: Sum takes all three
+                inner = add_producing(name, single_use=True)
                 if inner is not None and id(inner) not in drop:
                     terms.extend(inner.input)
                     drop.add(id(inner))

@@ -131,3 +131,26 @@ def test_skip_layernorm_with_statistics_outputs_is_kept():
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
     assert split_skip_layernorm(model) == {"skip_layernorm": 0, "add_layernorm": 0, "kept": 1}
     assert [n.op_type for n in model.graph.node] == ["SkipLayerNormalization"]
+
+
+def test_pre_layernorm_decoder_residuals_with_several_readers(tiny_dir, tmp_path):
+    """GPT-2's residual sum feeds the LayerNorm and the next residual: the Sum keeps its name for both readers."""
+    from compressor.export.onnx import export_model
+    from compressor.models import load_model, load_tokenizer
+    from compressor.quantize.ptq import quantize_dynamic_file
+    from compressor.recipe.schema import DynamicQuant
+
+    model = load_model(tiny_dir / "gpt2", "causal-lm")
+    tok = load_tokenizer(tiny_dir / "gpt2")
+    export_model(model, dict(tok(["a good film", "a bad film"], padding=True, return_tensors="np")), tmp_path / "lm.onnx")
+    quantize_dynamic_file(tmp_path / "lm.onnx", tmp_path / "lm.int8.onnx", DynamicQuant())
+    shutil.copy(tmp_path / "lm.int8.onnx", tmp_path / "split.onnx")
+    record = tune_layernorm(tmp_path / "split.onnx", "split")
+    assert record["add_layernorm"] == 2 * 2 + 1  # 2 blocks x (ln_1, ln_2) + ln_f
+    graph = onnx.load(str(tmp_path / "split.onnx")).graph
+    readers = Counter(i for n in graph.node for i in n.input)
+    assert any(readers[n.output[0]] > 1 for n in graph.node if n.op_type == "Sum")  # a shared residual, still one tensor
+    a, b = _session(tmp_path / "lm.int8.onnx"), _session(tmp_path / "split.onnx")
+    feed = {i.name: np.random.default_rng(1).integers(5, 60, (2, 12)) if i.name == "input_ids" else np.ones((2, 12), np.int64)
+            for i in a.get_inputs()}
+    np.testing.assert_allclose(b.run(None, feed)[0], a.run(None, feed)[0], atol=1e-5)
