@@ -280,6 +280,9 @@ def run_vocabulary(ctx: RunContext, cfg: VocabularyPrune) -> dict:
     except ModelError as e:
         raise ctx.recipe.error(ctx.stage_path, str(e)) from None
     counts = count_tokens(f["input_ids"] for f in ctx.encoded["train"].features)
+    extra = extra_counts(ctx, cfg)
+    added = sum(1 for i in extra if i not in counts)
+    counts.update(extra)
     eval_fn = dev_eval_fn(ctx, 64)
     dev_before = eval_fn(ctx.model) if eval_fn else None
     max_length = ctx.recipe.data.max_length
@@ -298,4 +301,29 @@ def run_vocabulary(ctx: RunContext, cfg: VocabularyPrune) -> dict:
     return {"type": "vocabulary", **{k: info[k] for k in ("vocab_before", "vocab_after", "params_before", "params_after",
                                                           "embedding_params_before", "embedding_params_after", "kept",
                                                           "coverage")},
+            "extra_texts": list(cfg.extra_texts), "tokens_only_in_extra_texts": added,
             "dev_before": dev_before, "dev_after": dev_after}
+
+
+def extra_counts(ctx: RunContext, cfg: VocabularyPrune) -> Counter:
+    """Token counts of the ``extra_texts`` files (tokenized in chunks, no special tokens)."""
+    from compressor.data import read_text
+    from compressor.errors import CompressorError, DataError
+    from compressor.models import resolve
+
+    counts: Counter = Counter()
+    for j, spec in enumerate(cfg.extra_texts):
+        field = f"{ctx.stage_path}.extra_texts.{j}"
+        try:
+            path = Path(resolve(spec, ctx.recipe_dir, field))
+            lines = [t.strip() for t in read_text(path, ctx.recipe.data.encoding).replace("\r", "").split("\n") if t.strip()]
+        except (CompressorError, DataError) as e:
+            raise ctx.recipe.error(field, str(e)) from None
+        if not lines:
+            raise ctx.recipe.error(field, f"{path}: no text in it")
+        before = len(counts)
+        for i in range(0, len(lines), 1024):
+            counts.update(count_tokens(ctx.tokenizer(lines[i:i + 1024], add_special_tokens=False, verbose=False)["input_ids"]))
+        log.info("vocabulary: %s: %d lines, %d tokens not seen in the files before it", path.name, len(lines),
+                 len(counts) - before)
+    return counts

@@ -194,6 +194,9 @@ class VocabularyPrune(Strict):
     type: Literal["vocabulary"] = "vocabulary"
     min_count: int = Field(default=1, ge=1, description="a token must occur this often in the training texts")
     keep_single_chars: bool = Field(default=True, description="also keep one-character tokens, so unseen words still split")
+    extra_texts: list[str] = Field(
+        default_factory=list, description="unlabelled text files (one text per line) whose tokens are kept too, e.g. "
+        "general English, so that words a small training split lacks keep their own embedding rows")
 
 
 PruneStage = Annotated[Union[UnstructuredPrune, StructuredPrune, VocabularyPrune], Field(discriminator="type")]

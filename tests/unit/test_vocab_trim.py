@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,29 @@ def test_stage_refuses_causal_lm(tiny_dir, tmp_path):
     ctx = make_context(tiny_dir, tmp_path, task="causal-lm")
     with pytest.raises(RecipeError, match="sequence-classification"):
         run_vocabulary(ctx, VocabularyPrune())
+
+
+def test_stage_keeps_the_tokens_of_extra_texts(tiny_dir, tmp_path):
+    """Words the training split lacks survive when an extra (unlabelled) text file uses them."""
+    from compressor.recipe.schema import VocabularyPrune
+
+    small = tmp_path / "tiny"  # a training set of four words; "superb" and "dull" only in the extra text
+    shutil.copytree(tiny_dir, small, ignore=shutil.ignore_patterns("gpt2", "llama"))
+    (small / "sent.csv").write_text("text,label\n" + "".join(f"{w} film,{y}\n" for w, y in [("good", "positive"),
+                                                                                       ("bad", "negative")] * 20))
+    (tmp_path / "general.txt").write_text("a superb film\r\n\n dull \n")
+    plain = run_vocabulary(make_context(small, tmp_path / "a"), VocabularyPrune(keep_single_chars=False))
+    ctx = make_context(small, tmp_path / "b")
+    result = run_vocabulary(ctx, VocabularyPrune(keep_single_chars=False, extra_texts=[str(tmp_path / "general.txt")]))
+    kept = ctx.tokenizer.get_vocab()
+    assert {"superb", "dull", "a"} <= set(kept) and "great" not in kept
+    assert result["tokens_only_in_extra_texts"] == 3 and result["vocab_after"] == plain["vocab_after"] + 3
+    assert result["extra_texts"] == [str(tmp_path / "general.txt")]
+
+
+def test_stage_names_a_missing_extra_text(tiny_dir, tmp_path):
+    from compressor.recipe.schema import VocabularyPrune
+
+    ctx = make_context(tiny_dir, tmp_path)
+    with pytest.raises(RecipeError, match="extra_texts.0: nope.txt: no such file"):
+        run_vocabulary(ctx, VocabularyPrune(extra_texts=["nope.txt"]))
