@@ -51,6 +51,17 @@ def _speed_sentence(results: dict) -> str | None:
     return None
 
 
+def _noise_caveat(results: dict, speed: str, what: str) -> str:
+    """A latency gap between two models of the same size and architecture is timing noise: say so."""
+    arts = results["artifacts"]
+    base, mine = arts.get("baseline", {}), arts.get("pytorch", {})
+    if "(the same within" in speed or not base.get("params") or base.get("params") != mine.get("params"):
+        return speed
+    busy = any("busy" in n for n in results.get("bench_notes", []))
+    return (speed + f"; the same architecture runs the same dense kernels, so a gap this size is timing noise, {what}"
+            + (" (the machine was busy while timing: see the benchmark notes)" if busy else ""))
+
+
 def _metric_sentence(results: dict) -> str | None:
     pm, split = results["primary_metric"], eval_split(results)
     arts = results["artifacts"]
@@ -83,6 +94,8 @@ def _unstructured(p: dict, results: dict, where: str) -> Section:
     if speed and base and base.get("params") and mine.get("params") and base["params"] != mine["params"]:
         speed += (f"; the baseline is another architecture ({base['params'] / 1e6:.2f} M vs {mine['params'] / 1e6:.2f} M "
                   "parameters, e.g. the distillation teacher), so this difference comes from the architecture, not from the zeros")
+    elif speed:
+        speed = _noise_caveat(results, speed, "not the zeros")
     sec.lines.append(f"**{SMALLER_NOT_FASTER.capitalize()}**: the zeros stay in dense matrices and ONNX Runtime CPU / "
                      "PyTorch have no sparse kernels for them. "
                      + (f"Measured: {speed}." if speed else "No same-run latency of the unpruned model to compare with."))
@@ -142,7 +155,7 @@ def _distill(s: dict, results: dict, where: str) -> Section:
                          + (f" ({s['best_dev'] / tm:.1%} of the teacher)" if tm and name == "accuracy" else "") + ".")
     speed = _speed_sentence(results)
     if speed:
-        sec.lines.append(f"Measured: {speed}.")
+        sec.lines.append(f"Measured: {_noise_caveat(results, speed, 'not a gain of distillation')}.")
     return sec
 
 
