@@ -49,7 +49,8 @@ def split_skip_layernorm(model) -> dict:
     from onnx import helper
 
     graph = model.graph
-    producer = {out: node for node in graph.node for out in node.output}
+    nodes_in = list(graph.node)  # one Python object per node, held for the whole pass: ids below stay valid
+    producer = {out: node for node in nodes_in for out in node.output}
     used = _consumers(graph)
     rewritten_sln = rewritten_add = kept = 0
     drop: set[int] = set()
@@ -60,7 +61,7 @@ def split_skip_layernorm(model) -> dict:
         ok = node is not None and node.op_type == "Add" and node.domain in ("", "ai.onnx")
         return node if ok and (used.get(name) == 1 or not single_use) else None
 
-    for node in graph.node:
+    for node in nodes_in:
         if node.op_type == "LayerNormalization" and node.domain in ("", "ai.onnx"):
             # the residual sum may feed more than the LayerNorm (pre-LN decoders): Sum keeps its output name
             add = add_producing(node.input[0], single_use=False)
@@ -95,7 +96,7 @@ def split_skip_layernorm(model) -> dict:
             rewritten_sln += 1
     if replace or drop:
         nodes = []
-        for node in graph.node:
+        for node in nodes_in:
             if id(node) in replace:
                 nodes.extend(replace[id(node)])
             elif id(node) not in drop:
