@@ -44,14 +44,10 @@ def profile(path: Path, batch: int, seq: int, runs: int, vocab: int, prefix: Pat
     opts.enable_profiling = True
     opts.profile_file_prefix = str(prefix)
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    rng = np.random.default_rng(0)
-    feed = {}
-    for i in session.get_inputs():
-        feed[i.name] = np.ones((batch, seq), np.int64)
-        if i.name == "input_ids":
-            feed[i.name] = rng.integers(1000, vocab, (batch, seq))
-        elif i.name == "token_type_ids":
-            feed[i.name][:] = 0
+    from compressor.bench.runner import synthetic_batch  # the inputs the benchmarks time
+
+    synthetic = synthetic_batch(batch, seq, vocab)
+    feed = {i.name: synthetic[i.name] for i in session.get_inputs()}
     for _ in range(10):
         session.run(None, feed)
     wall = []
