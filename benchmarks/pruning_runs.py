@@ -56,7 +56,7 @@ def summarise(run_dir: Path) -> dict | None:
         "last_dev": evals[-1][1] if evals else None,
         "mean_dev_fully_pruned": (sum(a for s, a in evals if sparsity_at(s) >= prune["sparsity"] - 0.005)
                                   / max(1, sum(1 for s, a in evals if sparsity_at(s) >= prune["sparsity"] - 0.005))),
-        "layer_sparsity": {l["name"]: l["sparsity"] for l in prune["layers"]},
+        "layer_sparsity": {layer["name"]: layer["sparsity"] for layer in prune["layers"]},
     }
 
 

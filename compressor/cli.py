@@ -224,6 +224,9 @@ def export(
     opset: int = typer.Option(17, "--opset", min=11, max=23, help="ONNX opset (the dynamo exporter uses at least 18)."),
     tolerance: float = typer.Option(1e-3, "--tolerance", min=0.0, help="Largest |ONNX - PyTorch| logit difference accepted."),
     optimize: bool = typer.Option(True, "--optimize/--no-optimize", help="ONNX Runtime transformer fusions (model.opt.onnx)."),
+    cls_only: bool = typer.Option(True, "--cls-only-last-layer/--full-last-layer",
+                                  help="In model.opt.onnx of a classifier that reads the [CLS] token, compute the last "
+                                       "layer for that token only (exact; parity-checked)."),
     exporter: str = typer.Option("auto", "--exporter", help="auto | torchscript | dynamo."),
     task: str = TaskOpt,
     force: bool = typer.Option(False, "--force", help="Replace ONNX files already in the output folder."),
@@ -267,7 +270,7 @@ def export(
     batches = [{k: v[:half] for k, v in enc.items()}, {k: v[half:] for k, v in enc.items()}]
     source = {"source": str(model_dir.resolve()), "task": task, "parity_inputs": f"{len(SAMPLE_TEXTS)} sample sentences"}
     fp32 = out / "model.onnx"
-    cfg = ExportStage(opset=opset, tolerance=tolerance, exporter=exporter, optimize=optimize)
+    cfg = ExportStage(opset=opset, tolerance=tolerance, exporter=exporter, optimize=optimize, cls_only_last_layer=cls_only)
     record, opt = export_fp32(model, batches, fp32, cfg, "onnx", source)
     check = record["parity"]
     typer.echo(f"{fp32}: {record['exporter']} exporter, opset {record['opset']}, inputs {', '.join(record['inputs'])}; "
@@ -277,7 +280,8 @@ def export(
     if opt is not None:
         best = opt["path"]
         typer.echo(f"{best}: fusions {', '.join(f'{k}×{v}' for k, v in opt['fusions'].items()) or 'none'}; "
-                   f"parity max |diff| {opt['parity']['max_abs_diff']:.2e}")
+                   f"parity max |diff| {opt['parity']['max_abs_diff']:.2e}"
+                   + ("; last layer for [CLS] only" if opt["cls_only_last_layer"]["applied"] else ""))
     elif optimize:
         typer.echo(f"{fp32.name}: no ONNX Runtime fusions for model type '{getattr(model.config, 'model_type', '?')}'"
                    + (f" ({record['fused_rejected']})" if record.get("fused_rejected") else ""))

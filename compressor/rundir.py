@@ -60,6 +60,26 @@ def _json_default(o: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
+def atomic_write_onnx(model, path: Path) -> None:
+    """Write an ONNX ModelProto to ``path`` in one step: a single file, or past protobuf's 2 GB limit the graph
+    with its weights in ``<name>.data`` beside it (both moved into place only once fully written)."""
+    import onnx
+
+    path = Path(path)
+    if model.ByteSize() < 1_800_000_000:
+        atomic_write_bytes(path, model.SerializeToString())
+        return
+    tmp = tmp_sibling(path)
+    try:
+        onnx.save(model, str(tmp / path.name), save_as_external_data=True, location=f"{path.name}.data")
+        for f in tmp.iterdir():
+            if f.name != path.name:
+                f.replace(path.parent / f.name)
+        (tmp / path.name).replace(path)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def tmp_sibling(path: Path) -> Path:
     """A fresh temporary directory beside ``path``, for writing a multi-file artifact."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from compressor.context import RunContext
+from compressor.export.first_token import trim_file
 from compressor.export.onnx import export_model, optimize, parity, write_provenance
 from compressor.recipe.schema import ExportStage
 from compressor.registry import STAGES
@@ -52,16 +53,29 @@ def export_fp32(model, batches: list[dict], out: Path, cfg: ExportStage, artifac
     fusions = optimize(out, model.config, opt_path)
     if fusions is None:
         return record, None
+    trim = trim_file(opt_path) if cfg.cls_only_last_layer else {"applied": False, "reason": "export.cls_only_last_layer is off"}
     try:
-        check = parity(model, opt_path, batches, cfg.tolerance, what="optimized ONNX")
+        try:
+            check = parity(model, opt_path, batches, cfg.tolerance, what="optimized ONNX")
+        except ExportError as e:
+            if not trim["applied"]:
+                raise
+            log.warning("the first-token trim of %s disagrees with PyTorch (%s); fusing again without it", opt_path.name, e)
+            optimize(out, model.config, opt_path)
+            trim = {"applied": False, "reason": f"parity check failed: {e}"}
+            check = parity(model, opt_path, batches, cfg.tolerance, what="optimized ONNX")
     except ExportError as e:
         log.warning("ORT's fused graph of %s disagrees with PyTorch (%s); keeping the plain export", out.name, e)
         opt_path.unlink(missing_ok=True)
         record["fused_rejected"] = str(e)
         return record, None
-    opt = {"artifact": f"{artifact}-opt", "source": out.name, "fusions": fusions, "parity": check, "path": opt_path}
+    opt = {"artifact": f"{artifact}-opt", "source": out.name, "fusions": fusions, "cls_only_last_layer": trim,
+           "parity": check, "path": opt_path}
     write_provenance(opt_path, {k: v for k, v in opt.items() if k != "path"})
     log.info("ORT optimizer fusions: %s", ", ".join(f"{k}×{v}" for k, v in fusions.items()) or "none")
+    if trim["applied"]:
+        log.info("last layer computed for the first token only (%s → MultiHeadAttention on x[:, 0:1]; %d token-wise nodes)",
+                 trim["attention"], trim["nodes"])
     return record, opt
 
 
@@ -75,4 +89,5 @@ def _export(ctx: RunContext, cfg: ExportStage) -> dict:
         ctx.artifacts["onnx-opt"] = opt.pop("path")
         ctx.provenance["onnx-opt"] = opt
         result["fusions"] = opt["fusions"]
+        result["cls_only_last_layer"] = opt["cls_only_last_layer"]["applied"]
     return result

@@ -17,7 +17,6 @@ fused kernel pays, is not affected; the fp32 ``model.opt.onnx`` keeps its fusion
 from __future__ import annotations
 
 import logging
-import shutil
 import time
 from pathlib import Path
 
@@ -180,7 +179,7 @@ def tune_layernorm(path: Path, mode: str, threads: int | None = None) -> dict:
     """
     import onnx
 
-    from compressor.rundir import atomic_write_bytes, tmp_sibling
+    from compressor.rundir import atomic_write_onnx
 
     record: dict = {"mode": mode}
     if mode == "fused":
@@ -204,18 +203,8 @@ def tune_layernorm(path: Path, mode: str, threads: int | None = None) -> dict:
         record["decision"] = "split (as asked)"
     counts = split_skip_layernorm(model)
     record.update(counts)
-    if (counts["skip_layernorm"] or counts["add_layernorm"]) and model.ByteSize() < 1_800_000_000:
-        atomic_write_bytes(path, model.SerializeToString())
-    elif counts["skip_layernorm"] or counts["add_layernorm"]:  # protobuf's 2 GB limit: weights beside the graph
-        tmp = tmp_sibling(path)
-        try:
-            onnx.save(model, str(tmp / path.name), save_as_external_data=True, location=f"{path.name}.data")
-            for f in tmp.iterdir():
-                if f.name != path.name:
-                    f.replace(path.parent / f.name)
-            (tmp / path.name).replace(path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    if counts["skip_layernorm"] or counts["add_layernorm"]:
+        atomic_write_onnx(model, path)
     log.info("INT8 LayerNorm kernels: %s (%d SkipLayerNormalization and %d Add → LayerNorm rewritten as Sum + "
              "LayerNormalization)", record["decision"], counts["skip_layernorm"], counts["add_layernorm"])
     return record

@@ -88,6 +88,8 @@ def stage_summaries(results: dict) -> list[tuple[str, float, list[str]]]:
             extra.append(f"parity max |diff| {s['parity']['max_abs_diff']:.2e}")
         if s.get("fusions"):
             extra.append("fusions " + ", ".join(f"{k}×{v}" for k, v in s["fusions"].items()))
+        if s.get("cls_only_last_layer"):
+            extra.append("last layer computed for [CLS] only (exact)")
         if s.get("exporter"):
             extra.append(f"exporter {s['exporter']} opset {s['opset']}")
         out.append((s["stage"], float(s.get("seconds", 0.0)), extra))

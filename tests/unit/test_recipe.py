@@ -282,11 +282,11 @@ def test_bad_merge_values(tmp_path, merge):
 # ------------------------------------------------------------------ --set
 def test_set_nested_and_list_index():
     recipe, raw = parse_recipe_text(GOOD, overrides=[
-        "stages.0.finetune.epochs=3", "data.split.dev=0.3", "bench.batch_sizes.1=16", "stages.-1.quantize.per_channel=true",
+        "stages.0.finetune.epochs=3", "data.split.dev=0.3", "bench.batch_sizes.1=16", "stages.-1.quantize.per_channel=false",
         "model.num_labels=2", "name=other",
     ])
     assert recipe.stage_list()[0][1].epochs == 3 and recipe.data.split.dev == 0.3
-    assert recipe.bench.batch_sizes == [1, 16] and recipe.stage_list()[2][1].per_channel is True
+    assert recipe.bench.batch_sizes == [1, 16] and recipe.stage_list()[2][1].per_channel is False
     assert recipe.model.num_labels == 2 and recipe.name == "other"
     assert raw["stages"][0]["finetune"]["epochs"] == 3  # raw data is what gets written as recipe.yaml
 
