@@ -52,11 +52,26 @@ def teacher_context(run_dir: Path, work: Path):
     ctx = build_context(recipe, Path(info["recipe_dir"]), work)
     ctx.model = load_model(run_dir / "model", ctx.task, len(ctx.label_names), ctx.label_names)
     ctx.artifacts = {"onnx": run_dir / "onnx" / "model.onnx"}
-    if (run_dir / "onnx" / "model.opt.onnx").is_file():
-        ctx.artifacts["onnx-opt"] = run_dir / "onnx" / "model.opt.onnx"
     ctx.stage_path = "stages.0.quantize"
     (work / "onnx").mkdir(parents=True, exist_ok=True)
     return ctx
+
+
+def fused_graphs(plain: Path, config, work: Path) -> tuple[Path, Path | None]:
+    """ORT's fused graph of the teacher's export, made fresh here: (as fused, with the last layer for [CLS] only
+    or None when that rewrite does not apply), so that both rows exist whichever code made the run."""
+    from compressor.export.first_token import trim_file
+    from compressor.export.onnx import optimize
+
+    full, trimmed = work / "full.opt.onnx", work / "cls.opt.onnx"
+    if optimize(plain, config, full) is None:
+        raise SystemExit("ORT's optimizer did not fuse the teacher's export")
+    shutil.copy(full, trimmed)
+    record = trim_file(trimmed)
+    if not record["applied"]:
+        print(f"no CLS-only rows: {record['reason']}", flush=True)
+        return full, None
+    return full, trimmed
 
 
 def build_variant(ctx, cfg, dest: Path) -> dict:
@@ -130,25 +145,31 @@ def main() -> int:
         variants: list[dict] = []  # name, path (or None for torch), graph, notes
         variants.append({"name": "fp32 PyTorch", "kind": "torch", "graph": "-"})
         variants.append({"name": "fp32 ORT (plain export)", "path": ctx.artifacts["onnx"], "graph": "plain"})
-        if "onnx-opt" in ctx.artifacts:
-            variants.append({"name": "fp32 ORT (fused)", "path": ctx.artifacts["onnx-opt"], "graph": "fused"})
+        full, trimmed = fused_graphs(ctx.artifacts["onnx"], ctx.model.config, work)
+        variants.append({"name": "fp32 ORT (fused, full last layer)", "path": full, "graph": "fused"})
+        if trimmed is not None:
+            variants.append({"name": "fp32 ORT (fused)", "path": trimmed, "graph": "fused + CLS-only"})
+        fused_kind = "fused" if trimmed is None else "fused + CLS-only"
         t0 = time.perf_counter()
         _, ol = one_liner(run_dir / "model", work)
         variants.append({"name": "one-liner INT8 (export + quantize_dynamic)", "path": ol, "graph": "plain",
                          "build_seconds": round(time.perf_counter() - t0, 1)})
-        builds = [("ours dynamic (recipe default)", DynamicQuant())]
-        builds.append(("ours dynamic, SkipLayerNorm kept fused", DynamicQuant(layernorm="fused")))
-        builds.append(("ours dynamic, per-channel", DynamicQuant(per_channel=True)))
+        builds = [("ours dynamic, full last layer", DynamicQuant(), full), ("ours dynamic (recipe default)", DynamicQuant(), None)]
+        builds.append(("ours dynamic, SkipLayerNorm kept fused", DynamicQuant(layernorm="fused"), None))
+        builds.append(("ours dynamic, per-tensor weights", DynamicQuant(per_channel=False), None))
         budget = {"max_drop": args.max_drop} if args.max_drop is not None else {}
         for graph in [g for g in args.graphs.split(",") if g]:
             for m in METHODS:
                 builds.append((f"ours static {m} ({graph})", StaticQuant(method=m, optimized=graph == "fused",
-                                                                         calibration_samples=args.calibration_samples, **budget)))
-        for name, cfg in builds:
+                                                                         calibration_samples=args.calibration_samples, **budget),
+                               None))
+        for name, cfg, graph_path in builds:
+            ctx.artifacts["onnx-opt"] = graph_path or trimmed or full
             dest = work / (name.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "") + ".onnx")
             print(f"building {name} ...", flush=True)
             res = build_variant(ctx, cfg, dest)
-            variants.append({"name": name, "path": dest, "graph": res.get("graph", "fused" if cfg.optimized else "plain"),
+            graph = res.get("graph", "fused" if cfg.optimized else "plain")
+            variants.append({"name": name, "path": dest, "graph": fused_kind if graph == "fused" and graph_path is None else graph,
                              "kept_fp32": res.get("kept_fp32", []), "fused_fallback": res.get("fused_fallback"),
                              "budget_passed": (res.get("budget") or {}).get("passed"), "build_seconds": res["build_seconds"]})
 
@@ -260,6 +281,11 @@ def render(out: dict) -> str:
         "SkipLayerNormalization kernel measures slower on the machine that builds them (`layernorm: auto`, the default; "
         "ORT fuses Add, not Sum, when it loads a graph, so the faster pair survives a default session). The row "
         "'SkipLayerNorm kept fused' is the recipe-default dynamic graph without that rewrite.", "",
+        "Graph 'fused + CLS-only': ORT's fused graph with its last layer computed for the [CLS] token only "
+        "(`export.cls_only_last_layer`, the default; compressor/export/first_token.py). The classifier reads one row of "
+        "that layer, so its queries, attention output, feed-forward block and LayerNorms run for one token while its "
+        "keys and values still see all of them: the same logits (fp32 rows above: identical accuracy), less work. The "
+        "rows 'full last layer' are the same graphs without it, to show what each part buys.", "",
         "## Machine", "",
         f"{fp['cpu']}, {fp['cores']} cores, flags {', '.join(fp['cpu_flags'])}; torch {fp['torch']}, transformers "
         f"{fp['transformers']}, onnxruntime {fp['onnxruntime']}; GPU: {fp['gpu'] or 'none'}.",

@@ -41,7 +41,7 @@ def exported(classifier, tiny_dir, tmp_path_factory):
     """The classifier exported with --int8, and the tiny GPT-2 exported plain."""
     out = tmp_path_factory.mktemp("export")
     r = _cli("export", classifier, "-o", out / "bert", "--int8")
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 0 and "last layer for [CLS] only" in r.output, r.output
     r = _cli("export", tiny_dir / "gpt2", "-o", out / "gpt2", "--no-optimize")
     assert r.exit_code == 0, r.output
     return out
@@ -55,13 +55,21 @@ def test_export_writes_onnx_with_parity_and_provenance(exported, classifier):
     assert prov["parity"]["max_abs_diff"] < 1e-3 and prov["parity"]["compared"] > 0
     assert prov["inputs"][:2] == ["input_ids", "attention_mask"] and prov["task"] == "sequence-classification"
     assert prov["source"] == str(classifier.resolve())
-    assert json.loads((bert / "model.opt.onnx.json").read_text())["fusions"]
+    opt = json.loads((bert / "model.opt.onnx.json").read_text())
+    assert opt["fusions"] and opt["cls_only_last_layer"]["applied"]  # the classifier reads [CLS] only
     q = json.loads((bert / "model.int8.onnx.json").read_text())
     assert q["source_graph"] == "model.opt.onnx" and q["parity"]["argmax_agreement"] >= 0.5
     assert (bert / "model.int8.onnx").stat().st_size < (bert / "model.onnx").stat().st_size
     assert not (exported / "gpt2" / "model.opt.onnx").exists()  # --no-optimize
     lm = json.loads((exported / "gpt2" / "model.onnx.json").read_text())
     assert lm["task"] == "causal-lm" and lm["inputs"] == ["input_ids", "attention_mask"]
+
+
+def test_export_full_last_layer_keeps_every_row(classifier, tmp_path):
+    r = _cli("export", classifier, "-o", tmp_path / "full", "--full-last-layer")
+    assert r.exit_code == 0 and "[CLS] only" not in r.output, r.output
+    opt = json.loads((tmp_path / "full" / "model.opt.onnx.json").read_text())
+    assert not opt["cls_only_last_layer"]["applied"] and "off" in opt["cls_only_last_layer"]["reason"]
 
 
 def test_export_refuses_to_overwrite_without_force(exported, classifier, tiny_dir):
