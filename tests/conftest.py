@@ -47,6 +47,22 @@ def tiny_dir(tmp_path_factory) -> Path:
     return d
 
 
+@pytest.fixture(scope="session")
+def tiny_bert_onnx(tiny_dir, tmp_path_factory) -> dict:
+    """The tiny BERT classifier exported plain and fused by ORT's optimizer (read-only: copy before changing).
+
+    {"plain": path, "fused": path, "fusions": {op: count}, "model": the PyTorch model}"""
+    from compressor.export.onnx import export_model, optimize
+    from compressor.models import load_model, load_tokenizer
+
+    d = tmp_path_factory.mktemp("tiny_bert_onnx")
+    model = load_model(tiny_dir / "bert", "sequence-classification", 2, ["negative", "positive"])
+    tok = load_tokenizer(tiny_dir / "bert")
+    export_model(model, dict(tok(["a good film", "a bad and boring film"], padding=True, return_tensors="np")), d / "plain.onnx")
+    fusions = optimize(d / "plain.onnx", model.config, d / "fused.onnx")
+    return {"plain": d / "plain.onnx", "fused": d / "fused.onnx", "fusions": fusions, "model": model}
+
+
 def write_recipe(folder: Path, text: str, name: str = "recipe.yaml") -> Path:
     p = Path(folder) / name
     p.write_text(text)

@@ -19,23 +19,17 @@ from compressor.quantize.cpu_graph import split_skip_layernorm, tune_layernorm
 
 
 @pytest.fixture(scope="module")
-def int8_graphs(tiny_dir, tmp_path_factory) -> dict[str, Path]:
+def int8_graphs(tiny_bert_onnx, tmp_path_factory) -> dict[str, Path]:
     """The tiny BERT exported plain and fused (ORT optimizer: SkipLayerNormalization), each dynamic INT8."""
-    from compressor.export.onnx import export_model, optimize
-    from compressor.models import load_model, load_tokenizer
     from compressor.quantize.ptq import quantize_dynamic_file
     from compressor.recipe.schema import DynamicQuant
 
-    d = tmp_path_factory.mktemp("cpu_graph")
-    model = load_model(tiny_dir / "bert", "sequence-classification", 2, ["negative", "positive"])
-    tok = load_tokenizer(tiny_dir / "bert")
-    batch = dict(tok(["a good film", "a bad and boring film"], padding=True, return_tensors="np"))
-    export_model(model, batch, d / "plain.onnx")
-    fusions = optimize(d / "plain.onnx", model.config, d / "fused.onnx")
+    fusions = tiny_bert_onnx["fusions"]
     assert fusions and fusions.get("SkipLayerNormalization"), fusions
+    d = tmp_path_factory.mktemp("cpu_graph")
     out = {}
     for name in ("plain", "fused"):
-        quantize_dynamic_file(d / f"{name}.onnx", d / f"{name}.int8.onnx", DynamicQuant())
+        quantize_dynamic_file(tiny_bert_onnx[name], d / f"{name}.int8.onnx", DynamicQuant())
         out[name] = d / f"{name}.int8.onnx"
     return out
 

@@ -19,19 +19,11 @@ from compressor.export.first_token import trim_file, trim_to_first_token
 
 
 @pytest.fixture(scope="module")
-def graphs(tiny_dir, tmp_path_factory) -> dict:
+def graphs(tiny_bert_onnx) -> dict:
     """The tiny BERT classifier exported plain and fused by ORT's optimizer (fused Attention)."""
-    from compressor.export.onnx import export_model, optimize
-    from compressor.models import load_model, load_tokenizer
-
-    d = tmp_path_factory.mktemp("first_token")
-    model = load_model(tiny_dir / "bert", "sequence-classification", 2, ["negative", "positive"])
-    tok = load_tokenizer(tiny_dir / "bert")
-    batch = dict(tok(["a good film", "a bad and boring film"], padding=True, return_tensors="np"))
-    export_model(model, batch, d / "plain.onnx")
-    fusions = optimize(d / "plain.onnx", model.config, d / "fused.onnx")
+    fusions, model = tiny_bert_onnx["fusions"], tiny_bert_onnx["model"]
     assert fusions and fusions.get("Attention") == model.config.num_hidden_layers, fusions
-    return {"dir": d, "plain": d / "plain.onnx", "fused": d / "fused.onnx", "model": model, "tok": tok}
+    return tiny_bert_onnx
 
 
 def _feed(batch: int = 3, seq: int = 16) -> dict:
