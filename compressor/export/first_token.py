@@ -29,6 +29,8 @@ TOKENWISE = {
     "Sigmoid", "Cast", "Identity",
 }
 ELEMENTWISE = {"Add", "Sum", "Sub", "Mul", "Div"}
+# Attention attributes MultiHeadAttention takes the same way (or that this rewrite reads); any other: no rewrite
+KNOWN_ATTENTION_ATTRS = {"num_heads", "qkv_hidden_sizes", "mask_filter_value", "scale", "unidirectional"}
 
 
 class NotApplicable(Exception):
@@ -160,6 +162,9 @@ def _trim(model) -> dict:
     attention = _last_attention(nodes, pick.input[0], producer)
     if attention.domain != "com.microsoft" or _attr(attention, "unidirectional", 0):
         raise NotApplicable(f"'{attention.name}' is causal or not ORT's Attention")
+    unknown = {a.name for a in attention.attribute} - KNOWN_ATTENTION_ATTRS
+    if unknown:
+        raise NotApplicable(f"'{attention.name}' has attributes this rewrite does not carry over: {sorted(unknown)}")
     inputs = list(attention.input)
     if len(inputs) > 4 or len(attention.output) > 1 and any(attention.output[1:]):
         raise NotApplicable(f"'{attention.name}' has past state or an attention bias")
@@ -195,17 +200,16 @@ def _trim(model) -> dict:
         helper.make_node("MatMul", [x, f"{stem}_k_weight"], [f"{stem}_k"], name=f"{stem}_k/MatMul"),
         helper.make_node("MatMul", [x, f"{stem}_v_weight"], [f"{stem}_v"], name=f"{stem}_v/MatMul"),
     ]
-    mha = helper.make_node("MultiHeadAttention", [f"{stem}_q", f"{stem}_k", f"{stem}_v", b_name, mask],
+    mha_inputs = [f"{stem}_q", f"{stem}_k", f"{stem}_v", b_name, mask]
+    while not mha_inputs[-1]:  # optional inputs: trailing ones dropped, a missing bias before a mask stays ""
+        mha_inputs.pop()
+    mha = helper.make_node("MultiHeadAttention", mha_inputs,
                            [attention.output[0]], name=f"{stem}_first_token_mha", domain="com.microsoft",
                            num_heads=_attr(attention, "num_heads"))
     for extra in ("mask_filter_value", "scale"):
         if _attr(attention, extra) is not None:
             mha.attribute.append(helper.make_attribute(extra, _attr(attention, extra)))
     replacement.append(mha)
-    if not mask:
-        del mha.input[4:]
-    if not b_name:
-        del mha.input[3:]
 
     sliced = 0
     for n in region:

@@ -160,3 +160,12 @@ def test_export_stage_drops_a_trim_that_fails_parity(graphs, tmp_path, monkeypat
     assert "parity check failed" in opt["cls_only_last_layer"]["reason"]
     assert "first-token trim" in caplog.text
     assert not any(n.op_type == "MultiHeadAttention" for n in onnx.load(str(opt["path"])).graph.node)
+
+
+def test_refuses_attention_attributes_it_cannot_carry(graphs):
+    """E.g. rotary embeddings inside the fused Attention: MultiHeadAttention would silently drop them."""
+    model = onnx.load(str(graphs["fused"]))
+    last = [n for n in model.graph.node if n.op_type == "Attention"][-1]
+    last.attribute.append(onnx.helper.make_attribute("do_rotary", 1))
+    record = trim_to_first_token(model)
+    assert not record["applied"] and "do_rotary" in record["reason"]
