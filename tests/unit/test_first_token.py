@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 
 from compressor.export.first_token import trim_file, trim_to_first_token
 
@@ -32,6 +33,10 @@ def _feed(batch: int = 3, seq: int = 16) -> dict:
     mask[1, 9:] = 0  # padded rows: the keys of the last layer must still be masked
     mask[2, 4:] = 0
     return {"input_ids": rng.integers(5, 60, (batch, seq)), "attention_mask": mask, "token_type_ids": np.zeros((batch, seq), np.int64)}
+
+
+def _torch_batch() -> dict:
+    return {k: torch.from_numpy(v) for k, v in _feed().items()}
 
 
 def _run(path: Path, feed: dict, outputs=None) -> list[np.ndarray]:
@@ -58,7 +63,7 @@ def test_trim_keeps_logits_on_padded_batches(graphs, tmp_path):
     feed = _feed()
     (full,), (cls,) = _run(graphs["fused"], feed), _run(dst, feed)
     np.testing.assert_allclose(cls, full, atol=1e-5)
-    torch_logits = graphs["model"](**{k: __import__("torch").from_numpy(v) for k, v in feed.items()}).logits.detach().numpy()
+    torch_logits = graphs["model"](**{k: torch.from_numpy(v) for k, v in feed.items()}).logits.detach().numpy()
     np.testing.assert_allclose(cls, torch_logits, atol=1e-4)
 
 
@@ -130,7 +135,7 @@ def test_export_stage_records_the_trim_and_can_turn_it_off(graphs, tmp_path):
     from compressor.export.onnx import read_provenance
     from compressor.export.stage import export_fp32
 
-    batches = [{k: __import__("torch").from_numpy(v) for k, v in _feed().items()}]
+    batches = [_torch_batch()]
     _, opt = export_fp32(graphs["model"], batches, tmp_path / "on" / "model.onnx", _export_cfg(), "onnx", {})
     assert opt["cls_only_last_layer"]["applied"]
     assert read_provenance(opt["path"])["cls_only_last_layer"]["applied"]
@@ -153,7 +158,7 @@ def test_export_stage_drops_a_trim_that_fails_parity(graphs, tmp_path, monkeypat
         return record
 
     monkeypatch.setattr(stage, "trim_file", wrong_row)
-    batches = [{k: __import__("torch").from_numpy(v) for k, v in _feed().items()}]
+    batches = [_torch_batch()]
     with caplog.at_level("WARNING", logger="compressor"):
         _, opt = stage.export_fp32(graphs["model"], batches, tmp_path / "model.onnx", _export_cfg(), "onnx", {})
     assert opt is not None and not opt["cls_only_last_layer"]["applied"]
