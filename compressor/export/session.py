@@ -14,6 +14,11 @@ def providers_for(device: str) -> list[str]:
     import onnxruntime as ort
 
     if device in GPU_PROVIDERS:
+        if hasattr(ort, "preload_dlls"):  # onnxruntime-gpu >= 1.21: CUDA / cuDNN from the nvidia-* wheels torch installed
+            try:
+                ort.preload_dlls()
+            except Exception:  # libraries on the system path instead: the session below still finds them
+                pass
         wanted = GPU_PROVIDERS[device][0]
         if wanted not in ort.get_available_providers():
             raise ExportError(f"{wanted} is not available (install compressor[gpu] on a CUDA machine"
