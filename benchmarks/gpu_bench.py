@@ -229,11 +229,10 @@ def time_call(call, iterations: int, warmup: int) -> float:
 
 
 def run(args) -> dict:
+    import onnxruntime as ort
     import torch
 
     from compressor.models import load_tokenizer
-
-    import onnxruntime as ort
 
     if hasattr(ort, "preload_dlls"):  # CUDA / cuDNN from the nvidia-* wheels beside torch
         ort.preload_dlls()
@@ -282,6 +281,17 @@ def run(args) -> dict:
     return result
 
 
+def ratio_cell(ref_rounds: list | None, rounds: list) -> str:
+    """Speed-up over the reference, round by round: a burst of load on the machine hits both variants of a round."""
+    if not ref_rounds:
+        return "—"
+    ratios = [r / v for r, v in zip(ref_rounds, rounds) if v]
+    lo, hi, med = min(ratios), max(ratios), statistics.median(ratios)
+    if lo < 1.0 < hi:
+        return f"unstable, not claimed [{lo:.2f}–{hi:.2f}×]"
+    return f"{med:.2f}× [{lo:.2f}–{hi:.2f}]"
+
+
 def render(result: dict) -> str:
     env = result["environment"]
     shapes = [f"{b}x{s}" for b, s in result["shapes"]]
@@ -293,12 +303,13 @@ def render(result: dict) -> str:
              f"onnxruntime {env.get('onnxruntime')}, bitsandbytes {env.get('bitsandbytes')}, Python {env.get('python')}",
              f"- ORT providers: {', '.join(env.get('ort_providers', []))}",
              f"- timing: {result['rounds']} interleaved rounds × {result['iterations']} calls per shape, CUDA events after a "
-             "synchronisation, inputs already on the GPU; ms = median of the round medians; spread = (max − min) / median "
-             "of the round medians", ""]
+             "synchronisation, inputs already on the GPU; ms = median of the round medians. A ratio is taken round by round "
+             "(both variants timed in the same round), then its median, with the range over rounds in brackets; a range that "
+             "reaches across 1× is marked *unstable, not claimed*", ""]
     if env.get("install"):
         lines += ["Installed on the GPU machine:", "", "```", env["install"], "```", ""]
     ref = result["variants"].get("torch-fp32", {}).get("latency", {})
-    head = "| variant | dev accuracy (95 % CI) | " + " | ".join(f"{s} ms (spread) | vs torch-fp32" for s in shapes) + " | GPU MiB |"
+    head = "| variant | dev accuracy (95 % CI) | " + " | ".join(f"{s} ms | {s} vs torch-fp32 [range]" for s in shapes) + " | GPU MiB |"
     lines += [head, "|" + "---|" * (3 + 2 * len(shapes))]
     skipped = []
     for name, rec in result["variants"].items():
@@ -312,9 +323,8 @@ def render(result: dict) -> str:
             if not lat:
                 cells += ["—", "—"]
                 continue
-            cells.append(f"{lat['ms']:.3f} ({100 * lat['spread']:.0f} %)")
-            base = ref.get(s, {}).get("ms")
-            cells.append(f"{base / lat['ms']:.2f}×" if base else "—")
+            cells.append(f"{lat['ms']:.3f}")
+            cells.append(ratio_cell(ref.get(s, {}).get("round_medians_ms"), lat["round_medians_ms"]))
         cells.append(f"{rec.get('cuda_max_allocated_mb', '—')}")
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     lines += ["", "Variants:", ""] + [f"- {n}: {r['note']}" for n, r in result["variants"].items() if "skipped" not in r]
@@ -327,7 +337,7 @@ def render(result: dict) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run-dir", required=True, help="a completed run of recipes/sst2-gpu.yaml (model/ and onnx/)")
+    p.add_argument("--run-dir", help="a completed run of recipes/sst2-gpu.yaml (model/ and onnx/)")
     p.add_argument("--dev", default=str(ROOT.parent / "shared/data/sst2/dev.tsv"))
     p.add_argument("--out", default=str(ROOT / "benchmarks"))
     p.add_argument("--work", default="/tmp/gpu_bench")
@@ -338,7 +348,13 @@ def main(argv=None) -> int:
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--variants", default="torch-fp32,torch-fp16,ort-cuda-fp32,ort-cuda-fp16,trt-fp16,trt-int8,bnb-int8,bnb-nf4")
     p.add_argument("--install-notes", default=None, help="a text file describing what was installed on the GPU machine")
+    p.add_argument("--render", default=None, metavar="JSON", help="only re-write GPU_RESULTS.md from a stored gpu_results.json")
     args = p.parse_args(argv)
+    if args.render:
+        (Path(args.out) / "GPU_RESULTS.md").write_text(render(json.loads(Path(args.render).read_text())))
+        return 0
+    if not args.run_dir:
+        p.error("--run-dir is required (unless --render)")
     import torch
 
     if not torch.cuda.is_available():

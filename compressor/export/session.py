@@ -42,9 +42,23 @@ def make_session(path: Path | str, threads: int | None = None, device: str = "cp
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=providers_for(device))
+        session = ort.InferenceSession(str(path), sess_options=opts, providers=providers_for(device))
     except ExportError:
         raise
     except Exception as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ExportError(f"{path}: ONNX Runtime cannot load it: {msg[:300]}") from None
+    check_provider(session, device)
+    return session
+
+
+def check_provider(session, device: str) -> None:
+    """Refuse a session that silently fell back: ORT lists the TensorRT EP wherever its plugin file exists, and when
+    TensorRT's own libraries are missing (libnvinfer) it runs the graph on the CUDA EP instead — seen on an H200, where
+    the report then showed CUDA EP timings under 'tensorrt'."""
+    if device not in GPU_PROVIDERS:
+        return
+    wanted, running = GPU_PROVIDERS[device][0], session.get_providers()
+    if not running or running[0] != wanted:
+        hint = " (TensorRT's libraries, e.g. libnvinfer, are not installed)" if device == "tensorrt" else ""
+        raise ExportError(f"{wanted} did not load{hint}; ONNX Runtime fell back to {', '.join(running)}")

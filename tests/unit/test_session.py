@@ -69,3 +69,25 @@ def test_cuda_without_the_provider(tmp_path):
         pytest.skip("this onnxruntime has the CUDA provider")
     with pytest.raises(ExportError, match="CUDAExecutionProvider is not available"):
         make_session(_tiny_onnx(tmp_path / "m.onnx"), device="cuda")
+
+
+def test_a_silent_fallback_from_tensorrt_is_refused(tmp_path, monkeypatch):
+    """Seen on an H200 without libnvinfer: ORT lists the TensorRT EP, then runs the graph on the CUDA EP instead."""
+    import onnxruntime as ort
+
+    real = ort.InferenceSession
+
+    class FellBack:
+        def __init__(self, path, sess_options=None, providers=None):
+            assert providers[0] == "TensorrtExecutionProvider"
+            self._inner = real(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+        def get_providers(self):
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+    monkeypatch.setattr(ort, "get_available_providers", lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider",
+                                                                 "CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "InferenceSession", FellBack)
+    monkeypatch.setattr(ort, "preload_dlls", lambda *a, **k: None, raising=False)
+    with pytest.raises(ExportError, match="TensorrtExecutionProvider did not load.*libnvinfer.*fell back to CUDAExecutionProvider"):
+        make_session(_tiny_onnx(tmp_path / "m.onnx"), device="tensorrt")
