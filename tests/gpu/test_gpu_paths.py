@@ -34,7 +34,7 @@ def test_run_on_cuda_reports_cuda_rows_beside_cpu_rows(cls_recipe):
     from compressor.pipeline import run
 
     bnb = importlib.util.find_spec("bitsandbytes") is not None
-    run_dir = run(cls_recipe, overrides=["device=cuda", "bench.devices=[cpu, cuda]", "bench.iterations=5",
+    run_dir = run(cls_recipe, overrides=["device=cuda", "bench.devices=[cpu, cuda, tensorrt]", "bench.iterations=5",
                                          "bench.bitsandbytes=[int8, nf4]" if bnb else "bench.bitsandbytes=[]"], quiet=True)
     m = json.loads((run_dir / "metrics.json").read_text())
     arts = m["artifacts"]
@@ -48,5 +48,8 @@ def test_run_on_cuda_reports_cuda_rows_beside_cpu_rows(cls_recipe):
             acc = arts[name]["metrics"]["dev"]["accuracy"]
             assert acc == pytest.approx(arts["pytorch"]["metrics"]["dev"]["accuracy"], abs=0.15), name
             assert {r["device"] for r in arts[name]["bench"]} == {"cuda"}
+    trt_rows = [r for r in arts["onnx"]["bench"] if r["device"] == "tensorrt"]
+    if not trt_rows:  # no TensorRT libraries: said so, never CUDA EP timings filed under "tensorrt" (seen on an H200)
+        assert any("TensorRT" in n or "tensorrt" in n for n in m.get("bench_notes", [])), m.get("bench_notes")
     report = (run_dir / "report.md").read_text()
     assert "cuda" in report
