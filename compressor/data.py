@@ -14,8 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from compressor.duplicates import dedupe
+from compressor.duplicates import summary as dup_summary
 from compressor.errors import CompressorError, DataError
 from compressor.models import resolve
+from compressor.quoting import SEPARATORS, likely_cause, separator_hint, table_quoting
 from compressor.recipe.schema import DataConfig
 
 log = logging.getLogger("compressor")
@@ -38,6 +41,9 @@ class Dataset:
     splits: dict[str, Split]
     label_names: list[str] | None = None
     sources: dict[str, str] = field(default_factory=dict)
+    counts: dict[str, dict] = field(default_factory=dict)  # split -> rows read / dropped / split off / sampled out / used
+    duplicates: dict = field(default_factory=dict)  # duplicates.dedupe's report
+    duplicate_rows: list[dict] = field(default_factory=list)  # every row of a repeated text (duplicates.csv)
 
     @property
     def num_labels(self) -> int | None:
@@ -55,8 +61,10 @@ def _fmt(path: Path, fmt: str) -> str:
         raise DataError(f"{path}: cannot tell the format from '{path.suffix}'; set data.format") from None
 
 
-def read_table(path: Path, fmt: str, encoding: str):
-    """Read a table with pandas, turning every parser complaint into a one-line DataError."""
+def read_table(path: Path, fmt: str, encoding: str, quoting: str = "auto"):
+    """Read a table with pandas, turning every parser complaint into a one-line DataError.
+
+    ``quoting`` (auto | csv | none) is how csv / tsv fields in quotes are read: see ``compressor.quoting``."""
     import pandas as pd
 
     fmt = _fmt(path, fmt)
@@ -64,11 +72,11 @@ def read_table(path: Path, fmt: str, encoding: str):
         raise DataError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
+    quote = csv.QUOTE_MINIMAL
     try:
-        if fmt == "csv":
-            df = pd.read_csv(path, encoding=encoding, dtype=str, keep_default_na=False)
-        elif fmt == "tsv":
-            df = pd.read_csv(path, sep="\t", encoding=encoding, dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE)
+        if fmt in ("csv", "tsv"):
+            quote = table_quoting(path, fmt, encoding, quoting)
+            df = pd.read_csv(path, sep=SEPARATORS[fmt], encoding=encoding, dtype=str, keep_default_na=False, quoting=quote)
         elif fmt == "jsonl":
             df = pd.read_json(path, lines=True, encoding=encoding, dtype=False)
         elif fmt == "parquet":
@@ -85,24 +93,24 @@ def read_table(path: Path, fmt: str, encoding: str):
         raise DataError(f"{path}: file is empty") from None
     except (pd.errors.ParserError, ValueError) as e:
         msg = str(e).strip().splitlines()[0]
-        raise DataError(f"{path}: malformed {fmt}: {msg}") from None
+        cause = likely_cause(path, fmt, encoding, quote) if fmt in ("csv", "tsv") else None
+        raise DataError(f"{path}: malformed {fmt}: {cause or msg}") from None
     if len(df) == 0:
         raise DataError(f"{path}: no data rows")
     if fmt in ("csv", "tsv"):
-        _check_ragged(path, fmt, encoding, len(df.columns))
+        _check_ragged(path, fmt, encoding, len(df.columns), quote)
     return df
 
 
-def _check_ragged(path: Path, fmt: str, encoding: str, ncols: int) -> None:
+def _check_ragged(path: Path, fmt: str, encoding: str, ncols: int, quoting: int = csv.QUOTE_MINIMAL) -> None:
     """pandas rejects rows with too many fields but pads short ones with empty values: reject those too."""
-    quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
     try:
         with path.open(newline="", encoding=encoding, errors="replace") as f:
             reader = csv.reader(f, delimiter="\t" if fmt == "tsv" else ",", quoting=quoting)
             for row in reader:
                 if row and len(row) != ncols:
-                    raise DataError(f"{path}: malformed {fmt}: line {reader.line_num} has {len(row)} fields, "
-                                    f"the header has {ncols}")
+                    raise DataError(f"{path}: malformed {fmt}: " + (likely_cause(path, fmt, encoding, quoting) or
+                                    f"line {reader.line_num} has {len(row)} fields, the header has {ncols}"))
     except csv.Error:
         pass  # pandas read it; the csv module is only the second opinion (it has a field size limit)
 
@@ -125,7 +133,8 @@ def read_text(path: Path, encoding: str) -> str:
 def _columns(df, path: Path, cols: list[str]) -> None:
     missing = [c for c in cols if c not in df.columns]
     if missing:
-        raise DataError(f"{path}: missing column '{missing[0]}' (data.text / data.label); columns are: {', '.join(map(str, df.columns))}")
+        raise DataError(f"{path}: missing column '{missing[0]}' (data.text / data.label); columns are: {', '.join(map(str, df.columns))}"
+                        + separator_hint(df.columns))
 
 
 MAX_LABELS = 100_000  # as model.num_labels allows
@@ -227,7 +236,7 @@ def load_classification(cfg: DataConfig, base_dir: Path | None, seed: int, num_l
                 raise DataError(str(e)) from None
     frames = {}
     for name, path in files.items():
-        df = read_table(path, cfg.format, cfg.encoding)
+        df = read_table(path, cfg.format, cfg.encoding, cfg.quoting)
         _columns(df, path, text_cols + [cfg.label])
         frames[name] = df
     labels = _Labels(cfg.labels, num_labels)
@@ -244,42 +253,28 @@ def load_classification(cfg: DataConfig, base_dir: Path | None, seed: int, num_l
         cols = [df[c].astype(str).tolist() for c in text_cols]
         texts = cols[0] if len(cols) == 1 else list(zip(*cols))
         splits[name] = Split(texts, labels.encode(files[name], list(df[cfg.label])))
-    if cfg.split.dedupe:
-        splits = _dedupe(splits)
+    splits, report, listing = dedupe(splits, cfg.split.conflicts, cfg.split.dedupe,
+                                     {n: _first_row(p) for n, p in files.items()})
+    for line in dup_summary(report):
+        log.info("%s", line)
+    counts = {n: dict(c) for n, c in report["splits"].items()}
     total = len(splits["train"])  # split fractions are of the whole file, not of what is left after the test cut
     for name, frac in (("test", cfg.split.test), ("dev", cfg.split.dev)):
         if name not in splits and frac > 0:
             splits["train"], splits[name] = _split_off(splits["train"], max(1, round(total * frac)), seed, cfg.split.stratify)
-    splits["train"] = _subsample(splits["train"], cfg.max_train_samples, seed)
-    for name in ("dev", "test"):
+            counts["train"]["split_off"] = counts["train"].get("split_off", 0) + len(splits[name])
+            counts[name] = {"from_train": len(splits[name])}
+    limits = {"train": cfg.max_train_samples, "dev": cfg.max_eval_samples, "test": cfg.max_eval_samples}
+    for name in ("train", "dev", "test"):
         if name in splits:
-            splits[name] = _subsample(splits[name], cfg.max_eval_samples, seed)
+            before = len(splits[name])
+            splits[name] = _subsample(splits[name], limits[name], seed)
+            counts[name]["sampled_out"] = before - len(splits[name])
+            counts[name]["used"] = len(splits[name])
     for name, s in splits.items():
         if len(s) == 0:
             raise DataError(f"data.{name}: split is empty after de-duplication and sampling")
-    return Dataset(splits, labels.names, {k: str(v) for k, v in files.items()})
-
-
-def _dedupe(splits: dict[str, Split]) -> dict[str, Split]:
-    """Drop repeated texts, so the same text never lands in two splits (eval files win)."""
-    seen: set = set()
-    out: dict[str, Split] = {}
-    for name in ("test", "dev", "train"):
-        if name not in splits:
-            continue
-        s = splits[name]
-        keep = []
-        for i, t in enumerate(s.texts):
-            key = t if isinstance(t, str) else tuple(t)
-            key = key.strip().lower() if isinstance(key, str) else tuple(x.strip().lower() for x in key)
-            if key not in seen:
-                seen.add(key)
-                keep.append(i)
-        dropped = len(s) - len(keep)
-        if dropped:
-            log.info("data.%s: dropped %d duplicate texts", name, dropped)
-        out[name] = s.take(keep)
-    return out
+    return Dataset(splits, labels.names, {k: str(v) for k, v in files.items()}, counts, report, listing)
 
 
 def load_transfer(cfg, base_dir: Path | None, exclude: set, seed: int, field: str) -> Split:
@@ -345,7 +340,7 @@ def load_lm_text(cfg: DataConfig, base_dir: Path | None) -> dict[str, str]:
             out[name] = read_text(path, cfg.encoding)
         else:
             col = cfg.text if isinstance(cfg.text, str) else cfg.text[0]
-            df = read_table(path, cfg.format, cfg.encoding)
+            df = read_table(path, cfg.format, cfg.encoding, cfg.quoting)
             _columns(df, path, [col])
             out[name] = "\n\n".join(df[col].astype(str))
     return out

@@ -12,8 +12,9 @@ import numpy as np
 class MetricAccumulator:
     """Accuracy and macro-F1 for classifiers, perplexity for causal LMs."""
 
-    def __init__(self, task: str):
-        self.task = task
+    def __init__(self, task: str, detail: bool = False):
+        self.task, self.detail = task, detail
+        self.num_classes = 0
         self.preds: list[np.ndarray] = []
         self.labels: list[np.ndarray] = []
         self.nll = 0.0
@@ -23,6 +24,7 @@ class MetricAccumulator:
         import torch
 
         if self.task == "sequence-classification":
+            self.num_classes = max(self.num_classes, int(np.asarray(logits).shape[-1]))
             self.preds.append(np.asarray(logits).argmax(-1))
             self.labels.append(np.asarray(batch["labels"]))
             return
@@ -38,8 +40,11 @@ class MetricAccumulator:
         if self.task == "sequence-classification":
             from sklearn.metrics import accuracy_score, f1_score
 
+            from compressor.health import class_stats
+
             y, p = np.concatenate(self.labels), np.concatenate(self.preds)
-            return {"accuracy": float(accuracy_score(y, p)), "f1_macro": float(f1_score(y, p, average="macro")), "n": int(len(y))}
+            return {"accuracy": float(accuracy_score(y, p)), "f1_macro": float(f1_score(y, p, average="macro")), "n": int(len(y)),
+                    **class_stats(y, p, self.num_classes, self.detail)}
         loss = self.nll / max(self.tokens, 1)
         return {"perplexity": float(math.exp(min(loss, 700))), "loss": float(loss), "tokens": int(self.tokens)}
 
@@ -53,11 +58,29 @@ def torch_logits(model, batch: dict, device: str = "cpu") -> np.ndarray:
     return out.logits.float().cpu().numpy()
 
 
-def evaluate_torch(model, loader: Iterable[dict], task: str, device: str = "cpu") -> dict[str, float]:
+def _batches(loader, progress: str | None):
+    """The loader's batches, with progress lines (rows done, time left) when ``progress`` names the step."""
+    if progress is None:
+        yield from loader
+        return
+    from compressor.progress import Progress
+
+    total = len(loader.dataset) if hasattr(loader, "dataset") else 0
+    bar = Progress(progress, total, "rows")
+    for batch in loader:
+        yield batch
+        bar.update(len(batch["input_ids"]))
+    bar.finish()
+
+
+def evaluate_torch(model, loader: Iterable[dict], task: str, device: str = "cpu", detail: bool = False,
+                   progress: str | None = None) -> dict[str, float]:
+    """Metrics of a PyTorch model; ``detail``: per-class recall and confusion matrix too; ``progress``: the step's
+    name for progress lines."""
     was_training = model.training
     model.eval()
-    acc = MetricAccumulator(task)
-    for batch in loader:
+    acc = MetricAccumulator(task, detail)
+    for batch in _batches(loader, progress):
         acc.add(torch_logits(model, batch, device), batch)
     model.train(was_training)
     return acc.result()
@@ -82,12 +105,39 @@ def onnx_logits(session, batch: dict) -> np.ndarray:
     return session.run(None, onnx_feed(session, batch))[0]
 
 
-def evaluate_onnx(path, loader: Iterable[dict], task: str, threads: int | None = None) -> dict[str, float]:
+def evaluate_onnx(path, loader: Iterable[dict], task: str, threads: int | None = None, detail: bool = False,
+                  progress: str | None = None) -> dict[str, float]:
     from compressor.export.session import make_session
 
     session = make_session(path, threads=threads)
-    acc = MetricAccumulator(task)
-    for batch in loader:
+    acc = MetricAccumulator(task, detail)
+    for batch in _batches(loader, progress):
         acc.add(onnx_logits(session, batch), batch)
     del session
     return acc.result()
+
+
+def greedy_check(model, blocks: list, device: str = "cpu", prompts: int = 4, prompt_len: int = 16,
+                 new_tokens: int = 32, tokenizer=None) -> dict:
+    """Greedy continuations of the first tokens of a few evaluation blocks: is the output degenerate (repetitive)?"""
+    import torch
+
+    from compressor.health import DISTINCT_MIN, repetition
+
+    was_training = model.training
+    model.eval()
+    ratios, sample = [], ""
+    for ids in list(blocks)[:prompts]:
+        x = torch.as_tensor(np.asarray(ids[:prompt_len], dtype=np.int64), device=device)[None]
+        with torch.inference_mode():
+            for _ in range(new_tokens):  # no KV cache: a few dozen short steps, and no generation config needed
+                nxt = model(input_ids=x).logits[:, -1].argmax(-1, keepdim=True)
+                x = torch.cat([x, nxt], dim=1)
+        out = x[0, prompt_len:].tolist()
+        ratios.append(repetition(out))
+        if not sample and tokenizer is not None:
+            sample = tokenizer.decode(out)[:120]
+    model.train(was_training)
+    distinct = float(np.mean(ratios)) if ratios else 1.0
+    return {"distinct_bigrams": distinct, "prompts": len(ratios), "new_tokens": new_tokens,
+            "degenerate": bool(ratios) and distinct < DISTINCT_MIN, "sample": sample}

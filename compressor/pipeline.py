@@ -109,6 +109,7 @@ def build_context(recipe, recipe_dir: Path, run_dir: Path) -> RunContext:
     if ctx.task == "sequence-classification":
         ctx.dataset = D.load_classification(recipe.data, recipe_dir, recipe.seed, m.num_labels)
         ctx.label_names = ctx.dataset.label_names
+        report_data(ctx.dataset, run_dir)
         ctx.model = load_model(src, ctx.task, len(ctx.label_names), ctx.label_names, m.trust_remote_code, m.revision)
         ctx.retokenize(ctx.tokenizer)
     else:
@@ -120,6 +121,21 @@ def build_context(recipe, recipe_dir: Path, run_dir: Path) -> RunContext:
     log.info("loaded %s (%s) and data (%s) in %.1fs; device %s", m.path, type(ctx.model).__name__, sizes,
              time.perf_counter() - t0, ctx.device)
     return ctx
+
+
+def report_data(dataset, run_dir: Path) -> None:
+    """Row counts in the log; every row of a repeated text in duplicates.csv in the run folder."""
+    from compressor.duplicates import count_lines, write_listing
+
+    for line in count_lines(dataset.counts):
+        log.info("%s", line)
+    listing = run_dir / "duplicates.csv"
+    if dataset.duplicate_rows:
+        write_listing(listing, dataset.duplicate_rows, dataset.label_names)
+        log.info("duplicates: %d repeated text(s), %d with conflicting labels: every row listed in %s",
+                 dataset.duplicates["repeated_texts"], dataset.duplicates["conflicting_texts"], listing)
+    else:
+        listing.unlink(missing_ok=True)
 
 
 def save_model(ctx: RunContext) -> Path:
@@ -374,7 +390,10 @@ def run(recipe_path: str | Path | None = None, overrides: list[str] | None = Non
                 log.info("stage %d: %s done in %.1fs", i, kind, time.perf_counter() - t0)
             if not procs.is_main:
                 return run_dir  # evaluation, benchmark and report belong to the main process
+            log.info("saving the model to %s", run_dir / "model")
             save_model(ctx)
+            if ctx.baseline is not None and "onnx" in ctx.artifacts and "baseline" in recipe.evaluate.artifacts:
+                log.info("exporting the baseline to ONNX (to compare ONNX Runtime like with like) ...")
             notes = export_baseline(ctx)
             evals = evaluate_artifacts(ctx)
             bench = run_benchmarks(ctx)

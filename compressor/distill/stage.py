@@ -151,7 +151,11 @@ def run_distill(ctx: RunContext, cfg: DistillStage) -> dict:
     teacher_metrics = eval_fn(teacher) if eval_fn else {}
     name, _ = ctx.primary_metric
     if teacher_metrics:
+        from compressor.health import reference_warning
+
         log.info("teacher: %d parameters, dev %s %.4f", count_parameters(teacher), name, teacher_metrics[name])
+        if caveat := reference_warning(teacher_metrics, "the teacher", ctx.label_names):
+            log.warning("distill: %s", caveat.replace("**Warning**: ", ""))
     log.info("student: %d parameters, %d layers, losses %s", count_parameters(student), student.config.num_hidden_layers,
              ", ".join(c.type for c in cfg.losses))
     for t in terms:

@@ -61,10 +61,10 @@ def _read_calibration_file(ctx: RunContext):
                 text = D.read_text(path, cfg.encoding)
             else:
                 col = cfg.text if isinstance(cfg.text, str) else cfg.text[0]
-                text = "\n\n".join(_text_columns(D.read_table(path, cfg.format, cfg.encoding), path, [col])[0])
+                text = "\n\n".join(_text_columns(D.read_table(path, cfg.format, cfg.encoding, cfg.quoting), path, [col])[0])
             return D.encode_blocks(D.lm_blocks(text, ctx.tokenizer, cfg.max_length))
         cols = cfg.text if isinstance(cfg.text, list) else [cfg.text]
-        texts = _text_columns(D.read_table(path, cfg.format, cfg.encoding), path, cols)
+        texts = _text_columns(D.read_table(path, cfg.format, cfg.encoding, cfg.quoting), path, cols)
         split = D.Split(texts[0] if len(texts) == 1 else list(zip(*texts)))
         return D.encode_split(split, ctx.tokenizer, cfg.max_length)
     except CompressorError as e:  # point at the recipe line that names the file

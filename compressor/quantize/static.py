@@ -244,6 +244,7 @@ def _has_activation_qdq(path: Path) -> bool:
 @STAGES.register(StaticQuant)
 def run_static(ctx: RunContext, cfg: StaticQuant) -> dict:
     from compressor.evaluate import evaluate_onnx
+    from compressor.health import reference_warning
 
     budget_on = cfg.max_drop is not None or cfg.max_drop_relative is not None
     split = ctx.eval_split()
@@ -301,7 +302,11 @@ def run_static(ctx: RunContext, cfg: StaticQuant) -> dict:
             def score(path: Path) -> float:
                 return evaluate_onnx(path, ctx.loader(split, bs), ctx.task, threads)[metric]
 
-            fp32 = score(plan.fp32)
+            reference = evaluate_onnx(plan.fp32, ctx.loader(split, bs), ctx.task, threads)
+            fp32 = reference[metric]
+            caveat = reference_warning(reference, "the fp32 reference", ctx.label_names)
+            if caveat:
+                log.warning("INT8 accuracy budget: %s", caveat.replace("**Warning**: ", ""))
             probe = []
             for b in ctx.loader(split, 32):
                 probe.append(b)
@@ -309,7 +314,7 @@ def run_static(ctx: RunContext, cfg: StaticQuant) -> dict:
                     break
             fit = fit_budget(cfg, fp32, higher, metric == "accuracy", quantize, score,
                              lambda: sensitivity(plan, cfg, cache, work, probe, threads))
-            budget = {"metric": metric, "split": split, "fp32": fp32, "max_drop": cfg.max_drop,
+            budget = {"metric": metric, "split": split, "fp32": fp32, "reference_warning": caveat, "max_drop": cfg.max_drop,
                       "max_drop_relative": cfg.max_drop_relative, "units": "points" if metric == "accuracy" else metric,
                       **{k: v for k, v in fit.items() if k != "path"}}
             chosen, kept = fit["path"], fit["kept_fp32"]

@@ -46,6 +46,9 @@ class SplitConfig(Strict):
     test: float = Field(default=0.0, ge=0.0, lt=1.0)
     stratify: bool = True
     dedupe: bool = True
+    conflicts: Literal["keep-first", "majority", "drop"] = Field(
+        default="keep-first", description="a text seen more than once with different labels: keep the first occurrence's "
+        "label, the most common label, or drop the text (with dedupe)")
 
     @model_validator(mode="after")
     def _sum(self) -> SplitConfig:
@@ -61,6 +64,9 @@ class DataConfig(Strict):
     calibration: str | None = None
     format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "text"] = "auto"
     encoding: str = "utf-8"
+    quoting: Literal["auto", "csv", "none"] = Field(
+        default="auto", description="csv / tsv quoting: csv honours \"...\" fields (separators, doubled quotes, newlines "
+        "inside); none reads quotes literally; auto: csv for .csv, and for .tsv when the file parses cleanly that way")
     text: str | list[str] = "text"
     label: str | None = "label"
     labels: list[str] | None = Field(default=None, description="label names in id order")

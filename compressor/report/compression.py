@@ -153,6 +153,7 @@ def _distill(s: dict, results: dict, where: str) -> Section:
     if s.get("best_dev") is not None:
         sec.lines.append(f"Best student dev {name} {s['best_dev'] * scale:.2f} at step {s.get('best_step')} of {s.get('steps')}"
                          + (f" ({s['best_dev'] / tm:.1%} of the teacher)" if tm and name == "accuracy" else "") + ".")
+    sec.lines += _collapse_caveats(results, next(iter(t.get("metrics", {}).values()), {}), "the teacher", "the student")
     speed = _speed_sentence(results)
     if speed:
         sec.lines.append(f"Measured: {_noise_caveat(results, speed, 'not a gain of distillation')}.")
@@ -173,7 +174,20 @@ def _built_from(b) -> str:
     return ", ".join(f"{k} {v}" if k != "current" else "the model the previous stages left" for k, v in b.items())
 
 
-def _int8(s: dict, where: str) -> Section | None:
+def _collapse_caveats(results: dict, ref: dict, ref_name: str, mine: str) -> list[str]:
+    """A comparison with a collapsed reference (or a collapsed result) carries the warning where it is made."""
+    from compressor.health import classifier_warnings, reference_warning
+
+    caveat = reference_warning(ref, ref_name, results.get("labels"))
+    if caveat:
+        return [caveat]
+    split = eval_split(results)
+    own = results["artifacts"].get("int8" if "INT8" in mine else "pytorch", {}).get("metrics", {}).get(split, {})
+    why = classifier_warnings(own, results.get("labels"))
+    return [f"**Warning**: {mine} {why[0]} ({split})."] if why else []
+
+
+def _int8(s: dict, results: dict, where: str) -> Section | None:
     kept, budget = s.get("kept_fp32") or [], s.get("budget")
     if s.get("scheme") != "static" and not kept and not budget:
         return None
@@ -183,6 +197,10 @@ def _int8(s: dict, where: str) -> Section | None:
     if budget:
         verdict = "met" if budget.get("passed") else "missed (the best trial is kept)"
         sec.lines.append(f"Accuracy budget {verdict} after {len(budget.get('trials', []))} trial(s).")
+        ref = results["artifacts"].get("onnx") or results["artifacts"].get("pytorch") or {}
+        sec.lines += ([budget["reference_warning"]] if budget.get("reference_warning") else
+                      _collapse_caveats(results, ref.get("metrics", {}).get(budget.get("split"), {}),
+                                        "the fp32 reference", "the INT8 graph"))
         rows = [[str(i), str(len(t["kept_fp32"])), f"{t['value']:.4f}", f"{t['drop']:+.3f}", "yes" if t["passed"] else "no"]
                 for i, t in enumerate(budget.get("trials", []))]
         sec.tables.append(("Budget trials", ["trial", "nodes in fp32", "metric", "drop", "within budget"], rows))
@@ -205,7 +223,7 @@ def sections(results: dict) -> list[Section]:
         if s.get("type") == "vocabulary":
             out.append(_vocabulary(s, results, where))
         if s["stage"] == "quantize":
-            sec = _int8(s, where)
+            sec = _int8(s, results, where)
             if sec:
                 out.append(sec)
     return out

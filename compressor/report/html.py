@@ -115,6 +115,22 @@ def compression_html(results: dict) -> list[str]:
     return out
 
 
+def health_html(results: dict, figures: dict[str, bytes]) -> list[str]:
+    from compressor.report.health import health_section, majority_line
+
+    sec = health_section(results)
+    out = [f"<p class=\"note\">{escape(line)}</p>" for line in [majority_line(results)] if line]
+    out.append(f"<h2>{escape(sec.title)}</h2>")
+    warn = [line for line in sec.lines if line.startswith("**Warning**")]
+    out += [f"<div class=\"warn\">{_inline(line)}</div>" for line in warn]
+    out.append("<ul>" + "".join(f"<li>{_inline(line)}</li>" for line in sec.lines if line not in warn) + "</ul>")
+    for caption, head, rows in sec.tables:
+        out += [f"<p class=\"note\">{escape(caption)}</p>", table_html(head, rows)]
+    if "confusion" in figures:
+        out.append(f"<div class=\"plots\"><figure>{img(figures['confusion'], PLOT_TITLES['confusion'])}</figure></div>")
+    return out
+
+
 def render_html(results: dict, figures: dict[str, bytes], recipe_text: str | None = None) -> str:
     from compressor import __version__
 
@@ -128,7 +144,8 @@ def render_html(results: dict, figures: dict[str, bytes], recipe_text: str | Non
             "<h2>Variants</h2>", table_html(head, rows),
             f"<p class=\"note\">{escape(method_note(results))}</p>"]
     body += [f"<div class=\"warn\">{escape(n)}</div>" for n in results.get("bench_notes", [])]
-    if figures:
+    body += health_html(results, figures)
+    if any(k in figures for k in ("size", "latency", "training")):
         body += ["<h2>Plots</h2>", figures_html(figures, metric, pareto_note(results))]
     body += compression_html(results)
     body += ["<h2>Stages</h2>", "<ul class=\"stages\">"]

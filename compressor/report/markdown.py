@@ -106,7 +106,8 @@ def method_note(results: dict) -> str:
            if reference(results) == "baseline" else "the PyTorch fp32 model")
     return METHOD_NOTE.format(reference=ref, metric=results["primary_metric"]["name"].capitalize())
 
-PLOT_TITLES = {"size": "{metric} vs size", "latency": "{metric} vs latency", "training": "training curves"}
+PLOT_TITLES = {"size": "{metric} vs size", "latency": "{metric} vs latency", "training": "training curves",
+               "confusion": "confusion matrix"}
 
 
 def pareto_note(results: dict) -> str:
@@ -124,8 +125,19 @@ def render_markdown(results: dict, plots: dict[str, str] | None = None) -> str:
            f"Model `{results['model']}`, task {results['task']}, seed {results['seed']}, trained on {results['device']}. "
            f"Data: " + ", ".join(f"{k} {v}" for k, v in results.get("data", {}).items()) + ".", "",
            "## Variants", "", _md_table(head, rows), "", method_note(results)]
+    from compressor.report.health import health_section, majority_line
+
+    if majority := majority_line(results):
+        out += ["", majority]
     if results.get("bench_notes"):
         out += ["", "Notes:"] + [f"- {n}" for n in results["bench_notes"]]
+    health = health_section(results)
+    out += ["", f"## {health.title}", ""] + [f"- {line}" for line in health.lines]
+    for caption, h, r in health.tables:
+        out += ["", f"{caption}:", "", _md_table(h, r)]
+    plots = dict(plots or {})
+    if "confusion" in plots:
+        out += ["", f"![{PLOT_TITLES['confusion']}]({plots.pop('confusion')})"]
     if plots:
         out += ["", "## Plots", ""]
         out += [f"![{PLOT_TITLES.get(k, k).format(metric=metric)}]({f})" for k, f in plots.items()]

@@ -77,25 +77,59 @@ def evaluate_artifacts(ctx: RunContext) -> dict[str, dict]:
 
     cfg = ctx.recipe.evaluate
     splits = [s for s in cfg.splits if s in ctx.encoded]
+    bs, threads = cfg.batch_size, ctx.recipe.bench.threads
     out: dict[str, dict] = {}
+
+    def step(name: str, s: str) -> str:
+        return f"eval {name} on {s}"
+
     if "torch" in cfg.artifacts:
-        out["pytorch"] = {s: evaluate_torch(ctx.model.to(ctx.device), ctx.loader(s, cfg.batch_size), ctx.task, ctx.device)
-                          for s in splits}
+        out["pytorch"] = {s: evaluate_torch(ctx.model.to(ctx.device), ctx.loader(s, bs), ctx.task, ctx.device, True,
+                                            step("pytorch", s)) for s in splits}
         ctx.model.to("cpu")
     for name, path in artifact_files(ctx).items():
         if name in cfg.artifacts:
-            out[name] = {s: evaluate_onnx(path, ctx.loader(s, cfg.batch_size), ctx.task, ctx.recipe.bench.threads) for s in splits}
+            out[name] = {s: evaluate_onnx(path, ctx.loader(s, bs), ctx.task, threads, True, step(name, s)) for s in splits}
     if ctx.baseline is not None and "baseline" in cfg.artifacts:
-        out["baseline"] = {s: evaluate_torch(ctx.baseline.to(ctx.device), baseline_loader(ctx, s, cfg.batch_size), ctx.task,
-                                             ctx.device) for s in splits}
+        out["baseline"] = {s: evaluate_torch(ctx.baseline.to(ctx.device), baseline_loader(ctx, s, bs), ctx.task,
+                                             ctx.device, True, step("baseline", s)) for s in splits}
         ctx.baseline.to("cpu")
         if "baseline-onnx" in ctx.artifacts:
-            out["baseline-onnx"] = {s: evaluate_onnx(ctx.artifacts["baseline-onnx"], baseline_loader(ctx, s, cfg.batch_size),
-                                                     ctx.task, ctx.recipe.bench.threads) for s in splits}
+            out["baseline-onnx"] = {s: evaluate_onnx(ctx.artifacts["baseline-onnx"], baseline_loader(ctx, s, bs), ctx.task,
+                                                     threads, True, step("baseline-onnx", s)) for s in splits}
+    if ctx.task == "causal-lm":
+        lm_health(ctx, out, splits)
     for name, per_split in out.items():
         for s, m in per_split.items():
-            log.info("eval %-8s %-4s %s", name, s, "  ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float)))
+            log.info("eval %-8s %-4s %s", name, s, "  ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float) and k != "missed_share"))
+    from compressor.health import grouped_warnings
+
+    for line in grouped_warnings(out, ctx.task, ctx.label_names):
+        log.warning("%s", line)
     return out
+
+
+def lm_health(ctx: RunContext, evals: dict[str, dict], splits: list[str]) -> None:
+    """Causal LM: the unigram baseline beside each perplexity, and a greedy-output check of the PyTorch models."""
+    from compressor.evaluate import greedy_check
+    from compressor.health import unigram_perplexity
+
+    vocab = ctx.model.config.vocab_size
+    train = [f["input_ids"] for f in ctx.encoded["train"].features] if "train" in ctx.encoded else []
+    for s in splits:
+        blocks = [f["input_ids"] for f in ctx.encoded[s].features]
+        uni = unigram_perplexity(train or blocks, blocks, vocab)
+        for per_split in evals.values():
+            if s in per_split:
+                per_split[s]["unigram_perplexity"] = uni
+    s = splits[0] if splits else None
+    for name, model in (("pytorch", ctx.model), ("baseline", ctx.baseline)):
+        if s is None or model is None or name not in evals:
+            continue
+        log.info("greedy-output check of %s on %s (4 prompts × 32 tokens)", name, s)
+        blocks = [f["input_ids"] for f in ctx.encoded[s].features]
+        evals[name][s]["greedy"] = greedy_check(model.to(ctx.device), blocks, ctx.device, tokenizer=ctx.tokenizer)
+        model.to("cpu")
 
 
 def ort_providers() -> list[str]:
@@ -125,29 +159,57 @@ def run_benchmarks(ctx: RunContext) -> dict:
         devices.append(d)
     vocab = ctx.model.config.vocab_size
     with_baseline = ctx.baseline is not None and "baseline" in ctx.recipe.evaluate.artifacts
+    n_onnx = len(artifact_files(ctx)) + (with_baseline and "baseline-onnx" in ctx.artifacts)
+    total = sum((0 if d == "tensorrt" else 1 + with_baseline) + n_onnx for d in devices)
+    timed = BenchProgress(total, len(b.batch_sizes) * len(b.seq_lengths) * (b.warmup + b.iterations))
     for dev in devices:
         args = dict(batch_sizes=b.batch_sizes, seq_lengths=b.seq_lengths, warmup=b.warmup, iterations=b.iterations,
                     device=dev, threads=b.threads)
         log.info("benchmark on %s: batch %s × seq %s, %d iterations", dev, b.batch_sizes, b.seq_lengths, b.iterations)
         if dev != "tensorrt":  # TensorRT runs the ONNX graphs only
             if with_baseline:
-                out["rows"].setdefault("baseline", []).extend(bench_torch(ctx.baseline, **args))
-            out["rows"].setdefault("pytorch", []).extend(bench_torch(ctx.model, **args))
+                out["rows"].setdefault("baseline", []).extend(timed("baseline", dev, bench_torch, ctx.baseline, **args))
+            out["rows"].setdefault("pytorch", []).extend(timed("pytorch", dev, bench_torch, ctx.model, **args))
         for name, path in artifact_files(ctx).items():
             if dev != "cpu" and name == "int8":
                 out["notes"].append(f"{dev}: the INT8 graph targets ONNX Runtime's CPU kernels; measured on CPU only")
+                timed.skip()
                 continue
             try:
-                out["rows"].setdefault(name, []).extend(bench_onnx(path, vocab, **args))
+                out["rows"].setdefault(name, []).extend(timed(name, dev, bench_onnx, path, vocab, **args))
             except Exception as e:  # a missing CUDA EP must not lose the CPU numbers
                 out["notes"].append(f"{name} on {dev}: not measured ({str(e).splitlines()[0][:200]})")
         if with_baseline and "baseline-onnx" in ctx.artifacts:
             try:
                 out["rows"].setdefault("baseline-onnx", []).extend(
-                    bench_onnx(ctx.artifacts["baseline-onnx"], ctx.baseline.config.vocab_size, **args))
+                    timed("baseline-onnx", dev, bench_onnx, ctx.artifacts["baseline-onnx"], ctx.baseline.config.vocab_size,
+                          **args))
             except Exception as e:
                 out["notes"].append(f"baseline-onnx on {dev}: not measured ({str(e).splitlines()[0][:200]})")
     return out
+
+
+class BenchProgress:
+    """A line before and after each artifact's benchmark: which one of how many, runs per artifact, time left."""
+
+    def __init__(self, total: int, runs: int):
+        self.total, self.runs, self.done, self.seconds = total, runs, 0, 0.0
+
+    def skip(self) -> None:
+        self.total -= 1
+
+    def __call__(self, name: str, where: str, fn, *args, **kwargs):
+        log.info("benchmark %d/%d: %s on %s, %d timed and warm-up runs ...", self.done + 1, self.total, name, where, self.runs)
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            took = time.perf_counter() - t0
+            self.done += 1
+            self.seconds += took
+            left = self.seconds / self.done * (self.total - self.done)
+            log.info("benchmark %d/%d: %s on %s done in %.1fs%s", self.done, self.total, name, where, took,
+                     f", ~{left:.0f}s left" if self.done < self.total else "")
 
 
 def bitsandbytes_variants(ctx: RunContext, evals: dict, bench: dict) -> dict[str, dict]:
@@ -180,7 +242,8 @@ def bitsandbytes_variants(ctx: RunContext, evals: dict, bench: dict) -> dict[str
         except Exception as e:  # an architecture bitsandbytes cannot take must not lose the rest of the report
             bench.setdefault("notes", []).append(f"{name}: not loaded ({str(e).splitlines()[0][:200]})")
             continue
-        evals[name] = {s: evaluate_torch(model, ctx.loader(s, ctx.recipe.evaluate.batch_size), ctx.task, "cuda") for s in splits}
+        evals[name] = {s: evaluate_torch(model, ctx.loader(s, ctx.recipe.evaluate.batch_size), ctx.task, "cuda", True,
+                                      f"eval {name} on {s}") for s in splits}
         if b.enabled:
             bench.setdefault("rows", {})[name] = bench_torch(model, b.batch_sizes, b.seq_lengths, b.warmup, b.iterations, "cuda")
         records[name] = {"path": "model", "runtime": f"torch + bitsandbytes {mode}", "params": model.num_parameters(),
@@ -233,6 +296,8 @@ def collect_results(ctx: RunContext, evals: dict, bench: dict, started: float, e
         "primary_metric": {"name": metric, "higher_is_better": higher},
         "labels": ctx.label_names,
         "data": {k: len(v) for k, v in ctx.encoded.items()},
+        "data_counts": ctx.dataset.counts if ctx.dataset is not None else {},
+        "duplicates": ctx.dataset.duplicates if ctx.dataset is not None else {},
         "stages": ctx.stage_results,
         "artifacts": artifacts,
         "bench_notes": bench.get("notes", []),

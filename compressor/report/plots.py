@@ -17,7 +17,7 @@ from compressor.report.markdown import _metric, _p50, bench_devices, bench_shape
 from compressor.rundir import atomic_write_bytes
 
 log = logging.getLogger("compressor")
-FIGURES = ("size", "latency", "training")
+FIGURES = ("size", "latency", "training", "confusion")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
@@ -235,11 +235,20 @@ def figures_for(runs: list[tuple[str, dict]], shape: tuple[int, int, str] | None
 
 def run_figures(results: dict) -> dict[str, bytes]:
     """The figures of one run; a figure that fails to draw is left out with a warning (the report still gets written)."""
-    try:
-        return figures_for([("", results)])
-    except Exception as e:  # a plotting problem must not fail a finished run
-        log.warning("report plots left out: %s: %s", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
-        return {}
+    from compressor.report.health import confusion_png
+
+    figures: dict[str, bytes] = {}
+    for name, draw in (("", lambda: figures_for([("", results)])), ("confusion", lambda: confusion_png(results))):
+        try:
+            got = draw()
+        except Exception as e:  # a plotting problem must not fail a finished run
+            log.warning("report plots left out: %s: %s", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+            continue
+        if name and got:
+            figures[name] = got
+        elif not name:
+            figures.update(got)
+    return figures
 
 
 def write_figures(out_dir: Path, prefix: str, figures: dict[str, bytes]) -> dict[str, str]:

@@ -82,7 +82,7 @@ def _self_contained(html: str) -> None:
 def test_run_writes_a_self_contained_html_report(cls_run):
     html = (cls_run / "report.html").read_text()
     _self_contained(html)
-    assert html.count('<img src="data:image/png;base64,') == 3  # size, latency, training
+    assert html.count('<img src="data:image/png;base64,') == 4  # size, latency, training, confusion matrix
     m = json.loads((cls_run / "metrics.json").read_text())
     for name in ("pytorch", "onnx", "int8"):
         assert f">{name}</td>" in html
@@ -92,7 +92,7 @@ def test_run_writes_a_self_contained_html_report(cls_run):
 
 def test_report_md_links_its_plots(cls_run):
     md = (cls_run / "report.md").read_text()
-    for name in ("report_size.png", "report_latency.png", "report_training.png"):
+    for name in ("report_size.png", "report_latency.png", "report_training.png", "report_confusion.png"):
         assert (cls_run / name).read_bytes().startswith(PNG)
         assert f"]({name})" in md
 

@@ -1,0 +1,39 @@
+"""Progress lines for long steps: rows (or iterations) done, elapsed time and time left, every few seconds."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+log = logging.getLogger("compressor")
+
+EVERY_S = 5.0  # seconds between two progress lines
+
+
+class Progress:
+    """``update(n)`` after each chunk of work; a line at most every ``every`` seconds, and one at the end."""
+
+    def __init__(self, what: str, total: int, unit: str = "rows", every: float = EVERY_S, clock=time.perf_counter):
+        self.what, self.total, self.unit, self.every, self.clock = what, max(int(total), 0), unit, every, clock
+        self.done = 0
+        self.start = self.last = clock()
+        log.info("%s: %d %s ...", what, self.total, unit)
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = self.clock()
+        if now - self.last >= self.every and self.done < self.total:
+            self.last = now
+            log.info("%s", self.line(now))
+
+    def line(self, now: float) -> str:
+        elapsed = now - self.start
+        left = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
+        pct = 100 * self.done / self.total if self.total else 100.0
+        return (f"{self.what}: {self.done}/{self.total} {self.unit} ({pct:.0f} %), {elapsed:.0f}s elapsed"
+                + (f", ~{left:.0f}s left" if left == left else ""))
+
+    def finish(self) -> float:
+        seconds = self.clock() - self.start
+        log.info("%s: %d %s in %.1fs", self.what, self.done, self.unit, seconds)
+        return seconds
