@@ -301,13 +301,13 @@ def export(
         model.config.save_pretrained(out)
 
 
-def _label_names(config, data_path: Path, fmt: str, encoding: str, label: str, labels: Optional[str]):
+def _label_names(config, data_path: Path, fmt: str, encoding: str, label: str, labels: Optional[str], quoting: str = "auto"):
     """Label names in id order: --labels, else the model's id2label; None when the data holds class ids."""
     from compressor.data import read_table
 
     if labels:
         return [x.strip() for x in labels.split(",")]
-    df = read_table(data_path, fmt, encoding)
+    df = read_table(data_path, fmt, encoding, quoting)
     values = [str(v).strip() for v in df[label]] if label in df.columns else []
     if values and all(v.lstrip("-").isdigit() for v in values):
         return None
@@ -339,11 +339,49 @@ def eval_cmd(
     encoding: str = typer.Option("utf-8", "--encoding"),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime intra-op threads."),
     json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="Also write the metrics as JSON."),
+    quoting: str = typer.Option("auto", "--quoting", help="csv / tsv quoting: auto | csv (honour \"...\" fields) | none "
+                                "(quotes are plain text); as data.quoting."),
+    dedupe: bool = typer.Option(True, "--dedupe/--no-dedupe", help="Drop repeated texts, as a run does with its evaluation "
+                                "files (split.dedupe)."),
+    conflicts: str = typer.Option("keep-first", "--conflicts", help="A repeated text with different labels: keep-first | "
+                                  "majority | drop (split.conflicts)."),
 ):
     """Evaluate a model directory or an ONNX file on a data file, with the same code `compressor run` uses."""
+    with _console_log():
+        _eval(artifact, data, text, label, labels, task, tokenizer, max_length, batch_size, limit, data_format, encoding,
+              threads, json_out, quoting, dedupe, conflicts)
+
+
+def _console_log():
+    """Progress and data lines of the library on stderr (stdout keeps the results)."""
+    import contextlib
+    import logging
+
+    @contextlib.contextmanager
+    def handler():
+        log = logging.getLogger("compressor")
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("%(message)s"))
+        saved = (log.level, log.propagate)
+        log.addHandler(h)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+        try:
+            yield
+        finally:
+            log.removeHandler(h)
+            log.setLevel(saved[0])
+            log.propagate = saved[1]
+
+    return handler()
+
+
+def _eval(artifact, data, text, label, labels, task, tokenizer, max_length, batch_size, limit, data_format, encoding,
+          threads, json_out, quoting, dedupe, conflicts):
     import pydantic
 
     from compressor import data as D
+    from compressor import eval_file as E
     from compressor.errors import CompressorError, ModelError
     from compressor.evaluate import evaluate_onnx, evaluate_torch
     from compressor.models import load_config, load_model, load_tokenizer
@@ -367,29 +405,48 @@ def eval_cmd(
     tok = load_tokenizer(home)
     cols = [c.strip() for c in text.split(",")] if "," in text else text
     classify = task == "sequence-classification"
-    names = _label_names(config, data, data_format, encoding, label, labels) if classify else None
-    try:
-        cfg = DataConfig(train=str(data), format=data_format, encoding=encoding, text=cols, label=label if classify else None,
-                         labels=names, split=SplitConfig(dev=0.0, test=0.0, stratify=False, dedupe=False),
-                         max_length=max_length, max_train_samples=limit)
-    except pydantic.ValidationError as e:
-        err = e.errors()[0]
-        raise CompressorError(f"{'.'.join(map(str, err['loc'])) or 'data'}: {err['msg']}") from None
+
+    def data_config(names=None) -> DataConfig:
+        try:
+            return DataConfig(train=str(data), format=data_format, encoding=encoding, quoting=quoting, text=cols,
+                              label=label if classify else None, labels=names,
+                              split=SplitConfig(dev=0.0, test=0.0, stratify=False, dedupe=dedupe, conflicts=conflicts),
+                              max_length=max_length, max_train_samples=limit)
+        except pydantic.ValidationError as e:
+            err = e.errors()[0]
+            loc = ".".join(map(str, err["loc"]))
+            where = {"quoting": "--quoting", "conflicts": "--conflicts", "labels": "--labels"}.get(loc, loc or "data")
+            raise CompressorError(f"{where}: {err['msg']}") from None
+
+    data_config()  # --quoting / --conflicts checked before the file is read
+    cfg = data_config(_label_names(config, data, data_format, encoding, label, labels, quoting) if classify else None)
+    ds = None
     if classify:
         num_labels = getattr(config, "num_labels", None) if config is not None else None
-        ds = D.load_classification(cfg, None, seed=0, num_labels=num_labels)
-        encoded = D.encode_split(ds.splits["train"], tok, max_length)
+        encoded, ds = E.load_classification_file(cfg, num_labels, tok, max_length)
     else:
-        encoded = D.encode_blocks(D.load_causal_lm(cfg, None, tok, seed=0)["train"])
+        blocks = D.load_causal_lm(cfg, None, tok, seed=0)["train"]
+        encoded = D.encode_blocks(blocks)
     loader = D.make_loader(encoded, tok, batch_size, shuffle=False, task=task)
+    model = None
     if is_onnx:
-        metrics = evaluate_onnx(artifact, loader, task, threads)
+        metrics = evaluate_onnx(artifact, loader, task, threads, detail=True, progress=f"eval {artifact.name}")
     else:
-        metrics = evaluate_torch(load_model(home, task), loader, task)
-    shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
+        model = load_model(home, task)
+        metrics = evaluate_torch(model, loader, task, detail=True, progress=f"eval {artifact.name}")
+    if not classify:
+        E.lm_extras(metrics, blocks, getattr(config, "vocab_size", None), model, tok)
+    shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
+                      if isinstance(v, (int, float)) and k not in ("missed_share", "majority_class"))
     typer.echo(f"{artifact} on {data} ({len(encoded)} {'examples' if classify else 'blocks'}): {shown}")
+    facts, warnings = E.health_lines(metrics, task, ds.label_names if ds else None)
+    for line in facts:
+        typer.echo(f"  {line}")
+    for line in warnings:
+        _warn(line)
     if json_out is not None:
-        atomic_write_json(json_out, {"artifact": str(artifact), "data": str(data), "task": task, "metrics": metrics})
+        atomic_write_json(json_out, {"artifact": str(artifact), "data": str(data), "task": task, "metrics": metrics,
+                                     "warnings": warnings, **({"data_rows": E.data_summary(ds)} if ds else {})})
 
 
 def _onnx_vocab(path: Path, home: Optional[Path]) -> Optional[int]:

@@ -128,8 +128,9 @@ def write_listing(path: Path, listing: list[dict], label_names: list[str] | None
 LIMITS = {"train": "max_train_samples", "dev": "max_eval_samples", "test": "max_eval_samples"}
 
 
-def count_lines(counts: dict[str, dict], label: dict[str, str] | None = None) -> list[str]:
+def count_lines(counts: dict[str, dict], label: dict[str, str] | None = None, limits: dict[str, str] | None = None) -> list[str]:
     """Rows read / dropped / split off / left out by the sample limits / used, one line per split."""
+    limits = {**{k: f"data.{v}" for k, v in LIMITS.items()}, **(limits or {})}
     lines = []
     for name in [n for n in ("train", "dev", "test") if n in counts]:
         c = counts[name]
@@ -141,7 +142,7 @@ def count_lines(counts: dict[str, dict], label: dict[str, str] | None = None) ->
         if c.get("split_off"):
             parts.append(f"{c['split_off']} split off into dev / test")
         if c.get("sampled_out"):
-            parts.append(f"{c['sampled_out']} left out by data.{LIMITS[name]}")
+            parts.append(f"{c['sampled_out']} left out by {limits[name]}")
         parts.append(f"{c.get('used', c.get('kept', 0))} used")
         lines.append(f"{where}: " + ", ".join(parts))
     return lines

@@ -58,7 +58,7 @@ def torch_logits(model, batch: dict, device: str = "cpu") -> np.ndarray:
     return out.logits.float().cpu().numpy()
 
 
-def _batches(loader, progress: str | None):
+def _batches(loader, progress: str | None, task: str = "sequence-classification"):
     """The loader's batches, with progress lines (rows done, time left) when ``progress`` names the step."""
     if progress is None:
         yield from loader
@@ -66,7 +66,7 @@ def _batches(loader, progress: str | None):
     from compressor.progress import Progress
 
     total = len(loader.dataset) if hasattr(loader, "dataset") else 0
-    bar = Progress(progress, total, "rows")
+    bar = Progress(progress, total, "blocks" if task == "causal-lm" else "rows")
     for batch in loader:
         yield batch
         bar.update(len(batch["input_ids"]))
@@ -80,7 +80,7 @@ def evaluate_torch(model, loader: Iterable[dict], task: str, device: str = "cpu"
     was_training = model.training
     model.eval()
     acc = MetricAccumulator(task, detail)
-    for batch in _batches(loader, progress):
+    for batch in _batches(loader, progress, task):
         acc.add(torch_logits(model, batch, device), batch)
     model.train(was_training)
     return acc.result()
@@ -111,7 +111,7 @@ def evaluate_onnx(path, loader: Iterable[dict], task: str, threads: int | None =
 
     session = make_session(path, threads=threads)
     acc = MetricAccumulator(task, detail)
-    for batch in _batches(loader, progress):
+    for batch in _batches(loader, progress, task):
         acc.add(onnx_logits(session, batch), batch)
     del session
     return acc.result()

@@ -67,7 +67,7 @@ def classifier_warnings(m: dict, names: list[str] | None = None) -> list[str]:
             never = " (never predicted: " + ", ".join(f"{_name(i, names)} {m['support'][i]} rows" for i in idx) + ")"
         out.append(f"predicts only {predicted} of the {present} classes present{never}: a collapsed classifier")
     gap = m["accuracy"] - m["majority_baseline"]
-    if gap <= NEAR_MAJORITY:
+    if gap <= NEAR_MAJORITY and present > 1:
         out.append(f"scores {m['accuracy']:.2%}, {'only ' if gap >= 0 else ''}{gap * 100:+.2f} pt from the "
                    f"majority-class baseline {m['majority_baseline']:.2%} (always '{_name(m['majority_class'], names)}')")
     return out
