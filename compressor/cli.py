@@ -347,33 +347,11 @@ def eval_cmd(
                                   "majority | drop (split.conflicts)."),
 ):
     """Evaluate a model directory or an ONNX file on a data file, with the same code `compressor run` uses."""
-    with _console_log():
+    from compressor.progress import console_log
+
+    with console_log():
         _eval(artifact, data, text, label, labels, task, tokenizer, max_length, batch_size, limit, data_format, encoding,
               threads, json_out, quoting, dedupe, conflicts)
-
-
-def _console_log():
-    """Progress and data lines of the library on stderr (stdout keeps the results)."""
-    import contextlib
-    import logging
-
-    @contextlib.contextmanager
-    def handler():
-        log = logging.getLogger("compressor")
-        h = logging.StreamHandler(sys.stderr)
-        h.setFormatter(logging.Formatter("%(message)s"))
-        saved = (log.level, log.propagate)
-        log.addHandler(h)
-        log.setLevel(logging.INFO)
-        log.propagate = False
-        try:
-            yield
-        finally:
-            log.removeHandler(h)
-            log.setLevel(saved[0])
-            log.propagate = saved[1]
-
-    return handler()
 
 
 def _eval(artifact, data, text, label, labels, task, tokenizer, max_length, batch_size, limit, data_format, encoding,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
 import time
 
 log = logging.getLogger("compressor")
@@ -37,3 +39,20 @@ class Progress:
         seconds = self.clock() - self.start
         log.info("%s: %d %s in %.1fs", self.what, self.done, self.unit, seconds)
         return seconds
+
+
+@contextlib.contextmanager
+def console_log():
+    """The library's info lines (data counts, progress) on stderr, for commands that keep stdout for results."""
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(logging.Formatter("%(message)s"))
+    saved = (log.level, log.propagate)
+    log.addHandler(h)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        yield
+    finally:
+        log.removeHandler(h)
+        log.setLevel(saved[0])
+        log.propagate = saved[1]

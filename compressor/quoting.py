@@ -35,7 +35,7 @@ def scan(path: Path, sep: str, quoting: int, encoding: str) -> tuple[int, int, s
                 if ncols is None:
                     ncols = len(row)
                 elif len(row) != ncols:
-                    return reader.line_num, len(row), f"{len(row)} fields, the header has {ncols}"
+                    return reader.line_num, len(row), f"has {len(row)} fields, the header has {ncols}"
         except csv.Error as e:
             return reader.line_num, 0, str(e)
     return None
@@ -102,7 +102,8 @@ def likely_cause(path: Path, fmt: str, encoding: str, quoting: int) -> str | Non
                  "or check the header")
     else:
         cause = f"header: this line has fewer {name[sep]}-separated fields than the header"
-    return f"line {number}: {reason}; likely cause: {cause}"
+    where = f"line {number} {reason}" if reason.startswith("has ") else f"line {number}: {reason}"
+    return f"{where}; likely cause: {cause}"
 
 
 def separator_hint(columns) -> str:

@@ -64,7 +64,7 @@ def test_errors_name_separator_and_quoting(tmp_path):
     (tmp_path / "sep.csv").write_text("text,label\nfine,0\nan, unquoted comma,1\n")
     with pytest.raises(DataError) as e:
         read_table(tmp_path / "sep.csv", "auto", "utf-8")
-    assert "line 3: 3 fields, the header has 2" in str(e.value) and "likely cause: separator" in str(e.value)
+    assert "line 3 has 3 fields, the header has 2" in str(e.value) and "likely cause: separator" in str(e.value)
     (tmp_path / "open.csv").write_text('text,label\n"never closed,0\nb,1\n')
     with pytest.raises(DataError) as e:
         read_table(tmp_path / "open.csv", "auto", "utf-8")
