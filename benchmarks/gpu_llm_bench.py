@@ -28,6 +28,8 @@ import time
 import traceback
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -77,6 +79,101 @@ class TorchLM:
         return float(loss), ids.shape[1] - 1
 
 
+class OrtLM:
+    """compressor's cached ONNX graph (export/decoder.py) on ONNX Runtime, the KV cache kept on the device through
+    I/O binding: each step binds the previous step's present OrtValues as its past, and only the last position's
+    logits come back to the host for the greedy argmax."""
+
+    def __init__(self, path: Path, config, device: str = "cuda"):
+        import onnxruntime as ort
+        from compressor.arch.signature import decoder_signature
+
+        self.ort, self.device = ort, device
+        self.sig = decoder_signature(config, with_past=True)
+        providers = ["CUDAExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+        if self.session.get_providers()[0] != providers[0]:
+            raise RuntimeError(f"{providers[0]} did not load (session runs on {self.session.get_providers()})")
+
+    def _value(self, array):
+        return self.ort.OrtValue.ortvalue_from_numpy(array, self.device, 0)
+
+    def _run(self, ids, mask, past):
+        from compressor.arch.signature import position_ids
+
+        binding = self.session.io_binding()
+        feed = {"input_ids": ids, "attention_mask": mask, "position_ids": position_ids(mask, ids.shape[1])}
+        for name in self.sig.input_names:
+            if name in feed:
+                binding.bind_ortvalue_input(name, self._value(np.ascontiguousarray(feed[name], dtype=np.int64)))
+            else:
+                binding.bind_ortvalue_input(name, past[name])
+        for name in self.sig.output_names:
+            binding.bind_output(name, self.device)
+        self.session.run_with_iobinding(binding)
+        outs = binding.get_outputs()
+        logits = outs[0].numpy()[:, -1]
+        present = {n.replace("present.", "past_key_values.", 1): v for n, v in zip(self.sig.output_names[1:], outs[1:])}
+        return logits, present
+
+    def prefill(self, ids, mask):
+        ids, mask = ids.cpu().numpy(), mask.cpu().numpy()
+        empty = {n: self._value(v) for n, v in self.sig.empty_past(ids.shape[0]).items()}
+        logits, past = self._run(ids, mask, empty)
+        return self._tok(logits), (past, mask)
+
+    def step(self, tok, mask, state):
+        past, _ = state
+        tok = np.asarray(tok.cpu().numpy() if hasattr(tok, "cpu") else tok)
+        mask = mask.cpu().numpy() if hasattr(mask, "cpu") else mask
+        logits, past = self._run(tok.astype(np.int64), mask, past)
+        return self._tok(logits), (past, mask)
+
+    def _tok(self, logits):
+        import torch
+
+        return torch.as_tensor(logits.argmax(-1)[:, None], device="cuda" if self.device == "cuda" else "cpu")
+
+    def nll(self, ids):
+        ids_np = ids.cpu().numpy()
+        empty = {n: self._value(v) for n, v in self.sig.empty_past(1).items()}
+        binding = self.session.io_binding()
+        feed = {"input_ids": ids_np, "attention_mask": np.ones_like(ids_np)}
+        from compressor.arch.signature import position_ids
+
+        feed["position_ids"] = position_ids(feed["attention_mask"])
+        for name in self.sig.input_names:
+            binding.bind_ortvalue_input(name, self._value(feed[name].astype(np.int64)) if name in feed else empty[name])
+        for name in self.sig.output_names:
+            binding.bind_output(name, self.device)
+        self.session.run_with_iobinding(binding)
+        logits = binding.get_outputs()[0].numpy()[0].astype(np.float64)
+        logits -= logits.max(-1, keepdims=True)
+        logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+        target = ids_np[0, 1:]
+        return float(-logp[np.arange(len(target)), target].sum()), len(target)
+
+
+def onnx_variant(model_dir: Path, work: Path, bits: int | None):
+    """Export the cached graph once (and weight-only quantize it), then open it on the CUDA EP."""
+    from compressor.export.decoder import export_decoder
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    work.mkdir(parents=True, exist_ok=True)
+    fp32 = work / "model.onnx"
+    if not fp32.is_file():
+        export_decoder(AutoModelForCausalLM.from_pretrained(str(model_dir)), fp32)
+    path = fp32
+    if bits:
+        from compressor.quantize.weight_only import quantize_file
+
+        path = work / f"model.int{bits}.onnx"
+        quantize_file(fp32, path, bits=bits, block_size=32, symmetric=True, include_lm_head=False, accuracy_level=None)
+    return OrtLM(path, AutoConfig.from_pretrained(str(model_dir)))
+
+
 def perplexity(lm, tok, text: str, window: int = 512) -> dict:
     ids = tok(text, return_tensors="pt")["input_ids"][0]
     total, count = 0.0, 0
@@ -109,7 +206,7 @@ def time_generation(lm, prompt_ids, batch: int, new: int) -> tuple[float, float]
     return ev[0].elapsed_time(ev[1]), batch * new / (decode_ms / 1000.0)
 
 
-def variants(model_dir: Path, which: set[str]):
+def variants(model_dir: Path, which: set[str], work: Path = Path("/tmp/gpu_llm_bench")):
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
@@ -126,6 +223,10 @@ def variants(model_dir: Path, which: set[str]):
         "bnb-nf4": (bnb(BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)),
                     "bitsandbytes 4-bit NF4 weights, bf16 compute, KV cache"),
         "bnb-int8": (bnb(BitsAndBytesConfig(load_in_8bit=True)), "bitsandbytes LLM.int8, KV cache"),
+        "ort-cuda-fp32": (lambda: onnx_variant(model_dir, work, None),
+                          "ONNX Runtime CUDA EP, compressor's cached graph (export/decoder.py), KV cache kept on the GPU (I/O binding)"),
+        "ort-cuda-int4": (lambda: onnx_variant(model_dir, work, 4),
+                          "the same graph weight-only INT4 (MatMulNBits, RTN, block 32, symmetric, lm_head fp32) on the CUDA EP"),
     }
     for name, (factory, note) in specs.items():
         if name in which:
@@ -145,7 +246,7 @@ def run(args) -> dict:
     result: dict = {"environment": environment(args.install_notes), "prompt_tokens": args.prompt, "new_tokens": args.new,
                     "batches": batches, "rounds": args.rounds, "variants": {}}
     live = {}
-    for name, factory, note in variants(model_dir, set(args.variants.split(","))):
+    for name, factory, note in variants(model_dir, set(args.variants.split(",")), Path(args.work)):
         rec = result["variants"][name] = {"note": note}
         try:
             torch.cuda.reset_peak_memory_stats()
@@ -224,7 +325,8 @@ def main(argv=None) -> int:
     p.add_argument("--new", type=int, default=64)
     p.add_argument("--batch-sizes", default="1,4")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--variants", default="torch-fp32,torch-fp16,torch-bf16,bnb-nf4,bnb-int8")
+    p.add_argument("--variants", default="torch-fp32,torch-fp16,torch-bf16,bnb-nf4,bnb-int8,ort-cuda-fp32,ort-cuda-int4")
+    p.add_argument("--work", default="/tmp/gpu_llm_bench", help="where the ONNX graphs are written")
     p.add_argument("--install-notes", default=None)
     p.add_argument("--render", default=None, metavar="JSON", help="only re-write GPU_LLM_RESULTS.md from a stored JSON")
     args = p.parse_args(argv)
