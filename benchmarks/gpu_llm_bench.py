@@ -149,11 +149,11 @@ class OrtLM:
         for name in self.sig.output_names:
             binding.bind_output(name, self.device)
         self.session.run_with_iobinding(binding)
-        logits = binding.get_outputs()[0].numpy()[0].astype(np.float64)
-        logits -= logits.max(-1, keepdims=True)
-        logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-        target = ids_np[0, 1:]
-        return float(-logp[np.arange(len(target)), target].sum()), len(target)
+        import torch
+
+        logits = torch.from_numpy(binding.get_outputs()[0].numpy()[0]).float()
+        target = torch.from_numpy(ids_np[0, 1:])
+        return float(torch.nn.functional.cross_entropy(logits[:-1], target, reduction="sum")), len(target)
 
 
 def onnx_variant(model_dir: Path, work: Path, bits: int | None):
