@@ -52,6 +52,10 @@ def guarded(fn: Callable) -> Callable:
         except Exception as e:
             if _state["debug"]:
                 raise
+            from compressor.writeerrors import as_write_error
+
+            if (err := as_write_error(e, strict=True)) is not None:  # disk full, read-only: not a bug
+                _fail(_escape(str(err)), err.exit_code)
             _fail(_escape(f"internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
                           "(run with --debug for the traceback and please report it)"), 1)
 
@@ -112,6 +116,19 @@ def run(
         return  # under `accelerate launch`, the main process reports
     print_table(json.loads((run_dir / "metrics.json").read_text()))
     typer.echo(f"report: {run_dir / 'report.md'} and report.html")
+
+
+@app.command()
+@guarded
+def status(runs: list[Path] = typer.Argument(..., metavar="RUN_DIR...", help="Run directories.")):
+    """Say where runs stand: complete, running (by which process), failed, or interrupted (its process is gone)."""
+    from compressor.errors import RunDirError
+    from compressor.rundir import STATUS, describe_status
+
+    for r in runs:
+        if not (r / STATUS).is_file():
+            raise RunDirError(f"{r}: not a run directory (no {STATUS} file)")
+        typer.echo(f"{r}: {describe_status(r)}")
 
 
 # ---------------------------------------------------------------- reports

@@ -21,11 +21,15 @@ from compressor.rundir import (
     atomic_write_text,
     prepare_run_dir,
     read_status,
+    refuse_existing,
+    removed_on_error,
     replace_dir,
     tmp_sibling,
     write_status,
 )
+from compressor.runlock import LockSlot
 from compressor.train.loop import Interrupted
+from compressor.writeerrors import QuietFileHandler, run_failure, writing
 
 log = logging.getLogger("compressor")
 
@@ -63,7 +67,7 @@ class _LogToFile:
         from rich.logging import RichHandler
 
         fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
-        self.file = logging.FileHandler(self.path, encoding="utf-8") if self.path else logging.NullHandler()
+        self.file = QuietFileHandler(self.path, encoding="utf-8", delay=True) if self.path else logging.NullHandler()
         self.file.setFormatter(fmt)
         self.console = RichHandler(show_path=False, show_time=False, markup=False, rich_tracebacks=False)
         self.console.setLevel(logging.WARNING if self.quiet else logging.INFO)
@@ -141,9 +145,10 @@ def report_data(dataset, run_dir: Path) -> None:
 def save_model(ctx: RunContext) -> Path:
     final = ctx.run_dir / "model"
     tmp = tmp_sibling(final)
-    ctx.model.save_pretrained(tmp, safe_serialization=True)
-    ctx.tokenizer.save_pretrained(tmp)
-    replace_dir(tmp, final)
+    with writing(f"the compressed model ({final})", final), removed_on_error(tmp):
+        ctx.model.save_pretrained(tmp, safe_serialization=True)
+        ctx.tokenizer.save_pretrained(tmp)
+        replace_dir(tmp, final)
     return final
 
 
@@ -219,10 +224,11 @@ def _save_baseline(ctx: RunContext, stage: int) -> None:
     if ctx.baseline is None or final.exists():
         return
     tmp = tmp_sibling(final)
-    ctx.baseline.save_pretrained(tmp, safe_serialization=True)
-    ctx.baseline_tokenizer.save_pretrained(tmp)
-    atomic_write_json(tmp / "source.json", {"source": ctx.baseline_source, "stage": stage})
-    replace_dir(tmp, final)
+    with writing(f"the baseline model ({final})", final), removed_on_error(tmp):
+        ctx.baseline.save_pretrained(tmp, safe_serialization=True)
+        ctx.baseline_tokenizer.save_pretrained(tmp)
+        atomic_write_json(tmp / "source.json", {"source": ctx.baseline_source, "stage": stage})
+        replace_dir(tmp, final)
 
 
 def _restore_baseline(ctx: RunContext, first: int) -> None:
@@ -301,27 +307,38 @@ def _record_stage(ctx: RunContext, i: int, kind: str, digest: str, result: dict,
     if kind in MODEL_STAGES:
         snap = stage_dir / "model"
         tmp = tmp_sibling(snap)
-        ctx.model.save_pretrained(tmp, safe_serialization=True)
-        ctx.tokenizer.save_pretrained(tmp)  # a stage may change it too (vocabulary trimming)
-        if is_qat(ctx.model):  # fake-quant observer ranges are not weights: kept beside them
-            from safetensors.torch import save_file
+        with writing(f"the model after stage {i} ({kind})", snap), removed_on_error(tmp):
+            ctx.model.save_pretrained(tmp, safe_serialization=True)
+            ctx.tokenizer.save_pretrained(tmp)  # a stage may change it too (vocabulary trimming)
+            if is_qat(ctx.model):  # fake-quant observer ranges are not weights: kept beside them
+                from safetensors.torch import save_file
 
-            save_file(qat_state(ctx.model), str(tmp / QAT_STATE))
-        replace_dir(tmp, snap)
+                save_file(qat_state(ctx.model), str(tmp / QAT_STATE))
+            replace_dir(tmp, snap)
         model_rel = str(snap.relative_to(ctx.run_dir))
-        train_state = stage_dir / "train"
-        if train_state.exists():
-            shutil.rmtree(train_state)  # the stage is done: its optimizer state is no longer needed
     rec = {"hash": digest, "result": result, "model": model_rel,
            "artifacts": {k: str(v.relative_to(ctx.run_dir)) for k, v in ctx.artifacts.items()},
            "provenance": ctx.provenance}
     atomic_write_json(stage_dir / "done.json", rec)
+    train_state = stage_dir / "train"
+    if train_state.exists():  # only once the stage is recorded done: its optimizer state is no longer needed
+        shutil.rmtree(train_state)
     return model_rel
 
 
 def run(recipe_path: str | Path | None = None, overrides: list[str] | None = None, force: bool = False,
         output_dir: str | None = None, quiet: bool = False, resume: str | Path | None = None) -> Path:
-    """Run a recipe end to end and return the run directory; or, with ``resume=RUN_DIR``, continue one."""
+    """Run a recipe end to end and return the run directory; or, with ``resume=RUN_DIR``, continue one.
+
+    The run folder is locked for the whole run (one process per folder; see ``compressor.runlock``)."""
+    lock = LockSlot()
+    try:
+        return _run(lock, recipe_path, overrides, force, output_dir, quiet, resume)
+    finally:
+        lock.release()
+
+
+def _run(lock: LockSlot, recipe_path, overrides, force, output_dir, quiet, resume) -> Path:
     from compressor.report.markdown import write_report
     from compressor.report.metrics import (
         bitsandbytes_variants,
@@ -337,6 +354,8 @@ def run(recipe_path: str | Path | None = None, overrides: list[str] | None = Non
         info_file = run_dir / RUN_INFO
         if not info_file.is_file():
             raise RunDirError(f"{run_dir}: not a run directory (no {RUN_INFO})")
+        if procs.is_main:
+            lock.take(run_dir)
         if read_status(run_dir) == "complete":
             raise RunDirError(f"{run_dir}: this run is already complete; nothing to resume")
         info = json.loads(info_file.read_text())
@@ -350,6 +369,8 @@ def run(recipe_path: str | Path | None = None, overrides: list[str] | None = Non
         recipe_dir = Path(recipe_path).absolute().parent
         run_dir = run_dir_for(recipe, recipe_dir, output_dir)
         if procs.is_main:
+            refuse_existing(run_dir, force)  # an existing run is refused without touching it (nor its lock)
+            lock.take(run_dir)
             prepare_run_dir(run_dir, force)
             atomic_write_json(run_dir / RUN_INFO, {"recipe": str(recipe_path), "recipe_dir": str(recipe_dir),
                                                     "overrides": list(overrides or [])})
@@ -360,15 +381,19 @@ def run(recipe_path: str | Path | None = None, overrides: list[str] | None = Non
     _register_stages()
     started = time.time()
     hashes = stage_hashes(recipe)
+    doing = "loading"
     with _LogToFile(run_dir / "log.txt" if procs.is_main else None, quiet or not procs.is_main):
         try:
             log.info("%s %s -> %s", "resume" if resume else "run", recipe_path or resume, run_dir)
+            if lock.note:
+                log.warning(lock.note)
             ctx = build_context(recipe, recipe_dir, run_dir)
             first = _restore_completed(ctx, hashes) if resume is not None else 0
             model_rel = None
             for i, (kind, cfg) in enumerate(recipe.stage_list()):
                 if i < first:
                     continue
+                doing = f"stage {i} ({kind})"
                 t0 = time.perf_counter()
                 log.info("stage %d: %s", i, kind)
                 ctx.stage_path = f"stages.{i}.{kind}"
@@ -390,6 +415,7 @@ def run(recipe_path: str | Path | None = None, overrides: list[str] | None = Non
                 log.info("stage %d: %s done in %.1fs", i, kind, time.perf_counter() - t0)
             if not procs.is_main:
                 return run_dir  # evaluation, benchmark and report belong to the main process
+            doing = "the evaluation and report"
             log.info("saving the model to %s", run_dir / "model")
             save_model(ctx)
             if ctx.baseline is not None and "onnx" in ctx.artifacts and "baseline" in recipe.evaluate.artifacts:
@@ -405,14 +431,18 @@ def run(recipe_path: str | Path | None = None, overrides: list[str] | None = Non
             log.info("run complete in %.1fs: %s", time.time() - started, run_dir)
         except KeyboardInterrupt:
             if procs.is_main:
-                write_status(run_dir, "failed: interrupted")
+                write_status(run_dir, "failed: interrupted", best_effort=True)
             raise
         except BaseException as e:
-            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            failure = run_failure(e, run_dir, doing)
+            reason = str(failure or e).splitlines()[0] if str(failure or e) else type(e).__name__
             if procs.is_main:
-                write_status(run_dir, f"failed: {reason}")
+                write_status(run_dir, f"failed: {reason}", best_effort=True)
             log.error("run failed: %s", reason)
             if isinstance(e, Interrupted):
                 raise Interrupted(f"{reason}. Resume with: compressor run --resume {run_dir}") from None
+            if failure is not None and failure is not e:
+                raise failure from e
             raise
     return run_dir
+

@@ -1,4 +1,8 @@
-"""The run directory: atomic writes, a status file, refusal to clobber."""
+"""The run directory: atomic writes, a status file, refusal to clobber.
+
+Every artifact is written to a temporary name beside its final one and moved into place only once complete,
+so a crash or a full disk leaves the previous version, never half of a new one; an OS error while writing
+becomes a :class:`~compressor.writeerrors.WriteError` (one line: what, why, room left)."""
 
 from __future__ import annotations
 
@@ -12,24 +16,32 @@ from pathlib import Path
 from typing import Any
 
 from compressor.errors import RunDirError
+from compressor.runlock import LOCK_NAME, holder
+from compressor.writeerrors import WriteError, writing
 
 STATUS = "status"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(str(path), path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                _write_file(f, data)
+            os.chmod(tmp, 0o666 & ~_umask())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def _write_file(f, data: bytes) -> None:
+    """Write ``data`` to the open temporary file ``f`` and flush it to disk (fault-injection tests replace this)."""
+    f.write(data)
+    f.flush()
+    os.fsync(f.fileno())
 
 
 def _umask() -> int:
@@ -69,61 +81,115 @@ def atomic_write_onnx(model, path: Path) -> None:
     if model.ByteSize() < 1_800_000_000:
         atomic_write_bytes(path, model.SerializeToString())
         return
-    tmp = tmp_sibling(path)
-    try:
-        onnx.save(model, str(tmp / path.name), save_as_external_data=True, location=f"{path.name}.data")
-        for f in tmp.iterdir():
-            if f.name != path.name:
-                f.replace(path.parent / f.name)
-        (tmp / path.name).replace(path)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with writing(str(path), path):
+        tmp = tmp_sibling(path)
+        try:
+            onnx.save(model, str(tmp / path.name), save_as_external_data=True, location=f"{path.name}.data")
+            for f in tmp.iterdir():
+                if f.name != path.name:
+                    f.replace(path.parent / f.name)
+            (tmp / path.name).replace(path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def tmp_sibling(path: Path) -> Path:
     """A fresh temporary directory beside ``path``, for writing a multi-file artifact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
-    os.chmod(tmp, 0o777 & ~_umask())
+    with writing(str(path), path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        os.chmod(tmp, 0o777 & ~_umask())
     return tmp
 
 
 def replace_dir(tmp: Path, final: Path) -> None:
-    """Move a fully written directory into place (the old one, if any, goes only after)."""
+    """Move a fully written directory into place (the old one, if any, goes only after; back if the move fails)."""
     old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(final, old)
-    os.replace(tmp, final)
+    with writing(str(final), final):
+        if final.exists():
+            old = final.with_name(f".{final.name}.old")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(final, old)
+        try:
+            os.replace(tmp, final)
+        except BaseException:
+            if old is not None and not final.exists():
+                os.replace(old, final)
+            raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+@contextmanager
+def removed_on_error(tmp: Path) -> Iterator[Path]:
+    """A temporary folder that a failed write removes (so a full disk gets its room back)."""
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def recover_dir(final: Path) -> None:
+    """Put back a directory that :func:`replace_dir` had moved aside when the process died before the new one
+    took its place (a window of two renames)."""
+    old = final.with_name(f".{final.name}.old")
+    if not final.exists() and old.is_dir():
+        os.replace(old, final)
+
+
 def read_status(run_dir: Path) -> str:
+    """``complete``, ``failed: reason``, ``running`` (a live process holds the folder) or ``interrupted`` (the file
+    still says running, but its process is gone: killed, or the machine went down)."""
     p = Path(run_dir) / STATUS
     if not p.is_file():
         return "unknown"
-    return p.read_text(encoding="utf-8", errors="replace").strip() or "unknown"
+    status = p.read_text(encoding="utf-8", errors="replace").strip() or "unknown"
+    if status == "running" and holder(run_dir) is None:
+        return "interrupted"
+    return status
 
 
-def write_status(run_dir: Path, status: str) -> None:
-    atomic_write_text(Path(run_dir) / STATUS, status.replace("\n", " ") + "\n")
+def describe_status(run_dir: Path) -> str:
+    """The status in words, with who runs it or how to continue it."""
+    status = read_status(run_dir)
+    if status == "running":
+        owner = holder(run_dir)
+        return f"running, {owner.describe()}" if owner is not None else status
+    if (status == "interrupted" or status.startswith("failed")) and "--resume" not in status:
+        return f"{status} — resume with `compressor run --resume {run_dir}`"
+    return status
+
+
+def write_status(run_dir: Path, status: str, best_effort: bool = False) -> None:
+    """Write the status file; ``best_effort``: a failure is recorded if the disk lets us (if not, the status still
+    reads ``interrupted`` once the run's process is gone)."""
+    try:
+        atomic_write_text(Path(run_dir) / STATUS, status.replace("\n", " ") + "\n")
+    except WriteError:
+        if not best_effort:
+            raise
+
+
+def refuse_existing(run_dir: Path, force: bool) -> list[Path]:
+    """Refuse a run folder that holds a run unless ``force``; returns what ``force`` would remove."""
+    if not run_dir.exists():
+        return []
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: exists and is not a directory")
+    children = [c for c in run_dir.iterdir() if c.name != LOCK_NAME]  # the lock belongs to whoever runs it
+    if children and not force:
+        raise RunDirError(
+            f"{run_dir}: already exists ({describe_status(run_dir)}); use --force to replace it or --resume to continue it"
+        )
+    return children
 
 
 def prepare_run_dir(run_dir: Path, force: bool) -> None:
-    """Create ``run_dir``; an existing one is kept unless ``force`` (then it is emptied)."""
-    if run_dir.exists():
-        if not run_dir.is_dir():
-            raise RunDirError(f"{run_dir}: exists and is not a directory")
-        if any(run_dir.iterdir()):
-            if not force:
-                raise RunDirError(
-                    f"{run_dir}: already exists ({read_status(run_dir)}); use --force to replace it or --resume to continue it"
-                )
-            for child in run_dir.iterdir():
-                shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
+    """Create ``run_dir``; an existing one is kept unless ``force`` (then it is emptied). Call it holding the lock."""
+    for child in refuse_existing(run_dir, force):
+        shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
 
 

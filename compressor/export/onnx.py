@@ -23,6 +23,7 @@ import numpy as np
 from compressor.errors import ExportError
 from compressor.models import ORT_OPTIMIZER_TYPES, set_eager_attention
 from compressor.rundir import atomic_write_json, quiet_libraries, tmp_sibling
+from compressor.writeerrors import as_write_error, writing
 
 log = logging.getLogger("compressor")
 INPUT_ORDER = ("input_ids", "attention_mask", "token_type_ids")
@@ -99,6 +100,11 @@ def export_model(model, batch: dict, out_path: Path, opset: int = 17, exporter: 
 
     Returns {"exporter", "opset", "inputs", "seconds"}.
     """
+    with writing(f"the ONNX export ({out_path})", out_path):
+        return _export_model(model, batch, Path(out_path), opset, exporter)
+
+
+def _export_model(model, batch: dict, out_path: Path, opset: int = 17, exporter: str = "auto") -> dict:
     import torch
 
     model = model.cpu().eval()
@@ -120,6 +126,8 @@ def export_model(model, batch: dict, out_path: Path, opset: int = 17, exporter: 
                 used = kind
                 break
             except Exception as e:  # exporter failures come in many types
+                if as_write_error(e, strict=True) is not None:
+                    raise  # a full disk is no reason to try another exporter
                 first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
                 tried.append(f"{kind}: {first}")
                 log.info("export with %s failed: %s", kind, first)
@@ -191,11 +199,14 @@ def optimize(onnx_path: Path, config, out_path: Path) -> dict | None:
         fusions = {k: v for k, v in opt.get_fused_operator_statistics().items() if v}
         tmp = tmp_sibling(out_path)
         try:
-            opt.save_model_to_file(str(tmp / out_path.name))
-            (tmp / out_path.name).replace(out_path)
+            with writing(f"the optimized ONNX graph ({out_path})", out_path):
+                opt.save_model_to_file(str(tmp / out_path.name))
+                (tmp / out_path.name).replace(out_path)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     except Exception as e:
+        if as_write_error(e, strict=True) is not None:
+            raise  # a full disk must not pass for an optimizer that failed
         log.warning("ONNX Runtime optimizer failed (%s); using the plain export", str(e).splitlines()[0][:200] if str(e) else e)
         return None
     return fusions

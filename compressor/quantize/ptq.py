@@ -15,6 +15,7 @@ from compressor.quantize.cpu_graph import tune_layernorm
 from compressor.recipe.schema import DynamicQuant
 from compressor.registry import STAGES
 from compressor.rundir import quiet_libraries, tmp_sibling
+from compressor.writeerrors import writing
 
 log = logging.getLogger("compressor")
 
@@ -25,7 +26,7 @@ def quantize_dynamic_file(src: Path, dst: Path, cfg: DynamicQuant) -> None:
 
     tmp = tmp_sibling(dst)
     try:
-        with warnings.catch_warnings(), quiet_libraries():
+        with warnings.catch_warnings(), quiet_libraries(), writing(f"the INT8 graph ({dst})", dst):
             warnings.simplefilter("ignore")
             quantize_dynamic(
                 str(src),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from compressor.errors import CompressorError, RunDirError
 from compressor.report.markdown import _md_table, _p50, bench_devices, bench_shapes, table_rows
-from compressor.rundir import atomic_write_json, atomic_write_text, read_status
+from compressor.rundir import atomic_write_json, atomic_write_text, describe_status, read_status
 
 HARDWARE_KEYS = ("cpu", "cores", "gpu")
 VERSION_KEYS = ("torch", "transformers", "onnxruntime")
@@ -54,9 +54,10 @@ def load_run(path: Path | str, allow_incomplete: bool = False) -> Run:
     status = read_status(path)
     metrics = path / "metrics.json"
     if not metrics.is_file():
-        raise RunDirError(f"{path}: no metrics.json (status: {status}); nothing to compare")
+        raise RunDirError(f"{path}: no metrics.json (status: {describe_status(path)}); nothing to compare")
     if status != "complete" and not allow_incomplete:
-        raise RunDirError(f"{path}: run is not complete (status: {status}); pass --allow-incomplete to include it anyway")
+        raise RunDirError(f"{path}: run is not complete (status: {describe_status(path)}); pass --allow-incomplete to "
+                          "include it anyway")
     try:
         results = json.loads(metrics.read_text(encoding="utf-8"))
     except ValueError as e:

@@ -14,13 +14,15 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from compressor.errors import CompressorError
 from compressor.recipe.schema import TrainConfig
-from compressor.rundir import atomic_write_json, replace_dir
+from compressor.rundir import atomic_write_json, recover_dir, removed_on_error, replace_dir
+from compressor.writeerrors import writing
 
 TRAINER_STATE = "trainer_state.json"
 
@@ -153,23 +155,27 @@ def train(
         if checkpoint_dir is None:
             return
         tmp = checkpoint_dir.with_name(f".{checkpoint_dir.name}.tmp")
-        if accel.is_main_process:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            tmp.mkdir(parents=True)
-        accel.wait_for_everyone()
-        accel.save_state(str(tmp))
-        accel.wait_for_everyone()
-        if accel.is_main_process:
-            if best_state is not None:
-                torch.save(best_state, tmp / "best_weights.pt")
-            meta = {"step": state.step, "batches_seen": batches_seen, "total_steps": total, "best_metric": state.best_metric,
-                    "best_step": state.best_step, "bad_evals": state.bad_evals, "history": state.history,
-                    "seconds": state.seconds_before + time.perf_counter() - t0}
-            atomic_write_json(tmp / TRAINER_STATE, meta)
-            replace_dir(tmp, checkpoint_dir)
+        with writing(f"the {name} checkpoint at step {state.step}", checkpoint_dir), \
+                (removed_on_error(tmp) if accel.is_main_process else nullcontext()):
+            if accel.is_main_process:
+                if tmp.exists():
+                    shutil.rmtree(tmp)
+                tmp.mkdir(parents=True)
+            accel.wait_for_everyone()
+            accel.save_state(str(tmp))
+            accel.wait_for_everyone()
+            if accel.is_main_process:
+                if best_state is not None:
+                    torch.save(best_state, tmp / "best_weights.pt")
+                meta = {"step": state.step, "batches_seen": batches_seen, "total_steps": total,
+                        "best_metric": state.best_metric, "best_step": state.best_step, "bad_evals": state.bad_evals,
+                        "history": state.history, "seconds": state.seconds_before + time.perf_counter() - t0}
+                atomic_write_json(tmp / TRAINER_STATE, meta)
+                replace_dir(tmp, checkpoint_dir)
         accel.wait_for_everyone()
 
+    if resume and checkpoint_dir is not None:
+        recover_dir(checkpoint_dir)  # killed between the two renames of a checkpoint swap
     if resume and checkpoint_dir is not None and (checkpoint_dir / TRAINER_STATE).is_file():
         meta = json.loads((checkpoint_dir / TRAINER_STATE).read_text())
         accel.load_state(str(checkpoint_dir))
