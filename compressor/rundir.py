@@ -28,8 +28,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         try:
-            with os.fdopen(fd, "wb") as f:
-                _write_file(f, data)
+            _write_file(fd, data, path)
             os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, path)
         except BaseException:
@@ -37,11 +36,14 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             raise
 
 
-def _write_file(f, data: bytes) -> None:
-    """Write ``data`` to the open temporary file ``f`` and flush it to disk (fault-injection tests replace this)."""
-    f.write(data)
-    f.flush()
-    os.fsync(f.fileno())
+def _write_file(fd: int, data: bytes, path: Path) -> None:
+    """Write ``data`` (meant for ``path``) to the temporary file open as ``fd``, flush it to disk and close it.
+
+    Every single-file artifact goes through here: the fault-injection tests replace it to fail a chosen write."""
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _umask() -> int:

@@ -137,8 +137,8 @@ def writing(what: str, path: Path | str | None = None) -> Iterator[None]:
     """Turn an OS write error raised inside into a :class:`WriteError` about ``what`` (at ``path``)."""
     try:
         yield
-    except WriteError as e:  # raised by an inner, narrower write: keep its file, give it this name
-        e.what = what
+    except WriteError as e:  # raised by an inner write (one file of this artifact): name the artifact
+        e.what, e.path = what, Path(path) if path else e.path
         raise
     except Exception as e:
         err = as_write_error(e, what, path)

@@ -67,11 +67,12 @@ def test_an_outer_write_names_what_an_inner_one_failed_at(tmp_path):
         with writing("the baseline model", tmp_path / "baseline"):
             with writing(str(tmp_path / "baseline" / "source.json"), tmp_path / "baseline" / "source.json"):
                 raise OSError(errno.ENOSPC, "No space left on device")
-    assert got.value.what == "the baseline model" and got.value.path.name == "source.json"
+    assert got.value.what == "the baseline model" and got.value.path.name == "baseline"
 
 
-def _fail_half_way(f, data):
-    f.write(data[: len(data) // 2])  # half the bytes made it: the temporary file is partial
+def _fail_half_way(fd, data, path):
+    os.write(fd, data[: len(data) // 2])  # half the bytes made it: the temporary file is partial
+    os.close(fd)
     raise OSError(errno.ENOSPC, "No space left on device")
 
 
