@@ -107,6 +107,8 @@ def mutated_recipe(draw):
             parent[key]  # noqa: B018 - the path may be gone after an earlier mutation
         except (KeyError, IndexError, TypeError):
             continue
+        if not isinstance(parent, (dict, list)):  # an earlier mutation left a string here: str[0] reads but cannot change
+            continue
         op = draw(st.sampled_from(["delete", "rename", "replace", "add", "wrap"]))
         if op == "delete":
             del parent[key]
