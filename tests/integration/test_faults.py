@@ -204,3 +204,48 @@ def test_kill_at_each_stage_boundary_then_resume_matches_an_uninterrupted_run(ti
             assert got[name][metric] == pytest.approx(want[name][metric], abs=1e-6), (name, metric)
     wa, wb = load_file(str(ref / "model" / "model.safetensors")), load_file(str(run_dir / "model" / "model.safetensors"))
     assert wa.keys() == wb.keys() and max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-5
+
+
+# ---------------------------------------------------------------- a real full disk (where a tmpfs can be mounted)
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MB tmpfs: a disk that really fills. Needs root (CAP_SYS_ADMIN); skipped elsewhere."""
+    import shutil
+    import subprocess
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a small tmpfs needs root")
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_real_full_disk_keeps_the_last_checkpoint_and_resume_completes(tiny_dir, tmp_path, small_disk):
+    import shutil
+
+    recipe = _recipe(tiny_dir, tmp_path)
+    run_dir = small_disk / "r"
+    filler = small_disk / "filler"
+    # leave room for the run's small files and one training checkpoint (about 0.5 MB), not for a second beside it
+    filler.write_bytes(b"\0" * (shutil.disk_usage(small_disk).free - 760_000))
+    r = _cli("run", recipe, "-o", small_disk, "-q")
+    assert r.exit_code == 2, r.output
+    err = [ln for ln in r.output.splitlines() if ln.startswith("error: ")]
+    assert len(err) == 1 and "Traceback" not in r.output and "internal error" not in r.output, r.output
+    assert err[0].startswith(f"error: could not write the finetune checkpoint at step 20 ({run_dir}/checkpoints/"), err[0]
+    assert "no space left on device" in err[0] or "the write failed (is the disk full?)" in err[0]
+    assert err[0].endswith(f"`compressor run --resume {run_dir}` continues from it")
+    state = run_dir / "checkpoints" / "stage-0-finetune" / "train"
+    assert json.loads((state / "trainer_state.json").read_text())["step"] == 10 and load_file(str(state / "model.safetensors"))
+    assert not list(run_dir.rglob("*.tmp"))
+    filler.unlink()  # room again
+    r = _cli("run", "--resume", run_dir, "-q")
+    assert r.exit_code == 0, r.output
+    assert R.read_status(run_dir) == "complete"
+    assert f"finetune: resumed from {state} at step 10/{STEPS}" in (run_dir / "log.txt").read_text()
