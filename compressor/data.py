@@ -367,6 +367,8 @@ def load_causal_lm(cfg: DataConfig, base_dir: Path | None, tokenizer, seed: int)
             blocks["train"], blocks[name] = tr[:-k], tr[-k:]  # contiguous tail: no overlap
     rng = np.random.default_rng(seed)
     if cfg.max_train_samples and cfg.max_train_samples < len(blocks["train"]):
+        log.info("data.train: %d blocks of %d tokens, %d left out by data.max_train_samples, %d used", len(blocks["train"]),
+                 cfg.max_length, len(blocks["train"]) - cfg.max_train_samples, cfg.max_train_samples)
         blocks["train"] = blocks["train"][np.sort(rng.choice(len(blocks["train"]), cfg.max_train_samples, replace=False))]
     for name in ("dev", "test"):
         if name in blocks and cfg.max_eval_samples:

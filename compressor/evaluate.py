@@ -59,14 +59,15 @@ def torch_logits(model, batch: dict, device: str = "cpu") -> np.ndarray:
 
 
 def _batches(loader, progress: str | None, task: str = "sequence-classification"):
-    """The loader's batches, with progress lines (rows done, time left) when ``progress`` names the step."""
+    """The loader's batches, with progress lines (rows done, time left) when ``progress`` names the step; a name
+    starting with "~" is quiet (lines only when the step is slow: e.g. the dev evaluations during training)."""
     if progress is None:
         yield from loader
         return
     from compressor.progress import Progress
 
     total = len(loader.dataset) if hasattr(loader, "dataset") else 0
-    bar = Progress(progress, total, "blocks" if task == "causal-lm" else "rows")
+    bar = Progress(progress.lstrip("~"), total, "blocks" if task == "causal-lm" else "rows", quiet=progress.startswith("~"))
     for batch in loader:
         yield batch
         bar.update(len(batch["input_ids"]))

@@ -15,17 +15,20 @@ EVERY_S = 5.0  # seconds between two progress lines
 class Progress:
     """``update(n)`` after each chunk of work; a line at most every ``every`` seconds, and one at the end."""
 
-    def __init__(self, what: str, total: int, unit: str = "rows", every: float = EVERY_S, clock=time.perf_counter):
+    def __init__(self, what: str, total: int, unit: str = "rows", every: float = EVERY_S, clock=time.perf_counter,
+                 quiet: bool = False):
+        """``quiet``: no first line, and a last one only when the step was slow enough to show progress."""
         self.what, self.total, self.unit, self.every, self.clock = what, max(int(total), 0), unit, every, clock
-        self.done = 0
+        self.done, self.shown = 0, not quiet
         self.start = self.last = clock()
-        log.info("%s: %d %s ...", what, self.total, unit)
+        if not quiet:
+            log.info("%s: %d %s ...", what, self.total, unit)
 
     def update(self, n: int = 1) -> None:
         self.done += n
         now = self.clock()
         if now - self.last >= self.every and self.done < self.total:
-            self.last = now
+            self.last, self.shown = now, True
             log.info("%s", self.line(now))
 
     def line(self, now: float) -> str:
@@ -37,7 +40,8 @@ class Progress:
 
     def finish(self) -> float:
         seconds = self.clock() - self.start
-        log.info("%s: %d %s in %.1fs", self.what, self.done, self.unit, seconds)
+        if self.shown:
+            log.info("%s: %d %s in %.1fs", self.what, self.done, self.unit, seconds)
         return seconds
 
 

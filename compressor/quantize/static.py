@@ -300,9 +300,9 @@ def run_static(ctx: RunContext, cfg: StaticQuant) -> dict:
             bs = ctx.recipe.evaluate.batch_size
 
             def score(path: Path) -> float:
-                return evaluate_onnx(path, ctx.loader(split, bs), ctx.task, threads)[metric]
+                return evaluate_onnx(path, ctx.loader(split, bs), ctx.task, threads, progress=f"~budget trial on {split}")[metric]
 
-            reference = evaluate_onnx(plan.fp32, ctx.loader(split, bs), ctx.task, threads)
+            reference = evaluate_onnx(plan.fp32, ctx.loader(split, bs), ctx.task, threads, progress=f"~fp32 reference on {split}")
             fp32 = reference[metric]
             caveat = reference_warning(reference, "the fp32 reference", ctx.label_names)
             if caveat:

@@ -20,7 +20,7 @@ def dev_eval_fn(ctx: RunContext, batch_size: int):
     if split is None:
         return None
     loader = ctx.loader(split, batch_size)
-    return lambda model: evaluate_torch(model, loader, ctx.task, ctx.device)
+    return lambda model: evaluate_torch(model, loader, ctx.task, ctx.device, progress=f"~dev evaluation on {split}")
 
 
 def summarize(state) -> dict:

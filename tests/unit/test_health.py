@@ -125,3 +125,20 @@ def test_report_shows_recall_majority_and_carries_the_collapse_into_int8_and_dis
     good = _metrics([0, 1, 0, 1], [0, 1, 0, 1], 2)
     md = render_markdown(_results(good, teacher=good))
     assert "**Warning**" not in md and "Per-class recall on dev" in md
+
+
+def test_quiet_progress_speaks_only_when_slow(caplog):
+    now = [0.0]
+    with caplog.at_level(logging.INFO, logger="compressor"):
+        fast = Progress("dev evaluation", 10, clock=lambda: now[0], quiet=True)
+        fast.update(10)
+        fast.finish()
+        assert caplog.records == []
+        slow = Progress("dev evaluation", 10, clock=lambda: now[0], quiet=True)
+        now[0] += 6.0
+        slow.update(5)
+        now[0] += 6.0
+        slow.update(5)
+        slow.finish()
+    assert [r.getMessage() for r in caplog.records] == ["dev evaluation: 5/10 rows (50 %), 6s elapsed, ~6s left",
+                                                        "dev evaluation: 10 rows in 12.0s"]
