@@ -7,12 +7,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from compressor.arch.families import FAMILIES, STRUCTURE_KEY
 from compressor.errors import CompressorError, ModelError
 
 log = logging.getLogger("compressor")
 
-# model_type -> (ORT optimizer model_type); also the architectures we test end to end
-ORT_OPTIMIZER_TYPES = {"bert": "bert", "roberta": "bert", "distilbert": "bert", "gpt2": "gpt2"}
+# model_type -> ONNX Runtime optimizer model_type, from the families registry (compressor/arch/)
+ORT_OPTIMIZER_TYPES = {mt: fam.ort_optimizer for mt, fam in FAMILIES.items() if fam.ort_optimizer}
 
 
 def resolve(spec: str, base_dir: Path | None = None, what: str = "path", must_exist: bool = True) -> Path | str:
@@ -134,8 +135,8 @@ def load_model(
         if model_type in ENCODER_ONLY and not getattr(config, "is_decoder", False):
             raise ModelError(f"model {src}: architecture '{model_type}' is an encoder, not a causal language model; "
                              "use it with task: sequence-classification, or pick a decoder (gpt2, llama, ...) for causal-lm")
-    if getattr(config, "compressor_structure", None):  # heads removed by structured pruning (see prune/structured.py)
-        from compressor.prune.structured import load_structured
+    if getattr(config, STRUCTURE_KEY, None):  # heads removed by structured pruning (see compressor/arch/slicing.py)
+        from compressor.arch.slicing import load_structured
 
         if num_labels is not None and task == "sequence-classification" and config.num_labels != num_labels:
             raise ModelError(f"model {src}: structurally pruned with {config.num_labels} labels; the data has {num_labels}")

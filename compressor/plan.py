@@ -18,7 +18,7 @@ from typing import Any
 from compressor.report.compression import SMALLER_NOT_FASTER
 
 INT8_FAST_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")  # int8 dot-product instructions ORT's MLAS uses
-GATED_MLP = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "mixtral"}
+GATED_MLP = {"llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3", "mixtral", "modernbert"}
 
 
 @dataclass
@@ -40,11 +40,15 @@ class Shape:
 
     @classmethod
     def from_config(cls, cfg: dict, causal: bool) -> Shape | None:
-        layers = cfg.get("num_hidden_layers") or cfg.get("n_layer")
-        hidden = cfg.get("hidden_size") or cfg.get("n_embd") or cfg.get("dim")
+        from compressor.arch.families import find_family
+
+        fam = find_family(cfg)
+        layers = (fam.layers(cfg) if fam else 0) or cfg.get("num_hidden_layers") or cfg.get("n_layer")
+        hidden = (fam.hidden(cfg) if fam else 0) or cfg.get("hidden_size") or cfg.get("n_embd") or cfg.get("dim")
         if not layers or not hidden:
             return None
-        inter = cfg.get("intermediate_size") or cfg.get("n_inner") or cfg.get("hidden_dim") or 4 * hidden
+        inter = ((fam.ffn_size(cfg) if fam else 0) or cfg.get("intermediate_size") or cfg.get("n_inner")
+                 or cfg.get("hidden_dim") or 4 * hidden)
         return cls(str(cfg.get("model_type", "?")), int(layers), int(hidden), int(inter), int(cfg.get("vocab_size") or 0), causal)
 
     def layer_params(self, hidden: int | None = None, inter: int | None = None) -> float:
@@ -123,9 +127,11 @@ def _distill(cfg, ctx: dict) -> Advice:
 
 
 def _export(cfg, ctx: dict) -> Advice:
-    from compressor.models import ORT_OPTIMIZER_TYPES
+    from compressor.arch.families import FAMILIES
 
     mt = ctx["shape"].model_type if ctx["shape"] else None
+    fam = FAMILIES.get(mt or "")
+    ORT_OPTIMIZER_TYPES = {mt: fam.ort_optimizer} if fam and fam.ort_optimizer else {}
     if mt is None:
         return Advice("", "runtime", "ONNX Runtime graph; fusions depend on the architecture (config not local)")
     if mt in ORT_OPTIMIZER_TYPES and cfg.optimize:
@@ -133,8 +139,8 @@ def _export(cfg, ctx: dict) -> Advice:
                       "usually faster than PyTorch eager at small batches; same size")
     if mt in ORT_OPTIMIZER_TYPES:
         return Advice("", "runtime", f"optimize: false: the plain graph, without the fusions ORT has for '{mt}'")
-    return Advice("", "runtime", f"no ONNX Runtime transformer optimizer for '{mt}': plain graph; "
-                  "the gain over PyTorch depends on the model (measure it)")
+    why = fam.no_fusion if fam else "no ONNX Runtime transformer optimizer for this architecture"
+    return Advice("", "runtime", f"'{mt}': {why}: plain graph; the gain over PyTorch depends on the model (measure it)")
 
 
 def _quantize(cfg, ctx: dict) -> Advice:
@@ -195,8 +201,11 @@ _UNSTRUCTURED = ("unstructured sparsity: the zeros stay in dense matrices; ONNX 
 
 
 def shape_heads(ctx: dict) -> int | None:
+    from compressor.arch.families import find_family
+
     cfg = ctx.get("config") or {}
-    return cfg.get("num_attention_heads") or cfg.get("n_head")
+    fam = find_family(cfg)
+    return (fam.heads(cfg) if fam else None) or cfg.get("num_attention_heads") or cfg.get("n_head")
 
 
 def _training_extras(cfg) -> str:

@@ -79,6 +79,57 @@ def tiny_llama(folder: Path, layers: int = 2, hidden: int = 32, heads: int = 4, 
     return Path(folder)
 
 
+# tiny configs of every family the test matrix covers: (config class, causal LM?, keyword arguments)
+_H = dict(hidden_size=32, num_attention_heads=4, num_hidden_layers=2, intermediate_size=64)
+_ENC = dict(_H, max_position_embeddings=130, pad_token_id=0)
+_DEC = dict(_H, max_position_embeddings=128, bos_token_id=2, eos_token_id=3, pad_token_id=0)
+TINY = {
+    "bert": ("BertConfig", False, dict(_ENC, max_position_embeddings=128)),
+    "roberta": ("RobertaConfig", False, _ENC),
+    "xlm-roberta": ("XLMRobertaConfig", False, _ENC),
+    "electra": ("ElectraConfig", False, dict(_ENC, embedding_size=16)),
+    "distilbert": ("DistilBertConfig", False, dict(dim=32, hidden_dim=64, n_heads=4, n_layers=2, max_position_embeddings=128,
+                                                   pad_token_id=0)),
+    "albert": ("AlbertConfig", False, dict(_ENC, embedding_size=16)),
+    "deberta-v2": ("DebertaV2Config", False, dict(_ENC, relative_attention=True, pos_att_type=["p2c", "c2p"],
+                                                   position_buckets=16, share_att_key=False, type_vocab_size=0)),
+    "mpnet": ("MPNetConfig", False, _ENC),
+    "modernbert": ("ModernBertConfig", False, dict(_H, max_position_embeddings=128, pad_token_id=0, bos_token_id=2,
+                                                   eos_token_id=3, cls_token_id=2, sep_token_id=3, local_attention=16,
+                                                   global_attn_every_n_layers=2)),
+    "gpt2": ("GPT2Config", True, dict(n_embd=32, n_layer=2, n_head=4, n_positions=128, bos_token_id=2, eos_token_id=3,
+                                       pad_token_id=0)),
+    "llama": ("LlamaConfig", True, dict(_DEC, num_key_value_heads=2)),
+    "qwen2": ("Qwen2Config", True, dict(_DEC, num_key_value_heads=2)),
+    "mistral": ("MistralConfig", True, dict(_DEC, num_key_value_heads=2, sliding_window=None)),
+    "opt": ("OPTConfig", True, dict(hidden_size=32, num_attention_heads=4, num_hidden_layers=2, ffn_dim=64,
+                                     word_embed_proj_dim=32, max_position_embeddings=128, bos_token_id=2, eos_token_id=3,
+                                     pad_token_id=0)),
+    "phi": ("PhiConfig", True, dict(_DEC, partial_rotary_factor=0.5)),
+    "phi3": ("Phi3Config", True, dict(_DEC, num_key_value_heads=2)),
+    "gemma": ("GemmaConfig", True, dict(_DEC, num_key_value_heads=1, head_dim=8)),
+}
+
+
+def tiny_model(model_type: str, folder: Path, num_labels: int = 2, seed: int = 0) -> Path:
+    """A tiny randomly initialised model of ``model_type`` (a key of TINY) with the WordPiece test tokenizer:
+    a sequence classifier for encoders, a causal LM for decoders."""
+    import torch
+    import transformers
+
+    name, causal, kwargs = TINY[model_type]
+    torch.manual_seed(seed)
+    cfg = getattr(transformers, name)(vocab_size=vocab_size(), **kwargs)
+    if causal:
+        model = transformers.AutoModelForCausalLM.from_config(cfg)
+    else:
+        cfg.num_labels = num_labels
+        model = transformers.AutoModelForSequenceClassification.from_config(cfg)
+    write_tokenizer(folder)
+    model.save_pretrained(folder)
+    return Path(folder)
+
+
 def sentiment_sentence(rng: random.Random, label: int) -> str:
     cue = POSITIVE if label == 1 else NEGATIVE
     words = [rng.choice(NEUTRAL) for _ in range(rng.randint(4, 10))]

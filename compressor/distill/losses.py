@@ -120,7 +120,7 @@ class AttentionTerm(Term):
 
     def __init__(self, cfg: AttentionLoss, student_cfg, teacher_cfg):
         super().__init__(cfg.weight)
-        from compressor.prune.structured import attention_heads  # the real counts, after head pruning too
+        from compressor.arch.families import attention_heads  # the real counts, after head pruning too
 
         ns, nt = student_cfg.num_hidden_layers, teacher_cfg.num_hidden_layers
         self.layer_map = check_layer_map(cfg.layer_map, ns, nt) if cfg.layer_map else uniform_layer_map(ns, nt)

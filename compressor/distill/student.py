@@ -8,6 +8,8 @@ import logging
 
 import torch
 
+from compressor.arch.families import STRUCTURE_KEY, find_family
+from compressor.arch.slicing import apply_structure
 from compressor.errors import ModelError
 from compressor.models import count_parameters
 from compressor.recipe.schema import StudentConfig
@@ -18,28 +20,69 @@ log = logging.getLogger("compressor")
 def layer_list_path(model) -> str:
     """Dotted path of the ModuleList holding the transformer blocks (bert.encoder.layer, transformer.h, model.layers…)."""
     n = model.config.num_hidden_layers
-    for name, mod in model.named_modules():
-        if isinstance(mod, torch.nn.ModuleList) and len(mod) == n and name:
-            return name
+    found = [name for name, mod in model.named_modules() if isinstance(mod, torch.nn.ModuleList) and len(mod) == n and name]
+    usual = [name for name in found if name.rsplit(".", 1)[-1] in ("layer", "layers", "h", "block", "blocks")]
+    if usual or found:
+        return (usual or found)[0]
     raise ModelError(f"cannot find the {n} transformer layers of {type(model).__name__}")
 
 
 def _same_class_from_config(teacher, config):
-    return type(teacher)(config)
+    """A fresh model of the teacher's class, shrunk to the pruned head counts its config records."""
+    model = type(teacher)(config)
+    apply_structure(model)
+    return model
+
+
+def _subset_config(teacher, layers: list[int]):
+    config = copy.deepcopy(teacher.config)
+    config.num_hidden_layers = len(layers)
+    if isinstance(getattr(config, "layer_types", None), list):
+        config.layer_types = [config.layer_types[i] for i in layers]
+    s = getattr(config, STRUCTURE_KEY, None)
+    if s and s.get("attention_heads"):  # structurally pruned: the student keeps the chosen layers' head counts
+        setattr(config, STRUCTURE_KEY, {**s, "attention_heads": [s["attention_heads"][i] for i in layers]})
+    return config
+
+
+def _load(student, state: dict) -> None:
+    missing, unexpected = student.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.endswith("position_ids")]
+    if missing or unexpected:
+        raise ModelError(f"layer-subset student does not match the teacher: missing {missing[:3]}, unexpected {unexpected[:3]}")
+
+
+def _match_layer_modules(t_layers, s_layers, layers: list[int]) -> None:
+    """Where a layer's build depends on its position (ModernBERT's first layer has no attention norm), give the
+    student layer the teacher layer's module."""
+    for s, t in enumerate(layers):
+        for name, t_mod in t_layers[t].named_children():
+            s_mod = getattr(s_layers[s], name, None)
+            if s_mod is not None and type(s_mod) is not type(t_mod):
+                setattr(s_layers[s], name, copy.deepcopy(t_mod))
 
 
 def from_layers(teacher, layers: list[int]):
-    """A student holding teacher layers ``layers`` (in that order), every other weight copied."""
+    """A student holding teacher layers ``layers`` (in that order), every other weight copied; it keeps the
+    teacher's sizes, pruned ones included. ALBERT (one shared block): the student runs the block ``len(layers)``
+    times."""
     n = teacher.config.num_hidden_layers
     bad = [i for i in layers if not 0 <= i < n]
     if bad:
         raise ValueError(f"layer {bad[0]} does not exist: the teacher has layers 0..{n - 1}")
+    fam = find_family(teacher)
+    config = _subset_config(teacher, layers)
+    if fam is not None and fam.shared_block:
+        refusal = fam.student_refusal(teacher.config)
+        if refusal:
+            raise ValueError(refusal)
+        student = _same_class_from_config(teacher, config)
+        _load(student, {k: v.detach().clone() for k, v in teacher.state_dict().items()})
+        log.info("ALBERT student: the shared block runs %d times instead of %d", len(layers), n)
+        return student
     path = layer_list_path(teacher)
-    config = copy.deepcopy(teacher.config)
-    config.num_hidden_layers = len(layers)
-    if hasattr(config, "layer_types") and isinstance(getattr(config, "layer_types", None), list):
-        config.layer_types = [config.layer_types[i] for i in layers]
     student = _same_class_from_config(teacher, config)
+    _match_layer_modules(teacher.get_submodule(path), student.get_submodule(path), layers)
     remap = {f"{path}.{t}.": f"{path}.{s}." for s, t in enumerate(layers)}
     state = {}
     prefix = path + "."
@@ -51,15 +94,14 @@ def from_layers(teacher, layers: list[int]):
                 continue
             key = remap[src] + key[len(src):]
         state[key] = value.detach().clone()
-    missing, unexpected = student.load_state_dict(state, strict=False)
-    missing = [k for k in missing if not k.endswith("position_ids")]
-    if missing or unexpected:
-        raise ModelError(f"layer-subset student does not match the teacher: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    _load(student, state)
     return student
 
 
 def from_config(teacher, cfg: StudentConfig):
     config = copy.deepcopy(teacher.config)
+    if hasattr(config, STRUCTURE_KEY):  # a new, randomly initialised model of the given sizes
+        delattr(config, STRUCTURE_KEY)
     for field in ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads"):
         value = getattr(cfg, field)
         if value is not None:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from compressor.errors import ExportError
-from compressor.models import ORT_OPTIMIZER_TYPES, set_eager_attention
+from compressor.models import set_eager_attention
 from compressor.rundir import atomic_write_json, quiet_libraries, tmp_sibling
 from compressor.writeerrors import as_write_error, writing
 
@@ -177,16 +177,29 @@ def parity(model, onnx_path: Path, batches: Iterable[dict], tolerance: float | N
     return result
 
 
+def fusion_unavailable(config) -> str | None:
+    """Why ORT's transformer optimizer cannot fuse this architecture (None when it can); goes into provenance."""
+    from compressor.arch.families import find_family
+
+    fam = find_family(config)
+    if fam is not None and fam.ort_optimizer:
+        return None
+    model_type = getattr(config, "model_type", "?")
+    return f"'{model_type}': {fam.no_fusion if fam else 'no ONNX Runtime transformer optimizer for this architecture'}"
+
+
 def optimize(onnx_path: Path, config, out_path: Path) -> dict | None:
     """ONNX Runtime transformer fusions, where the architecture supports them."""
-    model_type = ORT_OPTIMIZER_TYPES.get(getattr(config, "model_type", ""))
+    from compressor.arch.families import find_family
+
+    fam = find_family(config)
+    model_type = fam.ort_optimizer if fam else None
     if model_type is None:
         log.info("no ONNX Runtime optimizer for model type '%s'; using the plain export", config.model_type)
         return None
     from onnxruntime.transformers.optimizer import optimize_model
 
-    heads = getattr(config, "num_attention_heads", None) or getattr(config, "n_head", 0)
-    hidden = getattr(config, "hidden_size", None) or getattr(config, "n_embd", 0)
+    heads, hidden = fam.heads(config), fam.hidden(config)
     pruned = (getattr(config, "compressor_structure", None) or {}).get("attention_heads")
     if pruned:  # heads removed by structured pruning: the fused Attention is kept × head_dim wide
         kept = set(pruned)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from compressor.context import RunContext
 from compressor.export.first_token import trim_file
-from compressor.export.onnx import export_model, optimize, parity, write_provenance
+from compressor.export.onnx import export_model, fusion_unavailable, optimize, parity, write_provenance
 from compressor.recipe.schema import ExportStage
 from compressor.registry import STAGES
 
@@ -52,6 +52,8 @@ def export_fp32(model, batches: list[dict], out: Path, cfg: ExportStage, artifac
     opt_path = out.with_name(out.stem + ".opt.onnx")
     fusions = optimize(out, model.config, opt_path)
     if fusions is None:
+        record["fusion"] = {"applied": False, "reason": fusion_unavailable(model.config) or "ONNX Runtime's optimizer failed"}
+        write_provenance(out, record)
         return record, None
     trim = trim_file(opt_path) if cfg.cls_only_last_layer else {"applied": False, "reason": "export.cls_only_last_layer is off"}
     try:

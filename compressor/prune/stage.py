@@ -27,6 +27,7 @@ from compressor.prune.masks import (
     sparsity_table,
     weights_of,
 )
+from compressor.prune.observe import observe_gradients  # noqa: F401  (used below; re-exported)
 from compressor.recipe.schema import DEFAULT_EXCLUDE, StructuredPrune, UnstructuredPrune
 from compressor.registry import STAGES
 
@@ -137,34 +138,6 @@ class GradualPruning:
 
 
 # ---------------------------------------------------------------- one-shot stages
-def observe_gradients(ctx: RunContext, model, batches: int, on_backward) -> int:
-    """Forward/backward over ``batches`` shuffled training batches with the task loss, calling ``on_backward()``
-    after each backward pass. Eval mode (no dropout): the scores describe the model as it predicts."""
-    model.to(ctx.device)
-    was_training = model.training
-    model.eval()
-    seen = 0
-    try:
-        with torch.enable_grad():
-            for batch in ctx.loader("train", 32, shuffle=True):
-                if seen >= batches:
-                    break
-                model.zero_grad(set_to_none=True)
-                out = model(**{k: v.to(ctx.device) for k, v in batch.items()})
-                if out.loss is None:
-                    raise CompressorError("taylor importance needs a loss: the training batches carry no labels")
-                out.loss.backward()
-                on_backward()
-                seen += 1
-    finally:
-        model.zero_grad(set_to_none=True)
-        model.train(was_training)
-        model.to("cpu")
-    if seen == 0:
-        raise CompressorError("taylor importance: the training split gave no batch")
-    return seen
-
-
 def _masks(scores: dict[str, torch.Tensor], sparsity: float, scope: str, warned: set[str]) -> dict[str, torch.Tensor]:
     """``masks_for``, warning (once per matrix, via ``warned``) about matrices it (almost) empties."""
     masks = masks_for(scores, sparsity, scope)
