@@ -360,7 +360,7 @@ def _run(lock: LockSlot, recipe_path, overrides, force, output_dir, quiet, resum
             raise RunDirError(f"{run_dir}: this run is already complete; nothing to resume")
         info = json.loads(info_file.read_text())
         recipe_dir = Path(info["recipe_dir"])
-        recipe, raw = load_recipe(run_dir / "recipe.yaml", overrides)
+        recipe, raw = load_recipe(run_dir / "recipe.yaml", overrides, recipe_dir)
         recipe._source = (info.get("recipe", str(run_dir / "recipe.yaml")), recipe._source[1])
     else:
         if recipe_path is None:

@@ -410,7 +410,9 @@ def parse_recipe_text(text: str, file: str = "recipe.yaml", overrides: list[str]
     return validate_data(data, tree, file, applied), data
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> tuple[Recipe, dict]:
+def load_recipe(path: str | Path, overrides: list[str] | None = None, recipe_dir: Path | None = None) -> tuple[Recipe, dict]:
+    """Read and validate a recipe file, then check its stages against the model's config.json (see model_checks.py);
+    relative paths in it are taken from ``recipe_dir`` (default: the file's folder)."""
     p = Path(path)
     if not p.is_file():
         raise RecipeError("no such file" if not p.exists() else "not a file", str(path))
@@ -423,4 +425,11 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> tuple[R
         raise RecipeError(f"not UTF-8 text (byte {e.start})", str(path)) from None
     except OSError as e:
         raise RecipeError(f"cannot read: {e.strerror}", str(path)) from None
-    return parse_recipe_text(text, str(path), overrides)
+    recipe, data = parse_recipe_text(text, str(path), overrides)
+    from compressor.recipe.model_checks import check_model
+
+    problem = check_model(recipe, Path(recipe_dir) if recipe_dir is not None else p.absolute().parent)
+    if problem is not None:
+        loc, message = problem
+        raise recipe.error(".".join(str(x) for x in loc), message)
+    return recipe, data
