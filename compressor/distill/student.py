@@ -52,16 +52,6 @@ def _load(student, state: dict) -> None:
         raise ModelError(f"layer-subset student does not match the teacher: missing {missing[:3]}, unexpected {unexpected[:3]}")
 
 
-def _match_layer_modules(t_layers, s_layers, layers: list[int]) -> None:
-    """Where a layer's build depends on its position (ModernBERT's first layer has no attention norm), give the
-    student layer the teacher layer's module."""
-    for s, t in enumerate(layers):
-        for name, t_mod in t_layers[t].named_children():
-            s_mod = getattr(s_layers[s], name, None)
-            if s_mod is not None and type(s_mod) is not type(t_mod):
-                setattr(s_layers[s], name, copy.deepcopy(t_mod))
-
-
 def from_layers(teacher, layers: list[int]):
     """A student holding teacher layers ``layers`` (in that order), every other weight copied; it keeps the
     teacher's sizes, pruned ones included. ALBERT (one shared block): the student runs the block ``len(layers)``
@@ -82,7 +72,6 @@ def from_layers(teacher, layers: list[int]):
         return student
     path = layer_list_path(teacher)
     student = _same_class_from_config(teacher, config)
-    _match_layer_modules(teacher.get_submodule(path), student.get_submodule(path), layers)
     remap = {f"{path}.{t}.": f"{path}.{s}." for s, t in enumerate(layers)}
     state = {}
     prefix = path + "."
@@ -94,7 +83,12 @@ def from_layers(teacher, layers: list[int]):
                 continue
             key = remap[src] + key[len(src):]
         state[key] = value.detach().clone()
-    _load(student, state)
+    # a module the config builds by position (ModernBERT's first layer has no attention norm) follows the config
+    own = student.state_dict()
+    dropped = [k for k in state if k.startswith(prefix) and k not in own]
+    if dropped:
+        log.info("layer-subset student: %s not kept (the config builds this position without it)", ", ".join(dropped))
+    _load(student, {k: v for k, v in state.items() if k not in dropped})
     return student
 
 
