@@ -271,14 +271,15 @@ def test_debug_shows_the_traceback_of_a_run(tmp_path, models, monkeypatch):
 # ------------------------------------------------------------------ a run that fails part-way
 def test_run_failing_mid_way_is_marked_failed(tmp_path, models, monkeypatch):
     d = _case_dir(tmp_path)
-    # the finetune stage runs (one step), then distill finds the 2-layer teacher has no layer 7
-    (d / "recipe.yaml").write_text(_edit("evaluate:", "  - distill: {student: {layers: [0, 7]}, max_steps: 1}\nevaluate:")
-                                   .replace("MODEL_PATH", str(models["good"])))
+    # the finetune stage runs (one step), then pruning finds no module named like the pattern (only the
+    # model's modules can tell; `validate` reads config.json only)
+    (d / "recipe.yaml").write_text(_edit("evaluate:", "  - prune: {type: unstructured, sparsity: 0.5, include: [nothing_is_called_this]}"
+                                                      "\nevaluate:").replace("MODEL_PATH", str(models["good"])))
     code, out, err = _in_process(["run", str(d / "recipe.yaml"), "-o", str(tmp_path / "out")], tmp_path / "cwd", monkeypatch)
-    _one_error_line(code, out, err, "recipe.yaml:11: stages.1.distill.student.layers")
+    _one_error_line(code, out, err, "recipe.yaml:11: stages.1.prune.include.0")
     run_dir = tmp_path / "out" / "case"
     status = (run_dir / "status").read_text().strip()
-    assert status.startswith("failed: ") and "layers" in status and status != "complete"
+    assert status.startswith("failed: ") and "matches no Linear module" in status and status != "complete"
     assert (run_dir / "checkpoints" / "stage-0-finetune" / "done.json").is_file()  # the first stage did run
     assert not (run_dir / "metrics.json").exists() and not (run_dir / "report.md").exists()
     assert "run failed" in (run_dir / "log.txt").read_text()
