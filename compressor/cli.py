@@ -256,7 +256,7 @@ def export(
     from compressor.errors import CompressorError, RunDirError
     from compressor.export.onnx import parity, write_provenance
     from compressor.export.stage import export_fp32
-    from compressor.models import load_config, load_model, load_tokenizer
+    from compressor.models import load_config, load_model, load_tokenizer, save_tokenizer
     from compressor.quantize.cpu_graph import tune_layernorm
     from compressor.quantize.ptq import quantize_dynamic_file
     from compressor.recipe.schema import DynamicQuant, ExportStage
@@ -314,7 +314,7 @@ def export(
         typer.echo(f"{q}: dynamic INT8 of {best.name}; max |diff| {check_q['max_abs_diff']:.2e}, "
                    f"argmax agreement {check_q['argmax_agreement']:.1%}")
     if out.resolve() != model_dir.resolve():  # the folder stands on its own: eval / bench find the tokenizer there
-        tokenizer.save_pretrained(out)
+        save_tokenizer(tokenizer, out)
         model.config.save_pretrained(out)
 
 

@@ -103,6 +103,28 @@ def load_tokenizer(src: Path | str, trust_remote_code: bool = False, revision: s
     return tok
 
 
+# transformers 5 names its generic tokenizers.json-backed class TokenizersBackend, a name transformers 4.x (which
+# Optimum's ONNX packages still pin) does not know; PreTrainedTokenizerFast is the same class under its name in both
+PORTABLE_TOKENIZER_CLASS = {"TokenizersBackend": "PreTrainedTokenizerFast"}
+LOAD_TIME_KEYS = ("is_local", "local_files_only")  # how this process loaded it, not what the tokenizer is
+
+
+def save_tokenizer(tokenizer, folder: Path | str) -> None:
+    """``tokenizer.save_pretrained(folder)`` with a tokenizer_config.json that transformers 4.x loads too."""
+    import json
+
+    tokenizer.save_pretrained(str(folder))
+    path = Path(folder) / "tokenizer_config.json"
+    if not path.is_file():
+        return
+    cfg = json.loads(path.read_text(encoding="utf-8"))
+    new = {k: v for k, v in cfg.items() if k not in LOAD_TIME_KEYS}
+    if new.get("tokenizer_class") in PORTABLE_TOKENIZER_CLASS:
+        new["tokenizer_class"] = PORTABLE_TOKENIZER_CLASS[new["tokenizer_class"]]
+    if new != cfg:
+        path.write_text(json.dumps(new, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
 def load_model(
     src: Path | str,
     task: str,

@@ -13,6 +13,7 @@ import yaml
 
 from compressor.context import RunContext
 from compressor.errors import CompressorError, RunDirError
+from compressor.models import save_tokenizer
 from compressor.recipe import load_recipe
 from compressor.recipe.schema import QATQuant
 from compressor.registry import STAGES
@@ -147,7 +148,7 @@ def save_model(ctx: RunContext) -> Path:
     tmp = tmp_sibling(final)
     with writing(f"the compressed model ({final})", final), removed_on_error(tmp):
         ctx.model.save_pretrained(tmp, safe_serialization=True)
-        ctx.tokenizer.save_pretrained(tmp)
+        save_tokenizer(ctx.tokenizer, tmp)
         replace_dir(tmp, final)
     return final
 
@@ -226,7 +227,7 @@ def _save_baseline(ctx: RunContext, stage: int) -> None:
     tmp = tmp_sibling(final)
     with writing(f"the baseline model ({final})", final), removed_on_error(tmp):
         ctx.baseline.save_pretrained(tmp, safe_serialization=True)
-        ctx.baseline_tokenizer.save_pretrained(tmp)
+        save_tokenizer(ctx.baseline_tokenizer, tmp)
         atomic_write_json(tmp / "source.json", {"source": ctx.baseline_source, "stage": stage})
         replace_dir(tmp, final)
 
@@ -309,7 +310,7 @@ def _record_stage(ctx: RunContext, i: int, kind: str, digest: str, result: dict,
         tmp = tmp_sibling(snap)
         with writing(f"the model after stage {i} ({kind})", snap), removed_on_error(tmp):
             ctx.model.save_pretrained(tmp, safe_serialization=True)
-            ctx.tokenizer.save_pretrained(tmp)  # a stage may change it too (vocabulary trimming)
+            save_tokenizer(ctx.tokenizer, tmp)  # a stage may change it too (vocabulary trimming)
             if is_qat(ctx.model):  # fake-quant observer ranges are not weights: kept beside them
                 from safetensors.torch import save_file
 

@@ -33,6 +33,24 @@ def write_tokenizer(folder: Path) -> Path:
     return folder
 
 
+def write_bpe_tokenizer(folder: Path) -> Path:
+    """A byte-level BPE tokenizer (GPT-2 / Llama-3 / Qwen style) trained on the test words, saved as transformers 5
+    saves such a tokenizer when it has no model-specific class (``TokenizersBackend``)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator([" ".join(WORDS)] * 5, trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>",
+                                   pad_token="<|endoftext|>")
+    fast.save_pretrained(folder)
+    return Path(folder)
+
+
 def vocab_size() -> int:
     return len(SPECIAL) + len(WORDS) + 1
 

@@ -169,3 +169,16 @@ def test_a_worthless_key_value_group_goes_whole(family_dirs, tmp_path):
     again = load_model(tmp_path / "pruned", "causal-lm")
     with torch.no_grad():
         assert torch.allclose(again(input_ids=ids).logits, ref, atol=1e-5)
+
+
+def test_validate_refuses_a_head_count_that_splits_groups_with_exit_2(family_dirs, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    recipe = _recipe(family_dirs, "llama", tmp_path, "  - finetune: {max_steps: 1}\n  - prune: {type: structured, heads: 3}")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    p = subprocess.run([sys.executable, "-m", "compressor", "validate", str(recipe)], capture_output=True, text=True, env=env)
+    assert p.returncode == 2, p.stderr
+    lines = [ln for ln in (p.stdout + p.stderr).splitlines() if ln.strip()]
+    assert len(lines) == 1 and "recipe.yaml:5: stages.1.prune.heads:" in lines[0] and "remove a multiple of 2" in lines[0]
