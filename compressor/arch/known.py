@@ -6,7 +6,7 @@ keys, ``blocks`` and ``set_heads``; the pruning, student, export and validate co
 
 from __future__ import annotations
 
-from compressor.arch.families import Block, Family, cfg_get, register
+from compressor.arch.base import Block, Family, cfg_get, register
 
 
 @register

@@ -55,9 +55,10 @@ def _structured(cfg, state: dict, pruned: bool) -> tuple[tuple, str] | None:
 def _student(cfg, teacher: dict) -> tuple[tuple, str] | None:
     st, n = cfg.student, _layers(teacher)
     if st.layers is not None and n:
-        bad = [i for i in st.layers if i >= n]
+        bad = [j for j, i in enumerate(st.layers) if i >= n]
         if bad:
-            return ("student", "layers"), f"layer {bad[0]} does not exist: the teacher has layers 0..{n - 1}"
+            whose = "model" if cfg.teacher is None else "teacher"
+            return ("student", "layers", bad[0]), f"layer {st.layers[bad[0]]} does not exist: the {whose} has layers 0..{n - 1}"
     fam = find_family(teacher)
     refusal = fam.student_refusal(teacher) if fam else None
     return (("student",), refusal) if refusal else None
