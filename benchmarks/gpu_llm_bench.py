@@ -290,7 +290,7 @@ def render(result: dict) -> str:
              f"- prompt {result['prompt_tokens']} tokens, {result['new_tokens']} new tokens, greedy, KV cache; medians of "
              f"{result['rounds']} interleaved rounds [range over rounds]",
              "- perplexity: WikiText-2 raw test, first 200 KB, non-overlapping 512-token windows, token-weighted",
-             "- the GGUF weights sit on a 4-bit grid: 4-bit variants of this model look nearly lossless, which flatters them", "",
+             "- the GGUF weights sit on a Q4_1 grid (asymmetric, blocks of 32): an INT4 that reproduces it looks lossless and flatters; one that does not (symmetric) loses", "",
              "| variant | perplexity | " + " | ".join(f"prefill ms b{b} | decode tok/s b{b}" for b in bs) + " | GPU MiB |",
              "|" + "---|" * (3 + 2 * len(bs))]
     skipped = []
