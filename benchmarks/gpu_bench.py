@@ -355,17 +355,22 @@ def main(argv=None) -> int:
         return 0
     if not args.run_dir:
         p.error("--run-dir is required (unless --render)")
+    return measure_and_write(args, run, render, "gpu_results.json", "GPU_RESULTS.md")
+
+
+def measure_and_write(args, run_fn, render_fn, json_name: str, md_name: str) -> int:
+    """On a CUDA machine: run, then write the JSON and the table beside each other in ``args.out``."""
     import torch
 
     if not torch.cuda.is_available():
-        print("gpu_bench: no CUDA GPU visible; this benchmark measures GPU runtimes only", file=sys.stderr)
+        print(f"{Path(sys.argv[0]).name}: no CUDA GPU visible; this benchmark measures GPU runtimes only", file=sys.stderr)
         return 2
-    result = run(args)
+    result = run_fn(args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "gpu_results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    (out / "GPU_RESULTS.md").write_text(render(result))
-    print(render(result))
+    (out / json_name).write_text(json.dumps(result, indent=2, default=str) + "\n")
+    (out / md_name).write_text(render_fn(result))
+    print(render_fn(result))
     return 0
 
 

@@ -337,18 +337,9 @@ def main(argv=None) -> int:
         p.error("--model-dir is required")
     if args.gguf:
         save_from_gguf(Path(args.gguf), Path(args.model_dir))
-    import torch
+    from gpu_bench import measure_and_write
 
-    if not torch.cuda.is_available():
-        print("gpu_llm_bench: no CUDA GPU visible; this benchmark measures GPU runtimes only", file=sys.stderr)
-        return 2
-    result = run(args)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "gpu_llm_results.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
-    (out / "GPU_LLM_RESULTS.md").write_text(render(result))
-    print(render(result))
-    return 0
+    return measure_and_write(args, run, render, "gpu_llm_results.json", "GPU_LLM_RESULTS.md")
 
 
 if __name__ == "__main__":
