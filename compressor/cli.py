@@ -145,12 +145,12 @@ def compare(
     Runs measured on different hardware are flagged: their latencies are not comparable.
     """
     from compressor.report.compare import compare as compare_runs
-    from compressor.report.markdown import print_rows
+    from compressor.report.terminal import compare_summary, print_summary
 
     cmp = compare_runs(runs, output, allow_incomplete)
     for note in cmp.notes:
         _warn(note)
-    print_rows("compare", cmp.head, cmp.rows)
+    print_summary("compare", *compare_summary(cmp.head, cmp.rows))
     typer.echo(f"report: {cmp.files['md']} and {cmp.files['html'].name}")
 
 
@@ -260,15 +260,17 @@ def export(
     from compressor.quantize.cpu_graph import tune_layernorm
     from compressor.quantize.ptq import quantize_dynamic_file
     from compressor.recipe.schema import DynamicQuant, ExportStage
+    from compressor.rundir import ensure_replaceable
 
     if exporter not in ("auto", "torchscript", "dynamo"):
         raise CompressorError(f"--exporter {exporter}: choose auto, torchscript or dynamo")
     _quiet_transformers()
     model_dir = _model_dir(model_dir)
     out = output if output is not None else model_dir / "onnx"
-    if out.exists() and not out.is_dir():
-        raise RunDirError(f"{out}: exists and is not a directory")
     names = ("model.onnx", "model.onnx.data", "model.opt.onnx", "model.int8.onnx")
+    if out.resolve() != model_dir.resolve():  # ONNX files next to the model's own files: the user asked for that
+        ensure_replaceable(out, names + tuple(f"{n}.json" for n in names), "an export folder",
+                           "choose an empty or new -o folder")
     existing = [out / n for n in names if (out / n).exists()]
     if existing and not force:
         raise RunDirError(f"{existing[0]}: already exists; use --force to replace it")
@@ -425,13 +427,17 @@ def _eval(artifact, data, text, label, labels, task, tokenizer, max_length, batc
     loader = D.make_loader(encoded, tok, batch_size, shuffle=False, task=task)
     model = None
     if is_onnx:
-        metrics = evaluate_onnx(artifact, loader, task, threads, detail=True, progress=f"eval {artifact.name}")
+        metrics = evaluate_onnx(artifact, loader, task, threads, detail=True, progress=f"eval {artifact.name}",
+                                intervals=True)
     else:
         model = load_model(home, task)
-        metrics = evaluate_torch(model, loader, task, detail=True, progress=f"eval {artifact.name}")
+        metrics = evaluate_torch(model, loader, task, detail=True, progress=f"eval {artifact.name}", intervals=True)
+    metrics.pop("_rows", None)
     if not classify:
         E.lm_extras(metrics, blocks, getattr(config, "vocab_size", None), model, tok)
-    shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
+    shown = ", ".join((f"{k} {v:.4f}" + (f" [95 % CI {metrics[k + '_ci'][0]:.4f}, {metrics[k + '_ci'][1]:.4f}]"
+                                          if k + "_ci" in metrics else "")) if isinstance(v, float) else f"{k} {v}"
+                      for k, v in metrics.items()
                       if isinstance(v, (int, float)) and k not in ("missed_share", "majority_class"))
     typer.echo(f"{artifact} on {data} ({len(encoded)} {'examples' if classify else 'blocks'}): {shown}")
     facts, warnings = E.health_lines(metrics, task, ds.label_names if ds else None)
@@ -477,15 +483,21 @@ def bench(
     warmup: int = typer.Option(5, "--warmup", min=0, help="Untimed runs per shape first."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="Intra-op threads (default: all cores)."),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda."),
+    rounds: int = typer.Option(5, "--rounds", "--repeat", min=1,
+                               help="Interleaved rounds: every artifact is timed once per round; ratios are claimed only "
+                                    "when the rounds agree. More rounds: a steadier verdict on a busy machine."),
     json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="Also write the rows as JSON."),
 ):
-    """Latency and throughput of models / ONNX files on synthetic batches, one live session at a time."""
-    import gc
+    """Latency and throughput of models / ONNX files on synthetic batches.
 
-    from compressor.bench.runner import bench_onnx, bench_torch, busy_note, cuda_available, fingerprint
+    All artifacts are timed in one separate process with the same threads and passive waiting for PyTorch and
+    ONNX Runtime, in interleaved rounds; the table compares each with the first artifact.
+    """
+    from compressor.bench.runner import busy_note, cuda_available, fingerprint
+    from compressor.bench.worker import thread_policy, time_artifacts
     from compressor.errors import CompressorError, ModelError
-    from compressor.models import load_config, load_model
-    from compressor.report.markdown import print_rows
+    from compressor.models import load_config
+    from compressor.report.terminal import bench_summary, print_summary
     from compressor.rundir import atomic_write_json
 
     bs, sl = _ints(batch_sizes, "--batch-sizes"), _ints(seq_lengths, "--seq-lengths")
@@ -508,32 +520,40 @@ def bench(
         if limit and max(sl) > limit:
             raise CompressorError(f"{a}: --seq-lengths {max(sl)} is longer than the model's {limit} positions")
         plan.append((a, home, config))
-    rows, notes = [], [n for n in (busy_note(),) if n]
+    notes = [n for n in (busy_note(),) if n]
+    targets = []
     for a, home, config in plan:
-        args = dict(batch_sizes=bs, seq_lengths=sl, warmup=warmup, iterations=iterations, device=device, threads=threads)
+        if any(t["name"] == str(a) for t in targets):
+            continue  # named twice: timed once
         if a.suffix.lower() == ".onnx":
             vocab = _onnx_vocab(a, home)
             if vocab is None:
                 notes.append(f"{a}: vocabulary size unknown; synthetic token ids below 100")
-            got = bench_onnx(a, vocab or 100, **args)
+            targets.append({"name": str(a), "kind": "onnx", "path": str(a), "device": device, "vocab": vocab or 100})
         else:
-            model = load_model(home, _task_of(config, home, "auto"))
-            got = bench_torch(model, **args)
-            del model
-        gc.collect()
-        rows += [{"artifact": str(a), **r} for r in got]
-    head = ["artifact", "runtime", "device", "threads", "batch", "seq", "p50 ms", "p90 ms", "p99 ms", "items/s", "peak RSS MB"]
-    table = [[r["artifact"], r["runtime"], r["device"], str(r["threads"]), str(r["batch"]), str(r["seq"]), f"{r['p50_ms']:.2f}",
-              f"{r['p90_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['throughput_per_s']:.1f}", f"{r['peak_rss_mb']:.0f}"] for r in rows]
+            task = _task_of(config, home, "auto")
+            targets.append({"name": str(a), "kind": "torch", "path": str(home), "device": device, "task": task,
+                            "vocab": config.vocab_size})
+    got = time_artifacts(targets, bs, sl, warmup, iterations, rounds, threads)
+    rows = []
+    for t in targets:
+        for r in got.get(t["name"], []):
+            if "error" in r:
+                raise ModelError(f"{t['name']}: cannot be timed: {r['error']}")
+            rows.append({"artifact": t["name"], **r})
     fp = fingerprint()
-    print_rows(f"bench: {iterations} iterations after {warmup} warm-up", head, table)
+    policy = thread_policy(threads)
+    print_summary(f"bench: {iterations} timed runs per shape in {min(rounds, iterations)} interleaved rounds, "
+                  f"{warmup} warm-up", *bench_summary(rows, [str(a) for a in artifacts]))
     typer.echo(f"measured on {fp['cpu']}, {fp['cores']} cores ({', '.join(fp['cpu_flags']) or 'no AVX2/VNNI'})"
-               + (f", GPU {fp['gpu']}" if fp.get("gpu") else ""))
+               + (f", GPU {fp['gpu']}" if fp.get("gpu") else "") + f"; {policy['threads']} threads, passive waiting "
+               "for every runtime")
     for n in notes:
         _warn(n)
     if json_out is not None:
-        atomic_write_json(json_out, {"fingerprint": fp, "settings": {"batch_sizes": bs, "seq_lengths": sl, "iterations": iterations,
-                                                                     "warmup": warmup, "threads": threads, "device": device},
+        atomic_write_json(json_out, {"fingerprint": fp, "timing_policy": policy,
+                                     "settings": {"batch_sizes": bs, "seq_lengths": sl, "iterations": iterations,
+                                                  "rounds": rounds, "warmup": warmup, "threads": threads, "device": device},
                                      "notes": notes, "rows": rows})
 
 

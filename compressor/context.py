@@ -72,6 +72,21 @@ class RunContext:
 
         return make_loader(self.encoded[split], self.tokenizer, batch_size, shuffle, self.seed, self.task)
 
+    def selection_split(self) -> str | None:
+        """The split that chooses checkpoints and INT8 budget trials: the validation split held out from the training
+        rows (the default), else the dev / test split (``data.split.select_on: dev``)."""
+        return "validation" if "validation" in self.encoded else self.eval_split()
+
+    def selection_info(self) -> dict | None:
+        """What the report says about how checkpoints were chosen."""
+        split = self.selection_split()
+        if split is None:
+            return None
+        sc = self.recipe.data.split
+        how = (f"{sc.validation * 100:g} % of the training rows held out" + (", stratified" if sc.stratify else "")
+               if split == "validation" else "the user's evaluation split: its figure is the selection metric")
+        return {"split": split, "rows": len(self.encoded[split]), "how": how}
+
     def eval_split(self) -> str | None:
         for name in ("dev", "test"):
             if name in self.encoded:

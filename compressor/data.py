@@ -222,7 +222,30 @@ def _subsample(split: Split, n: int | None, seed: int) -> Split:
     return split.take(sorted(rng.choice(len(split), size=n, replace=False)))
 
 
-def load_classification(cfg: DataConfig, base_dir: Path | None, seed: int, num_labels: int | None = None) -> Dataset:
+def _cut_validation(train: Split, frac: float, max_train: int | None, seed: int, stratify: bool,
+                    cap: int = 2000) -> tuple[Split, Split]:
+    """Hold out ``frac`` of the training rows used (stratified, at most ``cap``) as the selection split.
+
+    When ``max_train`` leaves enough rows unused, the validation rows come from those and the training rows are
+    exactly the ones ``_subsample`` picks without a validation split; otherwise they are cut from train."""
+    used = min(len(train), max_train or len(train))
+    k = min(cap, max(1, round(used * frac)))
+    if max_train and len(train) - max_train >= k:
+        rng = np.random.default_rng(seed)  # the same draw as _subsample
+        chosen = np.sort(rng.choice(len(train), size=max_train, replace=False))
+        rest = np.setdiff1d(np.arange(len(train)), chosen)
+        _, val = _split_off(train.take(rest), k, seed, stratify)
+        return train.take(chosen), val
+    if k >= len(train):
+        raise DataError(f"data.train: {len(train)} rows are too few to hold out a validation split "
+                        "(data.split.validation); add rows or set data.split.select_on: dev")
+    return _split_off(train, k, seed, stratify)
+
+
+def load_classification(cfg: DataConfig, base_dir: Path | None, seed: int, num_labels: int | None = None,
+                        validation: float = 0.0) -> Dataset:
+    """train / dev / test (cut from train when not given) and, with ``validation`` > 0, a selection split held out
+    from the training rows (see ``_cut_validation``)."""
     text_cols = cfg.text if isinstance(cfg.text, list) else [cfg.text]
     if cfg.label is None:
         raise DataError("data.label: a classification task needs a label column")
@@ -264,8 +287,14 @@ def load_classification(cfg: DataConfig, base_dir: Path | None, seed: int, num_l
             splits["train"], splits[name] = _split_off(splits["train"], max(1, round(total * frac)), seed, cfg.split.stratify)
             counts["train"]["split_off"] = counts["train"].get("split_off", 0) + len(splits[name])
             counts[name] = {"from_train": len(splits[name])}
-    limits = {"train": cfg.max_train_samples, "dev": cfg.max_eval_samples, "test": cfg.max_eval_samples}
-    for name in ("train", "dev", "test"):
+    if validation > 0:  # the selection split (see _cut_validation)
+        splits["train"], splits["validation"] = _cut_validation(splits["train"], validation, cfg.max_train_samples, seed,
+                                                                cfg.split.stratify, cfg.split.validation_max)
+        counts["train"]["split_off"] = counts["train"].get("split_off", 0) + len(splits["validation"])
+        counts["validation"] = {"from_train": len(splits["validation"])}
+    limits = {"train": cfg.max_train_samples, "validation": cfg.max_eval_samples, "dev": cfg.max_eval_samples,
+              "test": cfg.max_eval_samples}
+    for name in ("train", "validation", "dev", "test"):
         if name in splits:
             before = len(splits[name])
             splits[name] = _subsample(splits[name], limits[name], seed)
@@ -354,7 +383,8 @@ def lm_blocks(text: str, tokenizer, block: int) -> np.ndarray:
     return np.asarray(ids[: n * block], dtype=np.int64).reshape(n, block)
 
 
-def load_causal_lm(cfg: DataConfig, base_dir: Path | None, tokenizer, seed: int) -> dict[str, np.ndarray]:
+def load_causal_lm(cfg: DataConfig, base_dir: Path | None, tokenizer, seed: int, validation: float = 0.0) -> dict[str, np.ndarray]:
+    """Blocks per split; with ``validation`` > 0 a contiguous tail of the training blocks is the selection split."""
     texts = load_lm_text(cfg, base_dir)
     blocks = {name: lm_blocks(t, tokenizer, cfg.max_length) for name, t in texts.items()}
     total = len(blocks["train"])  # split fractions are of the whole file
@@ -365,12 +395,19 @@ def load_causal_lm(cfg: DataConfig, base_dir: Path | None, tokenizer, seed: int)
             if k >= len(tr):
                 raise DataError(f"data.train: {len(tr)} blocks are too few to split off {name}")
             blocks["train"], blocks[name] = tr[:-k], tr[-k:]  # contiguous tail: no overlap
+    if validation > 0:
+        tr = blocks["train"]
+        k = min(cfg.split.validation_max, max(1, int(round(len(tr) * validation))))
+        if k >= len(tr):
+            raise DataError(f"data.train: {len(tr)} blocks are too few to hold out a validation split "
+                            "(data.split.validation); add text or set data.split.select_on: dev")
+        blocks["train"], blocks["validation"] = tr[:-k], tr[-k:]
     rng = np.random.default_rng(seed)
     if cfg.max_train_samples and cfg.max_train_samples < len(blocks["train"]):
         log.info("data.train: %d blocks of %d tokens, %d left out by data.max_train_samples, %d used", len(blocks["train"]),
                  cfg.max_length, len(blocks["train"]) - cfg.max_train_samples, cfg.max_train_samples)
         blocks["train"] = blocks["train"][np.sort(rng.choice(len(blocks["train"]), cfg.max_train_samples, replace=False))]
-    for name in ("dev", "test"):
+    for name in ("validation", "dev", "test"):
         if name in blocks and cfg.max_eval_samples:
             blocks[name] = blocks[name][: cfg.max_eval_samples]
     return blocks

@@ -125,14 +125,15 @@ def write_listing(path: Path, listing: list[dict], label_names: list[str] | None
     tmp.replace(path)
 
 
-LIMITS = {"train": "max_train_samples", "dev": "max_eval_samples", "test": "max_eval_samples"}
+LIMITS = {"train": "max_train_samples", "validation": "max_eval_samples", "dev": "max_eval_samples",
+          "test": "max_eval_samples"}
 
 
 def count_lines(counts: dict[str, dict], label: dict[str, str] | None = None, limits: dict[str, str] | None = None) -> list[str]:
     """Rows read / dropped / split off / left out by the sample limits / used, one line per split."""
     limits = {**{k: f"data.{v}" for k, v in LIMITS.items()}, **(limits or {})}
     lines = []
-    for name in [n for n in ("train", "dev", "test") if n in counts]:
+    for name in [n for n in ("train", "validation", "dev", "test") if n in counts]:
         c = counts[name]
         where = (label or {}).get(name, f"data.{name}")
         parts = [f"{c['read']} rows read" if "read" in c else f"{c['from_train']} rows split off from train"]
@@ -140,7 +141,7 @@ def count_lines(counts: dict[str, dict], label: dict[str, str] | None = None, li
         if "read" in c:
             parts.append(f"{dropped} dropped as duplicates" if dropped else "no duplicates dropped")
         if c.get("split_off"):
-            parts.append(f"{c['split_off']} split off into dev / test")
+            parts.append(f"{c['split_off']} split off into dev / test" + (" / validation" if "validation" in counts else ""))
         if c.get("sampled_out"):
             parts.append(f"{c['sampled_out']} left out by {limits[name]}")
         parts.append(f"{c.get('used', c.get('kept', 0))} used")

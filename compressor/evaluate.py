@@ -10,15 +10,20 @@ import numpy as np
 
 
 class MetricAccumulator:
-    """Accuracy and macro-F1 for classifiers, perplexity for causal LMs."""
+    """Accuracy and macro-F1 for classifiers, perplexity for causal LMs.
 
-    def __init__(self, task: str, detail: bool = False):
-        self.task, self.detail = task, detail
+    ``detail``: per-class recall and the confusion matrix too. With ``intervals`` the result also holds 95 %
+    intervals (``accuracy_ci``: Wilson; ``f1_macro_ci`` and ``perplexity_ci``: bootstrap over rows / windows) and,
+    under ``_rows``, the per-row outcomes that a paired test between two artifacts needs (correctness per row, or
+    nll and token count per window); callers drop ``_rows`` before writing JSON."""
+
+    def __init__(self, task: str, detail: bool = False, intervals: bool = False):
+        self.task, self.detail, self.intervals = task, detail, intervals
         self.num_classes = 0
         self.preds: list[np.ndarray] = []
         self.labels: list[np.ndarray] = []
-        self.nll = 0.0
-        self.tokens = 0
+        self.row_nll: list[np.ndarray] = []
+        self.row_tokens: list[np.ndarray] = []
 
     def add(self, logits: np.ndarray, batch: dict[str, Any]) -> None:
         import torch
@@ -32,21 +37,36 @@ class MetricAccumulator:
         labels = torch.as_tensor(np.asarray(batch["labels"]))
         shift_logits = logits_t[:, :-1].reshape(-1, logits_t.shape[-1])
         shift_labels = labels[:, 1:].reshape(-1)
-        nll = torch.nn.functional.cross_entropy(shift_logits, shift_labels, ignore_index=-100, reduction="sum")
-        self.nll += float(nll)
-        self.tokens += int((shift_labels != -100).sum())
+        nll = torch.nn.functional.cross_entropy(shift_logits, shift_labels, ignore_index=-100, reduction="none")
+        self.row_nll.append(nll.reshape(labels.shape[0], -1).sum(dim=1).double().numpy())
+        self.row_tokens.append((labels[:, 1:] != -100).sum(dim=1).numpy())
 
-    def result(self) -> dict[str, float]:
+    def result(self) -> dict[str, Any]:
+        from compressor.report.stats import f1_interval, perplexity_interval, wilson
+
         if self.task == "sequence-classification":
             from sklearn.metrics import accuracy_score, f1_score
 
             from compressor.health import class_stats
 
             y, p = np.concatenate(self.labels), np.concatenate(self.preds)
-            return {"accuracy": float(accuracy_score(y, p)), "f1_macro": float(f1_score(y, p, average="macro")), "n": int(len(y)),
-                    **class_stats(y, p, self.num_classes, self.detail)}
-        loss = self.nll / max(self.tokens, 1)
-        return {"perplexity": float(math.exp(min(loss, 700))), "loss": float(loss), "tokens": int(self.tokens)}
+            out: dict[str, Any] = {"accuracy": float(accuracy_score(y, p)), "f1_macro": float(f1_score(y, p, average="macro")),
+                                   "n": int(len(y)), **class_stats(y, p, self.num_classes, self.detail)}
+            if self.intervals:
+                out["accuracy_ci"] = list(wilson(int((y == p).sum()), len(y)))
+                out["f1_macro_ci"] = list(f1_interval(y, p))
+                out["_rows"] = {"correct": y == p}
+            return out
+        nll = np.concatenate(self.row_nll) if self.row_nll else np.zeros(0)
+        tok = np.concatenate(self.row_tokens) if self.row_tokens else np.zeros(0, dtype=int)
+        tokens = int(tok.sum())
+        loss = float(nll.sum()) / max(tokens, 1)
+        out = {"perplexity": float(math.exp(min(loss, 700))), "loss": float(loss), "tokens": tokens}
+        if self.intervals:
+            out["perplexity_ci"] = list(perplexity_interval(nll, tok))
+            out["windows"] = int(len(nll))
+            out["_rows"] = {"nll": nll, "tokens": tok}
+        return out
 
 
 def torch_logits(model, batch: dict, device: str = "cpu") -> np.ndarray:
@@ -75,12 +95,12 @@ def _batches(loader, progress: str | None, task: str = "sequence-classification"
 
 
 def evaluate_torch(model, loader: Iterable[dict], task: str, device: str = "cpu", detail: bool = False,
-                   progress: str | None = None) -> dict[str, float]:
+                   progress: str | None = None, intervals: bool = False) -> dict[str, Any]:
     """Metrics of a PyTorch model; ``detail``: per-class recall and confusion matrix too; ``progress``: the step's
-    name for progress lines."""
+    name for progress lines; ``intervals``: 95 % intervals and per-row outcomes (see ``MetricAccumulator``)."""
     was_training = model.training
     model.eval()
-    acc = MetricAccumulator(task, detail)
+    acc = MetricAccumulator(task, detail, intervals)
     for batch in _batches(loader, progress, task):
         acc.add(torch_logits(model, batch, device), batch)
     model.train(was_training)
@@ -107,11 +127,11 @@ def onnx_logits(session, batch: dict) -> np.ndarray:
 
 
 def evaluate_onnx(path, loader: Iterable[dict], task: str, threads: int | None = None, detail: bool = False,
-                  progress: str | None = None) -> dict[str, float]:
+                  progress: str | None = None, intervals: bool = False) -> dict[str, Any]:
     from compressor.export.session import make_session
 
     session = make_session(path, threads=threads)
-    acc = MetricAccumulator(task, detail)
+    acc = MetricAccumulator(task, detail, intervals)
     for batch in _batches(loader, progress, task):
         acc.add(onnx_logits(session, batch), batch)
     del session

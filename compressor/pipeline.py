@@ -97,6 +97,18 @@ def pick_device(setting: str) -> str:
     return setting
 
 
+def needs_selection_split(recipe) -> bool:
+    """Whether a stage chooses by a metric (training keeps its best checkpoint; an INT8 accuracy budget picks trials)
+    and the recipe selects on a held-out validation split (the default) rather than on dev."""
+    from compressor.recipe.schema import StaticQuant, TrainConfig
+
+    if recipe.data.split.select_on != "validation":
+        return False
+    return any(isinstance(c, TrainConfig) or (isinstance(c, StaticQuant) and (c.max_drop is not None
+                                                                               or c.max_drop_relative is not None))
+               for _, c in recipe.stage_list())
+
+
 def build_context(recipe, recipe_dir: Path, run_dir: Path) -> RunContext:
     """Load tokenizer, data and model, and tokenize the splits."""
     import transformers
@@ -111,14 +123,15 @@ def build_context(recipe, recipe_dir: Path, run_dir: Path) -> RunContext:
     src = resolve(m.path, recipe_dir, "model.path", must_exist=False)
     t0 = time.perf_counter()
     ctx.tokenizer = load_tokenizer(src, m.trust_remote_code, m.revision)
+    validation = recipe.data.split.validation if needs_selection_split(recipe) else 0.0
     if ctx.task == "sequence-classification":
-        ctx.dataset = D.load_classification(recipe.data, recipe_dir, recipe.seed, m.num_labels)
+        ctx.dataset = D.load_classification(recipe.data, recipe_dir, recipe.seed, m.num_labels, validation)
         ctx.label_names = ctx.dataset.label_names
         report_data(ctx.dataset, run_dir)
         ctx.model = load_model(src, ctx.task, len(ctx.label_names), ctx.label_names, m.trust_remote_code, m.revision)
         ctx.retokenize(ctx.tokenizer)
     else:
-        blocks = D.load_causal_lm(recipe.data, recipe_dir, ctx.tokenizer, recipe.seed)
+        blocks = D.load_causal_lm(recipe.data, recipe_dir, ctx.tokenizer, recipe.seed, validation)
         ctx.model = load_model(src, ctx.task, trust_remote_code=m.trust_remote_code, revision=m.revision)
         ctx.encoded = {k: D.encode_blocks(b) for k, b in blocks.items()}
     ctx.task_trained = not getattr(ctx.model, "compressor_new_head", False)

@@ -185,11 +185,35 @@ def refuse_existing(run_dir: Path, force: bool) -> list[Path]:
         raise RunDirError(
             f"{run_dir}: already exists ({describe_status(run_dir)}); use --force to replace it or --resume to continue it"
         )
+    if children:
+        ensure_replaceable(run_dir, hint="--force replaces only run directories; choose another --output or run name")
     return children
 
 
+RUN_MARKERS = ("run.json", STATUS)  # files every run directory compressor creates carries
+
+
+def ensure_replaceable(folder: Path, markers: tuple[str, ...] = RUN_MARKERS, what: str = "a compressor run directory",
+                       hint: str = "choose another output folder or move those files away") -> None:
+    """Refuse to replace or write into ``folder`` when it holds files and none of ``markers`` (not made by compressor).
+
+    The one check behind ``run --force``, ``compare -o`` and ``export -o``: a folder of someone's files is never
+    emptied or overwritten, whatever the flags."""
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise RunDirError(f"{folder}: exists and is not a directory")
+    children = sorted(p.name for p in folder.iterdir() if p.name != LOCK_NAME)  # a run's lock is not the user's file
+    if children and not any((folder / m).exists() for m in markers):
+        shown = ", ".join(children[:3]) + (f" and {len(children) - 3} more" if len(children) > 3 else "")
+        raise RunDirError(f"{folder}: not {what} (it holds {shown}; no {' or '.join(markers)}); "
+                          f"refusing to touch it: {hint}")
+
+
 def prepare_run_dir(run_dir: Path, force: bool) -> None:
-    """Create ``run_dir``; an existing one is kept unless ``force`` (then it is emptied). Call it holding the lock."""
+    """Create ``run_dir``; an existing one is kept unless ``force``, and then only a run directory is emptied.
+    Call it holding the lock."""
     for child in refuse_existing(run_dir, force):
         shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)

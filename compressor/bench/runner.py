@@ -1,8 +1,9 @@
-"""Benchmark one artifact at a time over a batch × sequence grid.
+"""Benchmark helpers: synthetic inputs, in-process timing of one live model, machine fingerprint.
 
-One live ONNX Runtime session at a time, with intra-op spinning disabled: several live
-sessions with spinning threads steal the cores from each other (MiniLM INT8 measured 30 ms
-instead of 11 ms that way).
+ONNX Runtime sessions have intra-op spinning disabled: several live sessions with spinning threads
+steal the cores from each other (MiniLM INT8 measured 30 ms instead of 11 ms that way). Runs and
+``compressor bench`` time saved artifacts through ``worker.time_artifacts`` (one thread policy for
+every runtime, interleaved rounds); the in-process functions here serve scripts and bitsandbytes.
 """
 
 from __future__ import annotations
@@ -15,8 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from compressor.bench.timers import summarize, timer_for
 
 log = logging.getLogger("compressor")
 
@@ -33,44 +32,29 @@ def synthetic_batch(batch: int, seq: int, vocab: int, seed: int = 0) -> dict[str
     return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
 
 
-def _run_grid(fn_for_shape, batch_sizes, seq_lengths, vocab, warmup, iterations, device) -> list[dict]:
-    """``device`` picks the timer: CUDA events for PyTorch on the GPU, else the host clock (ONNX Runtime's run()
-    returns host outputs, so it is synchronous on every provider)."""
-    rows = []
-    Timer = timer_for(device)
-    for b in batch_sizes:
-        for s in seq_lengths:
-            run = fn_for_shape(synthetic_batch(b, s, vocab))
-            for _ in range(warmup):
-                run()
-            peak = rss_mb()
-            times = []
-            for _ in range(iterations):
-                with Timer() as t:
-                    run()
-                times.append(t.ms)
-                peak = max(peak, rss_mb())
-            rows.append({"batch": b, "seq": s, **summarize(times, b), "peak_rss_mb": round(peak, 1)})
-    return rows
+def bench_torch(model, batch_sizes, seq_lengths, warmup=5, iterations=30, device="cpu", threads=None,
+                rounds=1) -> list[dict]:
+    """Time a live PyTorch model in this process (benchmark scripts, bitsandbytes on CUDA).
 
-
-def bench_torch(model, batch_sizes, seq_lengths, warmup=5, iterations=30, device="cpu", threads=None) -> list[dict]:
+    On CPU this process's OpenMP waiting policy applies: runs that compare PyTorch with ONNX Runtime time
+    saved artifacts with ``worker.time_artifacts`` instead, which sets the same policy for both."""
     import torch
 
     previous = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)  # restored below: the setting is process-wide
     try:
-        return _bench_torch(model, batch_sizes, seq_lengths, warmup, iterations, device)
+        return _bench_torch(model, batch_sizes, seq_lengths, warmup, iterations, device, rounds)
     finally:
         torch.set_num_threads(previous)
 
 
-def _bench_torch(model, batch_sizes, seq_lengths, warmup, iterations, device) -> list[dict]:
+def _bench_torch(model, batch_sizes, seq_lengths, warmup, iterations, device, rounds) -> list[dict]:
     import inspect
 
     import torch
 
+    from compressor.bench.harness import Timed, time_interleaved
     from compressor.quantize.bnb import is_bnb
 
     movable = not is_bnb(model)  # bitsandbytes models live on their GPU and refuse .to()
@@ -78,7 +62,6 @@ def _bench_torch(model, batch_sizes, seq_lengths, warmup, iterations, device) ->
         model = model.to(device)
     model.eval()
     params = inspect.signature(model.forward).parameters
-    vocab = model.config.vocab_size
 
     def for_shape(batch):
         inputs = {k: torch.as_tensor(v, device=device) for k, v in batch.items() if k in params}
@@ -90,16 +73,21 @@ def _bench_torch(model, batch_sizes, seq_lengths, warmup, iterations, device) ->
 
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    rows = _run_grid(for_shape, batch_sizes, seq_lengths, vocab, warmup, iterations, device)
+    info = {"runtime": "torch", "device": device, "threads": torch.get_num_threads()}
+    target = Timed("torch", for_shape, model.config.vocab_size, "cuda" if device == "cuda" else "cpu", info)
+    rows = time_interleaved([target], batch_sizes, seq_lengths, warmup, iterations, rounds, synthetic_batch)["torch"]
     if device == "cuda":
         for r in rows:
             r["cuda_max_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     if movable:
         model.to("cpu")
-    return [{"runtime": "torch", "device": device, "threads": torch.get_num_threads(), **r} for r in rows]
+    return rows
 
 
-def bench_onnx(path: Path, vocab: int, batch_sizes, seq_lengths, warmup=5, iterations=30, device="cpu", threads=None) -> list[dict]:
+def bench_onnx(path: Path, vocab: int, batch_sizes, seq_lengths, warmup=5, iterations=30, device="cpu", threads=None,
+               rounds=1) -> list[dict]:
+    """Time one ONNX file in this process (spinning disabled, as everywhere)."""
+    from compressor.bench.harness import Timed, time_interleaved
     from compressor.evaluate import onnx_feed
     from compressor.export.session import make_session
 
@@ -109,8 +97,9 @@ def bench_onnx(path: Path, vocab: int, batch_sizes, seq_lengths, warmup=5, itera
         feed = onnx_feed(session, batch)
         return lambda: session.run(None, feed)
 
-    rows = _run_grid(for_shape, batch_sizes, seq_lengths, vocab, warmup, iterations, "cpu")  # host clock: run() blocks
-    return [{"runtime": "onnxruntime", "device": device, "threads": threads or os.cpu_count(), **r} for r in rows]
+    info = {"runtime": "onnxruntime", "device": device, "threads": threads or os.cpu_count()}
+    target = Timed("onnx", for_shape, vocab, "cpu", info)  # host clock: run() blocks on every provider
+    return time_interleaved([target], batch_sizes, seq_lengths, warmup, iterations, rounds, synthetic_batch)["onnx"]
 
 
 def busy_note() -> str | None:

@@ -15,7 +15,7 @@ from compressor.models import count_parameters, resolve, set_eager_attention
 from compressor.recipe.schema import DistillStage
 from compressor.registry import STAGES
 from compressor.train.callbacks import summaries, training_callbacks
-from compressor.train.finetune import dev_eval_fn, summarize
+from compressor.train.finetune import dev_eval_fn, selection_eval_fn, summarize
 from compressor.train.loop import train
 
 log = logging.getLogger("compressor")
@@ -146,14 +146,15 @@ def run_distill(ctx: RunContext, cfg: DistillStage) -> dict:
     teacher.to(ctx.device).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    eval_fn = dev_eval_fn(ctx, cfg.eval_batch_size)
-    split = ctx.eval_split()
-    teacher_metrics = eval_fn(teacher) if eval_fn else {}
+    eval_fn = selection_eval_fn(ctx, cfg.eval_batch_size)  # chooses the student's checkpoint
+    split = ctx.eval_split()  # the teacher's figure for the report: dev / test, as every artifact's
+    report_fn = dev_eval_fn(ctx, cfg.eval_batch_size)
+    teacher_metrics = report_fn(teacher) if report_fn else {}
     name, _ = ctx.primary_metric
     if teacher_metrics:
         from compressor.health import reference_warning
 
-        log.info("teacher: %d parameters, dev %s %.4f", count_parameters(teacher), name, teacher_metrics[name])
+        log.info("teacher: %d parameters, %s %s %.4f", count_parameters(teacher), split, name, teacher_metrics[name])
         if caveat := reference_warning(teacher_metrics, "the teacher", ctx.label_names):
             log.warning("distill: %s", caveat.replace("**Warning**: ", ""))
     log.info("student: %d parameters, %d layers, losses %s", count_parameters(student), student.config.num_hidden_layers,
@@ -187,7 +188,7 @@ def run_distill(ctx: RunContext, cfg: DistillStage) -> dict:
         ctx.baseline, ctx.baseline_tokenizer, ctx.baseline_source = teacher, ctx.tokenizer, f"distillation teacher ({cfg.teacher or 'the model before this stage'})"
     ctx.model = state.model  # the projections stay behind: they are not part of the student
     return {
-        **summarize(state),
+        **summarize(state, ctx),
         "teacher": {"params": count_parameters(teacher), "layers": teacher.config.num_hidden_layers,
                     "metrics": {split: teacher_metrics} if split else {}},
         "student": {"params": count_parameters(ctx.model), "layers": ctx.model.config.num_hidden_layers,

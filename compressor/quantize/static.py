@@ -247,7 +247,7 @@ def run_static(ctx: RunContext, cfg: StaticQuant) -> dict:
     from compressor.health import reference_warning
 
     budget_on = cfg.max_drop is not None or cfg.max_drop_relative is not None
-    split = ctx.eval_split()
+    split = ctx.selection_split()  # trials are chosen on the validation split: dev / test stay for the report
     if budget_on and split is None:
         field_name = "max_drop" if cfg.max_drop is not None else "max_drop_relative"
         raise ctx.recipe.error(f"{ctx.stage_path}.{field_name}", "the accuracy budget needs a dev or test split")

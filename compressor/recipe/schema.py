@@ -49,11 +49,23 @@ class SplitConfig(Strict):
     conflicts: Literal["keep-first", "majority", "drop"] = Field(
         default="keep-first", description="a text seen more than once with different labels: keep the first occurrence's "
         "label, the most common label, or drop the text (with dedupe)")
+    validation: float = Field(default=0.1, ge=0.0, lt=1.0,
+                              description="share of the training rows held out (stratified) to choose the best checkpoint "
+                                          "and INT8 budget trials; taken from rows max_train_samples leaves unused when "
+                                          "there are enough. dev / test are then only evaluated")
+    validation_max: int = Field(default=2000, ge=1, description="at most this many validation rows (evaluated at every "
+                                                                 "eval_every: a large one slows training)")
+    select_on: Literal["validation", "dev"] = Field(
+        default="validation", description="dev: choose checkpoints on the dev split instead (the report then says that "
+                                          "its dev figure is the selection metric)")
 
     @model_validator(mode="after")
     def _sum(self) -> SplitConfig:
         if self.dev + self.test >= 1.0:
             raise ValueError("dev + test must be < 1")
+        if self.select_on == "validation" and self.validation == 0:
+            raise ValueError("validation is 0 but select_on is validation: give validation a share (e.g. 0.1) "
+                             "or set select_on: dev")
         return self
 
 
@@ -513,7 +525,10 @@ class BenchConfig(Strict):
     batch_sizes: list[Annotated[int, Field(ge=1, le=4096)]] = Field(default_factory=lambda: [1, 8])
     seq_lengths: list[Annotated[int, Field(ge=1, le=32768)]] = Field(default_factory=lambda: [128])
     warmup: int = Field(default=5, ge=0, le=10_000)
-    iterations: int = Field(default=30, ge=1, le=100_000)
+    iterations: int = Field(default=30, ge=1, le=100_000, description="timed runs per shape and artifact, over all rounds")
+    rounds: int = Field(default=5, ge=1, le=1000,
+                        description="interleaved rounds: every artifact is timed once per round (iterations / rounds "
+                                    "runs each); a speed-up is claimed only when the rounds agree")
     threads: int | None = Field(default=None, ge=1, le=1024)
     devices: list[Literal["cpu", "cuda", "tensorrt"]] = Field(
         default_factory=lambda: ["cpu", "cuda", "tensorrt"],

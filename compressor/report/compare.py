@@ -15,7 +15,7 @@ from pathlib import Path
 
 from compressor.errors import CompressorError, RunDirError
 from compressor.report.markdown import _md_table, _p50, bench_devices, bench_shapes, table_rows
-from compressor.rundir import atomic_write_json, atomic_write_text, describe_status, read_status
+from compressor.rundir import atomic_write_json, atomic_write_text, describe_status, ensure_replaceable, read_status
 
 HARDWARE_KEYS = ("cpu", "cores", "gpu")
 VERSION_KEYS = ("torch", "transformers", "onnxruntime")
@@ -157,12 +157,11 @@ def compare(paths: list[Path | str], out_dir: Path | str, allow_incomplete: bool
     """Load the runs, write compare.md / compare.html / compare.json and the plots into ``out_dir``."""
     from compressor.report.plots import figures_for, write_figures
 
+    ensure_replaceable(Path(out_dir), ("compare.json",), "an earlier compare output", "choose another -o folder")
     runs = load_runs(paths, allow_incomplete)
     notes, machines = notes_for(runs)
     head, rows = merged_table(runs, machines)
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise RunDirError(f"{out_dir}: exists and is not a directory")
     out_dir.mkdir(parents=True, exist_ok=True)
     shape = common_shape(runs)
     figures = figures_for([(r.label, r.results) for r in runs], shape)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from compressor.report.markdown import _metric, _p50, bench_devices, bench_shapes, eval_split
+from compressor.report.markdown import _metric, _p50, bench_devices, bench_shapes, eval_split, speedup
 
 SMALLER_NOT_FASTER = "smaller when compressed, not faster"
 NOISE = 0.05  # latency ratios within 5 % of 1 are reported as "the same": that is run-to-run noise here
@@ -30,24 +30,30 @@ def _mb(n: int) -> str:
     return f"{n / 2**20:.1f} MB"
 
 
-def _latency(results: dict, a: str, b: str) -> tuple[float, float, str] | None:
-    """(p50 of a, p50 of b, shape) at the first benchmarked shape and device, when both were measured."""
+def _latency(results: dict, a: str, b: str) -> tuple[float, float, str, object] | None:
+    """(p50 of a, p50 of b, shape, ratio verdict) at the first benchmarked shape and device, when both were measured."""
     arts, shapes, devices = results["artifacts"], bench_shapes(results), bench_devices(results)
     if a not in arts or b not in arts or not shapes or not devices:
         return None
     (bs, seq), dev = shapes[0], devices[0]
     x, y = _p50(arts[a], bs, seq, dev), _p50(arts[b], bs, seq, dev)
-    return (x, y, f"batch {bs} × seq {seq} on {dev}") if x and y else None
+    if not (x and y):
+        return None
+    return x, y, f"batch {bs} × seq {seq} on {dev}", speedup(results, b, (bs, seq), dev, ref=a)
 
 
 def _speed_sentence(results: dict) -> str | None:
-    """The measured ORT (else PyTorch) latency of the result against the uncompressed baseline."""
+    """The measured ORT (else PyTorch) latency of the result against the uncompressed baseline, claimed only when
+    the interleaved rounds agree (``stats.ratio_verdict``)."""
     for base, mine, runtime in (("baseline-onnx", "onnx", "ONNX Runtime fp32"), ("baseline", "pytorch", "PyTorch")):
         got = _latency(results, base, mine)
         if got:
-            x, y, where = got
+            x, y, where, v = got
+            head = f"{runtime}, {where}: baseline {x:.2f} ms → {y:.2f} ms"
+            if not v.claimed:
+                return f"{head}, {v.cell()} ({v.explain()})"
             verdict = "faster" if x / y > 1 + NOISE else ("slower" if y / x > 1 + NOISE else f"the same within ±{NOISE:.0%}")
-            return f"{runtime}, {where}: baseline {x:.2f} ms → {y:.2f} ms, {x / y:.2f}× ({verdict})"
+            return f"{head}, {x / y:.2f}× ({verdict})"
     return None
 
 
@@ -55,7 +61,7 @@ def _noise_caveat(results: dict, speed: str, what: str) -> str:
     """A latency gap between two models of the same size and architecture is timing noise: say so."""
     arts = results["artifacts"]
     base, mine = arts.get("baseline", {}), arts.get("pytorch", {})
-    if "(the same within" in speed or not base.get("params") or base.get("params") != mine.get("params"):
+    if "(the same within" in speed or "not claimed" in speed or not base.get("params") or base.get("params") != mine.get("params"):
         return speed
     busy = any("busy" in n for n in results.get("bench_notes", []))
     return (speed + f"; the same architecture runs the same dense kernels, so a gap this size is timing noise, {what}"
@@ -71,7 +77,12 @@ def _metric_sentence(results: dict) -> str | None:
     if a is None or b is None:
         return None
     scale, unit = (100, " pt") if pm["name"] == "accuracy" else (1, "")
-    return f"{split} {pm['name']}: baseline {a * scale:.2f} → {b * scale:.2f} ({(b - a) * scale:+.2f}{unit})"
+    paired = arts["pytorch"].get("metrics", {}).get(split, {}).get("paired") or {}
+    verdict = ""
+    if "significant" in paired:
+        p = f"McNemar p = {paired['p_value']:.2g}" if "p_value" in paired else "paired bootstrap"
+        verdict = f"; {'a significant change' if paired['significant'] else 'no significant change'} ({p})"
+    return f"{split} {pm['name']}: baseline {a * scale:.2f} → {b * scale:.2f} ({(b - a) * scale:+.2f}{unit}{verdict})"
 
 
 def _unstructured(p: dict, results: dict, where: str) -> Section:
@@ -144,14 +155,16 @@ def _distill(s: dict, results: dict, where: str) -> Section:
     sec = Section(f"Distillation ({where})")
     t, st = s.get("teacher", {}), s.get("student", {})
     name = results["primary_metric"]["name"]
-    tm = next(iter(t.get("metrics", {}).values()), {}).get(name)
+    where, tmetrics = next(iter(t.get("metrics", {}).items()), ("dev", {}))
+    tm = tmetrics.get(name)
     scale = 100 if name == "accuracy" else 1
+    sel = (s.get("selection") or {}).get("split", "dev")
     sec.lines.append(f"Teacher: {t.get('layers')} layers, {t.get('params', 0) / 1e6:.2f} M parameters"
-                     + (f", dev {name} {tm * scale:.2f}" if tm is not None else "") + ".")
+                     + (f", {where} {name} {tm * scale:.2f}" if tm is not None else "") + ".")
     sec.lines.append(f"Student: {st.get('layers')} layers, {st.get('params', 0) / 1e6:.2f} M parameters, built from "
                      f"{_built_from(st.get('built_from'))}; losses: " + ", ".join(_loss(x) for x in s.get("losses", [])) + ".")
     if s.get("best_dev") is not None:
-        sec.lines.append(f"Best student dev {name} {s['best_dev'] * scale:.2f} at step {s.get('best_step')} of {s.get('steps')}"
+        sec.lines.append(f"Best student {sel} {name} {s['best_dev'] * scale:.2f} (the checkpoint kept) at step {s.get('best_step')} of {s.get('steps')}"
                          + (f" ({s['best_dev'] / tm:.1%} of the teacher)" if tm and name == "accuracy" else "") + ".")
     sec.lines += _collapse_caveats(results, next(iter(t.get("metrics", {}).values()), {}), "the teacher", "the student")
     speed = _speed_sentence(results)

@@ -11,11 +11,59 @@ def _metric(rec: dict, split: str, name: str) -> float | None:
     return rec.get("metrics", {}).get(split, {}).get(name)
 
 
-def _p50(rec: dict, batch: int, seq: int, device: str = "cpu") -> float | None:
+def _row(rec: dict, batch: int, seq: int, device: str = "cpu") -> dict | None:
     for r in rec.get("bench", []):
         if r["batch"] == batch and r["seq"] == seq and r["device"] == device:
-            return r["p50_ms"]
+            return r
     return None
+
+
+def _p50(rec: dict, batch: int, seq: int, device: str = "cpu") -> float | None:
+    r = _row(rec, batch, seq, device)
+    return None if r is None else r["p50_ms"]
+
+
+def _rounds(rec: dict, batch: int, seq: int, device: str = "cpu") -> list[float]:
+    """Per-round median latencies (one value, the p50, for rows measured before rounds were recorded)."""
+    r = _row(rec, batch, seq, device)
+    return [] if r is None else list(r.get("round_p50_ms") or [r["p50_ms"]])
+
+
+def speedup(results: dict, name: str, shape: tuple[int, int], device: str, ref: str | None = None):
+    """The verdict on reference time / ``name``'s time at ``shape`` on ``device`` (``stats.ratio_verdict``)."""
+    from compressor.report.stats import ratio_verdict
+
+    arts = results["artifacts"]
+    ref = ref or reference(results)
+    return ratio_verdict(_rounds(arts.get(ref, {}), *shape, device), _rounds(arts.get(name, {}), *shape, device))
+
+
+def metric_cell(m: dict, metric: str, with_ci: bool = True) -> str:
+    """"87.50 % [85.1, 89.6]" (accuracy, %) or "12.345 [12.1, 12.6]" (perplexity); the interval when recorded."""
+    v = m.get(metric)
+    if v is None:
+        return ""
+    pct = metric in ("accuracy", "f1_macro")
+    text = f"{v * 100:.2f} %" if pct else f"{v:.3f}"
+    ci = m.get(f"{metric}_ci")
+    if with_ci and ci and None not in ci:
+        text += f" [{ci[0] * 100:.1f}, {ci[1] * 100:.1f}]" if pct else f" [{ci[0]:.2f}, {ci[1]:.2f}]"
+    return text
+
+
+def delta_cell(m: dict, base_m: dict, metric: str, long: bool = True) -> str:
+    """Δ against the reference, marked "n.s." (no significant change) when the paired test says so."""
+    v, b = m.get(metric), base_m.get(metric)
+    if v is None or b is None:
+        return ""
+    text = f"{(v - b) * (100 if metric == 'accuracy' else 1):+.2f}"
+    paired = m.get("paired") or {}
+    if "significant" not in paired:
+        return text
+    if long:
+        p = f", p {paired['p_value']:.2g}" if "p_value" in paired else ""
+        return text + (f" (n.s.{p})" if not paired["significant"] else (f" (p {paired['p_value']:.2g})" if p else " (sig.)"))
+    return text + ("" if paired["significant"] else " ns")
 
 
 def eval_split(results: dict) -> str | None:
@@ -39,34 +87,32 @@ def reference(results: dict) -> str:
 
 
 def table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
-    """The variants table: one row per artifact, numbers formatted, ratios to the reference (see ``reference``)."""
+    """The variants table: one row per artifact, numbers formatted, intervals, Δ with its paired test and
+    speed-ups (claimed or withheld, see ``stats.ratio_verdict``) relative to the reference (see ``reference``)."""
     metric = results["primary_metric"]["name"]
     arts = results["artifacts"]
     split = eval_split(results)
     shapes = bench_shapes(results)
     devices = bench_devices(results)
     ref = reference(results)
-    base = arts.get(ref, {})
-    base_m = _metric(base, split, metric) if split else None
-    head = ["artifact", f"{metric} ({split})" if split else metric, "Δ", "F1" if metric == "accuracy" else "tokens",
-            "params", "size MB", "gzip MB"]
+    base_m = arts.get(ref, {}).get("metrics", {}).get(split, {}) if split else {}
+    head = ["artifact", (f"{metric} ({split})" if split else metric) + " [95 % CI]", "Δ",
+            "F1 [95 % CI]" if metric == "accuracy" else "tokens", "params", "size MB", "gzip MB"]
     for dev in devices:
         head += [f"p50 ms {dev} b{b}×{s}" for b, s in shapes]
     if devices and shapes:
         head.append(f"speed-up b{shapes[0][0]}×{shapes[0][1]}")
     rows = []
     for name, a in arts.items():
-        m = _metric(a, split, metric) if split else None
-        delta = "" if m is None or base_m is None or name == ref else f"{(m - base_m) * (100 if metric == 'accuracy' else 1):+.2f}"
-        other = _metric(a, split, "f1_macro" if metric == "accuracy" else "tokens") if split else None
-        row = [name, "" if m is None else (f"{m * 100:.2f} %" if metric == "accuracy" else f"{m:.3f}"), delta,
-               "" if other is None else (f"{other * 100:.2f}" if metric == "accuracy" else f"{other}"),
+        m = a.get("metrics", {}).get(split, {}) if split else {}
+        other = (metric_cell(m, "f1_macro") if metric == "accuracy" else str(m.get("tokens", ""))) if m else ""
+        row = [name, metric_cell(m, metric), "" if name == ref else delta_cell(m, base_m, metric), other,
                f"{a['params'] / 1e6:.2f} M", f"{a['size_bytes'] / 2**20:.1f}", f"{a['gzip_bytes'] / 2**20:.1f}"]
         for dev in devices:
             row += [("" if (v := _p50(a, b, s, dev)) is None else f"{v:.2f}") for b, s in shapes]
         if devices and shapes:
-            t_ref, t = _p50(base, *shapes[0], devices[0]), _p50(a, *shapes[0], devices[0])
-            row.append(f"{t_ref / t:.2f}×" if t_ref and t else "")
+            row.append("reference" if name == ref else
+                       ("" if _p50(a, *shapes[0], devices[0]) is None else speedup(results, name, shapes[0], devices[0]).cell()))
         rows.append(row)
     return head, rows
 
@@ -83,7 +129,9 @@ def stage_summaries(results: dict) -> list[tuple[str, float, list[str]]]:
     for s in results.get("stages", []):
         extra = []
         if s.get("best_dev") is not None:
-            extra.append(f"best dev {results['primary_metric']['name']} {s['best_dev']:.4f} at step {s.get('best_step')}")
+            sel = (s.get("selection") or {}).get("split", "dev")
+            extra.append(f"best {sel} {results['primary_metric']['name']} {s['best_dev']:.4f} at step {s.get('best_step')} "
+                         "(checkpoint selection)")
         if "parity" in s and s["parity"]:
             extra.append(f"parity max |diff| {s['parity']['max_abs_diff']:.2e}")
         if s.get("fusions"):
@@ -96,15 +144,39 @@ def stage_summaries(results: dict) -> list[tuple[str, float, list[str]]]:
     return out
 
 
-METHOD_NOTE = ("Latency is the median of timed runs after warm-up on synthetic inputs of the stated batch × sequence, "
-               "one live session at a time; Δ and speed-up are relative to {reference} on the same machine in the same run. "
-               "{metric} is measured on the named split for every artifact by the same code.")
+METHOD_NOTE = ("Latency is the median of timed runs after warm-up on synthetic inputs of the stated batch × sequence; "
+               "all artifacts were timed in one process, in interleaved rounds{policy}. Δ and speed-up are relative to "
+               "{reference} on the same machine in the same run. {metric} is measured on the named split for every "
+               "artifact by the same code.")
+
+
+def policy_text(results: dict) -> str:
+    p = results.get("timing_policy") or {}
+    if not p:
+        return ""
+    return f", with the same thread policy for every runtime (PyTorch: {p['torch']}; ONNX Runtime: {p['onnxruntime']})"
+
+
+def selection_note(results: dict) -> str:
+    """How checkpoints were chosen, and whether a reported figure is also the selection metric."""
+    sel = next((s["selection"] for s in results.get("stages", []) if s.get("selection")), None)
+    if not sel:
+        return ""
+    if sel["split"] == "validation":
+        return (f"Checkpoints (and INT8 budget trials) were chosen on a validation split of {sel['rows']} rows "
+                f"({sel['how']}) cut from the training data; the dev / test figures above played no part in the choice.")
+    return (f"The {sel['split']} figure is the selection metric: checkpoints were chosen on the {sel['split']} split "
+            f"(data.split.select_on: dev), so it overstates accuracy on unseen data; quote a test split for that.")
 
 
 def method_note(results: dict) -> str:
+    from compressor.report.stats import INTERVAL_NOTE, SPEEDUP_RULE
+
     ref = ("the uncompressed baseline in PyTorch fp32 (" + str(results["artifacts"]["baseline"].get("source")) + ")"
            if reference(results) == "baseline" else "the PyTorch fp32 model")
-    return METHOD_NOTE.format(reference=ref, metric=results["primary_metric"]["name"].capitalize())
+    return " ".join([METHOD_NOTE.format(reference=ref, metric=results["primary_metric"]["name"].capitalize(),
+                                        policy=policy_text(results)), SPEEDUP_RULE, INTERVAL_NOTE,
+                     selection_note(results)]).strip()
 
 PLOT_TITLES = {"size": "{metric} vs size", "latency": "{metric} vs latency", "training": "training curves",
                "confusion": "confusion matrix"}
@@ -185,6 +257,8 @@ def print_rows(title: str, head: list[str], rows: list[list[str]], left: tuple[s
     Console().print(t)
 
 
-def print_table(results: dict) -> None:
-    head, rows = table_rows(results)
-    print_rows(f"{results['name']}: {results['task']}", head, rows)
+def print_table(results: dict, width: int | None = None) -> str:
+    """The end-of-run summary for the terminal (80 columns fit; the full table is in report.md)."""
+    from compressor.report.terminal import print_summary, run_summary
+
+    return print_summary(f"{results['name']}: {results['task']}", *run_summary(results), width=width)

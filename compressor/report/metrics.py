@@ -85,20 +85,22 @@ def evaluate_artifacts(ctx: RunContext) -> dict[str, dict]:
 
     if "torch" in cfg.artifacts:
         out["pytorch"] = {s: evaluate_torch(ctx.model.to(ctx.device), ctx.loader(s, bs), ctx.task, ctx.device, True,
-                                            step("pytorch", s)) for s in splits}
+                                            step("pytorch", s), intervals=True) for s in splits}
         ctx.model.to("cpu")
     for name, path in artifact_files(ctx).items():
         if name in cfg.artifacts:
-            out[name] = {s: evaluate_onnx(path, ctx.loader(s, bs), ctx.task, threads, True, step(name, s)) for s in splits}
+            out[name] = {s: evaluate_onnx(path, ctx.loader(s, bs), ctx.task, threads, True, step(name, s), True)
+                         for s in splits}
     if ctx.baseline is not None and "baseline" in cfg.artifacts:
         out["baseline"] = {s: evaluate_torch(ctx.baseline.to(ctx.device), baseline_loader(ctx, s, bs), ctx.task,
-                                             ctx.device, True, step("baseline", s)) for s in splits}
+                                             ctx.device, True, step("baseline", s), intervals=True) for s in splits}
         ctx.baseline.to("cpu")
         if "baseline-onnx" in ctx.artifacts:
             out["baseline-onnx"] = {s: evaluate_onnx(ctx.artifacts["baseline-onnx"], baseline_loader(ctx, s, bs), ctx.task,
-                                                     threads, True, step("baseline-onnx", s)) for s in splits}
+                                                     threads, True, step("baseline-onnx", s), True) for s in splits}
     if ctx.task == "causal-lm":
         lm_health(ctx, out, splits)
+    paired_tests(out)
     for name, per_split in out.items():
         for s, m in per_split.items():
             log.info("eval %-8s %-4s %s", name, s, "  ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float) and k != "missed_share"))
@@ -132,17 +134,72 @@ def lm_health(ctx: RunContext, evals: dict[str, dict], splits: list[str]) -> Non
         model.to("cpu")
 
 
+def paired_tests(evals: dict[str, dict]) -> None:
+    """Test each artifact's difference from the reference (the baseline, else PyTorch fp32) on the same rows:
+    McNemar for accuracy, a paired bootstrap over windows for perplexity. Stored as ``paired`` beside the metrics;
+    the per-row outcomes (``_rows``) are dropped afterwards (they do not go into metrics.json)."""
+    from compressor.report.stats import mcnemar, paired_perplexity
+
+    ref = "baseline" if "baseline" in evals else "pytorch"
+    for name, per_split in evals.items():
+        for split, m in per_split.items():
+            mine, theirs = m.get("_rows"), evals.get(ref, {}).get(split, {}).get("_rows")
+            if name == ref or mine is None or theirs is None:
+                continue
+            try:
+                if "correct" in mine:
+                    m["paired"] = {"vs": ref, **mcnemar(theirs["correct"], mine["correct"]).as_dict()}
+                else:
+                    m["paired"] = {"vs": ref, **paired_perplexity((theirs["nll"], theirs["tokens"]),
+                                                                  (mine["nll"], mine["tokens"]))}
+            except ValueError as e:  # different row counts: no paired test
+                m["paired"] = {"vs": ref, "error": str(e)}
+    for per_split in evals.values():
+        for m in per_split.values():
+            m.pop("_rows", None)
+
+
 def ort_providers() -> list[str]:
     import onnxruntime
 
     return onnxruntime.get_available_providers()
 
 
+def _timing_targets(ctx: RunContext, dev: str) -> tuple[list[dict], list[str]]:
+    """The saved artifacts to time on ``dev`` (PyTorch folders and ONNX files), and notes on those left out."""
+    base = {"task": ctx.task, "device": dev, "num_labels": len(ctx.label_names) if ctx.label_names else None}
+    targets, notes = [], []
+    with_baseline = ctx.baseline is not None and "baseline" in ctx.recipe.evaluate.artifacts
+    baseline_dir = ctx.run_dir / "checkpoints" / BASELINE_DIR
+    if dev != "tensorrt":  # TensorRT runs the ONNX graphs only
+        if with_baseline and (baseline_dir / "config.json").is_file():
+            targets.append({**base, "name": "baseline", "kind": "torch", "path": str(baseline_dir),
+                            "vocab": ctx.baseline.config.vocab_size})
+        targets.append({**base, "name": "pytorch", "kind": "torch", "path": str(ctx.run_dir / "model"),
+                        "vocab": ctx.model.config.vocab_size})
+    for name, path in artifact_files(ctx).items():
+        if dev != "cpu" and name == "int8":
+            notes.append(f"{dev}: the INT8 graph targets ONNX Runtime's CPU kernels; measured on CPU only")
+            continue
+        targets.append({**base, "name": name, "kind": "onnx", "path": str(path), "vocab": ctx.model.config.vocab_size})
+    if with_baseline and "baseline-onnx" in ctx.artifacts:
+        targets.append({**base, "name": "baseline-onnx", "kind": "onnx", "path": str(ctx.artifacts["baseline-onnx"]),
+                        "vocab": ctx.baseline.config.vocab_size})
+    return targets, notes
+
+
+BASELINE_DIR = "baseline"  # checkpoints/baseline (pipeline.BASELINE): the saved baseline model
+
+
 def run_benchmarks(ctx: RunContext) -> dict:
-    from compressor.bench.runner import bench_onnx, bench_torch, busy_note, cuda_available
+    """Time every artifact of the run on each device, all in one process per device with one thread policy,
+    in interleaved rounds (``bench.worker``)."""
+    from compressor.bench.runner import busy_note, cuda_available
+    from compressor.bench.worker import thread_policy, time_artifacts
+    from compressor.errors import CompressorError
 
     b = ctx.recipe.bench
-    out: dict = {"rows": {}, "notes": []}
+    out: dict = {"rows": {}, "notes": [], "policy": thread_policy(b.threads)}
     if not b.enabled:
         out["notes"].append("benchmark disabled by the recipe")
         return out
@@ -157,40 +214,28 @@ def run_benchmarks(ctx: RunContext) -> dict:
             out["notes"].append("TensorRT: skipped (onnxruntime has no TensorrtExecutionProvider here)")
             continue
         devices.append(d)
-    vocab = ctx.model.config.vocab_size
-    with_baseline = ctx.baseline is not None and "baseline" in ctx.recipe.evaluate.artifacts
-    n_onnx = len(artifact_files(ctx)) + (with_baseline and "baseline-onnx" in ctx.artifacts)
-    total = sum((0 if d == "tensorrt" else 1 + with_baseline) + n_onnx for d in devices)
-    timed = BenchProgress(total, len(b.batch_sizes) * len(b.seq_lengths) * (b.warmup + b.iterations))
+    timed = BenchProgress(len(devices), len(b.batch_sizes) * len(b.seq_lengths) * (b.warmup + b.iterations))
     for dev in devices:
-        args = dict(batch_sizes=b.batch_sizes, seq_lengths=b.seq_lengths, warmup=b.warmup, iterations=b.iterations,
-                    device=dev, threads=b.threads)
-        log.info("benchmark on %s: batch %s × seq %s, %d iterations", dev, b.batch_sizes, b.seq_lengths, b.iterations)
-        if dev != "tensorrt":  # TensorRT runs the ONNX graphs only
-            if with_baseline:
-                out["rows"].setdefault("baseline", []).extend(timed("baseline", dev, bench_torch, ctx.baseline, **args))
-            out["rows"].setdefault("pytorch", []).extend(timed("pytorch", dev, bench_torch, ctx.model, **args))
-        for name, path in artifact_files(ctx).items():
-            if dev != "cpu" and name == "int8":
-                out["notes"].append(f"{dev}: the INT8 graph targets ONNX Runtime's CPU kernels; measured on CPU only")
-                timed.skip()
-                continue
-            try:
-                out["rows"].setdefault(name, []).extend(timed(name, dev, bench_onnx, path, vocab, **args))
-            except Exception as e:  # a missing CUDA EP must not lose the CPU numbers
-                out["notes"].append(f"{name} on {dev}: not measured ({str(e).splitlines()[0][:200]})")
-        if with_baseline and "baseline-onnx" in ctx.artifacts:
-            try:
-                out["rows"].setdefault("baseline-onnx", []).extend(
-                    timed("baseline-onnx", dev, bench_onnx, ctx.artifacts["baseline-onnx"], ctx.baseline.config.vocab_size,
-                          **args))
-            except Exception as e:
-                out["notes"].append(f"baseline-onnx on {dev}: not measured ({str(e).splitlines()[0][:200]})")
+        targets, notes = _timing_targets(ctx, dev)
+        out["notes"] += notes
+        try:
+            got = timed(f"{len(targets)} artifacts in {min(b.rounds, b.iterations)} interleaved rounds", dev, time_artifacts, targets, b.batch_sizes, b.seq_lengths, b.warmup,
+                        b.iterations, b.rounds, b.threads)
+        except CompressorError as e:
+            out["notes"].append(f"{dev}: not measured ({e})")
+            continue
+        for name, rows in got.items():
+            for r in rows:
+                if "error" in r:  # a missing CUDA EP must not lose the CPU numbers
+                    out["notes"].append(f"{name} on {dev}: not measured ({r['error']})")
+                    break
+            out["rows"].setdefault(name, []).extend(r for r in rows if "error" not in r)
     return out
 
 
 class BenchProgress:
-    """A line before and after each artifact's benchmark: which one of how many, runs per artifact, time left."""
+    """A line before and after each device's benchmark (all artifacts, interleaved): which one of how many, runs per
+    artifact, time left."""
 
     def __init__(self, total: int, runs: int):
         self.total, self.runs, self.done, self.seconds = total, runs, 0, 0.0
@@ -199,7 +244,7 @@ class BenchProgress:
         self.total -= 1
 
     def __call__(self, name: str, where: str, fn, *args, **kwargs):
-        log.info("benchmark %d/%d: %s on %s, %d timed and warm-up runs ...", self.done + 1, self.total, name, where, self.runs)
+        log.info("benchmark %d/%d: %s on %s, %d timed and warm-up runs each ...", self.done + 1, self.total, name, where, self.runs)
         t0 = time.perf_counter()
         try:
             return fn(*args, **kwargs)
@@ -243,9 +288,12 @@ def bitsandbytes_variants(ctx: RunContext, evals: dict, bench: dict) -> dict[str
             bench.setdefault("notes", []).append(f"{name}: not loaded ({str(e).splitlines()[0][:200]})")
             continue
         evals[name] = {s: evaluate_torch(model, ctx.loader(s, ctx.recipe.evaluate.batch_size), ctx.task, "cuda", True,
-                                      f"eval {name} on {s}") for s in splits}
+                                      f"eval {name} on {s}", intervals=True) for s in splits}
+        for m in evals[name].values():
+            m.pop("_rows", None)
         if b.enabled:
-            bench.setdefault("rows", {})[name] = bench_torch(model, b.batch_sizes, b.seq_lengths, b.warmup, b.iterations, "cuda")
+            bench.setdefault("rows", {})[name] = bench_torch(model, b.batch_sizes, b.seq_lengths, b.warmup, b.iterations, "cuda",
+                                                             rounds=b.rounds)
         records[name] = {"path": "model", "runtime": f"torch + bitsandbytes {mode}", "params": model.num_parameters(),
                          "size_bytes": bnb.footprint(model), "gzip_bytes": bnb.footprint(model),
                          "note": "size = GPU memory footprint (quantized on load; no file)"}
@@ -302,6 +350,7 @@ def collect_results(ctx: RunContext, evals: dict, bench: dict, started: float, e
         "artifacts": artifacts,
         "bench_notes": bench.get("notes", []),
         "bench_settings": ctx.recipe.bench.model_dump(),
+        "timing_policy": bench.get("policy"),
         "fingerprint": fingerprint(),
         "seconds": round(time.time() - started, 1),
     }

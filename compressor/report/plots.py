@@ -28,6 +28,7 @@ class Point:
     size_mb: float
     latency_ms: float | None
     metric: float | None
+    ci: tuple[float, float] | None = None  # 95 % interval of the metric, when recorded
 
     @property
     def label(self) -> str:
@@ -67,8 +68,10 @@ def points(results: dict, run: str = "", shape: tuple[int, int, str] | None = No
     out = []
     for name, a in results["artifacts"].items():
         m = _metric(a, split, metric) if split else None
+        ci = _metric(a, split, f"{metric}_ci") if split else None
         lat = _p50(a, *shape) if shape else None
-        out.append(Point(run, name, a.get("size_bytes", 0) / 2**20, lat, m))
+        out.append(Point(run, name, a.get("size_bytes", 0) / 2**20, lat, m,
+                         tuple(ci) if ci and None not in ci and m is not None else None))
     return out
 
 
@@ -113,8 +116,11 @@ def scatter_png(pts: list[Point], axis: str, ylabel: str, scale: float, higher_i
     # one run: colour by artifact and label every point; several: colour by run, marker by artifact
     color = {k: f"C{i % 10}" for i, k in enumerate(runs if several else arts)}
     for p, x, y in zip(pts, xs, ys):
-        ax.scatter([x], [y], s=46, color=color[p.run if several else p.artifact], marker=marker[p.artifact], zorder=3,
-                   alpha=0.9)
+        c = color[p.run if several else p.artifact]
+        if p.ci is not None:  # the 95 % interval as an error bar
+            ax.errorbar([x], [y], yerr=[[max(0.0, y - p.ci[0] * scale)], [max(0.0, p.ci[1] * scale - y)]], fmt="none", ecolor=c, elinewidth=1.1,
+                        capsize=3, alpha=0.8, zorder=2)
+        ax.scatter([x], [y], s=46, color=c, marker=marker[p.artifact], zorder=3, alpha=0.9)
     front = pareto_front(xs, ys, higher_is_better)
     fx, fy = [xs[i] for i in front], [ys[i] for i in front]
     ax.scatter(fx, fy, s=170, facecolors="none", edgecolors="black", linewidths=1.3, zorder=4, label="Pareto front")
@@ -147,10 +153,21 @@ def scatter_png(pts: list[Point], axis: str, ylabel: str, scale: float, higher_i
         ax.set_xlabel(ax.get_xlabel() + " (log scale)")
     else:
         ax.set_xlim(left=0, right=max(xs) * 1.25 if max(xs) > 0 else 1)
-    lo, hi = min(ys), max(ys)
-    pad = (hi - lo) * 0.15 or max(abs(hi) * 0.02, 0.5)
-    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_ylim(*metric_limits(pts, scale))
+    if any(p.ci for p in pts):
+        ax.text(0.99, 0.01, "bars: 95 % intervals", transform=ax.transAxes, ha="right", va="bottom", fontsize=7.5,
+                color="dimgray")
     return _png(fig)
+
+
+def metric_limits(pts: list[Point], scale: float) -> tuple[float, float]:
+    """The metric axis spans every point and every 95 % interval (plus a margin): never zoomed so far that a
+    noise-sized difference looks like a gap."""
+    ys = [float(p.metric) * scale for p in pts if p.metric is not None]
+    lo = min(ys + [p.ci[0] * scale for p in pts if p.ci])
+    hi = max(ys + [p.ci[1] * scale for p in pts if p.ci])
+    pad = (hi - lo) * 0.15 or max(abs(hi) * 0.02, 0.5)
+    return lo - pad, hi + pad
 
 
 def _span(values: list[float]) -> float:

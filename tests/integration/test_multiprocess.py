@@ -22,7 +22,8 @@ def _launch(tiny_dir, tmp_path, stage: str):
     cfg = json.loads((model / "config.json").read_text())
     cfg.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)  # dropout RNG differs per process
     (model / "config.json").write_text(json.dumps(cfg))
-    # 400 rows, dev 0.2 → 320 train rows = 20 global batches of 16, split 8 + 8 across the processes
+    # 400 rows, dev 0.2 → 320, a tenth held out as the validation split → 288 train rows = 18 global batches of 16,
+    # split 9 + 9 across the processes
     recipe = write_recipe(tmp_path, f"""name: mp
 model: {{path: {model}}}
 data: {{train: {tiny_dir / 'sent.csv'}, split: {{dev: 0.2}}, max_length: 32}}
@@ -49,7 +50,7 @@ def test_two_cpu_processes_match_one(tiny_dir, tmp_path):
     ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (one, two))
     assert mb["artifacts"]["pytorch"]["metrics"]["dev"]["accuracy"] == pytest.approx(
         ma["artifacts"]["pytorch"]["metrics"]["dev"]["accuracy"], abs=1e-6)
-    assert [h["step"] for h in mb["stages"][0]["history"] if "eval" in h] == [10, 20, 30, 40]
+    assert [h["step"] for h in mb["stages"][0]["history"] if "eval" in h] == [10, 20, 30, 36]
 
 
 def test_gradual_pruning_under_two_processes_makes_the_same_masks(tiny_dir, tmp_path):

@@ -37,6 +37,15 @@ def test_classifier_end_to_end(cls_recipe):
         assert row["p50_ms"] > 0 and row["p90_ms"] >= row["p50_ms"] and row["throughput_per_s"] > 0
     report = (run_dir / "report.md").read_text()
     assert "| int8 |" in report and "speed-up" in report
+    # issue 17: intervals, paired tests, rounds, the timing policy and the selection split are recorded and stated
+    dev = arts["int8"]["metrics"]["dev"]
+    assert dev["accuracy_ci"][0] <= dev["accuracy"] <= dev["accuracy_ci"][1] and dev["paired"]["vs"] == "pytorch"
+    assert "_rows" not in dev and "p_value" in dev["paired"]
+    row = arts["int8"]["bench"][0]
+    assert len(row["round_p50_ms"]) == row["rounds"] >= 2 and row["iterations"] == row["rounds"] * row["per_round"]
+    assert "OMP_WAIT_POLICY=PASSIVE" in m["timing_policy"]["torch"] and "OMP_WAIT_POLICY=PASSIVE" in report
+    assert m["stages"][0]["selection"]["split"] == "validation" and m["data"]["validation"] > 0
+    assert "chosen on a validation split" in report and "Wilson" in report
     from compressor.bench.runner import cuda_available
 
     if not cuda_available():  # the GPU paths say why they did not run, in metrics.json and in the report
@@ -50,6 +59,9 @@ def test_causal_lm_end_to_end(lm_recipe):
     m = _metrics(run_dir)
     ppl = {k: v["metrics"]["dev"]["perplexity"] for k, v in m["artifacts"].items()}
     assert set(ppl) == {"pytorch", "onnx", "int8"}
+    dev = m["artifacts"]["int8"]["metrics"]["dev"]
+    assert dev["perplexity_ci"][0] <= dev["perplexity"] <= dev["perplexity_ci"][1]
+    assert "significant" in dev["paired"] and len(dev["paired"]["delta_ci"]) == 2
     assert ppl["onnx"] == pytest.approx(ppl["pytorch"], rel=1e-3)
     # vocabulary of 111 tokens: an untrained model sits near 111; training must cut it
     assert ppl["pytorch"] < 80

@@ -164,7 +164,7 @@ def test_budget_loop_keeps_sensitive_nodes_in_fp32(tiny_dir, tmp_path):
     recipe = write_recipe(tmp_path, f"""
 name: budget
 model: {{path: {tiny_dir / 'gpt2'}, task: causal-lm}}
-data: {{train: {tiny_dir / 'lm.txt'}, split: {{dev: 0.2}}, max_length: 16}}
+data: {{train: {tiny_dir / 'lm.txt'}, split: {{dev: 0.2, select_on: dev}}, max_length: 16}}
 stages:
   - export: {{}}
   - quantize: {{type: static, method: percentile, percentile: 90.01, calibration_samples: 64, max_drop: 0.0,
