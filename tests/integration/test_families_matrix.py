@@ -69,7 +69,7 @@ def run_stages(recipe_path: Path, tmp_path: Path):
 STRUCTURED = """  - prune: {type: structured, heads: 2, ffn: 16, round_to: 1, criterion: {type: taylor, batches: 1}}
   - distill: {student: {layers: [1]}, max_steps: 2, batch_size: 8}
   - export: {}
-  - quantize: {type: static, calibration_samples: 16, calibration_batch_size: 8}"""
+  - quantize: {type: static, calibration_samples: 12, calibration_batch_size: 8}"""
 
 
 @pytest.mark.parametrize("mt", FAMILIES)
