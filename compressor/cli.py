@@ -82,8 +82,10 @@ SetOpt = typer.Option(None, "--set", "-s", metavar="KEY=VALUE",
 def validate(recipe: Path = typer.Argument(..., help="Recipe YAML file."), set_: Optional[list[str]] = SetOpt):
     """Check a recipe without running it: schema, types, ranges, with file:line errors."""
     from compressor.recipe import load_recipe
+    from compressor.recipe.model_check import check_against_model
 
     r, _ = load_recipe(recipe, set_ or [])
+    check_against_model(r, recipe.absolute().parent)
     stages = " → ".join(k for k, _ in r.stage_list()) or "no stages (evaluate and benchmark only)"
     typer.echo(f"{recipe}: OK: '{r.name}', {r.model.task}, stages: {stages}")
 
@@ -389,6 +391,8 @@ def _eval(artifact, data, text, label, labels, task, tokenizer, max_length, batc
     is_onnx = artifact.suffix.lower() == ".onnx"
     if is_onnx and not artifact.is_file():
         raise ModelError(f"{artifact}: no such ONNX file")
+    if is_onnx:
+        _readable_onnx(artifact)
     home = _companion(artifact, tokenizer) if is_onnx else _model_dir(artifact)
     if home is None:
         raise ModelError(f"{artifact}: no tokenizer next to it (looked in {artifact.parent} and ../model); pass --tokenizer DIR")
@@ -448,6 +452,18 @@ def _eval(artifact, data, text, label, labels, task, tokenizer, max_length, batc
     if json_out is not None:
         atomic_write_json(json_out, {"artifact": str(artifact), "data": str(data), "task": task, "metrics": metrics,
                                      "warnings": warnings, **({"data_rows": E.data_summary(ds)} if ds else {})})
+
+
+def _readable_onnx(path: Path) -> None:
+    """A ModelError (one line) for a file that is no ONNX model (truncated, corrupt, another format)."""
+    import onnx
+
+    from compressor.errors import ModelError
+
+    try:
+        onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf's DecodeError, OSError, ...
+        raise ModelError(f"{path}: not a readable ONNX model ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
 
 
 def _onnx_vocab(path: Path, home: Optional[Path]) -> Optional[int]:
@@ -511,6 +527,7 @@ def bench(
         if a.suffix.lower() == ".onnx":
             if not a.is_file():
                 raise ModelError(f"{a}: no such ONNX file")
+            _readable_onnx(a)
             home = _companion(a, None)
             config = load_config(home) if home is not None and (home / "config.json").is_file() else None
         else:
@@ -563,9 +580,11 @@ def plan(recipe: Path = typer.Argument(..., help="Recipe YAML file."), set_: Opt
     """Say what each stage of a recipe can buy on this machine (smaller? faster?), without loading the model."""
     from compressor.plan import describe_machine, machine_info, make_plan
     from compressor.recipe import load_recipe
+    from compressor.recipe.model_check import check_against_model
     from compressor.report.markdown import print_rows
 
     r, _ = load_recipe(recipe, set_ or [])
+    check_against_model(r, recipe.absolute().parent)
     machine = machine_info()
     rows = make_plan(r, recipe.absolute().parent, machine)
     typer.echo(f"{recipe}: '{r.name}', {r.model.task}, model {r.model.path}")

@@ -9,6 +9,7 @@ from typing import Any
 
 from compressor.arch.families import FAMILIES, STRUCTURE_KEY
 from compressor.errors import CompressorError, ModelError
+from compressor.pkgpath import PREFIX, split_pkg
 
 log = logging.getLogger("compressor")
 
@@ -23,15 +24,22 @@ def resolve(spec: str, base_dir: Path | None = None, what: str = "path", must_ex
     path is taken relative to ``base_dir`` (the recipe's folder). A string that is no local
     path but looks like ``org/name`` is returned unchanged as a Hub id when ``must_exist`` is false.
     """
-    if spec.startswith("pkg://"):
-        rest = spec[len("pkg://"):]
-        package, _, sub = rest.partition("/")
-        found = importlib.util.find_spec(package) if package and "." not in package else None
+    if spec.startswith(PREFIX):
+        try:
+            package, sub = split_pkg(spec)
+        except ValueError as e:
+            raise CompressorError(f"{what}: {e}") from None
+        try:
+            found = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            found = None
         if found is None or not found.submodule_search_locations:
             raise CompressorError(f"{what}: {spec}: Python package '{package}' is not installed")
         # the package's folder, found without importing it (importing may run arbitrary code)
-        root = Path(list(found.submodule_search_locations)[0])
+        root = Path(list(found.submodule_search_locations)[0]).resolve()
         p = (root / sub).resolve() if sub else root
+        if not p.is_relative_to(root):  # a symlink inside the package that points out of it
+            raise CompressorError(f"{what}: {spec}: leads outside package '{package}' ({root})")
         if not p.exists():
             raise CompressorError(f"{what}: {spec}: no '{sub}' inside package '{package}' ({root})")
         return p

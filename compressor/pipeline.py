@@ -15,6 +15,7 @@ from compressor.context import RunContext
 from compressor.errors import CompressorError, RunDirError
 from compressor.models import save_tokenizer
 from compressor.recipe import load_recipe
+from compressor.recipe.model_check import check_against_model
 from compressor.recipe.schema import QATQuant
 from compressor.registry import STAGES
 from compressor.rundir import (
@@ -381,6 +382,7 @@ def _run(lock: LockSlot, recipe_path, overrides, force, output_dir, quiet, resum
             raise CompressorError("give a recipe, or --resume RUN_DIR")
         recipe, raw = load_recipe(recipe_path, overrides)
         recipe_dir = Path(recipe_path).absolute().parent
+        check_against_model(recipe, recipe_dir)
         run_dir = run_dir_for(recipe, recipe_dir, output_dir)
         if procs.is_main:
             refuse_existing(run_dir, force)  # an existing run is refused without touching it (nor its lock)

@@ -9,12 +9,12 @@ rules about the runtimes this project uses (ONNX Runtime on CPU, PyTorch), not m
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from compressor.recipe.model_check import read_model_config  # noqa: F401  (re-exported)
 from compressor.report.compression import SMALLER_NOT_FASTER
 
 INT8_FAST_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")  # int8 dot-product instructions ORT's MLAS uses
@@ -42,14 +42,25 @@ class Shape:
     def from_config(cls, cfg: dict, causal: bool) -> Shape | None:
         from compressor.arch.families import find_family
 
+        def num(v) -> int | None:  # a positive integer, or None (a hand-edited config may hold anything)
+            return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
+
+        def get(*keys: str) -> int | None:
+            return next((num(cfg.get(k)) for k in keys if num(cfg.get(k))), None)
+
+        def fam_value(what: str) -> int | None:
+            try:
+                return num(getattr(fam, what)(cfg)) if fam else None
+            except (TypeError, ValueError, KeyError, AttributeError, ZeroDivisionError):
+                return None
+
         fam = find_family(cfg)
-        layers = (fam.layers(cfg) if fam else 0) or cfg.get("num_hidden_layers") or cfg.get("n_layer")
-        hidden = (fam.hidden(cfg) if fam else 0) or cfg.get("hidden_size") or cfg.get("n_embd") or cfg.get("dim")
+        layers = fam_value("layers") or get("num_hidden_layers", "n_layer")
+        hidden = fam_value("hidden") or get("hidden_size", "n_embd", "dim")
         if not layers or not hidden:
             return None
-        inter = ((fam.ffn_size(cfg) if fam else 0) or cfg.get("intermediate_size") or cfg.get("n_inner")
-                 or cfg.get("hidden_dim") or 4 * hidden)
-        return cls(str(cfg.get("model_type", "?")), int(layers), int(hidden), int(inter), int(cfg.get("vocab_size") or 0), causal)
+        inter = fam_value("ffn_size") or get("intermediate_size", "n_inner", "hidden_dim") or 4 * hidden
+        return cls(str(cfg.get("model_type", "?")), layers, hidden, inter, get("vocab_size") or 0, causal)
 
     def layer_params(self, hidden: int | None = None, inter: int | None = None) -> float:
         h, i = hidden or self.hidden, inter or self.intermediate
@@ -64,23 +75,6 @@ class Shape:
         h = hidden or self.hidden
         head = self.vocab * h if self.causal else 0
         return (self.layers if layers is None else layers) * self.layer_params(h, inter) + head
-
-
-def read_model_config(spec: str, base_dir: Path | None) -> dict | None:
-    """config.json of a local / pkg:// model, or None (a Hub id, or no config)."""
-    from compressor.errors import CompressorError
-    from compressor.models import resolve
-
-    try:
-        path = resolve(spec, base_dir, "model.path", must_exist=False)
-    except CompressorError:
-        return None
-    if isinstance(path, str) or not (Path(path) / "config.json").is_file():
-        return None
-    try:
-        return json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
 
 
 # ---------------------------------------------------------------- per stage

@@ -176,6 +176,7 @@ def write_status(run_dir: Path, status: str, best_effort: bool = False) -> None:
 
 def refuse_existing(run_dir: Path, force: bool) -> list[Path]:
     """Refuse a run folder that holds a run unless ``force``; returns what ``force`` would remove."""
+    _check_parents(run_dir)
     if not run_dir.exists():
         return []
     if not run_dir.is_dir():
@@ -217,6 +218,15 @@ def prepare_run_dir(run_dir: Path, force: bool) -> None:
     for child in refuse_existing(run_dir, force):
         shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _check_parents(path: Path) -> None:
+    """The nearest existing folder above ``path`` must be a folder (``-o`` naming a file is a user mistake)."""
+    for parent in Path(path).absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise RunDirError(f"{parent}: exists and is not a directory (it cannot hold the run directory {path})")
+            return
 
 
 @contextmanager

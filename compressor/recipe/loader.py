@@ -86,7 +86,7 @@ class _Tree:
     def _key_id(self, knode: yaml.Node) -> Any:
         if isinstance(knode, yaml.ScalarNode):
             assert self.loader is not None
-            key = self.loader.construct_object(knode)
+            key = self.scalar(knode)
             return ("k", type(key).__name__, key) if isinstance(key, (str, int, float, bool)) or key is None else ("n", id(knode))
         return ("n", id(knode))
 
@@ -105,7 +105,7 @@ class _Tree:
             for knode, vnode in node.value:
                 if not isinstance(knode, yaml.ScalarNode):
                     raise RecipeError("mapping keys must be plain scalars", self.file, knode.start_mark.line + 1)
-                key = self.loader.construct_object(knode)
+                key = self.scalar(knode)
                 if not isinstance(key, (str, int, float, bool)) or key is None:
                     raise RecipeError(f"unsupported key {key!r}", self.file, knode.start_mark.line + 1)
                 if key in out:
@@ -115,8 +115,16 @@ class _Tree:
             return out
         if isinstance(node, yaml.SequenceNode):
             return [self.build(v, path + (i,), depth + 1) for i, v in enumerate(node.value)]
+        return self.scalar(node)
+
+    def scalar(self, node: yaml.Node) -> Any:
         assert self.loader is not None
-        return self.loader.construct_object(node)
+        try:
+            return self.loader.construct_object(node)
+        except ValueError:  # int() of more than sys.get_int_max_str_digits() digits
+            text = str(getattr(node, "value", ""))
+            raise RecipeError(f"a number of {len(text)} digits is far out of range ({text[:12]}...)", self.file,
+                              node.start_mark.line + 1) from None
 
     def line_of(self, path: tuple) -> int | None:
         while path:
@@ -171,22 +179,27 @@ def _parse_yaml(text: str, file: str) -> tuple[Any, _Tree]:
     return data, tree
 
 
+def _short(text: str, limit: int = 80) -> str:
+    """A --set assignment as quoted in an error: long values (a 5000-digit number) cut short."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def apply_override(data: dict, assignment: str) -> tuple:
     """Apply ``a.b.0.c=value`` (value parsed as a YAML scalar) in place; return the path."""
     if "=" not in assignment:
-        raise RecipeError(f"--set {assignment!r}: expected KEY=VALUE, e.g. stages.0.finetune.epochs=1")
+        raise RecipeError(f"--set {_short(assignment)!r}: expected KEY=VALUE, e.g. stages.0.finetune.epochs=1")
     key, _, raw = assignment.partition("=")
     parts = [p for p in key.strip().split(".")]
     if not key.strip() or any(not p for p in parts):
-        raise RecipeError(f"--set {assignment!r}: empty key")
+        raise RecipeError(f"--set {_short(assignment)!r}: empty key")
     value: Any = ""
     if raw.strip():
         try:
-            value, _ = _compose(raw, f"--set {assignment!r}")
+            value, _ = _compose(raw, f"--set {_short(assignment)!r}")
             value = None if value is _EMPTY else value
         except RecipeError as e:
             if "YAML" not in e.message:  # a limit (alias bomb, nesting), not just text that is no YAML
-                raise RecipeError(f"--set {assignment!r}: {e.message}") from None
+                raise RecipeError(f"--set {_short(assignment)!r}: {e.message}") from None
             value = raw
     cur: Any = data
     path: list = []
@@ -194,19 +207,19 @@ def apply_override(data: dict, assignment: str) -> tuple:
         last = i == len(parts) - 1
         if isinstance(cur, list):
             if not part.lstrip("-").isdigit() or not -len(cur) <= int(part) < len(cur):
-                raise RecipeError(f"--set {assignment!r}: {'.'.join(parts[:i]) or 'top'} has no item {part}")
+                raise RecipeError(f"--set {_short(assignment)!r}: {'.'.join(parts[:i]) or 'top'} has no item {part}")
             idx: Any = int(part) % len(cur)
         elif isinstance(cur, dict):
             idx = part
         else:
-            raise RecipeError(f"--set {assignment!r}: {'.'.join(parts[:i])} is not a mapping or list")
+            raise RecipeError(f"--set {_short(assignment)!r}: {'.'.join(parts[:i])} is not a mapping or list")
         path.append(idx)
         if last:
             cur[idx] = value
         else:
             if isinstance(cur, dict) and cur.get(idx) is None:
                 if parts[i + 1].lstrip("-").isdigit():
-                    raise RecipeError(f"--set {assignment!r}: {'.'.join(parts[: i + 1])} is not set, so it has no item {parts[i + 1]}")
+                    raise RecipeError(f"--set {_short(assignment)!r}: {'.'.join(parts[: i + 1])} is not set, so it has no item {parts[i + 1]}")
                 cur[idx] = {}
             cur = cur[idx]
     return tuple(path)
@@ -386,7 +399,7 @@ def validate_data(data: dict, tree: _Tree | None, file: str, overrides: dict[tup
         field = ".".join(_segment(p) for p in loc) or None
         for opath, text in (overrides or {}).items():
             if loc[: len(opath)] == opath or opath[: len(loc)] == loc:
-                raise RecipeError(_message(err, loc, data), f"{file} (--set {text!r})", None, field) from None
+                raise RecipeError(_message(err, loc, data), f"{file} (--set {_short(text)!r})", None, field) from None
         line = tree.line_of(loc) if tree else None
         extra = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
         raise RecipeError(_message(err, loc, data) + extra, file, line, field) from None
@@ -396,7 +409,7 @@ def validate_data(data: dict, tree: _Tree | None, file: str, overrides: dict[tup
         field = ".".join(_segment(p) for p in loc)
         for opath, text in (overrides or {}).items():
             if loc[: len(opath)] == opath or opath[: len(loc)] == loc:
-                raise RecipeError(message, f"{file} (--set {text!r})", None, field)
+                raise RecipeError(message, f"{file} (--set {_short(text)!r})", None, field)
         raise RecipeError(message, file, tree.line_of(loc) if tree else None, field)
     return recipe
 

@@ -35,7 +35,10 @@ def read_config_json(spec: str, base_dir: Path | None) -> dict | None:
 
 def _layers(cfg: dict) -> int:
     fam = find_family(cfg)
-    return int((fam.layers(cfg) if fam else 0) or cfg_get(cfg, "num_hidden_layers", 0) or cfg_get(cfg, "n_layer", 0))
+    try:
+        return int((fam.layers(cfg) if fam else 0) or cfg_get(cfg, "num_hidden_layers", 0) or cfg_get(cfg, "n_layer", 0))
+    except (TypeError, ValueError):  # a hand-edited config.json ("layers": [2]): not checked here, refused when it loads
+        return 0
 
 
 def _structured(cfg, state: dict, pruned: bool) -> tuple[tuple, str] | None:

@@ -12,6 +12,7 @@ import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -23,7 +24,24 @@ from pydantic import (
     model_validator,
 )
 
+from compressor.pkgpath import PREFIX, split_pkg
+
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+BIG = 1_000_000_000  # upper bound of step / sample / count settings (a 5000-digit integer is a typo, not a request)
+
+
+def _path(v: str) -> str:
+    """A path a recipe names: not blank, no NUL, and a pkg:// path that stays inside its package."""
+    if not v.strip():
+        raise ValueError("empty path: name a file or folder")
+    if "\x00" in v:
+        raise ValueError("the path holds a NUL character")
+    if v.startswith(PREFIX):
+        split_pkg(v)
+    return v
+
+
+PathStr = Annotated[str, AfterValidator(_path)]
 
 
 class Strict(BaseModel):
@@ -32,7 +50,7 @@ class Strict(BaseModel):
 
 # ---------------------------------------------------------------- model / data
 class ModelConfig(Strict):
-    path: str = Field(description="local directory, pkg://<package>/<path>, or a Hub id")
+    path: PathStr = Field(description="local directory, pkg://<package>/<path>, or a Hub id")
     task: Literal["sequence-classification", "causal-lm"] = "sequence-classification"
     num_labels: int | None = Field(default=None, ge=1, le=100_000)
     trust_remote_code: bool = False
@@ -70,10 +88,10 @@ class SplitConfig(Strict):
 
 
 class DataConfig(Strict):
-    train: str = Field(description="csv / tsv / jsonl / parquet / txt file, or pkg://…")
-    dev: str | None = None
-    test: str | None = None
-    calibration: str | None = None
+    train: PathStr = Field(description="csv / tsv / jsonl / parquet / txt file, or pkg://…")
+    dev: PathStr | None = None
+    test: PathStr | None = None
+    calibration: PathStr | None = None
     format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "text"] = "auto"
     encoding: str = "utf-8"
     quoting: Literal["auto", "csv", "none"] = Field(
@@ -84,8 +102,8 @@ class DataConfig(Strict):
     labels: list[str] | None = Field(default=None, description="label names in id order")
     split: SplitConfig = Field(default_factory=SplitConfig)
     max_length: int = Field(default=128, ge=8, le=32768)
-    max_train_samples: int | None = Field(default=None, ge=1)
-    max_eval_samples: int | None = Field(default=None, ge=1)
+    max_train_samples: int | None = Field(default=None, ge=1, le=BIG)
+    max_eval_samples: int | None = Field(default=None, ge=1, le=BIG)
 
     @field_validator("text")
     @classmethod
@@ -150,8 +168,8 @@ class ScheduleConfig(Strict):
     """When sparsity rises: one_shot (all at ``start``), linear, or cubic (Zhu & Gupta 2017)."""
 
     type: Literal["one_shot", "linear", "cubic"] = "cubic"
-    start: int = Field(default=0, ge=0, description="optimizer step of the first pruning update")
-    end: int | None = Field(default=None, ge=1, description="step the final sparsity is reached; default 70 % of training")
+    start: int = Field(default=0, ge=0, le=BIG, description="optimizer step of the first pruning update")
+    end: int | None = Field(default=None, ge=1, le=BIG, description="step the final sparsity is reached; default 70 % of training")
     every: int = Field(default=50, ge=1, le=1_000_000, description="steps between pruning updates")
     initial: float = Field(default=0.0, ge=0.0, lt=1.0, description="sparsity at the first update")
 
@@ -210,9 +228,9 @@ class VocabularyPrune(Strict):
     """Keep only the tokens the training data uses (plus special tokens): smaller embedding table and tokenizer."""
 
     type: Literal["vocabulary"] = "vocabulary"
-    min_count: int = Field(default=1, ge=1, description="a token must occur this often in the training texts")
+    min_count: int = Field(default=1, ge=1, le=BIG, description="a token must occur this often in the training texts")
     keep_single_chars: bool = Field(default=True, description="also keep one-character tokens, so unseen words still split")
-    extra_texts: list[str] = Field(
+    extra_texts: list[PathStr] = Field(
         default_factory=list, description="unlabelled text files (one text per line) whose tokens are kept too, e.g. "
         "general English, so that words a small training split lacks keep their own embedding rows")
 
@@ -238,7 +256,7 @@ class QATConfig(Strict):
 # ---------------------------------------------------------------- stages
 class TrainConfig(Strict):
     epochs: float = Field(default=3.0, gt=0, le=1000)
-    max_steps: int | None = Field(default=None, ge=1)
+    max_steps: int | None = Field(default=None, ge=1, le=BIG)
     lr: float = Field(default=5e-5, gt=0, lt=1)
     batch_size: int = Field(default=32, ge=1, le=65536)
     eval_batch_size: int = Field(default=64, ge=1, le=65536)
@@ -246,10 +264,10 @@ class TrainConfig(Strict):
     warmup_ratio: float = Field(default=0.1, ge=0, le=1)
     weight_decay: float = Field(default=0.01, ge=0, lt=1)
     max_grad_norm: float | None = Field(default=1.0, gt=0)
-    eval_every: int | None = Field(default=None, ge=1, description="steps; default: once per epoch")
-    early_stopping: int | None = Field(default=None, ge=1, description="evaluations without improvement")
+    eval_every: int | None = Field(default=None, ge=1, le=BIG, description="steps; default: once per epoch")
+    early_stopping: int | None = Field(default=None, ge=1, le=BIG, description="evaluations without improvement")
     mixed_precision: Literal["no", "fp16", "bf16", "auto"] = "auto"
-    checkpoint_every: int | None = Field(default=None, ge=1, description="steps between resumable checkpoints")
+    checkpoint_every: int | None = Field(default=None, ge=1, le=BIG, description="steps between resumable checkpoints")
     prune: UnstructuredPrune | None = Field(default=None, description="gradual pruning during this stage's training")
     qat: QATConfig | None = Field(default=None, description="quantization-aware training during this stage")
 
@@ -265,8 +283,8 @@ class FinetuneStage(TrainConfig):
 
 class StudentConfig(Strict):
     layers: list[int] | None = Field(default=None, description="teacher layers to keep, e.g. [0, 2, 4]")
-    every: int | None = Field(default=None, ge=1)
-    path: str | None = None
+    every: int | None = Field(default=None, ge=1, le=1000)
+    path: PathStr | None = None
     num_hidden_layers: int | None = Field(default=None, ge=1, le=1000)
     hidden_size: int | None = Field(default=None, ge=1, le=1_000_000)
     intermediate_size: int | None = Field(default=None, ge=1, le=10_000_000)
@@ -292,6 +310,8 @@ class StudentConfig(Strict):
                 raise ValueError("layers must not be empty")
             if any(i < 0 for i in self.layers):
                 raise ValueError("layer indices must be >= 0")
+            if any(i >= 100_000 for i in self.layers):
+                raise ValueError("layer indices must be below 100000")
             if len(set(self.layers)) != len(self.layers):
                 raise ValueError("layer indices must be unique")
         return self
@@ -323,15 +343,15 @@ class TransferData(Strict):
     """Unlabelled text the student also learns from, through the teacher's outputs alone (a knowledge-transfer set,
     as TinyBERT's augmented data): rows whose text is in the training (labelled), dev or test split are dropped."""
 
-    path: str = Field(description="csv / tsv / jsonl / parquet / txt file, or pkg://… (relative to the recipe)")
+    path: PathStr = Field(description="csv / tsv / jsonl / parquet / txt file, or pkg://… (relative to the recipe)")
     text: str | list[str] = Field(default="text", description="text column(s); a .txt file gives one text per line")
     format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "text"] = "auto"
     encoding: str = "utf-8"
-    max_samples: int | None = Field(default=None, ge=1)
+    max_samples: int | None = Field(default=None, ge=1, le=BIG)
 
 
 class DistillStage(TrainConfig):
-    teacher: str | None = Field(default=None, description="teacher model dir; default: the current model")
+    teacher: PathStr | None = Field(default=None, description="teacher model dir; default: the current model")
     student: StudentConfig = Field(default_factory=StudentConfig)
     losses: list[DistillLoss] = Field(default_factory=lambda: [LogitLoss()])
     cache_teacher_logits: bool = False
@@ -540,7 +560,7 @@ class BenchConfig(Strict):
 
 
 class OutputConfig(Strict):
-    dir: str | None = Field(default=None, description="parent of the run dir; relative to the recipe file; default ./runs")
+    dir: PathStr | None = Field(default=None, description="parent of the run dir; relative to the recipe file; default ./runs")
     name: str | None = None
 
     @field_validator("name")

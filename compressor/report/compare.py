@@ -45,6 +45,7 @@ class Comparison:
     rows: list[list[str]]
     notes: list[str] = field(default_factory=list)
     files: dict[str, Path] = field(default_factory=dict)
+    shape: tuple | None = None
 
 
 def load_run(path: Path | str, allow_incomplete: bool = False) -> Run:
@@ -63,7 +64,8 @@ def load_run(path: Path | str, allow_incomplete: bool = False) -> Run:
     except ValueError as e:
         raise RunDirError(f"{metrics}: not valid JSON ({e})") from None
     if not (isinstance(results, dict) and isinstance(results.get("artifacts"), dict)
-            and isinstance(results.get("primary_metric"), dict) and "name" in results["primary_metric"]):
+            and isinstance(results.get("primary_metric"), dict) and isinstance(results["primary_metric"].get("name"), str)
+            and isinstance(results["primary_metric"].get("higher_is_better", True), bool)):
         raise RunDirError(f"{metrics}: not a compressor metrics file (no artifacts / primary_metric)")
     return Run(path, path.name, status, results)
 
@@ -155,28 +157,62 @@ def common_shape(runs: list[Run]) -> tuple[int, int, str] | None:
 
 def compare(paths: list[Path | str], out_dir: Path | str, allow_incomplete: bool = False) -> Comparison:
     """Load the runs, write compare.md / compare.html / compare.json and the plots into ``out_dir``."""
-    from compressor.report.plots import figures_for, write_figures
+    from compressor.report.plots import FIGURES
 
     ensure_replaceable(Path(out_dir), ("compare.json",), "an earlier compare output", "choose another -o folder")
     runs = load_runs(paths, allow_incomplete)
-    notes, machines = notes_for(runs)
-    head, rows = merged_table(runs, machines)
     out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise RunDirError(f"{out_dir}: exists and is not a directory")
+    try:  # everything is rendered before anything is written: a malformed metrics.json leaves out_dir as it was
+        cmp, figures = _render(runs)
+        names = {k: f"compare_{k}.png" for k in FIGURES if k in figures}
+        md, html = render_markdown(cmp, names), render_html(cmp, figures)
+    except MALFORMED as e:
+        raise _malformed(runs, e) from None
     out_dir.mkdir(parents=True, exist_ok=True)
-    shape = common_shape(runs)
-    figures = figures_for([(r.label, r.results) for r in runs], shape)
+    from compressor.report.plots import write_figures
+
     files = write_figures(out_dir, "compare", figures)
-    cmp = Comparison(runs, head, rows, notes)
-    atomic_write_text(out_dir / "compare.md", render_markdown(cmp, files))
-    atomic_write_text(out_dir / "compare.html", render_html(cmp, figures))
+    atomic_write_text(out_dir / "compare.md", md)
+    atomic_write_text(out_dir / "compare.html", html)
     atomic_write_json(out_dir / "compare.json", {
         "runs": [{"label": r.label, "path": str(r.path.resolve()), "status": r.status, "name": r.results.get("name"),
                   "fingerprint": r.results.get("fingerprint", {})} for r in runs],
-        "primary_metric": runs[0].results["primary_metric"], "latency_shape": shape, "notes": notes,
-        "head": head, "rows": rows})
+        "primary_metric": runs[0].results["primary_metric"], "latency_shape": cmp.shape, "notes": cmp.notes,
+        "head": cmp.head, "rows": cmp.rows})
     cmp.files = {"md": out_dir / "compare.md", "html": out_dir / "compare.html", "json": out_dir / "compare.json",
                  **{k: out_dir / v for k, v in files.items()}}
     return cmp
+
+
+# what report code raises when a metrics.json holds the wrong type somewhere (it trusts the files it reads)
+MALFORMED = (TypeError, KeyError, AttributeError, ValueError, IndexError, ZeroDivisionError)
+
+
+def _render(runs: list[Run]) -> tuple[Comparison, dict[str, bytes]]:
+    from compressor.report.plots import figures_for
+
+    notes, machines = notes_for(runs)
+    head, rows = merged_table(runs, machines)
+    shape = common_shape(runs)
+    figures = figures_for([(r.label, r.results) for r in runs], shape)
+    cmp = Comparison(runs, head, rows, notes, shape=shape)
+    json.dumps({"notes": notes, "head": head, "rows": rows, "shape": shape})  # what compare.json will hold
+    return cmp, figures
+
+
+def _malformed(runs: list[Run], error: Exception) -> RunDirError:
+    """A one-line error naming the metrics.json that cannot be rendered (each run is tried alone to find it)."""
+    why = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    for r in runs:
+        try:
+            cmp, figures = _render([r])
+            render_markdown(cmp, {}), render_html(cmp, figures)
+        except MALFORMED as e:
+            why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            return RunDirError(f"{r.path / 'metrics.json'}: malformed metrics file, a value has the wrong type ({why})")
+    return RunDirError(f"the runs' metrics.json files cannot be put side by side ({why})")
 
 
 RELATIVE = "Δ and speed-up are relative to each run's own PyTorch model, measured in that run."

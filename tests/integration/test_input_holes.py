@@ -1,0 +1,217 @@
+"""Values that used to validate and then crash with "internal error" (issue 23): each is now one line, exit 2.
+
+Recipe values go through ``python -m compressor validate`` / ``plan`` in a subprocess (no torch);
+``compare``, ``bench`` and ``run -o FILE`` run in-process through the typer app.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from compressor import testing as T
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "NO_COLOR": "1", "COLUMNS": "200"}
+RECIPE = """\
+name: holes
+model: {path: MODEL, num_labels: 2}
+data: {train: train.csv, split: {dev: 0.2}, max_length: 32}
+stages:
+  - finetune: {max_steps: 1, batch_size: 8}
+bench: {enabled: false}
+"""
+
+
+def _cli(args: list[str], cwd: Path) -> tuple[int, str, str]:
+    r = subprocess.run([sys.executable, "-m", "compressor", *args], cwd=cwd, env=ENV, capture_output=True, text=True,
+                       timeout=300)
+    return r.returncode, r.stdout, r.stderr
+
+
+def _in_process(args: list[str], cwd: Path, monkeypatch) -> tuple[int, str, str]:
+    from typer.testing import CliRunner
+
+    from compressor.cli import app
+
+    monkeypatch.chdir(cwd)
+    r = CliRunner().invoke(app, args, env={"NO_COLOR": "1", "COLUMNS": "200"})
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return r.exit_code, r.stdout, r.stderr
+
+
+def one_line(code: int, out: str, err: str, *needles: str) -> str:
+    assert "Traceback" not in out + err and "internal error" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: "), lines[0]
+    for n in needles:
+        assert n in lines[0], (n, lines[0])
+    assert len(lines[0]) < 400, lines[0]  # a 5000-digit value is not echoed back in full
+    assert code == 2, (code, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def case(tmp_path, tiny_dir) -> Path:
+    T.write_sentiment_csv(tmp_path / "train.csv", n=40)
+    (tmp_path / "recipe.yaml").write_text(RECIPE.replace("MODEL", str(tiny_dir / "bert")))
+    return tmp_path
+
+
+BIG = "9" * 5000
+VALIDATE_CASES = {
+    "5000-digit-seed": (["--set", f"seed={BIG}"], ["--set 'seed=999", "5000 digits"]),
+    "5000-digit-steps": (["--set", f"stages.0.finetune.max_steps={BIG}"], ["5000 digits"]),
+    "huge-steps": (["--set", "stages.0.finetune.max_steps=99999999999999"], ["stages.0.finetune.max_steps",
+                                                                             "less than or equal to 1000000000"]),
+    "empty-train": (["--set", "data.train="], ["data.train: empty path"]),
+    "empty-model-path": (["--set", "model.path="], ["model.path: empty path"]),
+    "blank-dev": (["--set", "data.dev=' '"], ["data.dev: empty path"]),
+    "pkg-dotdot": (["--set", "data.train=pkg://compressor/../../../../../../etc/passwd"], ["data.train", "'..'"]),
+    "pkg-double-slash": (["--set", "data.train=pkg://compressor//etc/passwd"], ["data.train", "'//'"]),
+    "max-length-over-positions": (["--set", "data.max_length=4096"],
+                                  ["data.max_length: 4096 is too long", "128 tokens (max_position_embeddings"]),
+    "bench-seq-over-positions": (["--set", "bench.enabled=true", "--set", "bench.seq_lengths=[64, 1024]"],
+                                 ["bench.seq_lengths.1: 1024 is too long"]),
+    "student-layer-missing": (["--set", "stages=[{distill: {student: {layers: [0, 5]}, max_steps: 1}}]"],
+                              ["stages.0.distill.student.layers.1: layer 5 does not exist", "0..1"]),
+}
+
+
+@pytest.mark.parametrize("command", ["validate", "plan"])
+@pytest.mark.parametrize("name", list(VALIDATE_CASES))
+def test_validate_and_plan_refuse(case, command, name):
+    args, needles = VALIDATE_CASES[name]
+    before = sorted(p.name for p in case.iterdir())
+    one_line(*_cli([command, "recipe.yaml", *args], case), *needles)
+    assert sorted(p.name for p in case.iterdir()) == before
+
+
+def test_5000_digit_integer_in_the_file(case):
+    text = (case / "recipe.yaml").read_text().replace("name: holes", f"name: holes\nseed: {BIG}")
+    (case / "recipe.yaml").write_text(text)
+    for command in ("validate", "plan"):
+        one_line(*_cli([command, "recipe.yaml"], case), "recipe.yaml:2: a number of 5000 digits")
+
+
+def test_pkg_escape_refused_when_resolved(tmp_path):
+    """The resolver applies the same rule (a recipe built in code skips the schema's spelling check)."""
+    from compressor.errors import CompressorError
+    from compressor.models import resolve
+
+    for spec in ("pkg://compressor/../../../../../../../../etc/passwd", "pkg://compressor//etc/passwd",
+                 "pkg://compressor/recipe/../../../etc/passwd"):
+        with pytest.raises(CompressorError, match="data.train: pkg://"):
+            resolve(spec, tmp_path, "data.train")
+    assert resolve("pkg://compressor/recipe/schema.py", tmp_path, "x").name == "schema.py"
+    link_pkg = tmp_path / "pkgs" / "leaky"
+    link_pkg.mkdir(parents=True)
+    (link_pkg / "__init__.py").write_text("")
+    (link_pkg / "out").symlink_to("/etc")
+    sys.path.insert(0, str(link_pkg.parent))
+    try:
+        with pytest.raises(CompressorError, match="leads outside package 'leaky'"):
+            resolve("pkg://leaky/out/passwd", tmp_path, "data.train")
+    finally:
+        sys.path.remove(str(link_pkg.parent))
+
+
+@pytest.mark.parametrize("command", ["validate", "plan"])
+def test_config_json_that_is_a_list(case, command):
+    model = case / "listmodel"
+    model.mkdir()
+    (model / "config.json").write_text("[1, 2, 3]")
+    one_line(*_cli([command, "recipe.yaml", "--set", f"model.path={model}"], case),
+             "listmodel/config.json: not a model config (a JSON list")
+
+
+def test_plan_survives_odd_config_values(case, tiny_dir):
+    model = case / "odd"
+    shutil.copytree(tiny_dir / "bert", model)
+    cfg = json.loads((model / "config.json").read_text())
+    cfg.update(hidden_size="wide", num_hidden_layers=[2], max_position_embeddings="many")
+    (model / "config.json").write_text(json.dumps(cfg))
+    code, out, err = _cli(["plan", "recipe.yaml", "--set", f"model.path={model}"], case)
+    assert code == 0 and "Traceback" not in err, err
+
+
+def test_run_output_is_a_file(case, monkeypatch):
+    (case / "afile").write_text("not a folder\n")
+    line = one_line(*_in_process(["run", "recipe.yaml", "-o", "afile"], case, monkeypatch),
+                    "afile: exists and is not a directory")
+    assert "holes" in line and (case / "afile").read_text() == "not a folder\n"
+
+
+def test_bench_on_a_corrupt_onnx_beside_a_tokenizer(tmp_path, tiny_dir, monkeypatch):
+    folder = tmp_path / "onnx"
+    shutil.copytree(tiny_dir / "bert", folder)
+    (folder / "model.onnx").write_bytes(b"\x08\x07garbage that is no protobuf" * 10)
+    one_line(*_in_process(["bench", str(folder / "model.onnx"), "--iterations", "1", "--warmup", "0"], tmp_path, monkeypatch),
+             "model.onnx: not a readable ONNX model")
+    one_line(*_in_process(["eval", str(folder / "model.onnx"), "--data", str(tiny_dir / "sent.csv")], tmp_path, monkeypatch),
+             "model.onnx")
+
+
+def _fake_run(folder: Path, metrics) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "status").write_text("complete\n")
+    (folder / "metrics.json").write_text(metrics if isinstance(metrics, str) else json.dumps(metrics))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def good(tiny_dir, tmp_path_factory) -> dict:
+    """A real metrics.json (two finetune steps, an export, a tiny benchmark)."""
+    from compressor.pipeline import run
+
+    d = tmp_path_factory.mktemp("good")
+    (d / "recipe.yaml").write_text(RECIPE.replace("MODEL", str(tiny_dir / "bert")).replace("train.csv", str(tiny_dir / "sent.csv"))
+                                   .replace("bench: {enabled: false}", "  - export: {}\nbench: {batch_sizes: [1], seq_lengths: "
+                                            "[16], iterations: 1, warmup: 0, devices: [cpu]}"))
+    return json.loads((run(d / "recipe.yaml", output_dir=str(d / "runs"), quiet=True) / "metrics.json").read_text())
+
+
+def _malformed(good: dict, name: str):
+    m = json.loads(json.dumps(good))
+    if name == "not-json":
+        return "{\"artifacts\": "
+    if name == "a-list":
+        return [1, 2]
+    if name == "metric-name-dict":
+        m["primary_metric"]["name"] = {"a": 1}
+    elif name == "size-a-list":
+        m["artifacts"]["pytorch"]["size_bytes"] = [1]
+    elif name == "bench-a-number":
+        m["artifacts"]["onnx"]["bench"] = 3
+    elif name == "history-a-number":
+        m["stages"][0]["history"] = 1.5
+    elif name == "stage-a-bool":
+        m["stages"][0] = True
+    return m
+
+
+MALFORMED = ["not-json", "a-list", "metric-name-dict", "size-a-list", "bench-a-number", "history-a-number", "stage-a-bool"]
+
+
+@pytest.mark.parametrize("name", MALFORMED)
+def test_compare_malformed_metrics(tmp_path, monkeypatch, good, name):
+    ok = _fake_run(tmp_path / "good", good)
+    bad = _fake_run(tmp_path / "bad", _malformed(good, name))
+    code, out, err = _in_process(["compare", str(ok), str(bad), "-o", str(tmp_path / "cmp")], tmp_path, monkeypatch)
+    one_line(code, out, err, "bad/metrics.json")
+    assert not (tmp_path / "cmp").exists()  # nothing written
+
+
+def test_compare_output_is_a_file(tmp_path, monkeypatch, good):
+    a, b = _fake_run(tmp_path / "a", good), _fake_run(tmp_path / "b", good)
+    (tmp_path / "afile").write_text("x")
+    one_line(*_in_process(["compare", str(a), str(b), "-o", "afile"], tmp_path, monkeypatch), "afile: exists and is not a directory")
+    code, out, err = _in_process(["compare", str(a), str(b), "-o", "cmp"], tmp_path, monkeypatch)
+    assert code == 0, err  # the good pair renders
