@@ -324,12 +324,12 @@ def export(
 
 def _label_names(config, data_path: Path, fmt: str, encoding: str, label: str, labels: Optional[str], quoting: str = "auto"):
     """Label names in id order: --labels, else the model's id2label; None when the data holds class ids."""
-    from compressor.data import read_table
+    from compressor.data import label_key, read_table
 
     if labels:
         return [x.strip() for x in labels.split(",")]
     df = read_table(data_path, fmt, encoding, quoting)
-    values = [str(v).strip() for v in df[label]] if label in df.columns else []
+    values = [label_key(v) for v in df[label]] if label in df.columns else []
     if values and all(v.lstrip("-").isdigit() for v in values):
         return None
     id2label = getattr(config, "id2label", None) or {}

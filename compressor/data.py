@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,13 +79,14 @@ def read_table(path: Path, fmt: str, encoding: str, quoting: str = "auto"):
             quote = table_quoting(path, fmt, encoding, quoting)
             df = pd.read_csv(path, sep=SEPARATORS[fmt], encoding=encoding, dtype=str, keep_default_na=False, quoting=quote)
         elif fmt == "jsonl":
-            df = pd.read_json(path, lines=True, encoding=encoding, dtype=False)
+            df = _read_jsonl(path, encoding)
         elif fmt == "parquet":
             df = pd.read_parquet(path)
         else:
             raise DataError(f"{path}: format '{fmt}' is not a table")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not valid {encoding} text (byte {e.start}); set data.encoding (e.g. latin-1)") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not valid {encoding} text ({_bad_byte(path, encoding)}); set data.encoding "
+                        "(e.g. latin-1)") from None
     except LookupError:
         raise DataError(f"{path}: unknown encoding '{encoding}' (data.encoding)") from None
     except ImportError as e:
@@ -100,6 +102,42 @@ def read_table(path: Path, fmt: str, encoding: str, quoting: str = "auto"):
     if fmt in ("csv", "tsv"):
         _check_ragged(path, fmt, encoding, len(df.columns), quote)
     return df
+
+
+def _read_jsonl(path: Path, encoding: str):
+    """One JSON object per line (blank lines skipped); a bad line is named by its line number. The frame's index is
+    the 0-based line number, so row numbers in later errors are line numbers."""
+    import json
+
+    import pandas as pd
+
+    rows, lines = [], []
+    with path.open(encoding=encoding, newline="") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError as e:
+                raise DataError(f"{path}: malformed jsonl: line {n}: {getattr(e, 'msg', e)} (column "
+                                f"{getattr(e, 'colno', '?')})") from None
+            if not isinstance(obj, dict):
+                raise DataError(f"{path}: malformed jsonl: line {n} is a JSON {type(obj).__name__}, not an object")
+            rows.append(obj)
+            lines.append(n - 1)
+    return pd.DataFrame(rows, index=lines)
+
+
+def _bad_byte(path: Path, encoding: str) -> str:
+    """Where a file stops being ``encoding`` text: "line L, byte offset B" (decoders read in chunks, so the offset a
+    parser reports is relative to its chunk; this decodes the whole file once to find the real one)."""
+    raw = path.read_bytes()
+    try:
+        raw.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        return f"line {line}, byte offset {e.start}: {raw[e.start:e.start + 1]!r}"
+    return "a byte that does not decode"
 
 
 def _check_ragged(path: Path, fmt: str, encoding: str, ncols: int, quoting: int = csv.QUOTE_MINIMAL) -> None:
@@ -120,8 +158,8 @@ def read_text(path: Path, encoding: str) -> str:
         raise DataError(f"{path}: no such file")
     try:
         text = path.read_bytes().decode(encoding)
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not valid {encoding} text (byte {e.start}); set data.encoding") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not valid {encoding} text ({_bad_byte(path, encoding)}); set data.encoding") from None
     except LookupError:
         raise DataError(f"{path}: unknown encoding '{encoding}' (data.encoding)") from None
     text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -149,25 +187,56 @@ def _is_missing(v: Any) -> bool:
     return v is None or (isinstance(v, float) and v != v) or (isinstance(v, str) and not v.strip())
 
 
+_INTEGRAL = re.compile(r"[+-]?\d+(\.0*)?")
+
+
+def label_key(v: Any) -> str:
+    """A label value as compared: stripped text, with integral numbers in one spelling (1, "1", "1.0", 1.0 -> "1"),
+    so a file that writes a class both ways (JSON numbers, a spreadsheet export) still has one class per value."""
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    if isinstance(v, (float, np.floating)) and np.isfinite(v) and float(v).is_integer() and abs(v) < 2**53:
+        return str(int(v))
+    text = str(v).strip()
+    return str(int(text.split(".")[0])) if _INTEGRAL.fullmatch(text) and len(text) < 300 else text
+
+
+def _rows(values) -> list[tuple[int, Any]]:
+    """(0-based row position in the file, value): a pandas Series keeps the rows' own index (rows dropped before
+    still count), a list counts from 0."""
+    return list(values.items()) if hasattr(values, "items") else list(enumerate(values))
+
+
 class _Labels:
-    """Maps raw label values to ids, consistently across files."""
+    """Maps raw label values to ids, consistently across files (see :func:`label_key` for spellings)."""
 
     def __init__(self, names: list[str] | None, num_labels: int | None):
         self.names = names
         self.num_labels = num_labels
+        if names is not None:
+            seen: dict[str, str] = {}
+            for n in names:
+                if label_key(n) in seen:
+                    raise DataError(f"data.labels: {seen[label_key(n)]!r} and {n!r} name the same class; list it once")
+                seen[label_key(n)] = n
 
-    def fit(self, values_per_file: list[tuple[Path, list]]) -> None:
+    def fit(self, values_per_file: list[tuple[Path, Any]]) -> None:
         for path, vals in values_per_file:
-            for row, v in enumerate(vals):
+            for row, v in _rows(vals):
                 if _is_missing(v):
                     raise DataError(f"{path}: row {row + _first_row(path)}: empty label (data.label)")
+        respelt = sum(label_key(v) != str(v).strip() for _, vals in values_per_file for v in vals)
+        if respelt:
+            log.info("data: %d labels written as non-integral numbers (e.g. 1.0) read as the integer class (1)", respelt)
         if self.names is not None:
             return
-        all_vals = [str(v).strip() for _, vals in values_per_file for v in vals]
-        if all(v.lstrip("-").isdigit() for v in all_vals):
+        all_vals = [label_key(v) for _, vals in values_per_file for v in vals]
+        if all(v.lstrip("-+").isdigit() for v in all_vals):
             hi = max(int(v) for v in all_vals)
             if self.num_labels is None and hi >= MAX_LABELS:
-                path, row = next((p, r) for p, vals in values_per_file for r, v in enumerate(vals) if int(str(v).strip()) == hi)
+                path, row = next((p, r) for p, vals in values_per_file for r, v in _rows(vals) if int(label_key(v)) == hi)
                 raise DataError(f"{path}: row {row + _first_row(path)}: label {hi} is not a class id below {MAX_LABELS}; "
                                 "set model.num_labels or data.labels")
             n = self.num_labels or hi + 1
@@ -176,19 +245,39 @@ class _Labels:
         else:
             self.names = sorted(set(all_vals))
 
-    def encode(self, path: Path, values: list) -> np.ndarray:
+    def encode(self, path: Path, values) -> np.ndarray:
         assert self.names is not None
-        index = {n: i for i, n in enumerate(self.names)}
+        index = {label_key(n): i for i, n in enumerate(self.names)}
         out = np.empty(len(values), dtype=np.int64)
-        for row, v in enumerate(values):
-            key = str(v).strip()
+        for i, (row, v) in enumerate(_rows(values)):
+            key = label_key(v)
             if key not in index:
                 where = f"{path}: row {row + _first_row(path)}"
                 if key.lstrip("-").isdigit() and getattr(self, "_ints", False):
                     raise DataError(f"{where}: label {key} is outside 0..{len(self.names) - 1} (model.num_labels / data.labels)")
                 raise DataError(f"{where}: label {key!r} is not one of data.labels {self.names}")
-            out[row] = index[key]
+            out[i] = index[key]
         return out
+
+
+def check_texts(df, path: Path, cols: list[str], allow_empty: bool = False) -> None:
+    """Texts are strings, the same rule for csv, tsv, jsonl and parquet: a missing, empty or blank text is refused with
+    the number of such rows and the first one (``allow_empty``: unlabelled text, where blank rows are skipped later);
+    a text that is not a string (a JSON number or list, a numeric parquet column) is refused with its row."""
+    empty: list[int] = []
+    for c in cols:
+        for row, v in df[c].items():
+            if _is_missing(v):
+                empty.append(row)
+            elif not isinstance(v, str):
+                v = v.item() if isinstance(v, np.generic) else v
+                kind = {bool: "boolean", int: "number", float: "number", list: "list", dict: "mapping"}.get(type(v), type(v).__name__)
+                raise DataError(f"{path}: row {row + _first_row(path)}: text column '{c}' holds a {kind} ({repr(v)[:40]}), "
+                                "not a string")
+    if empty and not allow_empty:
+        empty = sorted(set(empty))
+        raise DataError(f"{path}: {len(empty)} row(s) with an empty text in {', '.join(repr(c) for c in cols)} (first: row "
+                        f"{empty[0] + _first_row(path)}); fill them in or remove them")
 
 
 def _split_off(split: Split, frac: float | int, seed: int, stratify: bool) -> tuple[Split, Split]:
@@ -261,21 +350,18 @@ def load_classification(cfg: DataConfig, base_dir: Path | None, seed: int, num_l
     for name, path in files.items():
         df = read_table(path, cfg.format, cfg.encoding, cfg.quoting)
         _columns(df, path, text_cols + [cfg.label])
+        check_texts(df, path, text_cols)
         frames[name] = df
     labels = _Labels(cfg.labels, num_labels)
-    labels.fit([(files[n], list(df[cfg.label])) for n, df in frames.items()])
+    labels.fit([(files[n], df[cfg.label]) for n, df in frames.items()])
     if num_labels is not None and labels.names is not None and len(labels.names) > num_labels:
         raise DataError(f"{files['train']}: {len(labels.names)} distinct labels but model.num_labels is {num_labels}")
 
     splits: dict[str, Split] = {}
     for name, df in frames.items():
-        for c in text_cols:
-            nulls = [i for i, v in enumerate(df[c]) if v is None or (isinstance(v, float) and v != v)]
-            if nulls:
-                raise DataError(f"{files[name]}: row {nulls[0] + _first_row(files[name])}: text column '{c}' is empty (null)")
-        cols = [df[c].astype(str).tolist() for c in text_cols]
+        cols = [df[c].tolist() for c in text_cols]
         texts = cols[0] if len(cols) == 1 else list(zip(*cols))
-        splits[name] = Split(texts, labels.encode(files[name], list(df[cfg.label])))
+        splits[name] = Split(texts, labels.encode(files[name], df[cfg.label]))
     splits, report, listing = dedupe(splits, cfg.split.conflicts, cfg.split.dedupe,
                                      {n: _first_row(p) for n, p in files.items()})
     for line in dup_summary(report):
@@ -320,7 +406,8 @@ def load_transfer(cfg, base_dir: Path | None, exclude: set, seed: int, field: st
         missing = [c for c in cols if c not in df.columns]
         if missing:
             raise DataError(f"{path}: missing column '{missing[0]}' ({field}.text); columns are: {', '.join(map(str, df.columns))}")
-        columns = [df[c].astype(str).tolist() for c in cols]
+        check_texts(df, path, cols, allow_empty=True)
+        columns = [["" if _is_missing(v) else v for v in df[c]] for c in cols]
         texts = columns[0] if len(cols) == 1 else list(zip(*columns))
 
     seen = set(exclude)
@@ -371,7 +458,8 @@ def load_lm_text(cfg: DataConfig, base_dir: Path | None) -> dict[str, str]:
             col = cfg.text if isinstance(cfg.text, str) else cfg.text[0]
             df = read_table(path, cfg.format, cfg.encoding, cfg.quoting)
             _columns(df, path, [col])
-            out[name] = "\n\n".join(df[col].astype(str))
+            check_texts(df, path, [col], allow_empty=True)
+            out[name] = "\n\n".join(v for v in df[col] if not _is_missing(v))
     return out
 
 

@@ -125,7 +125,7 @@ def test_null_label_and_null_text_in_jsonl(tmp_path):
     (tmp_path / "a.jsonl").write_text('{"text": "x", "label": 1}\n{"text": "y", "label": null}\n')
     assert "a.jsonl: row 2: empty label" in _err(tmp_path, train="a.jsonl", split={"dev": 0.0})
     (tmp_path / "b.jsonl").write_text('{"text": "x", "label": 1}\n{"text": null, "label": 0}\n')
-    assert "b.jsonl: row 2: text column 'text' is empty" in _err(tmp_path, train="b.jsonl", split={"dev": 0.0})
+    assert "b.jsonl: 1 row(s) with an empty text in 'text' (first: row 2)" in _err(tmp_path, train="b.jsonl", split={"dev": 0.0})
 
 
 # ------------------------------------------------------------------ malformed files
