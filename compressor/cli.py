@@ -421,10 +421,11 @@ def _eval(artifact, data, text, label, labels, task, tokenizer, max_length, batc
 
     data_config()  # --quoting / --conflicts checked before the file is read
     cfg = data_config(_label_names(config, data, data_format, encoding, label, labels, quoting) if classify else None)
-    ds = None
+    ds, n_labels = None, None
     if classify:
         num_labels = getattr(config, "num_labels", None) if config is not None else None
         encoded, ds = E.load_classification_file(cfg, num_labels, tok, max_length)
+        n_labels = len(ds.label_names or []) or None
     else:
         blocks = D.load_causal_lm(cfg, None, tok, seed=0)["train"]
         encoded = D.encode_blocks(blocks)
@@ -432,7 +433,7 @@ def _eval(artifact, data, text, label, labels, task, tokenizer, max_length, batc
     model = None
     if is_onnx:
         metrics = evaluate_onnx(artifact, loader, task, threads, detail=True, progress=f"eval {artifact.name}",
-                                intervals=True)
+                                intervals=True, num_labels=n_labels)
     else:
         model = load_model(home, task)
         metrics = evaluate_torch(model, loader, task, detail=True, progress=f"eval {artifact.name}", intervals=True)

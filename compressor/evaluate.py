@@ -127,13 +127,18 @@ def onnx_logits(session, batch: dict) -> np.ndarray:
 
 
 def evaluate_onnx(path, loader: Iterable[dict], task: str, threads: int | None = None, detail: bool = False,
-                  progress: str | None = None, intervals: bool = False) -> dict[str, Any]:
+                  progress: str | None = None, intervals: bool = False, num_labels: int | None = None) -> dict[str, Any]:
+    """Metrics of an ONNX graph; a graph whose first output cannot be this task's logits is an ExportError
+    (a classifier's (batch, num_labels) floats, a causal LM's (batch, seq, vocab) floats)."""
     from compressor.export.session import make_session
 
     session = make_session(path, threads=threads)
+    check_output_spec(session, path, task, num_labels)
     acc = MetricAccumulator(task, detail, intervals)
     for batch in _batches(loader, progress, task):
-        acc.add(onnx_logits(session, batch), batch)
+        logits = onnx_logits(session, batch)
+        check_logits(logits, path, task, num_labels, len(batch["input_ids"]))
+        acc.add(logits, batch)
     del session
     return acc.result()
 
@@ -162,3 +167,43 @@ def greedy_check(model, blocks: list, device: str = "cpu", prompts: int = 4, pro
     distinct = float(np.mean(ratios)) if ratios else 1.0
     return {"distinct_bigrams": distinct, "prompts": len(ratios), "new_tokens": new_tokens,
             "degenerate": bool(ratios) and distinct < DISTINCT_MIN, "sample": sample}
+
+
+_FLOATS = ("tensor(float)", "tensor(float16)", "tensor(double)", "tensor(bfloat16)")
+
+
+def _expected(task: str, num_labels: int | None) -> str:
+    return (f"(batch, {num_labels or 'labels'}) float logits" if task == "sequence-classification"
+            else "(batch, sequence, vocabulary) float logits")
+
+
+def check_output_spec(session, path, task: str, num_labels: int | None) -> None:
+    """What the graph declares about its first output, checked before any batch runs."""
+    from compressor.errors import ExportError
+
+    out = session.get_outputs()[0]
+    rank = 2 if task == "sequence-classification" else 3
+    shape = list(out.shape) if out.shape is not None else None
+    problem = None
+    if out.type not in _FLOATS:
+        problem = f"its output '{out.name}' is {out.type}"
+    elif shape is not None and len(shape) != rank:
+        problem = f"its output '{out.name}' has shape {shape}"
+    elif rank == 2 and num_labels and isinstance(shape[-1], int) and shape[-1] != num_labels:
+        problem = f"its output '{out.name}' has {shape[-1]} classes but the data has {num_labels} labels"
+    if problem:
+        raise ExportError(f"{path}: not a {task} graph for this data: {problem}; expected {_expected(task, num_labels)}")
+
+
+def check_logits(logits: np.ndarray, path, task: str, num_labels: int | None, batch: int) -> None:
+    """The logits a batch produced (a dynamic output shape is only known now)."""
+    from compressor.errors import ExportError
+
+    logits = np.asarray(logits)
+    rank = 2 if task == "sequence-classification" else 3
+    bad = logits.ndim != rank or logits.shape[0] != batch or not np.issubdtype(logits.dtype, np.floating)
+    if not bad and rank == 2 and num_labels and logits.shape[1] != num_labels:
+        bad = True
+    if bad:
+        raise ExportError(f"{path}: not a {task} graph for this data: a batch of {batch} gave {logits.dtype} of shape "
+                          f"{list(logits.shape)}; expected {_expected(task, num_labels)}")

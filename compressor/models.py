@@ -193,13 +193,28 @@ def load_model(
     # a classifier whose task head starts random (a pretrained encoder): its accuracy means nothing before training
     model.compressor_new_head = task == "sequence-classification" and (new_head or any(
         prefix and not str(k).startswith(prefix + ".") for k in info.get("missing_keys") or []))
-    missing = sorted(str(k) for k in info.get("missing_keys") or [] if prefix and str(k).startswith(prefix + ".") and "pooler" not in str(k))
-    if missing:
-        log.warning("model %s: %d weights of the base model are not in the checkpoint and start random (e.g. %s); "
-                    "does config.json match the weights?", src, len(missing), missing[0])
+    _check_base_keys(src, prefix, info)
     if task == "causal-lm":
         model.config.use_cache = False
     return model
+
+
+_BENIGN_KEYS = ("pooler", "position_ids", "inv_freq")  # optional heads, and buffers older checkpoints stored
+
+
+def _check_base_keys(src, prefix: str, info: dict) -> None:
+    """The base model (everything but the task head) must be exactly the checkpoint's: a config that declares more
+    layers than the weights hold would evaluate a partly random model, one that declares fewer would drop layers."""
+    def base(keys) -> list[str]:
+        return sorted(str(k) for k in keys or [] if prefix and str(k).startswith(prefix + ".")
+                      and not any(b in str(k) for b in _BENIGN_KEYS))
+
+    missing, unexpected = base(info.get("missing_keys")), base(info.get("unexpected_keys"))
+    if missing or unexpected:
+        parts = ([f"{len(missing)} weights the config needs are not in the checkpoint (e.g. {missing[0]})"] if missing else []) + \
+                ([f"{len(unexpected)} checkpoint weights have no place in the model (e.g. {unexpected[0]})"] if unexpected else [])
+        raise ModelError(f"model {src}: config and weights disagree: {'; '.join(parts)} (edited config.json, e.g. "
+                         "num_hidden_layers, or weights from another model?)")
 
 
 def set_eager_attention(model) -> None:

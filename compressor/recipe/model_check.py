@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
 from compressor.errors import CompressorError, ModelError
 
 # families whose position table has padding_idx + 1 rows in front of the usable positions

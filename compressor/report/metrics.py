@@ -78,6 +78,7 @@ def evaluate_artifacts(ctx: RunContext) -> dict[str, dict]:
     cfg = ctx.recipe.evaluate
     splits = [s for s in cfg.splits if s in ctx.encoded]
     bs, threads = cfg.batch_size, ctx.recipe.bench.threads
+    n_labels = len(ctx.label_names) if ctx.label_names else None
     out: dict[str, dict] = {}
 
     def step(name: str, s: str) -> str:
@@ -89,7 +90,7 @@ def evaluate_artifacts(ctx: RunContext) -> dict[str, dict]:
         ctx.model.to("cpu")
     for name, path in artifact_files(ctx).items():
         if name in cfg.artifacts:
-            out[name] = {s: evaluate_onnx(path, ctx.loader(s, bs), ctx.task, threads, True, step(name, s), True)
+            out[name] = {s: evaluate_onnx(path, ctx.loader(s, bs), ctx.task, threads, True, step(name, s), True, n_labels)
                          for s in splits}
     if ctx.baseline is not None and "baseline" in cfg.artifacts:
         out["baseline"] = {s: evaluate_torch(ctx.baseline.to(ctx.device), baseline_loader(ctx, s, bs), ctx.task,
@@ -97,7 +98,8 @@ def evaluate_artifacts(ctx: RunContext) -> dict[str, dict]:
         ctx.baseline.to("cpu")
         if "baseline-onnx" in ctx.artifacts:
             out["baseline-onnx"] = {s: evaluate_onnx(ctx.artifacts["baseline-onnx"], baseline_loader(ctx, s, bs), ctx.task,
-                                                     threads, True, step("baseline-onnx", s), True) for s in splits}
+                                                     threads, True, step("baseline-onnx", s), True, n_labels)
+                                    for s in splits}
     if ctx.task == "causal-lm":
         lm_health(ctx, out, splits)
     paired_tests(out)

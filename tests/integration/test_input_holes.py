@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from compressor import testing as T
@@ -49,6 +50,8 @@ def _in_process(args: list[str], cwd: Path, monkeypatch) -> tuple[int, str, str]
 def one_line(code: int, out: str, err: str, *needles: str) -> str:
     assert "Traceback" not in out + err and "internal error" not in err, err
     lines = [ln for ln in err.splitlines() if ln.strip()]
+    # `eval` logs what it read before it fails (rows read, used): the error is the one and last "error:" line
+    lines = lines[-1:] if [ln for ln in lines if ln.startswith("error: ")] == lines[-1:] else lines
     assert len(lines) == 1, err
     assert lines[0].startswith("error: "), lines[0]
     for n in needles:
@@ -215,3 +218,92 @@ def test_compare_output_is_a_file(tmp_path, monkeypatch, good):
     one_line(*_in_process(["compare", str(a), str(b), "-o", "afile"], tmp_path, monkeypatch), "afile: exists and is not a directory")
     code, out, err = _in_process(["compare", str(a), str(b), "-o", "cmp"], tmp_path, monkeypatch)
     assert code == 0, err  # the good pair renders
+
+
+# ------------------------------------------------------------------ a config that disagrees with its weights
+@pytest.mark.parametrize("layers, needle", [(3, "weights the config needs are not in the checkpoint"),
+                                            (1, "checkpoint weights have no place in the model")])
+def test_config_declaring_other_layers_than_the_weights(case, tiny_dir, monkeypatch, layers, needle):
+    """8 layers declared over 6-layer weights only warned, then evaluated a partly random model."""
+    model = case / "edited"
+    shutil.copytree(tiny_dir / "bert", model)
+    cfg = json.loads((model / "config.json").read_text())
+    cfg["num_hidden_layers"] = layers  # the weights hold 2
+    (model / "config.json").write_text(json.dumps(cfg))
+    one_line(*_in_process(["run", "recipe.yaml", "--set", f"model.path={model}", "-o", "out"], case, monkeypatch),
+             "config and weights disagree", needle, "num_hidden_layers")
+    one_line(*_in_process(["eval", str(model), "--data", "train.csv", "--labels", "negative,positive"], case, monkeypatch),
+             "config and weights disagree")
+
+
+# ------------------------------------------------------------------ an ONNX classifier that does not fit the labels
+def _graph(path: Path, kind: str) -> Path:
+    """A tiny ONNX graph over (input_ids, attention_mask) whose output is not a 2-label classifier's."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    ids = helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"])
+    mask = helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"])
+    if kind == "int64-batch-seq":
+        nodes = [helper.make_node("Add", ["input_ids", "attention_mask"], ["logits"])]
+        out = helper.make_tensor_value_info("logits", TensorProto.INT64, ["batch", "seq"])
+        inits = []
+    else:
+        n = 7 if kind == "seven-static" else 1
+        inits = [helper.make_tensor("w", TensorProto.FLOAT, [1, 7], [0.1 * i for i in range(7)])]
+        nodes = [helper.make_node("Cast", ["input_ids"], ["f"], to=TensorProto.FLOAT),
+                 helper.make_node("ReduceMean", ["f"], ["m"], axes=[1], keepdims=1),
+                 helper.make_node("Mul", ["m", "w"], ["logits"])]
+        out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 7 if n == 7 else "classes"])
+    graph = helper.make_graph(nodes, "g", [ids, mask], [out], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("kind, needle", [("seven-static", "has 7 classes but the data has 2 labels"),
+                                          ("seven-dynamic", "7"),
+                                          ("int64-batch-seq", "is tensor(int64)")])
+def test_onnx_output_incompatible_with_the_labels(tmp_path, tiny_dir, monkeypatch, kind, needle):
+    folder = tmp_path / "graph"
+    folder.mkdir()
+    for f in (tiny_dir / "bert").iterdir():
+        if f.name.startswith(("tokenizer", "vocab")):
+            shutil.copy(f, folder / f.name)
+    path = _graph(folder / "model.onnx", kind)
+    one_line(*_in_process(["eval", str(path), "--data", str(tiny_dir / "sent.csv"), "--labels", "negative,positive"], tmp_path,
+                          monkeypatch), "model.onnx: not a sequence-classification graph for this data", needle)
+
+
+def test_onnx_output_check_in_the_run_harness(tmp_path, tiny_dir):
+    """evaluate_onnx (what `compressor run` uses) refuses a graph with the wrong class count too."""
+    from compressor import data as D
+    from compressor.errors import ExportError
+    from compressor.evaluate import evaluate_onnx
+    from compressor.models import load_tokenizer
+
+    path = _graph(tmp_path / "m.onnx", "seven-dynamic")
+    tok = load_tokenizer(tiny_dir / "bert")
+    split = D.Split(["a good film", "a bad film"], np.array([1, 0]))
+    loader = D.make_loader(D.encode_split(split, tok, 16), tok, 2, shuffle=False)
+    with pytest.raises(ExportError, match=r"(7 classes but the data has 2|shape \[2, 7\]).*expected \(batch, 2\) float logits"):
+        evaluate_onnx(path, loader, "sequence-classification", num_labels=2)
+    assert evaluate_onnx(path, loader, "sequence-classification", num_labels=7)["n"] == 2
+
+
+def test_logits_checked_per_batch():
+    """A dynamic output dimension is only known once a batch ran."""
+    from compressor.errors import ExportError
+    from compressor.evaluate import check_logits
+
+    check_logits(np.zeros((4, 3), np.float32), "m.onnx", "sequence-classification", 3, 4)
+    check_logits(np.zeros((4, 5, 9), np.float16), "m.onnx", "causal-lm", None, 4)
+    for logits, n in ((np.zeros((4, 7), np.float32), 3), (np.zeros((4, 12), np.int64), None), (np.zeros((4, 3, 2)), 3),
+                      (np.zeros((2, 3), np.float32), 3)):
+        with pytest.raises(ExportError, match="m.onnx: not a sequence-classification graph"):
+            check_logits(logits, "m.onnx", "sequence-classification", n, 4)
+    with pytest.raises(ExportError, match="causal-lm"):
+        check_logits(np.zeros((4, 9), np.float32), "m.onnx", "causal-lm", None, 4)
