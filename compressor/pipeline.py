@@ -110,6 +110,14 @@ def needs_selection_split(recipe) -> bool:
                for _, c in recipe.stage_list())
 
 
+def seed_everything(seed: int) -> None:
+    """Python, NumPy and torch (every device) RNGs from ``seed``: called before any model is built (a new task head,
+    a student, a projection), so that a recipe run twice gives the same weights."""
+    from transformers import set_seed
+
+    set_seed(seed % 2**32)
+
+
 def build_context(recipe, recipe_dir: Path, run_dir: Path) -> RunContext:
     """Load tokenizer, data and model, and tokenize the splits."""
     import transformers
@@ -122,6 +130,7 @@ def build_context(recipe, recipe_dir: Path, run_dir: Path) -> RunContext:
     ctx = RunContext(recipe=recipe, recipe_dir=recipe_dir, run_dir=run_dir, device=pick_device(recipe.device))
     m = recipe.model
     src = resolve(m.path, recipe_dir, "model.path", must_exist=False)
+    seed_everything(recipe.seed)
     t0 = time.perf_counter()
     ctx.tokenizer = load_tokenizer(src, m.trust_remote_code, m.revision)
     validation = recipe.data.split.validation if needs_selection_split(recipe) else 0.0
@@ -416,6 +425,9 @@ def _run(lock: LockSlot, recipe_path, overrides, force, output_dir, quiet, resum
                 ctx.stage_dir = _stage_dir(run_dir, i, kind) / "train"
                 ctx.resuming = resume is not None and i == first
                 result = {}
+                # each stage starts from its own seed, so it builds the same heads / students / projections whether
+                # the stages before it ran in this process or were restored by --resume
+                seed_everything(recipe.seed + i + 1)
                 keep_baseline(ctx, kind, cfg)
                 if kind in MODEL_STAGES or procs.is_main:
                     result = STAGES.get(cfg)(ctx, cfg) or {}
