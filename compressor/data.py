@@ -555,4 +555,7 @@ def make_loader(encoded: Encoded, tokenizer, batch_size: int, shuffle: bool, see
         gen.manual_seed(seed)
         return DataLoader(encoded, batch_size=batch_size, shuffle=True, collate_fn=collate, generator=gen)
     order = sorted(range(len(encoded)), key=lambda i: len(encoded.features[i]["input_ids"]))
-    return DataLoader(torch.utils.data.Subset(encoded, order), batch_size=batch_size, shuffle=False, collate_fn=collate)
+    # a generator of its own: iterating an evaluation loader must not draw from the global RNG that training uses
+    # (an evaluation between two steps would otherwise change the next step's dropout, and an interrupted one the resume)
+    return DataLoader(torch.utils.data.Subset(encoded, order), batch_size=batch_size, shuffle=False, collate_fn=collate,
+                      generator=torch.Generator().manual_seed(0))

@@ -14,7 +14,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -149,6 +149,8 @@ def train(
     metric_name, higher = metric
     best_state: dict | None = None
     batches_seen = 0  # batches consumed up to the last completed optimizer step
+    eval_pending = False  # the evaluation due at state.step has not run (or was interrupted)
+    running, n_running = 0.0, 0  # training loss summed since the last logged record
 
     def save_checkpoint() -> None:
         """Every process writes its part (RNG states) into one temporary dir; the main process swaps it in."""
@@ -169,7 +171,9 @@ def train(
                     torch.save(best_state, tmp / "best_weights.pt")
                 meta = {"step": state.step, "batches_seen": batches_seen, "total_steps": total,
                         "best_metric": state.best_metric, "best_step": state.best_step, "bad_evals": state.bad_evals,
-                        "history": state.history, "seconds": state.seconds_before + time.perf_counter() - t0}
+                        "history": state.history, "seconds": state.seconds_before + time.perf_counter() - t0,
+                        # the evaluation due at this step did not finish (a signal came during it): resume runs it first
+                        "eval_pending": eval_pending, "running_loss": [running, n_running]}
                 atomic_write_json(tmp / TRAINER_STATE, meta)
                 replace_dir(tmp, checkpoint_dir)
         accel.wait_for_everyone()
@@ -184,16 +188,21 @@ def train(
         state.history = meta["history"]
         state.seconds_before = float(meta.get("seconds", 0.0))
         state.epoch = state.step / steps_per_epoch
+        eval_pending = bool(meta.get("eval_pending", False))
+        running, n_running = meta.get("running_loss", [0.0, 0])
         if (checkpoint_dir / "best_weights.pt").is_file():
             best_state = torch.load(checkpoint_dir / "best_weights.pt", map_location="cpu", weights_only=True)
         log.info("%s: resumed from %s at step %d/%d", name, checkpoint_dir, state.step, total)
 
     def evaluate_now() -> bool:
         """Evaluate; keep the best weights; return True when early stopping says stop."""
-        nonlocal best_state
+        nonlocal best_state, eval_pending
         if eval_fn is None:
             return False
-        metrics = eval_fn(accel.unwrap_model(model))
+        eval_pending = True
+        with signals.abortable():  # a signal aborts an evaluation at once; it is redone on resume
+            metrics = eval_fn(accel.unwrap_model(model))
+        eval_pending = False
         value = metrics[metric_name]
         eligible = all(_hook(callbacks, "ready", state))
         better = eligible and (state.best_metric is None or (value > state.best_metric if higher else value < state.best_metric))
@@ -212,19 +221,26 @@ def train(
 
     t0 = time.perf_counter()
     start_step = state.step
-    running, n_running = 0.0, 0
     model.train()
     stop = False
-    previous = _on_sigterm_raise_interrupt()
+    signals = _Signals(accel)
+    at_boundary = True  # the model, optimizer, RNGs and data position are those after a whole optimizer step
     _hook(callbacks, "on_train_begin", state)
     try:
         with _progress(accel.is_main_process) as progress:
             task = progress.add_task(name, total=total, completed=state.step, info="")
+            if eval_pending:  # interrupted during the evaluation at this step: run it, as the uninterrupted run did
+                stop = evaluate_now()
+                if state.step % ckpt_every == 0 or state.step == total or stop:
+                    save_checkpoint()
             while state.step < total and not stop:
                 epoch, skip = divmod(batches_seen, batches_per_epoch)
                 loader.set_epoch(epoch)  # the shuffle order depends on (seed, epoch) only
                 consumed = batches_seen
                 for batch in (accel.skip_first_batches(loader, skip) if skip else loader):
+                    if consumed == batches_seen:  # a step boundary: stop here if a signal asked to
+                        signals.check()
+                        at_boundary = False
                     with accel.accumulate(model):
                         loss, logs = loss_fn(model, batch)
                         accel.backward(loss)
@@ -244,6 +260,8 @@ def train(
                     batches_seen = consumed
                     state.epoch = state.step / steps_per_epoch
                     _hook(callbacks, "on_step", state)
+                    at_boundary = True
+                    eval_pending = eval_fn is not None and (state.step % eval_every == 0 or state.step == total)
                     if state.step % max(1, min(50, eval_every)) == 0 or state.step == total:
                         rec = {"step": state.step, "loss": running / max(n_running, 1), "lr": scheduler.get_last_lr()[0],
                                **{k: float(v) for k, v in logs.items()}}
@@ -255,6 +273,7 @@ def train(
                     progress.update(task, advance=1)
                     if progress.disable and accel.is_main_process:  # no terminal (nohup, CI): a log line every 10 %
                         _log_progress(name, state, total, t0, start_step)
+                    signals.check()  # before the evaluation: a signal now leaves it pending, redone on resume
                     if state.step % eval_every == 0 or state.step == total:
                         stop = evaluate_now()
                         if state.best_metric is not None:
@@ -268,10 +287,14 @@ def train(
     except KeyboardInterrupt:
         if checkpoint_dir is None:
             raise
+        if not at_boundary:  # a second signal in the middle of a step: the last consistent checkpoint stays
+            raise Interrupted(f"{name} interrupted inside step {state.step + 1}/{total}; resuming continues from the last "
+                              f"checkpoint in {checkpoint_dir}") from None
+        signals.restore()
         save_checkpoint()
         raise Interrupted(f"{name} interrupted at step {state.step}/{total}; checkpoint saved in {checkpoint_dir}") from None
     finally:
-        _restore_sigterm(previous)
+        signals.restore()
     if stop:
         log.info("%s: early stop at step %d (no improvement in %d evaluations)", name, state.step, cfg.early_stopping)
     unwrapped = accel.unwrap_model(model)
@@ -300,22 +323,50 @@ def _world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1") or 1)
 
 
-def _on_sigterm_raise_interrupt():
-    """SIGTERM behaves like Ctrl-C during training, so a checkpoint gets written."""
-    import signal
-    import threading
+class _Signals:
+    """SIGINT / SIGTERM during training stop it at the next step boundary, where the weights, optimizer, RNG states and
+    data position agree, so a resumed run continues exactly as an uninterrupted one. A signal during an evaluation
+    aborts it at once (it is redone on resume); a second signal stops at once, keeping the last checkpoint."""
 
-    if threading.current_thread() is not threading.main_thread():
-        return None
+    def __init__(self, accel):
+        import signal
+        import threading
 
-    def handler(signum, frame):
-        raise KeyboardInterrupt
+        self.accel, self.requested, self.in_eval, self.previous = accel, False, False, {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handler)
 
-    return signal.signal(signal.SIGTERM, handler)
+    def _handler(self, signum, frame) -> None:
+        if self.requested or self.in_eval:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.info("signal %d: stopping at the end of this training step (again to stop at once)", signum)
 
+    def check(self) -> None:
+        """At a step boundary: raise KeyboardInterrupt when a signal came (in any process, under accelerate launch)."""
+        stop = self.requested
+        if _world_size() > 1:
+            import torch
 
-def _restore_sigterm(previous) -> None:
-    import signal
+            flag = torch.tensor([int(stop)], device=self.accel.device)
+            stop = bool(self.accel.reduce(flag, reduction="sum").item())
+        if stop:
+            raise KeyboardInterrupt
 
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
+    @contextmanager
+    def abortable(self):
+        self.in_eval = True
+        try:
+            if self.requested:
+                raise KeyboardInterrupt
+            yield
+        finally:
+            self.in_eval = False
+
+    def restore(self) -> None:
+        import signal
+
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}
