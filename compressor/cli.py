@@ -98,6 +98,9 @@ def run(
                                           help="Continue an interrupted run: completed stages are skipped, the interrupted one "
                                                "continues from its last checkpoint."),
     set_: Optional[list[str]] = SetOpt,
+    rerun_changed: bool = typer.Option(False, "--rerun-changed",
+                                       help="With --resume: when a data file, the model or another input changed since "
+                                            "the run started, run again the stages that read it (default: refuse)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing run directory."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Parent folder of the run directory (default: recipe's output.dir)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and the final table."),
@@ -113,7 +116,8 @@ def run(
     from compressor.pipeline import run as run_pipeline
     from compressor.report.markdown import print_table
 
-    run_dir = run_pipeline(recipe, set_ or [], force=force, output_dir=output, quiet=quiet, resume=resume)
+    run_dir = run_pipeline(recipe, set_ or [], force=force, output_dir=output, quiet=quiet, resume=resume,
+                           rerun_changed=rerun_changed)
     if os.environ.get("RANK", "0") != "0":
         return  # under `accelerate launch`, the main process reports
     print_table(json.loads((run_dir / "metrics.json").read_text()))

@@ -13,6 +13,7 @@ import yaml
 
 from compressor.context import RunContext
 from compressor.errors import CompressorError, RunDirError
+from compressor.inputs import fingerprint
 from compressor.models import save_tokenizer
 from compressor.recipe import load_recipe
 from compressor.recipe.model_check import check_against_model
@@ -201,20 +202,54 @@ class _Processes:
 RUN_INFO = "run.json"
 
 
-def stage_hashes(recipe) -> list[str]:
-    """A hash per stage over its config and everything before it (model, data, seed, earlier stages).
+def stage_hashes(recipe, inputs: dict | None = None) -> list[str]:
+    """A hash per stage over its config and everything before it (model, data, seed, earlier stages) and, with
+    ``inputs`` (see compressor.inputs), the content of the files they read: the model folder and data files for every
+    stage, a teacher / student / transfer / extra-text file for the stage that names it.
 
     Settings left at their defaults are not hashed, so a newer compressor that adds optional settings can
     still resume a run an older one started."""
+    from compressor.inputs import digests_for
+
     def dump(cfg) -> str:
         return json.dumps(cfg.model_dump(exclude_defaults=True), sort_keys=True, default=str)
 
-    h = hashlib.sha256(json.dumps([dump(recipe.model), dump(recipe.data), recipe.seed]).encode()).hexdigest()
+    head = [dump(recipe.model), dump(recipe.data), recipe.seed] + ([digests_for(inputs, None)] if inputs is not None else [])
+    h = hashlib.sha256(json.dumps(head).encode()).hexdigest()
     out = []
-    for kind, cfg in recipe.stage_list():
-        h = hashlib.sha256((h + kind + dump(cfg)).encode()).hexdigest()
+    for i, (kind, cfg) in enumerate(recipe.stage_list()):
+        own = json.dumps(digests_for(inputs, f"stages.{i}.{kind}")) if inputs is not None else ""
+        h = hashlib.sha256((h + kind + dump(cfg) + own).encode()).hexdigest()
         out.append(h)
     return out
+
+
+def _check_resume(run_dir: Path, info: dict, recipe, recipe_dir: Path, recipe_path, overrides, rerun_changed: bool):
+    """--resume: the recipe given (if any) must be the run's; inputs that changed since the run started are refused
+    unless ``rerun_changed``. Returns the inputs' fingerprints to hash stages with (None for a run an older
+    compressor started, whose stage hashes cover the config only)."""
+    from compressor.errors import RecipeError
+    from compressor.inputs import changed_inputs, fingerprint, recipe_differences
+
+    if recipe_path is not None:
+        given, _ = load_recipe(recipe_path, overrides)
+        diff = recipe_differences(given.model_dump(), recipe.model_dump())
+        if diff:
+            raise RecipeError(f"differs from {run_dir / 'recipe.yaml'} in {', '.join(diff[:8])}"
+                              f"{f' (and {len(diff) - 8} more)' if len(diff) > 8 else ''}; resume without a recipe to "
+                              "continue the run as it was, or start a new run with this one", str(recipe_path))
+    if "inputs" not in info:
+        log.info("%s: started by an older compressor; its inputs were not fingerprinted", run_dir)
+        return None
+    inputs = fingerprint(recipe, recipe_dir)
+    changed = changed_inputs(info["inputs"], inputs)
+    if changed and not rerun_changed:
+        what = ", ".join(f"{f} ({inputs[f]['path']})" for f in changed)
+        raise RunDirError(f"{run_dir}: {what} changed since the run started; --rerun-changed runs again the stages "
+                          "that read them, or start a new run")
+    for f in changed:
+        log.info("%s changed since the run started: the stages that read it run again", f)
+    return inputs
 
 
 def _compresses(kind: str, cfg) -> bool:
@@ -323,6 +358,20 @@ def _restore_completed(ctx: RunContext, hashes: list[str]) -> int:
     return first
 
 
+STARTED = "started.json"  # in a stage's checkpoint folder: the hash of the stage its training state belongs to
+
+
+def _same_start(stage_dir: Path, digest: str) -> bool:
+    """Whether a half-done stage's training state may be continued: it was started with the same config and inputs
+    (a stage changed since is trained afresh; its stale state is removed)."""
+    started = stage_dir / STARTED
+    if not started.is_file() or json.loads(started.read_text()).get("hash") == digest:
+        return True
+    log.info("%s: config or inputs changed since this stage started: training it afresh", stage_dir.name)
+    shutil.rmtree(stage_dir / "train", ignore_errors=True)
+    return False
+
+
 def _record_stage(ctx: RunContext, i: int, kind: str, digest: str, result: dict, previous_model: str | None) -> str | None:
     from compressor.quantize.qat import is_qat, qat_state
 
@@ -351,18 +400,20 @@ def _record_stage(ctx: RunContext, i: int, kind: str, digest: str, result: dict,
 
 
 def run(recipe_path: str | Path | None = None, overrides: list[str] | None = None, force: bool = False,
-        output_dir: str | None = None, quiet: bool = False, resume: str | Path | None = None) -> Path:
-    """Run a recipe end to end and return the run directory; or, with ``resume=RUN_DIR``, continue one.
+        output_dir: str | None = None, quiet: bool = False, resume: str | Path | None = None,
+        rerun_changed: bool = False) -> Path:
+    """Run a recipe end to end and return the run directory; or, with ``resume=RUN_DIR``, continue one
+    (``recipe_path`` then must be the run's recipe; ``rerun_changed``: inputs that changed are read again).
 
     The run folder is locked for the whole run (one process per folder; see ``compressor.runlock``)."""
     lock = LockSlot()
     try:
-        return _run(lock, recipe_path, overrides, force, output_dir, quiet, resume)
+        return _run(lock, recipe_path, overrides, force, output_dir, quiet, resume, rerun_changed)
     finally:
         lock.release()
 
 
-def _run(lock: LockSlot, recipe_path, overrides, force, output_dir, quiet, resume) -> Path:
+def _run(lock: LockSlot, recipe_path, overrides, force, output_dir, quiet, resume, rerun_changed=False) -> Path:
     from compressor.report.markdown import write_report
     from compressor.report.metrics import (
         bitsandbytes_variants,
@@ -386,6 +437,10 @@ def _run(lock: LockSlot, recipe_path, overrides, force, output_dir, quiet, resum
         recipe_dir = Path(info["recipe_dir"])
         recipe, raw = load_recipe(run_dir / "recipe.yaml", overrides, recipe_dir)
         recipe._source = (info.get("recipe", str(run_dir / "recipe.yaml")), recipe._source[1])
+        check_against_model(recipe, recipe_dir)
+        inputs = _check_resume(run_dir, info, recipe, recipe_dir, recipe_path, overrides, rerun_changed)
+        if inputs is not None and procs.is_main:
+            atomic_write_json(info_file, {**info, "inputs": inputs})
     else:
         if recipe_path is None:
             raise CompressorError("give a recipe, or --resume RUN_DIR")
@@ -393,19 +448,20 @@ def _run(lock: LockSlot, recipe_path, overrides, force, output_dir, quiet, resum
         recipe_dir = Path(recipe_path).absolute().parent
         check_against_model(recipe, recipe_dir)
         run_dir = run_dir_for(recipe, recipe_dir, output_dir)
+        inputs = fingerprint(recipe, recipe_dir)
         if procs.is_main:
             refuse_existing(run_dir, force)  # an existing run is refused without touching it (nor its lock)
             lock.take(run_dir)
             prepare_run_dir(run_dir, force)
             atomic_write_json(run_dir / RUN_INFO, {"recipe": str(recipe_path), "recipe_dir": str(recipe_dir),
-                                                    "overrides": list(overrides or [])})
+                                                    "overrides": list(overrides or []), "inputs": inputs})
     procs.wait()
     if procs.is_main:
         write_status(run_dir, "running")
         atomic_write_text(run_dir / "recipe.yaml", yaml.safe_dump(raw, sort_keys=False))
     _register_stages()
     started = time.time()
-    hashes = stage_hashes(recipe)
+    hashes = stage_hashes(recipe, inputs)
     doing = "loading"
     with _LogToFile(run_dir / "log.txt" if procs.is_main else None, quiet or not procs.is_main):
         try:
@@ -423,7 +479,9 @@ def _run(lock: LockSlot, recipe_path, overrides, force, output_dir, quiet, resum
                 log.info("stage %d: %s", i, kind)
                 ctx.stage_path = f"stages.{i}.{kind}"
                 ctx.stage_dir = _stage_dir(run_dir, i, kind) / "train"
-                ctx.resuming = resume is not None and i == first
+                ctx.resuming = resume is not None and i == first and _same_start(ctx.stage_dir.parent, hashes[i])
+                if procs.is_main:
+                    atomic_write_json(ctx.stage_dir.parent / STARTED, {"hash": hashes[i]})
                 result = {}
                 # each stage starts from its own seed, so it builds the same heads / students / projections whether
                 # the stages before it ran in this process or were restored by --resume
