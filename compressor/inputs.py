@@ -8,7 +8,6 @@ evenly spaced samples (a multi-gigabyte weight file is not read whole on every r
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +32,13 @@ def file_digest(path: Path) -> str:
 
 
 def path_digest(path: Path) -> str:
-    """A file's digest, or a folder's: every file under it (names, digests), hidden files and run leftovers aside."""
+    """A file's digest, or a model folder's: the files directly in it (config, weights, tokenizer), by name and digest;
+    subfolders (an onnx/ export, a run's checkpoints) and hidden files are not what a model is loaded from."""
     if path.is_file():
         return file_digest(path)
     h = hashlib.sha256()
-    for root, dirs, files in os.walk(path):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(f for f in files if not f.startswith(".")):
-            p = Path(root) / name
-            h.update(f"{p.relative_to(path)}\0{file_digest(p)}\n".encode())
+    for p in sorted(q for q in path.iterdir() if q.is_file() and not q.name.startswith(".")):
+        h.update(f"{p.name}\0{file_digest(p)}\n".encode())
     return f"dir:sha256:{h.hexdigest()}"
 
 
