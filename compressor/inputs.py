@@ -8,11 +8,15 @@ evenly spaced samples (a multi-gigabyte weight file is not read whole on every r
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
 from compressor.errors import CompressorError
 
+log = logging.getLogger("compressor")
 FULL_HASH_BYTES = 256 * 2**20
 SAMPLES, SAMPLE_BYTES = 64, 64 * 2**10
 
@@ -102,3 +106,45 @@ def recipe_differences(a: Any, b: Any, at: str = "") -> list[str]:
     if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
         return [d for i, (x, y) in enumerate(zip(a, b)) for d in recipe_differences(x, y, f"{at}.{i}" if at else str(i))]
     return [] if a == b else [at or "(top)"]
+
+
+def check_resume(run_dir: Path, info: dict, recipe, recipe_dir: Path, recipe_path, overrides, rerun_changed: bool):
+    """--resume: the recipe given (if any) must be the run's; inputs that changed since the run started are refused
+    unless ``rerun_changed``. Returns the inputs' fingerprints to hash stages with (None for a run an older
+    compressor started, whose stage hashes cover the config only)."""
+    from compressor.errors import RecipeError, RunDirError
+    from compressor.recipe import load_recipe
+
+    if recipe_path is not None:
+        given, _ = load_recipe(recipe_path, overrides)
+        diff = recipe_differences(given.model_dump(), recipe.model_dump())
+        if diff:
+            raise RecipeError(f"differs from {run_dir / 'recipe.yaml'} in {', '.join(diff[:8])}"
+                              f"{f' (and {len(diff) - 8} more)' if len(diff) > 8 else ''}; resume without a recipe to "
+                              "continue the run as it was, or start a new run with this one", str(recipe_path))
+    if "inputs" not in info:
+        log.info("%s: started by an older compressor; its inputs were not fingerprinted", run_dir)
+        return None
+    inputs = fingerprint(recipe, recipe_dir)
+    changed = changed_inputs(info["inputs"], inputs)
+    if changed and not rerun_changed:
+        what = ", ".join(f"{f} ({inputs[f]['path']})" for f in changed)
+        raise RunDirError(f"{run_dir}: {what} changed since the run started; --rerun-changed runs again the stages "
+                          "that read them, or start a new run")
+    for f in changed:
+        log.info("%s changed since the run started: the stages that read it run again", f)
+    return inputs
+
+
+STARTED = "started.json"  # in a stage's checkpoint folder: the hash of the stage its training state belongs to
+
+
+def same_start(stage_dir: Path, digest: str) -> bool:
+    """Whether a half-done stage's training state may be continued: it was started with the same config and inputs
+    (a stage changed since is trained afresh; its stale state is removed)."""
+    started = stage_dir / STARTED
+    if not started.is_file() or json.loads(started.read_text()).get("hash") == digest:
+        return True
+    log.info("%s: config or inputs changed since this stage started: training it afresh", stage_dir.name)
+    shutil.rmtree(stage_dir / "train", ignore_errors=True)
+    return False

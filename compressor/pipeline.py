@@ -13,7 +13,7 @@ import yaml
 
 from compressor.context import RunContext
 from compressor.errors import CompressorError, RunDirError
-from compressor.inputs import fingerprint
+from compressor.inputs import STARTED, check_resume, fingerprint, same_start
 from compressor.models import save_tokenizer
 from compressor.recipe import load_recipe
 from compressor.recipe.model_check import check_against_model
@@ -224,34 +224,6 @@ def stage_hashes(recipe, inputs: dict | None = None) -> list[str]:
     return out
 
 
-def _check_resume(run_dir: Path, info: dict, recipe, recipe_dir: Path, recipe_path, overrides, rerun_changed: bool):
-    """--resume: the recipe given (if any) must be the run's; inputs that changed since the run started are refused
-    unless ``rerun_changed``. Returns the inputs' fingerprints to hash stages with (None for a run an older
-    compressor started, whose stage hashes cover the config only)."""
-    from compressor.errors import RecipeError
-    from compressor.inputs import changed_inputs, fingerprint, recipe_differences
-
-    if recipe_path is not None:
-        given, _ = load_recipe(recipe_path, overrides)
-        diff = recipe_differences(given.model_dump(), recipe.model_dump())
-        if diff:
-            raise RecipeError(f"differs from {run_dir / 'recipe.yaml'} in {', '.join(diff[:8])}"
-                              f"{f' (and {len(diff) - 8} more)' if len(diff) > 8 else ''}; resume without a recipe to "
-                              "continue the run as it was, or start a new run with this one", str(recipe_path))
-    if "inputs" not in info:
-        log.info("%s: started by an older compressor; its inputs were not fingerprinted", run_dir)
-        return None
-    inputs = fingerprint(recipe, recipe_dir)
-    changed = changed_inputs(info["inputs"], inputs)
-    if changed and not rerun_changed:
-        what = ", ".join(f"{f} ({inputs[f]['path']})" for f in changed)
-        raise RunDirError(f"{run_dir}: {what} changed since the run started; --rerun-changed runs again the stages "
-                          "that read them, or start a new run")
-    for f in changed:
-        log.info("%s changed since the run started: the stages that read it run again", f)
-    return inputs
-
-
 def _compresses(kind: str, cfg) -> bool:
     return kind == "prune" or getattr(cfg, "prune", None) is not None or getattr(cfg, "qat", None) is not None
 
@@ -358,20 +330,6 @@ def _restore_completed(ctx: RunContext, hashes: list[str]) -> int:
     return first
 
 
-STARTED = "started.json"  # in a stage's checkpoint folder: the hash of the stage its training state belongs to
-
-
-def _same_start(stage_dir: Path, digest: str) -> bool:
-    """Whether a half-done stage's training state may be continued: it was started with the same config and inputs
-    (a stage changed since is trained afresh; its stale state is removed)."""
-    started = stage_dir / STARTED
-    if not started.is_file() or json.loads(started.read_text()).get("hash") == digest:
-        return True
-    log.info("%s: config or inputs changed since this stage started: training it afresh", stage_dir.name)
-    shutil.rmtree(stage_dir / "train", ignore_errors=True)
-    return False
-
-
 def _record_stage(ctx: RunContext, i: int, kind: str, digest: str, result: dict, previous_model: str | None) -> str | None:
     from compressor.quantize.qat import is_qat, qat_state
 
@@ -438,7 +396,7 @@ def _run(lock: LockSlot, recipe_path, overrides, force, output_dir, quiet, resum
         recipe, raw = load_recipe(run_dir / "recipe.yaml", overrides, recipe_dir)
         recipe._source = (info.get("recipe", str(run_dir / "recipe.yaml")), recipe._source[1])
         check_against_model(recipe, recipe_dir)
-        inputs = _check_resume(run_dir, info, recipe, recipe_dir, recipe_path, overrides, rerun_changed)
+        inputs = check_resume(run_dir, info, recipe, recipe_dir, recipe_path, overrides, rerun_changed)
         if inputs is not None and procs.is_main:
             atomic_write_json(info_file, {**info, "inputs": inputs})
     else:
@@ -479,7 +437,7 @@ def _run(lock: LockSlot, recipe_path, overrides, force, output_dir, quiet, resum
                 log.info("stage %d: %s", i, kind)
                 ctx.stage_path = f"stages.{i}.{kind}"
                 ctx.stage_dir = _stage_dir(run_dir, i, kind) / "train"
-                ctx.resuming = resume is not None and i == first and _same_start(ctx.stage_dir.parent, hashes[i])
+                ctx.resuming = resume is not None and i == first and same_start(ctx.stage_dir.parent, hashes[i])
                 if procs.is_main:
                     atomic_write_json(ctx.stage_dir.parent / STARTED, {"hash": hashes[i]})
                 result = {}
