@@ -108,7 +108,13 @@ def evaluate_torch(model, loader: Iterable[dict], task: str, device: str = "cpu"
 
 
 def onnx_feed(session, batch: dict) -> dict[str, np.ndarray]:
-    """Feed ONNX inputs by name (never by position: BERT's mask and segment ids would swap)."""
+    """Feed ONNX inputs by name (never by position: BERT's mask and segment ids would swap). A causal LM's cached
+    graph (compressor/export/decoder.py) gets positions from the mask and an empty cache: a plain forward pass."""
+    from compressor.arch.signature import graph_signature
+
+    sig = graph_signature(session.get_inputs())
+    if sig is not None:
+        return sig.feed(batch)
     feed = {}
     for inp in session.get_inputs():
         if inp.name in batch:

@@ -148,6 +148,43 @@ def tiny_model(model_type: str, folder: Path, num_labels: int = 2, seed: int = 0
     return Path(folder)
 
 
+def _tiny_causal(folder: Path, config_cls: str, model_cls: str, seed: int, **cfg) -> Path:
+    import torch
+    import transformers
+
+    torch.manual_seed(seed)
+    config = getattr(transformers, config_cls)(vocab_size=vocab_size(), bos_token_id=2, eos_token_id=3, pad_token_id=0, **cfg)
+    model = getattr(transformers, model_cls)(config)
+    write_tokenizer(folder)
+    model.save_pretrained(folder)
+    return Path(folder)
+
+
+def tiny_qwen2(folder: Path, layers: int = 2, hidden: int = 32, heads: int = 4, kv_heads: int = 2, seed: int = 0) -> Path:
+    return _tiny_causal(folder, "Qwen2Config", "Qwen2ForCausalLM", seed, hidden_size=hidden, intermediate_size=hidden * 2,
+                        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                        max_position_embeddings=128, tie_word_embeddings=False)
+
+
+def tiny_mistral(folder: Path, layers: int = 2, hidden: int = 32, heads: int = 4, kv_heads: int = 1, seed: int = 0) -> Path:
+    """Grouped-query attention: 4 query heads share 1 key / value head."""
+    return _tiny_causal(folder, "MistralConfig", "MistralForCausalLM", seed, hidden_size=hidden, intermediate_size=hidden * 2,
+                        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                        max_position_embeddings=128, sliding_window=None)
+
+
+def tiny_phi3(folder: Path, layers: int = 2, hidden: int = 32, heads: int = 4, kv_heads: int = 2, seed: int = 0) -> Path:
+    return _tiny_causal(folder, "Phi3Config", "Phi3ForCausalLM", seed, hidden_size=hidden, intermediate_size=hidden * 2,
+                        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+                        max_position_embeddings=128, original_max_position_embeddings=128, sliding_window=None)
+
+
+def tiny_opt(folder: Path, layers: int = 2, hidden: int = 32, heads: int = 4, seed: int = 0) -> Path:
+    return _tiny_causal(folder, "OPTConfig", "OPTForCausalLM", seed, hidden_size=hidden, ffn_dim=hidden * 2,
+                        num_hidden_layers=layers, num_attention_heads=heads, max_position_embeddings=128,
+                        word_embed_proj_dim=hidden)
+
+
 def sentiment_sentence(rng: random.Random, label: int) -> str:
     cue = POSITIVE if label == 1 else NEGATIVE
     words = [rng.choice(NEUTRAL) for _ in range(rng.randint(4, 10))]

@@ -20,13 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from compressor.arch.signature import ENCODER_INPUTS
 from compressor.errors import ExportError
 from compressor.models import set_eager_attention
 from compressor.rundir import atomic_write_json, quiet_libraries, tmp_sibling
 from compressor.writeerrors import as_write_error, writing
 
 log = logging.getLogger("compressor")
-INPUT_ORDER = ("input_ids", "attention_mask", "token_type_ids")
+INPUT_ORDER = ENCODER_INPUTS  # the input order of compressor.arch.signature
 
 
 def input_names_for(model, batch: dict) -> list[str]:
