@@ -46,6 +46,7 @@ def _register_stages() -> None:
     import compressor.quantize.ptq  # noqa: F401
     import compressor.quantize.qat  # noqa: F401
     import compressor.quantize.static  # noqa: F401
+    import compressor.quantize.weight_only  # noqa: F401
     import compressor.train.finetune  # noqa: F401
 
 

@@ -82,6 +82,10 @@ def export_fp32(model, batches: list[dict], out: Path, cfg: ExportStage, artifac
 
 
 def _export(ctx: RunContext, cfg: ExportStage) -> dict:
+    from compressor.export.cached_stage import export_cached, wants_past
+
+    if wants_past(ctx, cfg):
+        return export_cached(ctx, cfg, parity_batches(ctx))
     out = ctx.run_dir / "onnx" / "model.onnx"
     record, opt = export_fp32(ctx.model, parity_batches(ctx), out, cfg, "onnx", {"recipe": ctx.recipe.name, "seed": ctx.seed})
     ctx.artifacts["onnx"] = out

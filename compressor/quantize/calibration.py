@@ -78,9 +78,16 @@ def _text_columns(df, path: Path, cols: list[str]) -> list[list[str]]:
     return [df[c].astype(str).tolist() for c in cols]
 
 
-def feeds(batches: Iterable[dict], input_names: list[str]) -> Iterator[dict[str, np.ndarray]]:
-    """ONNX feeds by input name from loader batches (token_type_ids default to zeros)."""
+def feeds(batches: Iterable[dict], input_names: list[str], graph_inputs: list | None = None) -> Iterator[dict[str, np.ndarray]]:
+    """ONNX feeds by input name from loader batches (token_type_ids default to zeros; a causal LM's cached graph,
+    recognised from ``graph_inputs``, gets positions from the mask and an empty cache)."""
+    from compressor.arch.signature import graph_signature
+
+    sig = graph_signature(graph_inputs) if graph_inputs else None
     for batch in batches:
+        if sig is not None:
+            yield sig.feed(batch)
+            continue
         ids = np.asarray(batch["input_ids"], dtype=np.int64)
         out = {}
         for name in input_names:
@@ -152,7 +159,7 @@ def calibrate(model_path: Path, tensors: set[str], batches: Iterable[dict], meth
             opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         cal.infer_session = ort.InferenceSession(cal.augmented_model_path, sess_options=opts, providers=["CPUExecutionProvider"])
-        for feed in feeds(batches, inputs):
+        for feed in feeds(batches, inputs, cal.infer_session.get_inputs()):
             cal.collect_data(_One(feed))  # merges this batch into the running ranges / histograms
             n_batches += 1
             n_samples += len(feed["input_ids"])

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from compressor.errors import RecipeError
-from compressor.recipe.schema import DynamicQuant, QATQuant, Recipe, UnstructuredPrune, VocabularyPrune
+from compressor.recipe.schema import DynamicQuant, QATQuant, Recipe, UnstructuredPrune, VocabularyPrune, WeightOnlyQuant
 
 MAX_NODES = 100_000  # after alias expansion: stops "billion laughs" documents
 MAX_DEPTH = 64
@@ -358,8 +358,10 @@ def _stage_order(recipe: Recipe) -> tuple[tuple, str] | None:
                                          "from the student's: trim the vocabulary after distillation")
         if kind == "export":
             exported = True
-        elif isinstance(cfg, DynamicQuant) and not exported:  # it quantizes the exported ONNX graph
-            return here, "quantize {type: dynamic} works on the ONNX model: put an 'export' stage before it"
+            if cfg.with_past and recipe.model.task != "causal-lm":
+                return here + ("with_past",), "with_past exports a key / value cache: it needs model.task: causal-lm"
+        elif isinstance(cfg, (DynamicQuant, WeightOnlyQuant)) and not exported:  # it quantizes the exported graph
+            return here, f"quantize {{type: {cfg.type}}} works on the ONNX model: put an 'export' stage before it"
         elif isinstance(cfg, QATQuant) and not qat_trained:
             return here, "quantize {type: qat} exports a model trained with fake quantization: add `qat: {}` to a finetune or distill stage before it"
         elif isinstance(cfg, UnstructuredPrune):  # a one-shot stage: nothing trains while it runs

@@ -80,6 +80,12 @@ def check_model(recipe, base_dir: Path | None) -> tuple[tuple, str] | None:
             if problem:
                 return here + problem[0], problem[1]
             pruned = True
+        elif kind == "quantize" and cfg.type in ("int4", "int8_weight"):
+            from compressor.recipe.block_sizes import block_size_problem
+
+            problem = block_size_problem(state, cfg.block_size)
+            if problem:
+                return here + ("block_size",), f"{problem} (from {recipe.model.path}/config.json)"
         elif kind == "distill":
             st = cfg.student
             if st.current:

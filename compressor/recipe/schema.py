@@ -383,6 +383,10 @@ class ExportStage(Strict):
     opset: int = Field(default=17, ge=11, le=23)
     tolerance: float = Field(default=1e-3, gt=0, le=10)
     exporter: Literal["auto", "torchscript", "dynamo"] = "auto"
+    with_past: bool | None = Field(
+        default=None, description="causal LMs: export with a key / value cache (position_ids, past_key_values.* in, "
+        "present.* out; one graph for prefill and decode) plus genai_config.json and the tokenizer files; "
+        "default: on for task causal-lm")
     optimize: bool = Field(default=True, description="run ONNX Runtime's transformer optimizer")
     cls_only_last_layer: bool = Field(
         default=True, description="when the head reads only the first ([CLS]) token, compute the fused graph's last "
@@ -471,7 +475,30 @@ class QATQuant(Strict):
         "Runtime does not fuse into SkipLayerNormalization (6x slower on ORT 1.32 CPU); 'auto' times both here")
 
 
-QuantizeStage = Annotated[Union[DynamicQuant, StaticQuant, QATQuant], Field(discriminator="type")]
+class WeightOnlyQuant(Strict):
+    """Weight-only quantization of the exported graph's MatMuls (ONNX Runtime MatMulNBits, round to nearest); see
+    compressor/quantize/weight_only.py."""
+
+    block_size: Literal[16, 32, 64, 128, 256] = Field(default=32, description="input rows sharing one scale; must "
+                                                      "divide every quantized layer's input width")
+    symmetric: bool = Field(default=True, description="false: a zero point per block as well")
+    include_lm_head: bool = Field(default=False, description="also quantize the output projection (the MatMul that "
+                                  "yields logits): smaller and faster, usually a larger perplexity cost")
+    accuracy_level: Literal[0, 1, 2, 3, 4] | None = Field(
+        default=4, description="MatMulNBits compute type on CPU: 4 = int8 activations per block (the fast kernel, as "
+        "onnxruntime-genai's builder uses), 0 / None = fp32")
+
+
+class Int4Quant(WeightOnlyQuant):
+    type: Literal["int4"] = "int4"
+
+
+class Int8WeightQuant(WeightOnlyQuant):
+    type: Literal["int8_weight"] = "int8_weight"
+
+
+QuantizeStage = Annotated[Union[DynamicQuant, StaticQuant, QATQuant, Int4Quant, Int8WeightQuant],
+                          Field(discriminator="type")]
 
 
 def _stage_tag(v: Any) -> str | None:
@@ -534,8 +561,8 @@ StageItem = Annotated[
 class EvaluateConfig(Strict):
     splits: list[Literal["dev", "test"]] = Field(default_factory=lambda: ["dev", "test"])
     batch_size: int = Field(default=64, ge=1, le=65536)
-    artifacts: list[Literal["torch", "onnx", "int8", "baseline"]] = Field(
-        default_factory=lambda: ["torch", "onnx", "int8", "baseline"],
+    artifacts: list[Literal["torch", "onnx", "int8", "int4", "baseline"]] = Field(
+        default_factory=lambda: ["torch", "onnx", "int8", "int4", "baseline"],
         description="baseline: the uncompressed model (distillation teacher, or the model before pruning), "
                     "evaluated and benchmarked in the same run (PyTorch, and ONNX when the recipe exports)")
 

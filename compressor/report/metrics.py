@@ -18,8 +18,9 @@ def artifact_files(ctx: RunContext) -> dict[str, Path]:
     fp32 = ctx.artifacts.get("onnx-opt") or ctx.artifacts.get("onnx")
     if fp32 is not None:
         out["onnx"] = fp32
-    if "int8" in ctx.artifacts:
-        out["int8"] = ctx.artifacts["int8"]
+    for name in ("int8", "int4"):
+        if name in ctx.artifacts:
+            out[name] = ctx.artifacts[name]
     return out
 
 
@@ -180,8 +181,8 @@ def _timing_targets(ctx: RunContext, dev: str) -> tuple[list[dict], list[str]]:
         targets.append({**base, "name": "pytorch", "kind": "torch", "path": str(ctx.run_dir / "model"),
                         "vocab": ctx.model.config.vocab_size})
     for name, path in artifact_files(ctx).items():
-        if dev != "cpu" and name == "int8":
-            notes.append(f"{dev}: the INT8 graph targets ONNX Runtime's CPU kernels; measured on CPU only")
+        if dev != "cpu" and name in ("int8", "int4"):
+            notes.append(f"{dev}: the {name.upper()} graph targets ONNX Runtime's CPU kernels; measured on CPU only")
             continue
         targets.append({**base, "name": name, "kind": "onnx", "path": str(path), "vocab": ctx.model.config.vocab_size})
     if with_baseline and "baseline-onnx" in ctx.artifacts:

@@ -1,0 +1,42 @@
+"""The export stage for causal LMs with ``with_past`` (the default for ``task: causal-lm``): the cached graph
+(compressor/export/decoder.py) as ``onnx/model.onnx``, parity-checked over a left-padded prefill and 5 decode steps
+on real rows, with ``genai_config.json``, config.json and the tokenizer files beside it so that onnxruntime-genai
+opens the folder. ONNX Runtime's transformer optimizer is not applied to it (its decoder fusions expect other
+graph layouts)."""
+
+from __future__ import annotations
+
+import logging
+
+from compressor.context import RunContext
+from compressor.export.decoder import cached_parity, export_decoder, prompts_from_batches
+from compressor.export.genai import write_runtime_files
+from compressor.export.onnx import write_provenance
+from compressor.recipe.schema import ExportStage
+
+log = logging.getLogger("compressor")
+
+
+def wants_past(ctx: RunContext, cfg: ExportStage) -> bool:
+    return bool(cfg.with_past) or (cfg.with_past is None and ctx.task == "causal-lm")
+
+
+def export_cached(ctx: RunContext, cfg: ExportStage, batches: list[dict]) -> dict:
+    out = ctx.run_dir / "onnx" / "model.onnx"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    info = export_decoder(ctx.model, out, opset=cfg.opset, exporter=cfg.exporter)
+    pad = getattr(ctx.tokenizer, "pad_token_id", None)
+    check = cached_parity(ctx.model, out, prompts_from_batches(batches), steps=5, tolerance=cfg.tolerance,
+                          pad_id=0 if pad is None else pad)
+    if ctx.tokenizer is not None:
+        ctx.tokenizer.save_pretrained(out.parent)
+    files = write_runtime_files(out.parent, ctx.model.config, out.name)
+    record = {"artifact": "onnx", "recipe": ctx.recipe.name, "seed": ctx.seed, **info, "parity": check,
+              "runtime_files": files, "optimized": False}
+    write_provenance(out, record)
+    ctx.artifacts["onnx"] = out
+    ctx.provenance["onnx"] = record
+    log.info("exported %s with a KV cache (%s, opset %s) in %.1fs; max |diff| vs PyTorch %.2e over a left-padded "
+             "prefill and %d decode steps", out.name, info["exporter"], info["opset"], info["seconds"],
+             check["max_abs_diff"], check["decode_steps"])
+    return {"artifact": "onnx/model.onnx", **{k: v for k, v in record.items() if k != "artifact"}}

@@ -1,0 +1,174 @@
+"""Weight-only quantization of the exported graph's MatMuls with ONNX Runtime's ``MatMulNBits`` (round to nearest).
+
+``quantize: {type: int4}`` stores every constant MatMul weight in 4 bits, in blocks of ``block_size`` input rows
+with one scale (and, asymmetric, one zero point) per block and output column; ``{type: int8_weight}`` does the same
+with 8 bits (MatMulNBits ``bits=8``, ONNX Runtime >= 1.21). Activations stay fp32; with ``accuracy_level: 4`` the
+CPU kernel quantizes them to int8 per block on the fly, as onnxruntime-genai's model builder does for CPU.
+
+Gemm nodes with a constant weight (GPT-2's Conv1D, OPT's projections after TorchScript export) are first rewritten
+to MatMul + Add, which is exact, since the quantizer takes MatMul only. ``include_lm_head: false`` keeps the output
+projection (the MatMul that yields ``logits``) in fp32. A block size must divide each quantized layer's input width;
+``compressor validate`` checks it against config.json (hidden and intermediate sizes) and the stage again against the
+graph itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from compressor.context import RunContext
+from compressor.errors import CompressorError
+from compressor.export.onnx import parity, write_provenance
+from compressor.export.stage import parity_batches
+from compressor.recipe.schema import Int4Quant, Int8WeightQuant
+from compressor.registry import STAGES
+from compressor.rundir import quiet_libraries, tmp_sibling
+
+log = logging.getLogger("compressor")
+ARTIFACT = {4: ("int4", "model.int4.onnx"), 8: ("int8", "model.int8.onnx")}
+
+
+def gemm_to_matmul(model) -> int:
+    """Rewrite Gemm(A, W, C) with a constant W (alpha = beta = 1, no transA) as MatMul(A, W') + C. Returns the count."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    nodes, done = [], 0
+    for n in g.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        if (n.op_type != "Gemm" or n.input[1] not in inits or attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0
+                or attrs.get("beta", 1.0) != 1.0):
+            nodes.append(n)
+            continue
+        weight = numpy_helper.to_array(inits[n.input[1]])
+        if attrs.get("transB", 0):
+            weight = weight.T
+        w_name = n.input[1] + "_matmul"
+        g.initializer.append(numpy_helper.from_array(np.ascontiguousarray(weight), w_name))
+        has_bias = len(n.input) > 2 and n.input[2]
+        mm_out = n.output[0] + "_matmul" if has_bias else n.output[0]
+        nodes.append(helper.make_node("MatMul", [n.input[0], w_name], [mm_out], name=n.name + "_MatMul"))
+        if has_bias:
+            nodes.append(helper.make_node("Add", [mm_out, n.input[2]], [n.output[0]], name=n.name + "_Add"))
+        done += 1
+    if done:
+        del g.node[:]
+        g.node.extend(nodes)
+        used = {i for n in g.node for i in n.input}
+        keep = [i for i in g.initializer if i.name in used]
+        del g.initializer[:]
+        g.initializer.extend(keep)
+        onnx.checker.check_model(model) if model.ByteSize() < 2**31 else None
+    return done
+
+
+def weight_matmuls(model) -> dict[str, int]:
+    """Constant-weight MatMul node -> input width K (rows of its weight)."""
+    inits = {i.name: i for i in model.graph.initializer}
+    return {n.name: int(inits[n.input[1]].dims[0]) for n in model.graph.node
+            if n.op_type == "MatMul" and n.input[1] in inits and len(inits[n.input[1]].dims) == 2}
+
+
+def lm_head_nodes(model) -> list[str]:
+    """The MatMul producing the graph output ``logits`` (directly, or through an Add of a bias)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    node = producer.get("logits")
+    while node is not None and node.op_type in ("Add", "Identity", "Reshape"):
+        node = producer.get(node.input[0])
+    return [node.name] if node is not None and node.op_type == "MatMul" else []
+
+
+def quantize_file(src: Path, dst: Path, bits: int, block_size: int, symmetric: bool, include_lm_head: bool,
+                  accuracy_level: int | None) -> dict:
+    """MatMulNBits quantization of ``src`` into ``dst`` (atomic). Returns what was done."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+
+    model = onnx.load(str(src))
+    rewritten = gemm_to_matmul(model)
+    widths = weight_matmuls(model)
+    excluded = [] if include_lm_head else lm_head_nodes(model)
+    bad = {n: k for n, k in widths.items() if k % block_size and n not in excluded}
+    if bad:
+        name, k = next(iter(bad.items()))
+        raise CompressorError(f"block_size {block_size} does not divide the input width {k} of {name} "
+                              f"({len(bad)} such layer{'s' if len(bad) > 1 else ''}); pick a block size that divides it")
+    cfg = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=symmetric, accuracy_level=accuracy_level,
+                                       bits=bits)
+    qlog = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
+    level, qlog.level = qlog.level, logging.WARNING
+    tmp = tmp_sibling(dst)
+    try:
+        with warnings.catch_warnings(), quiet_libraries():
+            warnings.simplefilter("ignore")
+            quantizer = MatMulNBitsQuantizer(model, algo_config=cfg, nodes_to_exclude=excluded)
+            quantizer.process()
+            quantizer.model.save_model_to_file(str(tmp / dst.name), use_external_data_format=False)
+        (tmp / dst.name).replace(dst)
+    finally:
+        qlog.level = level
+        shutil.rmtree(tmp, ignore_errors=True)
+    nbits = [n for n in onnx.load(str(dst), load_external_data=False).graph.node if n.op_type == "MatMulNBits"]
+    return {"bits": bits, "block_size": block_size, "symmetric": symmetric, "accuracy_level": accuracy_level,
+            "method": "rtn", "matmulnbits_nodes": len(nbits), "fp32_matmuls": len(widths) - len(nbits),
+            "gemm_rewritten": rewritten, "excluded_nodes": excluded}
+
+
+def _parity(ctx: RunContext, dst: Path) -> dict:
+    """INT-n against PyTorch (recorded, not enforced): the cached graph over a left-padded prefill and 5 decode
+    steps, other graphs on real batches."""
+    from compressor.arch.signature import graph_signature
+    from compressor.export.session import make_session
+
+    batches = parity_batches(ctx)
+    if not batches:
+        return {}
+    if graph_signature(make_session(dst).get_inputs()) is not None:
+        from compressor.export.decoder import cached_parity, prompts_from_batches
+
+        pad = ctx.tokenizer.pad_token_id if ctx.tokenizer is not None and ctx.tokenizer.pad_token_id is not None else 0
+        return cached_parity(ctx.model, dst, prompts_from_batches(batches), steps=5, tolerance=None, pad_id=pad)
+    return parity(ctx.model, dst, batches, tolerance=None, what="weight-only")
+
+
+def run_weight_only(ctx: RunContext, cfg: Int4Quant | Int8WeightQuant, bits: int) -> dict:
+    source = ctx.artifacts.get("onnx")
+    if source is None:
+        raise CompressorError(f"quantize: {{type: {cfg.type}}} needs an ONNX model; put an 'export' stage before it")
+    from compressor.recipe.block_sizes import block_size_problem
+
+    problem = block_size_problem(ctx.model.config, cfg.block_size)
+    if problem:
+        raise ctx.recipe.error(f"{ctx.stage_path}.block_size", problem)
+    name, file = ARTIFACT[bits]
+    dst = ctx.run_dir / "onnx" / file
+    try:
+        info = quantize_file(source, dst, bits, cfg.block_size, cfg.symmetric, cfg.include_lm_head, cfg.accuracy_level)
+    except CompressorError as e:
+        raise ctx.recipe.error(f"{ctx.stage_path}.block_size", str(e)) from None
+    check = _parity(ctx, dst)
+    record = {"artifact": name, "source": source.name, "scheme": f"weight-only int{bits} (MatMulNBits)", **info,
+              "parity": check}
+    write_provenance(dst, record)
+    ctx.artifacts[name], ctx.provenance[name] = dst, record
+    log.info("weight-only INT%d: %s, %d MatMulNBits (block %d, %s), max |diff| vs PyTorch %.4g", bits, dst.name,
+             info["matmulnbits_nodes"], cfg.block_size, "symmetric" if cfg.symmetric else "asymmetric",
+             check.get("max_abs_diff", float("nan")))
+    return {"artifact": str(dst.relative_to(ctx.run_dir)), **info, "parity": check}
+
+
+@STAGES.register(Int4Quant)
+def run_int4(ctx: RunContext, cfg: Int4Quant) -> dict:
+    return run_weight_only(ctx, cfg, 4)
+
+
+@STAGES.register(Int8WeightQuant)
+def run_int8_weight(ctx: RunContext, cfg: Int8WeightQuant) -> dict:
+    return run_weight_only(ctx, cfg, 8)
