@@ -216,4 +216,7 @@ def graph_signature(session_inputs: list, config: Any = None) -> Signature | Non
     specs = tuple(TensorSpec(i.name, "float32" if i.name in {p.name for p in past} else "int64",
                              tuple(i.shape)) for i in session_inputs)
     vocab = config_value(config, ("vocab_size",)) if config is not None else None
-    return Signature("causal-lm", specs, (), kv=kv, vocab_size=vocab)
+    outputs = (TensorSpec("logits", "float32", (BATCH, SEQ, vocab or "vocab")),) + tuple(
+        TensorSpec(p.name.replace("past_key_values.", "present.", 1), "float32", (BATCH, kv_heads, TOTAL, head_dim))
+        for p in past)
+    return Signature("causal-lm", specs, outputs, kv=kv, vocab_size=vocab)

@@ -65,6 +65,17 @@ def test_decoder_signature_names_axes_and_feeds():
     assert encoder_signature(None).input_names == ["input_ids", "attention_mask", "token_type_ids"]
 
 
+def test_graph_signature_recognises_a_cached_graph(exported):
+    from compressor.arch.signature import graph_signature
+    from compressor.export.session import make_session
+
+    model, d, _ = exported("mistral")
+    sig = graph_signature(make_session(d / "model.onnx").get_inputs())
+    assert sig is not None and sig.kv == decoder_signature(model.config).kv
+    assert sig.present_names() == decoder_signature(model.config).present_names()
+    assert graph_signature([]) is None
+
+
 def test_position_ids_under_left_padding():
     mask = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
     assert position_ids(mask).tolist() == [[0, 0, 0, 1, 2], [0, 1, 2, 3, 4]]
