@@ -508,6 +508,10 @@ def bench(
                                help="Interleaved rounds: every artifact is timed once per round; ratios are claimed only "
                                     "when the rounds agree. More rounds: a steadier verdict on a busy machine."),
     json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="Also write the rows as JSON."),
+    prompt: int = typer.Option(0, "--prompt", min=0, help="Causal LMs: time generation instead, from a prompt of this "
+                               "many tokens (prefill ms); ONNX files must be cached graphs (export with_past)."),
+    new_tokens: int = typer.Option(0, "--new-tokens", min=0, help="Causal LMs: tokens generated after the prompt, greedy "
+                                   "with the KV cache (decode tokens/s); --iterations then counts whole generations."),
 ):
     """Latency and throughput of models / ONNX files on synthetic batches.
 
@@ -542,6 +546,8 @@ def bench(
         if limit and max(sl) > limit:
             raise CompressorError(f"{a}: --seq-lengths {max(sl)} is longer than the model's {limit} positions")
         plan.append((a, home, config))
+    if prompt or new_tokens:
+        return _bench_generation(plan, prompt or 128, new_tokens or 64, bs, warmup, iterations, threads, device, json_out)
     notes = [n for n in (busy_note(),) if n]
     targets = []
     for a, home, config in plan:
@@ -577,6 +583,22 @@ def bench(
                                      "settings": {"batch_sizes": bs, "seq_lengths": sl, "iterations": iterations,
                                                   "rounds": rounds, "warmup": warmup, "threads": threads, "device": device},
                                      "notes": notes, "rows": rows})
+
+
+def _bench_generation(plan, prompt, new_tokens, bs, warmup, repeats, threads, device, json_out) -> None:
+    from compressor.bench.decode import generation_rows
+    from compressor.bench.runner import fingerprint
+    from compressor.report.markdown import print_rows
+    from compressor.rundir import atomic_write_json
+
+    rows = generation_rows(plan, prompt, new_tokens, bs, warmup, repeats, threads, device)
+    head = ["artifact", "runtime", "batch", "prompt", "new tokens", "prefill ms", "decode ms/token", "decode tokens/s"]
+    table = [[r["artifact"], r["runtime"], str(r["batch"]), str(r["prompt"]), str(r["new_tokens"]), f"{r['prefill_ms']:.2f}",
+              f"{r['decode_ms_per_token']:.2f}", f"{r['decode_tokens_per_s']:.1f}"] for r in rows]
+    print_rows(f"generation: medians of {repeats} after {warmup} warm-up, greedy, KV cache", head, table)
+    if json_out is not None:
+        atomic_write_json(json_out, {"fingerprint": fingerprint(), "settings": {"prompt": prompt, "new_tokens": new_tokens,
+                                     "batch_sizes": bs, "repeats": repeats, "warmup": warmup, "threads": threads}, "rows": rows})
 
 
 @app.command()
