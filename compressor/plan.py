@@ -142,7 +142,12 @@ def _quantize(cfg, ctx: dict) -> Advice:
         return Advice("", "faster + smaller", "exports the QAT-trained model as a QDQ graph: int8 weights (≈4× smaller "
                       "MatMul weights), integer MatMuls in ONNX Runtime; " + _int8_speed(ctx))
     if not ctx["exported"]:
-        return Advice("", "error", "needs an export stage before it (dynamic INT8 quantizes the ONNX graph)")
+        return Advice("", "error", f"needs an export stage before it ({cfg.type} quantizes the ONNX graph)")
+    if cfg.type in ("int4", "int8_weight"):
+        bits = 4 if cfg.type == "int4" else 8
+        return Advice("", "smaller; faster decoding", f"weight-only: MatMul weights in {bits} bits (≈{32 // bits}× smaller), "
+                      "activations fp32 / int8 per block; pays off where decoding is memory-bound (batch 1 generation) "
+                      "more than in prefill; measure with compressor bench --prompt / --new-tokens")
     flags = set(ctx["flags"])
     fast = [f for f in INT8_FAST_FLAGS if f in flags]
     size = "≈4× smaller MatMul / embedding weights"
