@@ -86,6 +86,7 @@ class OrtLM:
 
     def __init__(self, path: Path, config, device: str = "cuda"):
         import onnxruntime as ort
+
         from compressor.arch.signature import decoder_signature
 
         self.ort, self.device = ort, device
@@ -158,8 +159,9 @@ class OrtLM:
 
 def onnx_variant(model_dir: Path, work: Path, bits: int | None):
     """Export the cached graph once (and weight-only quantize it), then open it on the CUDA EP."""
-    from compressor.export.decoder import export_decoder
     from transformers import AutoConfig, AutoModelForCausalLM
+
+    from compressor.export.decoder import export_decoder
 
     work.mkdir(parents=True, exist_ok=True)
     fp32 = work / "model.onnx"
