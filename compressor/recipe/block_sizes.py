@@ -4,7 +4,6 @@ against the loaded config (for a model whose config.json is not local)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from compressor.arch.signature import config_value
