@@ -1,4 +1,4 @@
-"""The export stage for causal LMs with ``with_past`` (the default for ``task: causal-lm``): the cached graph
+"""The export stage for causal LMs with ``with_past: true``: the cached graph
 (compressor/export/decoder.py) as ``onnx/model.onnx``, parity-checked over a left-padded prefill and 5 decode steps
 on real rows, with ``genai_config.json``, config.json and the tokenizer files beside it so that onnxruntime-genai
 opens the folder. ONNX Runtime's transformer optimizer is not applied to it (its decoder fusions expect other
@@ -18,7 +18,7 @@ log = logging.getLogger("compressor")
 
 
 def wants_past(ctx: RunContext, cfg: ExportStage) -> bool:
-    return bool(cfg.with_past) or (cfg.with_past is None and ctx.task == "causal-lm")
+    return bool(cfg.with_past)
 
 
 def export_cached(ctx: RunContext, cfg: ExportStage, batches: list[dict]) -> dict:

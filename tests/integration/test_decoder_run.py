@@ -1,4 +1,4 @@
-"""`compressor run` on a causal LM: the export stage writes the cached graph (the default for task causal-lm) with its
+"""`compressor run` on a causal LM: the export stage with with_past: true writes the cached graph with its
 runtime files, `quantize: {type: int4}` quantizes that graph, and evaluation scores perplexity on both."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ model: {{path: {tiny_dir / 'llama'}, task: causal-lm}}
 data: {{train: {tiny_dir / 'lm.txt'}, split: {{dev: 0.2}}, max_length: 16, max_eval_samples: 24}}
 stages:
   - finetune: {{epochs: 1, lr: 1.0e-3, batch_size: 8}}
-  - export: {{}}
+  - export: {{with_past: true}}
   - quantize: {{type: int4, block_size: 16, include_lm_head: true}}
 evaluate: {{splits: [dev], artifacts: [torch, onnx, int4]}}
 bench: {{batch_sizes: [1], seq_lengths: [16], iterations: 2, warmup: 0, devices: [cpu], bitsandbytes: []}}
