@@ -562,7 +562,10 @@ def bench(
             task = _task_of(config, home, "auto")
             targets.append({"name": str(a), "kind": "torch", "path": str(home), "device": device, "task": task,
                             "vocab": config.vocab_size})
-    got = time_artifacts(targets, bs, sl, warmup, iterations, rounds, threads)
+    from compressor.progress import console_log
+
+    with console_log():  # the timing process's progress (rounds done) on stderr
+        got = time_artifacts(targets, bs, sl, warmup, iterations, rounds, threads)
     rows = []
     for t in targets:
         for r in got.get(t["name"], []):

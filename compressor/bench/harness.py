@@ -40,7 +40,8 @@ def split_iterations(iterations: int, rounds: int) -> int:
 
 
 def time_interleaved(targets: list[Timed], batch_sizes: list[int], seq_lengths: list[int], warmup: int,
-                     iterations: int, rounds: int, batch_fn: Callable[[int, int, int], dict]) -> dict[str, list[dict]]:
+                     iterations: int, rounds: int, batch_fn: Callable[[int, int, int], dict],
+                     progress: Callable[[str], None] | None = None) -> dict[str, list[dict]]:
     """Rows per target name: one per (batch, seq), with all-sample percentiles and the per-round medians.
 
     A target whose preparation or run fails gets ``{"error": ...}`` rows instead, and the others go on."""
@@ -58,7 +59,8 @@ def time_interleaved(targets: list[Timed], batch_sizes: list[int], seq_lengths: 
                     live[t.name] = run
                 except Exception as e:  # one artifact failing must not lose the others' numbers
                     rows[t.name].append({"batch": b, "seq": s, "error": _one_line(e), **t.info})
-            samples = _rounds([t for t in targets if t.name in live], live, rounds, per_round)
+            samples = _rounds([t for t in targets if t.name in live], live, rounds, per_round,
+                              (lambda r, b=b, s=s: progress(f"batch {b} x seq {s}: round {r}/{rounds} timed")) if progress else None)
             for t in targets:
                 if t.name not in live:
                     continue
@@ -70,7 +72,8 @@ def time_interleaved(targets: list[Timed], batch_sizes: list[int], seq_lengths: 
     return rows
 
 
-def _rounds(targets: list[Timed], live: dict[str, Callable], rounds: int, per_round: int) -> dict[str, list[list[float]]]:
+def _rounds(targets: list[Timed], live: dict[str, Callable], rounds: int, per_round: int,
+            done: Callable[[int], None] | None = None) -> dict[str, list[list[float]]]:
     samples: dict[str, list[list[float]]] = {t.name: [] for t in targets}
     for r in range(max(1, rounds)):
         k = r % len(targets) if targets else 0
@@ -82,6 +85,8 @@ def _rounds(targets: list[Timed], live: dict[str, Callable], rounds: int, per_ro
                     live[t.name]()
                 times.append(tm.ms)
             samples[t.name].append(times)
+        if done:
+            done(r + 1)
     return samples
 
 

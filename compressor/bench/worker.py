@@ -58,13 +58,40 @@ def time_artifacts(targets: list[dict], batch_sizes: list[int], seq_lengths: lis
                 "iterations": iterations, "rounds": rounds, "threads": n, "out": str(Path(tmp) / "rows.json")}
         spec_file = Path(tmp) / "spec.json"
         spec_file.write_text(json.dumps(spec, default=str))
-        proc = subprocess.run([sys.executable, "-m", "compressor.bench.worker", str(spec_file)], env=worker_env(n),
-                              capture_output=True, text=True, timeout=timeout)
+        returncode, tail = _run_worker(spec_file, n, timeout)
         out = Path(spec["out"])
-        if proc.returncode != 0 or not out.is_file():
-            tail = (proc.stderr or proc.stdout or "").strip().splitlines()
-            raise CompressorError(f"timing process failed (exit {proc.returncode}): {tail[-1] if tail else 'no output'}")
+        if returncode != 0 or not out.is_file():
+            raise CompressorError(f"timing process failed (exit {returncode}): {tail[-1] if tail else 'no output'}")
         return json.loads(out.read_text())
+
+
+PROGRESS = "compressor-bench-progress: "
+
+
+def _run_worker(spec_file: Path, threads: int, timeout: float | None) -> tuple[int, list[str]]:
+    """The timing process, its progress lines logged as they come (rounds done, time left); its other output kept
+    for the error message."""
+    import logging
+    import time
+
+    log = logging.getLogger("compressor")
+    t0, tail = time.perf_counter(), []
+    proc = subprocess.Popen([sys.executable, "-m", "compressor.bench.worker", str(spec_file)], env=worker_env(threads),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in proc.stderr:
+            if line.startswith(PROGRESS):
+                log.info("timing: %s (%.0fs so far)", line[len(PROGRESS):].strip(), time.perf_counter() - t0)
+            elif line.strip():
+                tail = (tail + [line.rstrip()])[-20:]
+            if timeout is not None and time.perf_counter() - t0 > timeout:
+                proc.kill()
+        proc.wait(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, tail
 
 
 def _rss_mb() -> float:
@@ -137,7 +164,8 @@ def main(spec_path: str) -> int:
         timed.append(target)
         keep.append(obj)
     rows = time_interleaved(timed, spec["batch_sizes"], spec["seq_lengths"], spec["warmup"], spec["iterations"],
-                            spec["rounds"], lambda b, s, v: synthetic_batch(b, s, v))
+                            spec["rounds"], lambda b, s, v: synthetic_batch(b, s, v),
+                            progress=lambda msg: print(PROGRESS + msg, file=sys.stderr, flush=True))
     for name, err in failed.items():
         rows[name] = [{"batch": b, "seq": s, "error": err} for b in spec["batch_sizes"] for s in spec["seq_lengths"]]
     Path(spec["out"]).write_text(json.dumps(rows))
