@@ -7,70 +7,27 @@ line on stderr and exit code 2; ``--debug`` shows the traceback.
 
 from __future__ import annotations
 
-import functools
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from compressor.cli_support import STATE, CommandGroup, escape_markup, guarded, print_version
+
 app = typer.Typer(
+    cls=CommandGroup,
     add_completion=False,
     pretty_exceptions_enable=False,
     no_args_is_help=True,
     help="Distill, prune, quantize, export and benchmark Hugging Face models from one YAML recipe.\n\n"
     "Start with:  compressor validate recipes/quickstart.yaml  then  compressor run recipes/quickstart.yaml",
 )
-_state = {"debug": False}
-
-
-def _fail(message: str, code: int) -> None:
-    from rich.console import Console
-
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {message}", markup=True)
-    raise typer.Exit(code)
-
-
-def guarded(fn: Callable) -> Callable:
-    """Turn CompressorError into one line + exit 2; anything else into one line + exit 1."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        from compressor.errors import CompressorError
-
-        try:
-            return fn(*args, **kwargs)
-        except typer.Exit:
-            raise
-        except CompressorError as e:
-            if _state["debug"]:
-                raise
-            _fail(_escape(str(e)), e.exit_code)
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)
-        except Exception as e:
-            if _state["debug"]:
-                raise
-            from compressor.writeerrors import as_write_error
-
-            if (err := as_write_error(e, strict=True)) is not None:  # disk full, read-only: not a bug
-                _fail(_escape(str(err)), err.exit_code)
-            _fail(_escape(f"internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
-                          "(run with --debug for the traceback and please report it)"), 1)
-
-    return wrapper
-
-
-def _escape(s: str) -> str:
-    from rich.markup import escape
-
-    return escape(s)
-
-
 @app.callback()
-def main_options(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks instead of one-line errors.")):
-    _state["debug"] = debug
+def main_options(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks before the one-line errors "
+                                            "(also accepted after the command; exit codes stay the same)."),
+                 version: bool = typer.Option(False, "--version", is_eager=True, callback=print_version,
+                                              help="Print the version and exit.")):
+    STATE["debug"] = debug
 
 
 SetOpt = typer.Option(None, "--set", "-s", metavar="KEY=VALUE",
@@ -83,8 +40,11 @@ def validate(recipe: Path = typer.Argument(..., help="Recipe YAML file."), set_:
     """Check a recipe without running it: schema, types, ranges, with file:line errors."""
     from compressor.recipe import load_recipe
     from compressor.recipe.model_check import check_against_model
+    from compressor.recipe.paths import check_paths
 
     r, _ = load_recipe(recipe, set_ or [])
+    for note in check_paths(r, recipe.absolute().parent, models_must_exist=False):
+        _warn(note)
     check_against_model(r, recipe.absolute().parent)
     stages = " → ".join(k for k, _ in r.stage_list()) or "no stages (evaluate and benchmark only)"
     typer.echo(f"{recipe}: OK: '{r.name}', {r.model.task}, stages: {stages}")
@@ -163,22 +123,13 @@ def compare(
 # ---------------------------------------------------------------- standalone commands
 TASKS = ("auto", "sequence-classification", "causal-lm")
 TaskOpt = typer.Option("auto", "--task", help="sequence-classification | causal-lm | auto (from config.json / the graph).")
-SAMPLE_TEXTS = (  # parity batches for `compressor export`: varied lengths, so padding is exercised
-    "The film was a delight from start to finish, and the cast was wonderful.",
-    "Terrible.",
-    "I would not watch it again, although the music was lovely and the final scene made up for a lot of it.",
-    "An average story with a few good moments.",
-    "ok",
-    "The service was slow but the food was great, so overall I am happy with the evening.",
-    "Nothing about this worked for me.",
-    "What a pleasant surprise!",
-)
+PARITY_SAMPLES, PARITY_BATCH = 64, 16  # `compressor export` checks its graphs on these (see export/samples.py)
 
 
 def _warn(message: str) -> None:
     from rich.console import Console
 
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold yellow]warning:[/] {_escape(message)}", markup=True)
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold yellow]warning:[/] {escape_markup(message)}", markup=True)
 
 
 def _quiet_transformers() -> None:
@@ -204,13 +155,33 @@ def _task_of(config, where: Path, task: str) -> str:
                      "classifier nor a causal LM; pass --task")
 
 
-def _model_dir(path: Path) -> Path:
+def _model_dir(path: Path, onnx_too: bool = False) -> Path:
     from compressor.errors import ModelError
 
     if not path.exists():
         raise ModelError(f"{path}: no such file or directory")
-    if not path.is_dir() or not (path / "config.json").is_file():
+    if not path.is_dir():
+        raise ModelError(f"{path}: is a file, not a model directory: give a Hugging Face model directory (config.json, "
+                         "weights, tokenizer)" + (" or an .onnx file" if onnx_too else ""))
+    if not (path / "config.json").is_file():
         raise ModelError(f"{path}: not a Hugging Face model directory (no config.json)")
+    return path
+
+
+def _onnx_file(path: Path) -> Path:
+    """An existing file that really holds an ONNX model (checked before anything else is looked for)."""
+    from compressor.errors import ModelError
+
+    if not path.is_file():
+        raise ModelError(f"{path}: no such ONNX file" + (" (it is a directory)" if path.is_dir() else ""))
+    import onnx
+
+    try:
+        proto = onnx.load_model(str(path), load_external_data=False)
+    except Exception as e:  # protobuf's DecodeError and friends: the bytes are not an ONNX model
+        raise ModelError(f"{path}: not an ONNX model ({type(e).__name__}); give a file written by an ONNX exporter") from None
+    if not proto.graph.node:
+        raise ModelError(f"{path}: not an ONNX model (no graph in it)")
     return path
 
 
@@ -288,19 +259,16 @@ def export(
     for n in names:
         for f in (out / n, out / f"{n}.json"):
             f.unlink(missing_ok=True)
-    enc = tokenizer(list(SAMPLE_TEXTS), padding=True, truncation=True, max_length=64, return_tensors="pt")
-    if task == "causal-lm":  # LM batches carry ids and mask only (GPT-2 would embed token_type_ids with its word table)
-        enc = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-    half = len(SAMPLE_TEXTS) // 2
-    batches = [{k: v[:half] for k, v in enc.items()}, {k: v[half:] for k, v in enc.items()}]
-    source = {"source": str(model_dir.resolve()), "task": task, "parity_inputs": f"{len(SAMPLE_TEXTS)} sample sentences"}
+    batches = _parity_batches(tokenizer, task, model.config)
+    source = {"source": str(model_dir.resolve()), "task": task,
+              "parity_inputs": f"{PARITY_SAMPLES} sample sentences in padded batches of {PARITY_BATCH}"}
     fp32 = out / "model.onnx"
     cfg = ExportStage(opset=opset, tolerance=tolerance, exporter=exporter, optimize=optimize, cls_only_last_layer=cls_only)
     record, opt = export_fp32(model, batches, fp32, cfg, "onnx", source)
     check = record["parity"]
     typer.echo(f"{fp32}: {record['exporter']} exporter, opset {record['opset']}, inputs {', '.join(record['inputs'])}; "
                f"parity max |diff| {check['max_abs_diff']:.2e} (tolerance {tolerance:g}), "
-               f"argmax agreement {check['argmax_agreement']:.1%}")
+               f"{_agreement(check, task)}")
     best = fp32
     if opt is not None:
         best = opt["path"]
@@ -320,10 +288,40 @@ def export(
                              "weight_type": "int8", "per_channel": qcfg.per_channel, "layernorm_kernels": kernels,
                              "parity": check_q})
         typer.echo(f"{q}: dynamic INT8 of {best.name}; max |diff| {check_q['max_abs_diff']:.2e}, "
-                   f"argmax agreement {check_q['argmax_agreement']:.1%}")
+                   f"{_agreement(check_q, task)}")
+        typer.echo(f"  agreement = the share of the {PARITY_SAMPLES} sample sentences (a few words to {PARITY_MAX_LENGTH} "
+                   f"tokens, padded in batches of {PARITY_BATCH}) whose "
+                   + ("predicted class" if task == "sequence-classification" else "next-token prediction, at every real "
+                      "token,") + " is the same in INT8 as in fp32 PyTorch. It is not accuracy (the sentences have no "
+                   "labels): `compressor eval MODEL.int8.onnx --data FILE` measures that on your data")
     if out.resolve() != model_dir.resolve():  # the folder stands on its own: eval / bench find the tokenizer there
         save_tokenizer(tokenizer, out)
         model.config.save_pretrained(out)
+
+
+PARITY_MAX_LENGTH = 128
+
+
+def _parity_batches(tokenizer, task: str, config) -> list[dict]:
+    """The sample sentences, tokenized in batches of PARITY_BATCH (padded, the longest truncated)."""
+    from compressor.export.samples import sample_texts
+
+    limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or PARITY_MAX_LENGTH
+    texts = sample_texts(PARITY_SAMPLES)
+    batches = []
+    for i in range(0, len(texts), PARITY_BATCH):
+        enc = tokenizer(texts[i:i + PARITY_BATCH], padding=True, truncation=True, max_length=min(PARITY_MAX_LENGTH, limit),
+                        return_tensors="pt")
+        if task == "causal-lm":  # LM batches carry ids and mask only (GPT-2 would embed token_type_ids with its word table)
+            enc = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}
+        batches.append(dict(enc))
+    return batches
+
+
+def _agreement(check: dict, task: str) -> str:
+    unit = "sentences" if task == "sequence-classification" else "tokens"
+    n = check.get("compared") or 0
+    return f"argmax agreement {round(check['argmax_agreement'] * n)}/{n} {unit} ({check['argmax_agreement']:.1%})"
 
 
 def _label_names(config, data_path: Path, fmt: str, encoding: str, label: str, labels: Optional[str], quoting: str = "auto"):
@@ -349,7 +347,8 @@ def _label_names(config, data_path: Path, fmt: str, encoding: str, label: str, l
 @guarded
 def eval_cmd(
     artifact: Path = typer.Argument(..., help="Hugging Face model directory, or an .onnx file."),
-    data: Path = typer.Option(..., "--data", help="csv / tsv / jsonl / parquet table, or a .txt file for a causal LM."),
+    data: str = typer.Option(..., "--data", metavar="FILE", help="csv / tsv / jsonl / parquet table, or a .txt file for a "
+                             "causal LM; a path or pkg://<package>/<path>."),
     text: str = typer.Option("text", "--text", help="Text column (two, comma-separated, for sentence pairs)."),
     label: str = typer.Option("label", "--label", help="Label column (classifiers)."),
     labels: Optional[str] = typer.Option(None, "--labels", help="Label names in id order, comma-separated "
@@ -361,7 +360,7 @@ def eval_cmd(
     batch_size: int = typer.Option(64, "--batch-size", min=1),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate this many random rows (blocks) only."),
     data_format: str = typer.Option("auto", "--format", help="auto | csv | tsv | jsonl | parquet | text."),
-    encoding: str = typer.Option("utf-8", "--encoding"),
+    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the data file, e.g. latin-1."),
     threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime intra-op threads."),
     json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="Also write the metrics as JSON."),
     quoting: str = typer.Option("auto", "--quoting", help="csv / tsv quoting: auto | csv (honour \"...\" fields) | none "
@@ -372,11 +371,27 @@ def eval_cmd(
                                   "majority | drop (split.conflicts)."),
 ):
     """Evaluate a model directory or an ONNX file on a data file, with the same code `compressor run` uses."""
+    from compressor.errors import CompressorError
     from compressor.progress import console_log
 
-    with console_log():
-        _eval(artifact, data, text, label, labels, task, tokenizer, max_length, batch_size, limit, data_format, encoding,
-              threads, json_out, quoting, dedupe, conflicts)
+    try:
+        with console_log():
+            _eval(artifact, data, text, label, labels, task, tokenizer, max_length, batch_size, limit, data_format,
+                  encoding, threads, json_out, quoting, dedupe, conflicts)
+    except CompressorError as e:  # the data layer names recipe keys; here they are options
+        raise type(e)(_as_options(str(e))) from None
+
+
+EVAL_OPTIONS = {"data.train": "--data", "data.encoding": "--encoding", "data.format": "--format", "data.text": "--text",
+                "data.labels": "--labels", "data.label": "--label", "data.max_length": "--max-length",
+                "data.max_train_samples": "--limit", "data.quoting": "--quoting"}
+
+
+def _as_options(message: str) -> str:
+    import re
+
+    return re.sub(r"\bdata\.(train|encoding|format|text|labels|label|max_length|max_train_samples|quoting)\b",
+                  lambda m: EVAL_OPTIONS[m.group(0)], message)
 
 
 def _eval(artifact, data, text, label, labels, task, tokenizer, max_length, batch_size, limit, data_format, encoding,
@@ -387,17 +402,16 @@ def _eval(artifact, data, text, label, labels, task, tokenizer, max_length, batc
     from compressor import eval_file as E
     from compressor.errors import CompressorError, ModelError
     from compressor.evaluate import evaluate_onnx, evaluate_torch
-    from compressor.models import load_config, load_model, load_tokenizer
+    from compressor.models import load_config, load_model, load_tokenizer, resolve
     from compressor.recipe.schema import DataConfig, SplitConfig
     from compressor.rundir import atomic_write_json
 
     _quiet_transformers()
     is_onnx = artifact.suffix.lower() == ".onnx"
-    if is_onnx and not artifact.is_file():
-        raise ModelError(f"{artifact}: no such ONNX file")
     if is_onnx:
-        _readable_onnx(artifact)
-    home = _companion(artifact, tokenizer) if is_onnx else _model_dir(artifact)
+        _onnx_file(artifact)
+    data_path = Path(resolve(data, None, "--data"))  # a path (from here) or pkg://<package>/<path>
+    home = _companion(artifact, tokenizer) if is_onnx else _model_dir(artifact, onnx_too=True)
     if home is None:
         raise ModelError(f"{artifact}: no tokenizer next to it (looked in {artifact.parent} and ../model); pass --tokenizer DIR")
     config = load_config(home) if (home / "config.json").is_file() else None
@@ -413,18 +427,18 @@ def _eval(artifact, data, text, label, labels, task, tokenizer, max_length, batc
 
     def data_config(names=None) -> DataConfig:
         try:
-            return DataConfig(train=str(data), format=data_format, encoding=encoding, quoting=quoting, text=cols,
+            return DataConfig(train=str(data_path), format=data_format, encoding=encoding, quoting=quoting, text=cols,
                               label=label if classify else None, labels=names,
                               split=SplitConfig(dev=0.0, test=0.0, stratify=False, dedupe=dedupe, conflicts=conflicts),
                               max_length=max_length, max_train_samples=limit)
         except pydantic.ValidationError as e:
             err = e.errors()[0]
             loc = ".".join(map(str, err["loc"]))
-            where = {"quoting": "--quoting", "conflicts": "--conflicts", "labels": "--labels"}.get(loc, loc or "data")
+            where = {"quoting": "--quoting", "conflicts": "--conflicts", "labels": "--labels"}.get(loc, f"data.{loc}" if loc else "data")
             raise CompressorError(f"{where}: {err['msg']}") from None
 
     data_config()  # --quoting / --conflicts checked before the file is read
-    cfg = data_config(_label_names(config, data, data_format, encoding, label, labels, quoting) if classify else None)
+    cfg = data_config(_label_names(config, data_path, data_format, encoding, label, labels, quoting) if classify else None)
     ds, n_labels = None, None
     if classify:
         num_labels = getattr(config, "num_labels", None) if config is not None else None
@@ -534,13 +548,11 @@ def bench(
     plan = []  # check every artifact before measuring any
     for a in artifacts:
         if a.suffix.lower() == ".onnx":
-            if not a.is_file():
-                raise ModelError(f"{a}: no such ONNX file")
-            _readable_onnx(a)
+            _onnx_file(a)
             home = _companion(a, None)
             config = load_config(home) if home is not None and (home / "config.json").is_file() else None
         else:
-            home = _model_dir(a)
+            home = _model_dir(a, onnx_too=True)
             config = load_config(home)
         limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
         if limit and max(sl) > limit:
@@ -611,9 +623,12 @@ def plan(recipe: Path = typer.Argument(..., help="Recipe YAML file."), set_: Opt
     from compressor.plan import describe_machine, machine_info, make_plan
     from compressor.recipe import load_recipe
     from compressor.recipe.model_check import check_against_model
+    from compressor.recipe.paths import check_paths
     from compressor.report.markdown import print_rows
 
     r, _ = load_recipe(recipe, set_ or [])
+    for note in check_paths(r, recipe.absolute().parent, models_must_exist=False):
+        _warn(note)
     check_against_model(r, recipe.absolute().parent)
     machine = machine_info()
     rows = make_plan(r, recipe.absolute().parent, machine)
@@ -632,8 +647,4 @@ def version():
 
 
 def main() -> None:
-    try:
-        app()
-    except SystemExit as e:
-        raise e
-    sys.exit(0)
+    app()

@@ -17,8 +17,10 @@ from compressor.inputs import STARTED, check_resume, fingerprint, same_start
 from compressor.models import save_tokenizer
 from compressor.recipe import load_recipe
 from compressor.recipe.model_check import check_against_model
+from compressor.recipe.paths import check_paths
 from compressor.recipe.schema import QATQuant
 from compressor.registry import STAGES
+from compressor.run_end import tidy_checkpoints, with_plan
 from compressor.rundir import (
     atomic_write_json,
     atomic_write_text,
@@ -70,11 +72,16 @@ class _LogToFile:
     def __enter__(self):
         from rich.logging import RichHandler
 
+        from compressor.console import stdout_console
+
         fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
         self.file = QuietFileHandler(self.path, encoding="utf-8", delay=True) if self.path else logging.NullHandler()
         self.file.setFormatter(fmt)
-        self.console = RichHandler(show_path=False, show_time=False, markup=False, rich_tracebacks=False)
+        self.console = RichHandler(console=stdout_console(), show_path=False, show_time=False, markup=False,
+                                   rich_tracebacks=False)
         self.console.setLevel(logging.WARNING if self.quiet else logging.INFO)
+        # a line marked file_only (the failure the command line prints itself) is not said twice on the console
+        self.console.addFilter(lambda record: not getattr(record, "file_only", False))
         log.addHandler(self.file)
         log.addHandler(self.console)
         self.saved = (log.level, log.propagate)
@@ -405,6 +412,7 @@ def _run(lock: LockSlot, recipe_path, overrides, force, output_dir, quiet, resum
             raise CompressorError("give a recipe, or --resume RUN_DIR")
         recipe, raw = load_recipe(recipe_path, overrides)
         recipe_dir = Path(recipe_path).absolute().parent
+        check_paths(recipe, recipe_dir, models_must_exist=True)  # before the run folder exists
         check_against_model(recipe, recipe_dir)
         run_dir = run_dir_for(recipe, recipe_dir, output_dir)
         inputs = fingerprint(recipe, recipe_dir)
@@ -450,14 +458,19 @@ def _run(lock: LockSlot, recipe_path, overrides, force, output_dir, quiet, resum
                     result = STAGES.get(cfg)(ctx, cfg) or {}
                 # a resumed stage counts the time its interrupted process(es) spent too
                 seconds = time.perf_counter() - t0 + result.get("resumed_seconds", 0.0)
-                result = {"stage": kind, "seconds": round(seconds, 2), **result}
+                own = result.pop("seconds", None)  # an export stage's exporter call alone: not the stage's time
+                result = {"stage": kind, "seconds": round(seconds, 2), **result,
+                          **({"exporter_seconds": own} if own is not None else {})}
                 ctx.stage_results.append(result)
                 ctx.task_trained = ctx.task_trained or kind in ("finetune", "distill")
+                t_save = time.perf_counter()
                 if procs.is_main:
                     _save_baseline(ctx, i)
                     model_rel = _record_stage(ctx, i, kind, hashes[i], result, model_rel)
                 procs.wait()
-                log.info("stage %d: %s done in %.1fs", i, kind, time.perf_counter() - t0)
+                # the figure the report shows, then the checkpoint write that follows it (not part of the stage)
+                log.info("stage %d: %s done in %.1fs (checkpoint saved in %.1fs)", i, kind, result["seconds"],
+                         time.perf_counter() - t_save)
             if not procs.is_main:
                 return run_dir  # evaluation, benchmark and report belong to the main process
             doing = "the evaluation and report"
@@ -471,9 +484,12 @@ def _run(lock: LockSlot, recipe_path, overrides, force, output_dir, quiet, resum
             bench["notes"] = notes + bench.get("notes", [])
             extra = bitsandbytes_variants(ctx, evals, bench)
             results = collect_results(ctx, evals, bench, started, extra)
+            results = with_plan(results, recipe, recipe_dir, run_dir)
             write_report(run_dir, results)
             write_status(run_dir, "complete")
             log.info("run complete in %.1fs: %s", time.time() - started, run_dir)
+            if not recipe.output.keep_checkpoints:
+                tidy_checkpoints(run_dir)
         except KeyboardInterrupt:
             if procs.is_main:
                 write_status(run_dir, "failed: interrupted", best_effort=True)
@@ -483,7 +499,7 @@ def _run(lock: LockSlot, recipe_path, overrides, force, output_dir, quiet, resum
             reason = str(failure or e).splitlines()[0] if str(failure or e) else type(e).__name__
             if procs.is_main:
                 write_status(run_dir, f"failed: {reason}", best_effort=True)
-            log.error("run failed: %s", reason)
+            log.error("run failed: %s", reason, extra={"file_only": True})
             if isinstance(e, Interrupted):
                 raise Interrupted(f"{reason}. Resume with: compressor run --resume {run_dir}") from None
             if failure is not None and failure is not e:

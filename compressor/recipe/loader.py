@@ -385,6 +385,25 @@ def _stage_order(recipe: Recipe) -> tuple[tuple, str] | None:
     return None
 
 
+def _more(errors: list[dict], shown: dict, data: Any, tree: _Tree | None) -> str:
+    """The other unknown keys, each with its line and "did you mean", then a count of the remaining errors."""
+    others, seen = [], set()
+    for x in errors:
+        if x is shown or x["type"] != "extra_forbidden":
+            continue
+        loc = _display_path(tuple(x["loc"]), data)
+        field = ".".join(_segment(p) for p in loc)
+        if field in seen:
+            continue
+        seen.add(field)
+        line = tree.line_of(loc) if tree else None
+        hint = _message(x, loc, data).removeprefix("unknown key; ")
+        others.append(f"{field}" + (f" (line {line}" if line else " (") + (f"; {hint})" if "did you mean" in hint else ")"))
+    rest = sum(1 for x in errors if x is not shown and x["type"] != "extra_forbidden")
+    out = f"; also unknown: {', '.join(others)}" if others else ""
+    return out + (f" (and {rest} more error{'s' if rest > 1 else ''})" if rest > 0 else "")
+
+
 def validate_data(data: dict, tree: _Tree | None, file: str, overrides: dict[tuple, str] | None = None) -> Recipe:
     try:
         recipe = Recipe.model_validate(data)
@@ -403,8 +422,7 @@ def validate_data(data: dict, tree: _Tree | None, file: str, overrides: dict[tup
             if loc[: len(opath)] == opath or opath[: len(loc)] == loc:
                 raise RecipeError(_message(err, loc, data), f"{file} (--set {_short(text)!r})", None, field) from None
         line = tree.line_of(loc) if tree else None
-        extra = f" (and {e.error_count() - 1} more)" if e.error_count() > 1 else ""
-        raise RecipeError(_message(err, loc, data) + extra, file, line, field) from None
+        raise RecipeError(_message(err, loc, data) + _more(errors, err, data, tree), file, line, field) from None
     problem = _stage_order(recipe)
     if problem is not None:
         loc, message = problem

@@ -586,8 +586,11 @@ class BenchConfig(Strict):
 
 
 class OutputConfig(Strict):
-    dir: PathStr | None = Field(default=None, description="parent of the run dir; relative to the recipe file; default ./runs")
+    dir: PathStr | None = Field(default=None, description="parent of the run dir; relative to the recipe file; default: "
+                            "runs/ in the current working directory")
     name: str | None = None
+    keep_checkpoints: bool = Field(default=False, description="keep every stage's model snapshot once the run is complete "
+                                   "(default: they are removed; model/ holds the final model)")
 
     @field_validator("name")
     @classmethod

@@ -27,7 +27,7 @@ def _pct(x: float) -> str:
 
 
 def _mb(n: int) -> str:
-    return f"{n / 2**20:.1f} MB"
+    return f"{n / 2**20:.1f} MiB"
 
 
 def _latency(results: dict, a: str, b: str) -> tuple[float, float, str, object] | None:

@@ -144,17 +144,28 @@ def render_html(results: dict, figures: dict[str, bytes], recipe_text: str | Non
             "<h2>Variants</h2>", table_html(head, rows),
             f"<p class=\"note\">{escape(method_note(results))}</p>"]
     body += [f"<div class=\"warn\">{escape(n)}</div>" for n in results.get("bench_notes", [])]
+    from compressor.report import plan_check
+    from compressor.report.labels import split_table
+
+    if (test := split_table(results, "test")) is not None:
+        body += ["<h2>Test split</h2>", table_html(*test),
+                 "<p class=\"note\">The test split was held out from training and checkpoint selection; the variants "
+                 "table uses dev.</p>"]
     body += health_html(results, figures)
     if any(k in figures for k in ("size", "latency", "training")):
         body += ["<h2>Plots</h2>", figures_html(figures, metric, pareto_note(results))]
     body += compression_html(results)
+    if checks := plan_check.check_rows(results):
+        body += ["<h2>Plan vs measurement</h2>", table_html(plan_check.HEAD, checks),
+                 f"<p class=\"note\">{escape(plan_check.NOTE)}</p>"]
     body += ["<h2>Stages</h2>", "<ul class=\"stages\">"]
     for stage, seconds, extra in stage_summaries(results):
         body.append(f"<li><b>{escape(stage)}</b> ({seconds:.1f} s)" + (": " + escape("; ".join(extra)) if extra else "") + "</li>")
     body.append("</ul>")
     body += ["<h2>Reproduction</h2>",
-             "<pre>compressor run recipe.yaml   # the recipe.yaml in this run directory"
-             + (", reproduced below" if recipe_text else "") + "</pre>",
+             "<pre>" + escape("\n".join(results.get("reproduce")
+                                       or ["compressor run recipe.yaml   # the recipe.yaml in this run directory"]))
+             + "</pre>" + ("<p class=\"note\">The recipe as run is reproduced below.</p>" if recipe_text else ""),
              kv_table({"seed": results.get("seed"), "compressor": __version__, "run time": f"{results.get('seconds', '?')} s",
                        **results.get("fingerprint", {})})]
     if recipe_text:

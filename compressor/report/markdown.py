@@ -97,7 +97,7 @@ def table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     ref = reference(results)
     base_m = arts.get(ref, {}).get("metrics", {}).get(split, {}) if split else {}
     head = ["artifact", (f"{metric} ({split})" if split else metric) + " [95 % CI]", "Δ",
-            "F1 [95 % CI]" if metric == "accuracy" else "tokens", "params", "size MB", "gzip MB"]
+            "F1 [95 % CI]" if metric == "accuracy" else "tokens", "params", "size MiB", "gzip MiB"]
     for dev in devices:
         head += [f"p50 ms {dev} b{b}×{s}" for b, s in shapes]
     if devices and shapes:
@@ -106,7 +106,7 @@ def table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
     for name, a in arts.items():
         m = a.get("metrics", {}).get(split, {}) if split else {}
         other = (metric_cell(m, "f1_macro") if metric == "accuracy" else str(m.get("tokens", ""))) if m else ""
-        row = [name, metric_cell(m, metric), "" if name == ref else delta_cell(m, base_m, metric), other,
+        row = [artifact_label(name, a), metric_cell(m, metric), "" if name == ref else delta_cell(m, base_m, metric), other,
                f"{a['params'] / 1e6:.2f} M", f"{a['size_bytes'] / 2**20:.1f}", f"{a['gzip_bytes'] / 2**20:.1f}"]
         for dev in devices:
             row += [("" if (v := _p50(a, b, s, dev)) is None else f"{v:.2f}") for b, s in shapes]
@@ -115,6 +115,12 @@ def table_rows(results: dict) -> tuple[list[str], list[list[str]]]:
                        ("" if _p50(a, *shapes[0], devices[0]) is None else speedup(results, name, shapes[0], devices[0]).cell()))
         rows.append(row)
     return head, rows
+
+
+def artifact_label(name: str, rec: dict) -> str:
+    from compressor.report.labels import artifact_label as label
+
+    return label(name, rec)
 
 
 def _md_table(head: list[str], rows: list[list[str]]) -> str:
@@ -203,6 +209,11 @@ def render_markdown(results: dict, plots: dict[str, str] | None = None) -> str:
         out += ["", majority]
     if results.get("bench_notes"):
         out += ["", "Notes:"] + [f"- {n}" for n in results["bench_notes"]]
+    from compressor.report.labels import split_table
+
+    if (test := split_table(results, "test")) is not None:
+        out += ["", "## Test split", "", _md_table(*test), "",
+                "The test split was held out from training and checkpoint selection; the variants table uses dev."]
     health = health_section(results)
     out += ["", f"## {health.title}", ""] + [f"- {line}" for line in health.lines]
     for caption, h, r in health.tables:
@@ -224,10 +235,15 @@ def render_markdown(results: dict, plots: dict[str, str] | None = None) -> str:
             out += ["", f"### {sec.title}", ""] + [f"- {line}" for line in sec.lines]
             for caption, h, r in sec.tables:
                 out += ["", f"{caption}:", "", _md_table(h, r)]
+    from compressor.report import plan_check
+
+    if checks := plan_check.check_rows(results):
+        out += ["", "## Plan vs measurement", "", _md_table(plan_check.HEAD, checks), "", plan_check.NOTE]
     out += ["", "## Stages", ""]
     for stage, seconds, extra in stage_summaries(results):
         out.append(f"- **{stage}** ({seconds:.1f} s)" + (": " + "; ".join(extra) if extra else ""))
-    out += ["", "## Reproduction", "", "```", "compressor run recipe.yaml   # the recipe.yaml in this directory", "```", "",
+    reproduce = results.get("reproduce") or ["compressor run recipe.yaml   # the recipe.yaml in this directory"]
+    out += ["", "## Reproduction", "", "```", *reproduce, "```", "",
             "| | |", "|---|---|"] + [f"| {k} | {', '.join(v) if isinstance(v, list) else v} |" for k, v in fp.items()]
     return "\n".join(out) + "\n"
 
@@ -235,9 +251,11 @@ def render_markdown(results: dict, plots: dict[str, str] | None = None) -> str:
 def write_report(run_dir: Path, results: dict) -> None:
     """report.md with its plots as PNG files beside it, and the self-contained report.html."""
     from compressor.report.html import write_html
+    from compressor.report.labels import reproduction
     from compressor.report.plots import run_figures, write_figures
 
     run_dir = Path(run_dir)
+    results = {**results, "reproduce": reproduction(run_dir, results["name"])}
     figures = run_figures(results)
     files = write_figures(run_dir, "report", figures)
     atomic_write_text(run_dir / "report.md", render_markdown(results, files))
@@ -246,15 +264,16 @@ def write_report(run_dir: Path, results: dict) -> None:
 
 def print_rows(title: str, head: list[str], rows: list[list[str]], left: tuple[str, ...] = ("artifact", "run")) -> None:
     """A rich table on stdout: text columns left-aligned, numbers right-aligned."""
-    from rich.console import Console
     from rich.table import Table
+
+    from compressor.console import stdout_console
 
     t = Table(title=title)
     for h in head:
         t.add_column(h, justify="left" if h in left else "right")
     for r in rows:
         t.add_row(*r)
-    Console().print(t)
+    stdout_console().print(t)
 
 
 def print_table(results: dict, width: int | None = None) -> str:

@@ -140,7 +140,7 @@ def scatter_png(pts: list[Point], axis: str, ylabel: str, scale: float, higher_i
         for a in arts:
             ax.scatter([], [], color="grey", marker=marker[a], label=a)
     ax.legend(loc="best", fontsize=8.5, frameon=False)
-    ax.set_xlabel("size on disk, MB" if axis == "size" else "p50 latency, ms")
+    ax.set_xlabel("size on disk, MiB" if axis == "size" else "p50 latency, ms")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11)
     ax.grid(True, alpha=0.3)

@@ -51,7 +51,7 @@ def run_summary(results: dict) -> tuple[list[str], list[list[str]], list[str]]:
     shapes, devices = bench_shapes(results), bench_devices(results)
     short = "acc %" if metric == "accuracy" else metric[:4]
     base_m = arts.get(ref, {}).get("metrics", {}).get(split, {}) if split else {}
-    head = ["artifact", short, "95% CI", "Δ", "MB"]
+    head = ["artifact", short, "95% CI", "Δ", "MiB"]
     timed = bool(shapes and devices)
     if timed:
         head += ["ms", "speed-up"]
@@ -113,7 +113,7 @@ def bench_summary(rows: list[dict], artifacts: list[str]) -> tuple[list[str], li
 
 def compare_summary(head: list[str], rows: list[list[str]]) -> tuple[list[str], list[list[str]], list[str]]:
     """The columns of ``compressor compare``'s merged table worth a terminal: run, artifact, metric, Δ, size, speed-up."""
-    keep = [i for i, h in enumerate(head) if h in ("run", "machine", "artifact", "Δ", "size MB")
+    keep = [i for i, h in enumerate(head) if h in ("run", "machine", "artifact", "Δ", "size MiB")
             or "[95 % CI]" in h and not h.startswith("F1") or h.startswith("speed-up")]
     legend = ["Δ and speed-up: against each run's own reference; the full table is in compare.md"]
     return [head[i] for i in keep], [[r[i] for i in keep] for r in rows], legend

@@ -221,6 +221,7 @@ def train(
 
     t0 = time.perf_counter()
     start_step = state.step
+    since_line = [0.0, 0]  # loss sum and micro-batches since the last progress line: each line shows its own mean
     model.train()
     stop = False
     signals = _Signals(accel)
@@ -254,6 +255,8 @@ def train(
                     consumed += 1
                     running += float(loss.detach())
                     n_running += 1
+                    since_line[0] += float(loss.detach())
+                    since_line[1] += 1
                     if not accel.sync_gradients:
                         continue
                     state.step += 1
@@ -272,7 +275,8 @@ def train(
                         progress.update(task, info=f"loss {rec['loss']:.4f}")
                     progress.update(task, advance=1)
                     if progress.disable and accel.is_main_process:  # no terminal (nohup, CI): a log line every 10 %
-                        _log_progress(name, state, total, t0, start_step)
+                        if _log_progress(name, state, total, t0, start_step, since_line):
+                            since_line = [0.0, 0]
                     signals.check()  # before the evaluation: a signal now leaves it pending, redone on resume
                     if state.step % eval_every == 0 or state.step == total:
                         stop = evaluate_now()
@@ -309,14 +313,16 @@ def train(
     return state
 
 
-def _log_progress(name: str, state: TrainState, total: int, t0: float, start_step: int) -> None:
-    """Every 10 % of the steps: where training is, its loss, speed and time left (when no progress bar shows)."""
+def _log_progress(name: str, state: TrainState, total: int, t0: float, start_step: int, since_line: list) -> bool:
+    """Every 10 % of the steps: where training is, the mean loss since the previous line, speed and time left (when
+    no progress bar shows). Returns True when it wrote a line."""
     if state.step % max(1, total // 10) and state.step != total:
-        return
+        return False
     per = (time.perf_counter() - t0) / max(state.step - start_step, 1)
-    loss = next((h["loss"] for h in reversed(state.history) if "loss" in h), None)
+    loss = since_line[0] / since_line[1] if since_line[1] else None
     log.info("%s: step %d/%d (%d %%)%s, %.2f s/step, about %d min left", name, state.step, total, 100 * state.step // total,
              f", loss {loss:.4f}" if loss is not None else "", per, round(per * (total - state.step) / 60))
+    return True
 
 
 def _world_size() -> int:

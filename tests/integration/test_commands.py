@@ -42,6 +42,8 @@ def exported(classifier, tiny_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("export")
     r = _cli("export", classifier, "-o", out / "bert", "--int8")
     assert r.exit_code == 0 and "last layer for [CLS] only" in r.output, r.output
+    # 64 sample sentences, and a sentence saying what the agreement figure is
+    assert "/64 sentences (" in r.output and "It is not accuracy" in r.output, r.output
     r = _cli("export", tiny_dir / "gpt2", "-o", out / "gpt2", "--no-optimize")
     assert r.exit_code == 0, r.output
     return out
@@ -59,10 +61,22 @@ def test_export_writes_onnx_with_parity_and_provenance(exported, classifier):
     assert opt["fusions"] and opt["cls_only_last_layer"]["applied"]  # the classifier reads [CLS] only
     q = json.loads((bert / "model.int8.onnx.json").read_text())
     assert q["source_graph"] == "model.opt.onnx" and q["parity"]["argmax_agreement"] >= 0.5
+    assert q["parity"]["compared"] == 64 and "batches of 16" in q["parity_inputs"]
     assert (bert / "model.int8.onnx").stat().st_size < (bert / "model.onnx").stat().st_size
     assert not (exported / "gpt2" / "model.opt.onnx").exists()  # --no-optimize
     lm = json.loads((exported / "gpt2" / "model.onnx.json").read_text())
     assert lm["task"] == "causal-lm" and lm["inputs"] == ["input_ids", "attention_mask"]
+
+
+def test_export_parity_sample_is_long_short_and_padded(classifier):
+    from compressor.cli import PARITY_BATCH, PARITY_SAMPLES, _parity_batches
+    from compressor.models import load_config, load_tokenizer
+
+    batches = _parity_batches(load_tokenizer(classifier), "sequence-classification", load_config(classifier))
+    assert sum(len(b["input_ids"]) for b in batches) == PARITY_SAMPLES >= 64 and len(batches[0]["input_ids"]) == PARITY_BATCH
+    lengths = [int(n) for b in batches for n in b["attention_mask"].sum(-1)]
+    assert min(lengths) <= 8 and max(lengths) == 128  # a few tokens, and rows truncated at the limit
+    assert sum(1 for n in lengths if n < 64) >= PARITY_SAMPLES // 2  # most rows padded in their batch
 
 
 def test_export_full_last_layer_keeps_every_row(classifier, tmp_path):
@@ -76,7 +90,7 @@ def test_export_refuses_to_overwrite_without_force(exported, classifier, tiny_di
     r = _cli("export", classifier, "-o", exported / "bert")
     assert r.exit_code == 2 and "already exists" in r.output and "--force" in r.output
     r = _cli("export", tiny_dir / "sent.csv")
-    assert r.exit_code == 2 and "not a Hugging Face model directory" in r.output
+    assert r.exit_code == 2 and "sent.csv: is a file, not a model directory" in r.output and ".onnx" not in r.output
 
 
 def _eval(artifact, data, tmp_path, *extra):
@@ -112,6 +126,56 @@ def test_eval_errors_are_one_line(exported, tiny_dir, tmp_path):
     lonely.write_bytes((exported / "bert" / "model.onnx").read_bytes())
     r = _cli("eval", lonely, "--data", tiny_dir / "sent.csv")
     assert r.exit_code == 2 and "--tokenizer" in r.output
+
+
+def test_eval_reads_pkg_data_and_names_it_as_given(exported, classifier, tiny_dir, tmp_path, monkeypatch):
+    """--data accepts pkg://<package>/<path> as recipes do, and the line echoes it unmangled."""
+    import shutil
+
+    pkg = tmp_path / "site" / "frontdoor_evaldata"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    shutil.copy(tiny_dir / "sent.csv", pkg / "sent.csv")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    out = tmp_path / "pkg.json"
+    r = _cli("eval", exported / "bert" / "model.onnx", "--data", "pkg://frontdoor_evaldata/sent.csv", "--limit", "60",
+             "--json", out)
+    assert r.exit_code == 0, r.output
+    assert " on pkg://frontdoor_evaldata/sent.csv (60 examples)" in r.output
+    assert json.loads(out.read_text())["data"] == "pkg://frontdoor_evaldata/sent.csv"
+    plain = _eval(exported / "bert" / "model.onnx", tiny_dir / "sent.csv", tmp_path, "--limit", "60")
+    assert json.loads(out.read_text())["metrics"] == plain
+    r = _cli("eval", exported / "bert" / "model.onnx", "--data", "pkg://frontdoor_evaldata/nope.csv")
+    assert r.exit_code == 2 and "--data: pkg://frontdoor_evaldata/nope.csv" in r.output
+
+
+def test_eval_names_what_is_wrong_with_the_artifact_first(exported, tiny_dir, tmp_path):
+    fake = tmp_path / "fake" / "model.onnx"  # a tokenizer beside it, but the bytes are no ONNX model
+    fake.parent.mkdir()
+    for f in (exported / "bert").iterdir():
+        if f.suffix in (".txt", ".json") and not f.name.startswith("model"):
+            (fake.parent / f.name).write_bytes(f.read_bytes())
+    fake.write_text("this is not a protobuf\n" * 20)
+    r = _cli("eval", fake, "--data", tiny_dir / "sent.csv")
+    assert r.exit_code == 2 and "not an ONNX model" in r.output and "tokenizer" not in r.output, r.output
+    (tmp_path / "lonely").mkdir()
+    lonely = tmp_path / "lonely" / "model.onnx"
+    lonely.write_text("garbage")
+    r = _cli("eval", lonely, "--data", tiny_dir / "sent.csv")
+    assert r.exit_code == 2 and "not an ONNX model" in r.output, r.output
+    report = tmp_path / "report.md"
+    report.write_text("# a report\n")
+    r = _cli("eval", report, "--data", tiny_dir / "sent.csv")
+    assert r.exit_code == 2 and "report.md: is a file, not a model directory" in r.output and "or an .onnx file" in r.output
+
+
+def test_eval_data_errors_name_the_options(exported, tiny_dir, tmp_path):
+    bad = tmp_path / "latin.csv"
+    bad.write_bytes("text,label\ncaf\xe9 au lait,positive\nbad,negative\n".encode("latin-1"))
+    r = _cli("eval", exported / "bert" / "model.onnx", "--data", bad)
+    assert r.exit_code == 2 and "--encoding" in r.output and "data.encoding" not in r.output, r.output
+    r = _cli("eval", exported / "bert" / "model.onnx", "--data", bad, "--encoding", "latin-1")
+    assert r.exit_code == 0, r.output
 
 
 def test_bench_measures_each_artifact(exported, classifier, tmp_path):

@@ -252,9 +252,9 @@ stages:
   - prune: {{type: vocabulary}}
   - export: {{}}
 bench: {{enabled: false}}
-output: {{dir: {tmp_path / 'runs'}}}
+output: {{dir: {tmp_path / 'runs'}, keep_checkpoints: true}}
 """)
-    ref = run(recipe, quiet=True)
+    ref = run(recipe, quiet=True)  # keep_checkpoints: the copy below plays a run killed after stage 1
     again = tmp_path / "again"
     shutil.copytree(ref, again)
     shutil.rmtree(again / "checkpoints" / "stage-2-export")

@@ -226,9 +226,9 @@ stages:
   - quantize: {{type: qat}}
 evaluate: {{splits: [dev], artifacts: [torch, onnx, int8]}}
 bench: {{enabled: false}}
-output: {{dir: {d / 'runs'}}}
+output: {{dir: {d / 'runs'}, keep_checkpoints: true}}
 """)
-    return run(recipe, quiet=True)
+    return run(recipe, quiet=True)  # keep_checkpoints: a resume test copies this run as if it had been killed
 
 
 def test_recipe_finetune_qat_export_quantize(qat_run):

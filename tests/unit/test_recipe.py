@@ -362,3 +362,37 @@ def test_non_string_keys_are_rejected_with_a_line(tmp_path):
     assert e.line == 16 and "plain scalars" in str(e)
     e = _err(tmp_path, _edit("  train: train.csv", "  train: train.csv\n  \"weird\\nkey\": 1"))
     assert e.line == 8 and "\\n" in str(e) and "\n" not in str(e)
+
+
+def test_every_unknown_key_is_listed_with_its_line(tmp_path):
+    text = _edit("  text: sentence", "  txt: sentence")
+    text = text.replace("{epochs: 1, lr: 1.0e-4, batch_size: 8}", "{epochs: 1, lrr: 1.0e-4, batch_size: 8, colour: red}")
+    text = text.replace("bench: {batch_sizes", "bench: {bach_sizes")
+    e = _err(tmp_path, text)
+    assert (e.line, e.field) == (8, "data.txt") and "did you mean 'text'" in str(e)
+    assert "also unknown: stages.0.finetune.lrr (line 12; did you mean 'lr'?), stages.0.finetune.colour (line 12), " \
+           "bench.bach_sizes (line 15; did you mean 'batch_sizes'?)" in str(e), str(e)
+    assert "more error" not in str(e)
+    e = _err(tmp_path, text.replace("epochs: 1,", "epochs: -1,"))  # other kinds of error are counted after them
+    assert str(e).endswith("(and 1 more error)"), str(e)
+
+
+def test_missing_data_files_are_refused_at_load_with_their_line(tmp_path):
+    """validate / plan / run check every data path before anything runs; model folders may come later (warned)."""
+    from compressor.recipe.paths import check_paths
+
+    p = tmp_path / "recipe.yaml"
+    p.write_text(_edit("path: models/tiny", "path: ./models/tiny"))  # not an org/name Hub id: a folder to check
+    recipe, _ = load_recipe(p)
+    with pytest.raises(RecipeError) as info:
+        check_paths(recipe, tmp_path, models_must_exist=False)
+    assert str(info.value) == f"{p}:7: data.train: train.csv: no such file or directory (looked in {tmp_path})"
+    (tmp_path / "train.csv").write_text("sentence,label\na,neg\n")
+    notes = check_paths(recipe, tmp_path, models_must_exist=False)  # data present, the model folder not yet
+    assert len(notes) == 1 and notes[0].startswith(f"{p}:4: model.path: ./models/tiny: no such file or directory")
+    with pytest.raises(RecipeError, match=r"recipe.yaml:4: model.path: ./models/tiny: no such file"):
+        check_paths(recipe, tmp_path, models_must_exist=True)  # what `run` does
+    recipe, _ = load_recipe(p, ["data.test=pkg://compressor/no-such.csv"])
+    (tmp_path / "models" / "tiny").mkdir(parents=True)
+    with pytest.raises(RecipeError, match=r"data.test: pkg://compressor/no-such.csv: no 'no-such.csv' inside package"):
+        check_paths(recipe, tmp_path, models_must_exist=True)

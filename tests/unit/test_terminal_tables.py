@@ -50,7 +50,7 @@ def test_run_table_fits_80_columns_without_ellipsis(capsys):
 
 def test_full_report_keeps_every_column():
     md = render_markdown(_results())
-    assert "unstable, not claimed" in md and "[87.4, 91.4]" in md and "(n.s., p 1)" in md and "gzip MB" in md
+    assert "unstable, not claimed" in md and "[87.4, 91.4]" in md and "(n.s., p 1)" in md and "gzip MiB" in md
 
 
 def test_a_table_too_wide_is_printed_vertically():
