@@ -262,10 +262,14 @@ def test_debug_shows_the_traceback(tmp_path):
 
 
 def test_debug_shows_the_traceback_of_a_run(tmp_path, models, monkeypatch):
+    """--debug (before or after the command) prints the traceback, then the same one line; a user mistake still exits 2."""
     d, _ = _run_case(tmp_path, models, "data-missing-column")
-    with pytest.raises(Exception) as info:  # in-process, --debug lets the exception out of the command
-        _in_process(["--debug", "run", str(d / "recipe.yaml"), "--output", str(tmp_path / "out")], tmp_path / "cwd", monkeypatch)
-    assert type(info.value).__name__ == "DataError" and "missing column 'text'" in str(info.value)
+    for args in (["--debug", "run"], ["run", "--debug"]):
+        out = tmp_path / f"out{len(args[0])}"
+        code, _, err = _in_process([*args, str(d / "recipe.yaml"), "--output", str(out)], tmp_path / "cwd", monkeypatch)
+        assert code == 2, err
+        assert "Traceback" in err and "DataError" in err
+        assert err.strip().splitlines()[-1].startswith("error: ") and "missing column 'text'" in err.strip().splitlines()[-1]
 
 
 # ------------------------------------------------------------------ a run that fails part-way
