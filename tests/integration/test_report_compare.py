@@ -84,8 +84,8 @@ def test_run_writes_a_self_contained_html_report(cls_run):
     _self_contained(html)
     assert html.count('<img src="data:image/png;base64,') == 4  # size, latency, training, confusion matrix
     m = json.loads((cls_run / "metrics.json").read_text())
-    for name in ("pytorch", "onnx", "int8"):
-        assert f">{name}</td>" in html
+    for name, label in (("pytorch", "pytorch"), ("onnx", "onnx (model.opt.onnx)"), ("int8", "int8 (model.int8.onnx)")):
+        assert name in m["artifacts"] and f">{label}</td>" in html  # ONNX rows name the file they measured
     assert "Pareto front" in html and "recipe.yaml" in html and "seed" in html
     assert m["fingerprint"]["onnxruntime"] in html and "finetune" in html
 
