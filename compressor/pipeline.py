@@ -323,6 +323,9 @@ def _restore_completed(ctx: RunContext, hashes: list[str]) -> int:
         if idx > first or (idx == first and (path / "done.json").exists()):
             shutil.rmtree(path)  # stale: from a recipe that has changed since
     _restore_baseline(ctx, first)
+    if snapshot and not (ctx.run_dir / snapshot).is_dir():  # removed when the run completed (run_end.prune_checkpoints)
+        raise RunDirError(f"{ctx.run_dir}: {snapshot}, the model stage {first - 1} left, was removed when the run "
+                          "completed (output.keep_checkpoints: false); run it again with --force")
     if snapshot:
         m = ctx.recipe.model
         ctx.model = ctx.load_model(ctx.run_dir / snapshot)

@@ -15,10 +15,20 @@ log = logging.getLogger("compressor")
 
 def prune_checkpoints(run_dir: Path) -> int:
     """A complete run keeps, under checkpoints/, only what the report and its records still refer to: each stage's
-    done.json and the baseline model. Stage snapshots (the last one is model/ again) and training state go.
-    Returns the bytes freed."""
+    done.json and the baseline model. Stage snapshots (the last one is model/ again) and training state go; the
+    stage records that named the last snapshot name model/ instead, so --resume of a run whose every stage is
+    complete still finds its model. Returns the bytes freed."""
+    import json
+
+    stages = sorted((run_dir / "checkpoints").glob("stage-*"), key=lambda p: int(p.name.split("-")[1]))
+    records = {p: json.loads((p / "done.json").read_text()) for p in stages if (p / "done.json").is_file()}
+    last = next((r["model"] for r in reversed(list(records.values())) if r.get("model")), None)
+    if last is not None and (run_dir / "model").is_dir():
+        for p, rec in records.items():
+            if rec.get("model") == last:
+                atomic_write_json(p / "done.json", {**rec, "model": "model"})
     freed = 0
-    for stage in sorted((run_dir / "checkpoints").glob("stage-*")):
+    for stage in stages:
         for child in stage.iterdir():
             if child.name == "done.json":
                 continue

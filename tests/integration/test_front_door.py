@@ -66,6 +66,8 @@ def test_a_complete_run_keeps_only_what_its_records_need(door):
     assert stages == ["baseline", "stage-0-finetune", "stage-1-prune", "stage-2-export", "stage-3-quantize"]
     for p in (run_dir / "checkpoints").glob("stage-*"):
         assert [f.name for f in p.iterdir()] == ["done.json"], p  # the snapshots (model/ again) are gone
+    models = [json.loads((run_dir / "checkpoints" / s / "done.json").read_text())["model"] for s in stages[1:]]
+    assert models[1:] == ["model"] * 3  # the last snapshot is model/ again: --resume of a complete run finds it there
     m = json.loads((run_dir / "metrics.json").read_text())
     for a in m["artifacts"].values():  # every file the records name is still there
         assert (run_dir / a["path"]).exists(), a["path"]

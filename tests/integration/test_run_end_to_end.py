@@ -36,7 +36,7 @@ def test_classifier_end_to_end(cls_recipe):
     for row in arts["onnx"]["bench"]:
         assert row["p50_ms"] > 0 and row["p90_ms"] >= row["p50_ms"] and row["throughput_per_s"] > 0
     report = (run_dir / "report.md").read_text()
-    assert "| int8 |" in report and "speed-up" in report
+    assert "| int8 (model.int8.onnx) |" in report and "speed-up" in report
     # issue 17: intervals, paired tests, rounds, the timing policy and the selection split are recorded and stated
     dev = arts["int8"]["metrics"]["dev"]
     assert dev["accuracy_ci"][0] <= dev["accuracy"] <= dev["accuracy_ci"][1] and dev["paired"]["vs"] == "pytorch"
