@@ -174,14 +174,7 @@ def _onnx_file(path: Path) -> Path:
 
     if not path.is_file():
         raise ModelError(f"{path}: no such ONNX file" + (" (it is a directory)" if path.is_dir() else ""))
-    import onnx
-
-    try:
-        proto = onnx.load_model(str(path), load_external_data=False)
-    except Exception as e:  # protobuf's DecodeError and friends: the bytes are not an ONNX model
-        raise ModelError(f"{path}: not an ONNX model ({type(e).__name__}); give a file written by an ONNX exporter") from None
-    if not proto.graph.node:
-        raise ModelError(f"{path}: not an ONNX model (no graph in it)")
+    _readable_onnx(path)
     return path
 
 

@@ -157,12 +157,12 @@ def test_eval_names_what_is_wrong_with_the_artifact_first(exported, tiny_dir, tm
             (fake.parent / f.name).write_bytes(f.read_bytes())
     fake.write_text("this is not a protobuf\n" * 20)
     r = _cli("eval", fake, "--data", tiny_dir / "sent.csv")
-    assert r.exit_code == 2 and "not an ONNX model" in r.output and "tokenizer" not in r.output, r.output
+    assert r.exit_code == 2 and "not a readable ONNX model" in r.output and "tokenizer" not in r.output, r.output
     (tmp_path / "lonely").mkdir()
     lonely = tmp_path / "lonely" / "model.onnx"
     lonely.write_text("garbage")
     r = _cli("eval", lonely, "--data", tiny_dir / "sent.csv")
-    assert r.exit_code == 2 and "not an ONNX model" in r.output, r.output
+    assert r.exit_code == 2 and "not a readable ONNX model" in r.output, r.output
     report = tmp_path / "report.md"
     report.write_text("# a report\n")
     r = _cli("eval", report, "--data", tiny_dir / "sent.csv")
