@@ -78,7 +78,7 @@ def run_summary(results: dict) -> tuple[list[str], list[list[str]], list[str]]:
               + (" (ns: no significant change, paired test)" if any(" ns" in r[3] for r in rows) else "")]
     if timed:
         (b, s), dev = shapes[0], devices[0]
-        legend.append(f"MB: size on disk; ms: median latency, batch {b} × seq {s} on {dev}; speed-up: {ref} ms / ms")
+        legend.append(f"MiB: size on disk (2^20 bytes); ms: median latency, batch {b} × seq {s} on {dev}; speed-up: {ref} ms / ms")
     return head, rows, legend + withheld
 
 
