@@ -219,7 +219,7 @@ def test_alias_bomb_in_a_set_value_is_rejected():
 def test_deep_nesting_is_rejected(tmp_path, depth):
     t0 = time.perf_counter()
     e = _err(tmp_path, GOOD + "evaluate: " + "[" * depth + "]" * depth + "\n")
-    assert time.perf_counter() - t0 < 5.0
+    assert time.perf_counter() - t0 < 60.0  # a hang guard (deep nesting must not blow up), not a speed target
     assert "nested deeper" in str(e) and e.line == 16
 
 
