@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import inspect
 import logging
-import shutil
-import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 from compressor.arch.signature import Signature, decoder_signature, position_ids
 from compressor.errors import ExportError
+from compressor.export.onnx import export_with_fallback
 from compressor.models import set_eager_attention
-from compressor.rundir import tmp_sibling
 
 log = logging.getLogger("compressor")
 
@@ -117,35 +114,15 @@ def export_decoder(model, out_path: Path, opset: int = 17, exporter: str = "auto
     wrapped = CachedLM.wrap(model, sig)
     dummy = sig.dummy_inputs()
     args = tuple(torch.as_tensor(dummy[n]) for n in sig.input_names)
-    order = {"auto": ["torchscript", "dynamo"], "torchscript": ["torchscript"], "dynamo": ["dynamo"]}[exporter]
-    tmp, tried, used, used_opset = tmp_sibling(out_path), [], None, opset
-    t0 = time.perf_counter()
-    try:
-        for kind in order:
-            try:
-                with torch.no_grad(), warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    fn = _export_torchscript if kind == "torchscript" else _export_dynamo
-                    used_opset = fn(wrapped, args, tmp / out_path.name, sig, opset)
-                used = kind
-                break
-            except Exception as e:  # exporter failures come in many types
-                first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-                tried.append(f"{kind}: {first}")
-                log.info("cached export with %s failed: %s", kind, first)
-                for f in tmp.iterdir():
-                    f.unlink()
-        if used is None:
-            raise ExportError("ONNX export with KV cache failed: " + " | ".join(tried))
-        for f in tmp.iterdir():
-            (out_path.parent / f.name).unlink(missing_ok=True)
-            f.replace(out_path.parent / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    def attempt(kind: str, target: Path) -> int:
+        return (_export_torchscript if kind == "torchscript" else _export_dynamo)(wrapped, args, target, sig, opset)
+
+    used, used_opset, tried, seconds = export_with_fallback(out_path, exporter, attempt, "ONNX export with KV cache")
     return {"exporter": used, "opset": used_opset, "with_past": True, "inputs": sig.input_names,
             "outputs": sig.output_names, "kv_cache": {"layers": sig.kv.layers, "kv_heads": sig.kv.kv_heads,
                                                       "head_dim": sig.kv.head_dim},
-            "notes": list(sig.notes), "seconds": round(time.perf_counter() - t0, 2), "failed_exporters": tried}
+            "notes": list(sig.notes), "seconds": seconds, "failed_exporters": tried}
 
 
 # ---------------------------------------------------------------- running the cached graph

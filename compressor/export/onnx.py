@@ -114,16 +114,29 @@ def _export_model(model, batch: dict, out_path: Path, opset: int = 17, exporter:
         model.config.use_cache = False
     names = input_names_for(model, batch)
     inputs = {n: torch.as_tensor(np.asarray(batch[n]), dtype=torch.long)[:2] for n in names}
-    tmp = tmp_sibling(out_path)
-    tried: list[str] = []
+    def attempt(kind: str, target: Path) -> None:
+        (_export_torchscript if kind == "torchscript" else _export_dynamo)(model, inputs, target, opset)
+
+    used, _, tried, seconds = export_with_fallback(out_path, exporter, attempt, "ONNX export")
+    return {"exporter": used, "opset": opset if used == "torchscript" else max(opset, 18), "inputs": names,
+            "seconds": seconds, "failed_exporters": tried}
+
+
+def export_with_fallback(out_path: Path, exporter: str, attempt, what: str) -> tuple[str, Any, list[str], float]:
+    """The one exporter choice for every graph: TorchScript first, then dynamo (``exporter: auto``), each writing
+    into a temporary folder beside ``out_path`` that replaces the files only once one succeeds.
+    ``attempt(kind, target)`` exports; returns (exporter used, what attempt returned, failures, seconds)."""
+    import torch
+
+    tmp, tried = tmp_sibling(out_path), []
     order = {"auto": ["torchscript", "dynamo"], "torchscript": ["torchscript"], "dynamo": ["dynamo"]}[exporter]
     t0 = time.perf_counter()
     try:
         for kind in order:
-            target = tmp / out_path.name
             try:
-                with torch.no_grad():
-                    (_export_torchscript if kind == "torchscript" else _export_dynamo)(model, inputs, target, opset)
+                with torch.no_grad(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    result = attempt(kind, tmp / out_path.name)
                 used = kind
                 break
             except Exception as e:  # exporter failures come in many types
@@ -131,18 +144,17 @@ def _export_model(model, batch: dict, out_path: Path, opset: int = 17, exporter:
                     raise  # a full disk is no reason to try another exporter
                 first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
                 tried.append(f"{kind}: {first}")
-                log.info("export with %s failed: %s", kind, first)
+                log.info("%s with %s failed: %s", what, kind, first)
                 for f in tmp.iterdir():
                     f.unlink()
         else:
-            raise ExportError("ONNX export failed: " + " | ".join(tried))
+            raise ExportError(f"{what} failed: " + " | ".join(tried))
         for f in tmp.iterdir():
             (out_path.parent / f.name).unlink(missing_ok=True)
             f.replace(out_path.parent / f.name)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"exporter": used, "opset": opset if used == "torchscript" else max(opset, 18), "inputs": names,
-            "seconds": round(time.perf_counter() - t0, 2), "failed_exporters": tried}
+    return used, result, tried, round(time.perf_counter() - t0, 2)
 
 
 def parity(model, onnx_path: Path, batches: Iterable[dict], tolerance: float | None, what: str = "ONNX") -> dict:
