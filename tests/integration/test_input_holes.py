@@ -7,18 +7,17 @@ Recipe values go through ``python -m compressor validate`` / ``plan`` in a subpr
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_bad_inputs import _in_process  # noqa: E402  (the same CLI helpers, one place)
+from test_bad_inputs import _subprocess as _cli  # noqa: E402
 
 from compressor import testing as T
 
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "NO_COLOR": "1", "COLUMNS": "200"}
 RECIPE = """\
 name: holes
 model: {path: MODEL, num_labels: 2}
@@ -27,24 +26,6 @@ stages:
   - finetune: {max_steps: 1, batch_size: 8}
 bench: {enabled: false}
 """
-
-
-def _cli(args: list[str], cwd: Path) -> tuple[int, str, str]:
-    r = subprocess.run([sys.executable, "-m", "compressor", *args], cwd=cwd, env=ENV, capture_output=True, text=True,
-                       timeout=300)
-    return r.returncode, r.stdout, r.stderr
-
-
-def _in_process(args: list[str], cwd: Path, monkeypatch) -> tuple[int, str, str]:
-    from typer.testing import CliRunner
-
-    from compressor.cli import app
-
-    monkeypatch.chdir(cwd)
-    r = CliRunner().invoke(app, args, env={"NO_COLOR": "1", "COLUMNS": "200"})
-    if r.exception is not None and not isinstance(r.exception, SystemExit):
-        raise r.exception
-    return r.exit_code, r.stdout, r.stderr
 
 
 def one_line(code: int, out: str, err: str, *needles: str) -> str:
