@@ -1,6 +1,6 @@
 """PyTorch fp32 / INT8 speed-up on an idle machine and under a concurrent CPU-bound load, side by side (issue 17).
 
-The run's timing harness (``compressor.bench.worker.time_artifacts``: one separate process, the same threads and
+The run's timing harness (``compressor.measure.bench.worker.time_artifacts``: one separate process, the same threads and
 passive waiting for PyTorch and ONNX Runtime, interleaved rounds, ``ratio_verdict``) must report, under load, a
 ratio within 25 % of the idle one or mark it "unstable, not claimed": never a 10× error. Beside it, the timing
 compressor used before (PyTorch in this process with OpenMP's default spin-waiting, then ONNX Runtime, one
@@ -61,8 +61,8 @@ def stop_load(procs: list[subprocess.Popen]) -> None:
 
 def fair(model_dir: Path, int8: Path, vocab: int, args) -> dict:
     """The run's harness and verdict."""
-    from compressor.bench.worker import time_artifacts
-    from compressor.report.stats import ratio_verdict
+    from compressor.core.stats import ratio_verdict
+    from compressor.measure.bench.worker import time_artifacts
 
     base = {"task": "sequence-classification", "device": "cpu", "vocab": vocab, "num_labels": 2}
     rows = time_artifacts([{**base, "name": "pytorch", "kind": "torch", "path": str(model_dir)},
@@ -76,7 +76,7 @@ def fair(model_dir: Path, int8: Path, vocab: int, args) -> dict:
 
 def legacy(model_dir: Path, int8: Path, vocab: int, args) -> dict:
     """The timing used before: PyTorch in this process (OpenMP spin-waiting), then ONNX Runtime, one after the other."""
-    from compressor.bench.runner import bench_onnx, bench_torch
+    from compressor.measure.bench.runner import bench_onnx, bench_torch
     from compressor.models import load_model
 
     model = load_model(model_dir, "sequence-classification")
@@ -158,7 +158,7 @@ def main() -> int:
     args = ap.parse_args()
     import transformers
 
-    from compressor.bench.runner import fingerprint
+    from compressor.measure.bench.runner import fingerprint
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()

@@ -161,7 +161,7 @@ def onnx_variant(model_dir: Path, work: Path, bits: int | None):
     """Export the cached graph once (and weight-only quantize it), then open it on the CUDA EP."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from compressor.export.decoder import export_decoder
+    from compressor.onnx.decoder import export_decoder
 
     work.mkdir(parents=True, exist_ok=True)
     fp32 = work / "model.onnx"

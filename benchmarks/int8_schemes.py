@@ -44,7 +44,7 @@ from sst2_headline import one_liner  # noqa: E402  (the same baseline in both ta
 def teacher_context(run_dir: Path, work: Path):
     """A RunContext over the teacher run: its recipe's data, its fine-tuned model, its fp32 exports."""
     from compressor.models import load_model
-    from compressor.pipeline import build_context
+    from compressor.pipeline.orchestrate import build_context
     from compressor.recipe import load_recipe
 
     info = json.loads((run_dir / "run.json").read_text())
@@ -60,8 +60,8 @@ def teacher_context(run_dir: Path, work: Path):
 def fused_graphs(plain: Path, config, work: Path) -> tuple[Path, Path | None]:
     """ORT's fused graph of the teacher's export, made fresh here: (as fused, with the last layer for [CLS] only
     or None when that rewrite does not apply), so that both rows exist whichever code made the run."""
-    from compressor.export.first_token import trim_file
-    from compressor.export.onnx import optimize
+    from compressor.onnx.first_token import trim_file
+    from compressor.onnx.onnx import optimize
 
     full, trimmed = work / "full.opt.onnx", work / "cls.opt.onnx"
     if optimize(plain, config, full) is None:
@@ -76,9 +76,9 @@ def fused_graphs(plain: Path, config, work: Path) -> tuple[Path, Path | None]:
 
 def build_variant(ctx, cfg, dest: Path) -> dict:
     """Run one quantize stage handler against the teacher context; keep its INT8 file as ``dest``."""
-    from compressor.export.onnx import provenance_path
-    from compressor.pipeline import _register_stages
-    from compressor.registry import STAGES
+    from compressor.core.registry import STAGES
+    from compressor.onnx.onnx import provenance_path
+    from compressor.pipeline.orchestrate import _register_stages
 
     _register_stages()
 
@@ -125,11 +125,11 @@ def main() -> int:
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     logging.getLogger("compressor").setLevel(logging.WARNING)
-    from compressor.bench.runner import bench_onnx, bench_torch, fingerprint, gzip_size
     from compressor.data import encode_split, load_classification, make_loader
-    from compressor.evaluate import evaluate_onnx, evaluate_torch
+    from compressor.measure.bench.runner import bench_onnx, bench_torch, fingerprint, gzip_size
+    from compressor.measure.evaluate import evaluate_onnx, evaluate_torch
+    from compressor.measure.metrics import onnx_size
     from compressor.recipe.schema import DataConfig, DynamicQuant, StaticQuant
-    from compressor.report.metrics import onnx_size
 
     shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
     work = Path(tempfile.mkdtemp(prefix="int8-schemes-"))
@@ -282,7 +282,7 @@ def render(out: dict) -> str:
         "ORT fuses Add, not Sum, when it loads a graph, so the faster pair survives a default session). The row "
         "'SkipLayerNorm kept fused' is the recipe-default dynamic graph without that rewrite.", "",
         "Graph 'fused + CLS-only': ORT's fused graph with its last layer computed for the [CLS] token only "
-        "(`export.cls_only_last_layer`, the default; compressor/export/first_token.py). The classifier reads one row of "
+        "(`export.cls_only_last_layer`, the default; compressor/onnx/first_token.py). The classifier reads one row of "
         "that layer, so its queries, attention output, feed-forward block and LayerNorms run for one token while its "
         "keys and values still see all of them: the same logits (fp32 rows above: identical accuracy), less work. The "
         "rows 'full last layer' are the same graphs without it, to show what each part buys.", "",

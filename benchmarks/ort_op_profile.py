@@ -8,7 +8,7 @@ Then:
 Builds the one-liner (torch.onnx.export + quantize_dynamic, as in sst2_headline.py), our recipe-default
 dynamic INT8 of the fused graph with and without the Sum + LayerNormalization rewrite
 (compressor/quantize/cpu_graph.py), then with the last layer for [CLS] only as well
-(compressor/export/first_token.py), and profiles each ONNX Runtime session at batch x sequence (default
+(compressor/onnx/first_token.py), and profiles each ONNX Runtime session at batch x sequence (default
 1 x 128), one thread, one session at a time: per operator type, the mean kernel milliseconds per run
 and the node count ORT actually executes (after its own load-time fusions). Integer GEMMs
 (DynamicQuantizeMatMul, MatMulIntegerToFloat, MatMulInteger, QLinearMatMul and the GEMM inside
@@ -46,7 +46,7 @@ def profile(path: Path, batch: int, seq: int, runs: int, vocab: int, prefix: Pat
     opts.enable_profiling = True
     opts.profile_file_prefix = str(prefix)
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    from compressor.bench.runner import synthetic_batch  # the inputs the benchmarks time
+    from compressor.measure.bench.runner import synthetic_batch  # the inputs the benchmarks time
 
     synthetic = synthetic_batch(batch, seq, vocab)
     feed = {i.name: synthetic[i.name] for i in session.get_inputs()}
@@ -84,7 +84,7 @@ def main() -> int:
         return 2
     import logging
 
-    from compressor.bench.runner import fingerprint
+    from compressor.measure.bench.runner import fingerprint
     from compressor.models import load_config
     from compressor.quantize.cpu_graph import tune_layernorm
     from compressor.quantize.ptq import quantize_dynamic_file

@@ -123,12 +123,12 @@ def main() -> int:
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    from compressor.bench.runner import bench_onnx, bench_torch, fingerprint, gzip_size
     from compressor.data import encode_split, load_classification, make_loader
-    from compressor.evaluate import evaluate_onnx, evaluate_torch
+    from compressor.measure.bench.runner import bench_onnx, bench_torch, fingerprint, gzip_size
+    from compressor.measure.evaluate import evaluate_onnx, evaluate_torch
+    from compressor.measure.metrics import nonzero_parameters, onnx_size
     from compressor.models import count_parameters, load_model, load_tokenizer
     from compressor.recipe.schema import DataConfig
-    from compressor.report.metrics import nonzero_parameters, onnx_size
 
     shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
     keys = [f"{b}x{s}" for b, s in shapes]

@@ -1,4 +1,4 @@
-from compressor.cli import main
+from compressor.cli.commands import main
 
 if __name__ == "__main__":
     main()

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
+from compressor.core.errors import CompressorError, DataError
+from compressor.core.quoting import SEPARATORS, likely_cause, separator_hint, table_quoting
 from compressor.duplicates import dedupe
 from compressor.duplicates import summary as dup_summary
-from compressor.errors import CompressorError, DataError
 from compressor.models import resolve
-from compressor.quoting import SEPARATORS, likely_cause, separator_hint, table_quoting
 from compressor.recipe.schema import DataConfig
 
 log = logging.getLogger("compressor")
@@ -65,7 +65,7 @@ def _fmt(path: Path, fmt: str) -> str:
 def read_table(path: Path, fmt: str, encoding: str, quoting: str = "auto"):
     """Read a table with pandas, turning every parser complaint into a one-line DataError.
 
-    ``quoting`` (auto | csv | none) is how csv / tsv fields in quotes are read: see ``compressor.quoting``."""
+    ``quoting`` (auto | csv | none) is how csv / tsv fields in quotes are read: see ``compressor.core.quoting``."""
     import pandas as pd
 
     fmt = _fmt(path, fmt)

@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from compressor.errors import CompressorError
+from compressor.core.errors import CompressorError
 
 log = logging.getLogger("compressor")
 FULL_HASH_BYTES = 256 * 2**20
@@ -112,7 +112,7 @@ def check_resume(run_dir: Path, info: dict, recipe, recipe_dir: Path, recipe_pat
     """--resume: the recipe given (if any) must be the run's; inputs that changed since the run started are refused
     unless ``rerun_changed``. Returns the inputs' fingerprints to hash stages with (None for a run an older
     compressor started, whose stage hashes cover the config only)."""
-    from compressor.errors import RecipeError, RunDirError
+    from compressor.core.errors import RecipeError, RunDirError
     from compressor.recipe import load_recipe
 
     if recipe_path is not None:

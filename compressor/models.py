@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from compressor.arch.families import FAMILIES, STRUCTURE_KEY
-from compressor.errors import CompressorError, ModelError
-from compressor.pkgpath import PREFIX, split_pkg
+from compressor.core.errors import CompressorError, ModelError
+from compressor.core.pkgpath import PREFIX, split_pkg
 
 log = logging.getLogger("compressor")
 

@@ -223,7 +223,7 @@ HANDLERS = {"finetune": _finetune, "distill": _distill, "export": _export, "quan
 def machine_info() -> dict[str, Any]:
     import platform
 
-    from compressor.bench.runner import fingerprint
+    from compressor.measure.bench.runner import fingerprint
 
     info = fingerprint()
     info["arch"] = platform.machine().lower()

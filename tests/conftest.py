@@ -52,8 +52,8 @@ def tiny_bert_onnx(tiny_dir, tmp_path_factory) -> dict:
     """The tiny BERT classifier exported plain and fused by ORT's optimizer (read-only: copy before changing).
 
     {"plain": path, "fused": path, "fusions": {op: count}, "model": the PyTorch model}"""
-    from compressor.export.onnx import export_model, optimize
     from compressor.models import load_model, load_tokenizer
+    from compressor.onnx.onnx import export_model, optimize
 
     d = tmp_path_factory.mktemp("tiny_bert_onnx")
     model = load_model(tiny_dir / "bert", "sequence-classification", 2, ["negative", "positive"])

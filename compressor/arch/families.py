@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from compressor.arch import known  # noqa: F401  (registers the families)
 from compressor.arch.base import FAMILIES, STRUCTURE_KEY, Block, Family, cfg_get, register  # noqa: F401
-from compressor.errors import ModelError
+from compressor.core.errors import ModelError
 
 
 class CountError(ValueError):

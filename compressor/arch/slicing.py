@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from compressor.arch.families import STRUCTURE_KEY, Block, Family, family_of
-from compressor.errors import ModelError
+from compressor.core.errors import ModelError
 
 
 def is_conv1d(m) -> bool:

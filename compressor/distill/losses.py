@@ -14,8 +14,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from compressor.core.registry import Registry
 from compressor.recipe.schema import AttentionLoss, HiddenLoss, LogitLoss
-from compressor.registry import Registry
 
 LOSSES: Registry = Registry("distillation loss")
 

@@ -7,13 +7,13 @@ from types import SimpleNamespace
 
 import torch
 
-from compressor.context import RunContext
+from compressor.core.errors import CompressorError, ModelError
+from compressor.core.registry import STAGES
 from compressor.distill.losses import build_terms, combined
 from compressor.distill.student import build_student
-from compressor.errors import CompressorError, ModelError
 from compressor.models import count_parameters, resolve, set_eager_attention
+from compressor.pipeline.context import RunContext
 from compressor.recipe.schema import DistillStage
-from compressor.registry import STAGES
 from compressor.train.callbacks import summaries, training_callbacks
 from compressor.train.finetune import dev_eval_fn, selection_eval_fn, summarize
 from compressor.train.loop import train
@@ -108,7 +108,7 @@ def make_loss_fn(teacher, terms, device: str, cached_logits: torch.Tensor | None
 def with_transfer(ctx: RunContext, cfg: DistillStage, train_set):
     """The training split followed by the transfer texts (no labels: only the teacher supervises them)."""
     from compressor import data as D
-    from compressor.errors import DataError
+    from compressor.core.errors import DataError
 
     field = f"{ctx.stage_path}.transfer"
     if ctx.task != "sequence-classification":

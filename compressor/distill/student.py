@@ -10,7 +10,7 @@ import torch
 
 from compressor.arch.families import STRUCTURE_KEY, find_family
 from compressor.arch.slicing import apply_structure
-from compressor.errors import ModelError
+from compressor.core.errors import ModelError
 from compressor.models import count_parameters
 from compressor.recipe.schema import StudentConfig
 

@@ -14,7 +14,7 @@ import re
 
 import torch
 
-from compressor.errors import CompressorError
+from compressor.core.errors import CompressorError
 
 log = logging.getLogger("compressor")
 

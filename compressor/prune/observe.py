@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from compressor.errors import CompressorError
+from compressor.core.errors import CompressorError
 
 
 def observe_gradients(ctx, model, batches: int, on_backward) -> int:

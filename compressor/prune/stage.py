@@ -15,8 +15,9 @@ import logging
 
 import torch
 
-from compressor.context import RunContext
-from compressor.errors import CompressorError
+from compressor.core.errors import CompressorError
+from compressor.core.registry import STAGES
+from compressor.pipeline.context import RunContext
 from compressor.prune import schedules
 from compressor.prune.masks import (
     ImportanceObserver,
@@ -29,7 +30,6 @@ from compressor.prune.masks import (
 )
 from compressor.prune.observe import observe_gradients  # noqa: F401  (used below; re-exported)
 from compressor.recipe.schema import DEFAULT_EXCLUDE, StructuredPrune, UnstructuredPrune
-from compressor.registry import STAGES
 
 log = logging.getLogger("compressor")
 

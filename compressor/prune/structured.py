@@ -20,7 +20,7 @@ import torch
 
 from compressor.arch.families import STRUCTURE_KEY, Block, CountError, Family, attention_heads, family_of, structured_counts  # noqa: F401
 from compressor.arch.slicing import apply_structure, is_conv1d, load_structured, prune_heads, prune_neurons  # noqa: F401
-from compressor.errors import CompressorError, ModelError
+from compressor.core.errors import CompressorError, ModelError
 from compressor.recipe.schema import StructuredPrune
 
 log = logging.getLogger("compressor")

@@ -31,11 +31,11 @@ from typing import Any
 
 import torch
 
-from compressor.context import RunContext
-from compressor.errors import ModelError
+from compressor.core.errors import ModelError
+from compressor.core.registry import STAGES
 from compressor.models import count_parameters
+from compressor.pipeline.context import RunContext
 from compressor.recipe.schema import VocabularyPrune
-from compressor.registry import STAGES
 
 log = logging.getLogger("compressor")
 
@@ -307,8 +307,8 @@ def run_vocabulary(ctx: RunContext, cfg: VocabularyPrune) -> dict:
 
 def extra_counts(ctx: RunContext, cfg: VocabularyPrune) -> Counter:
     """Token counts of the ``extra_texts`` files (tokenized in chunks, no special tokens)."""
+    from compressor.core.errors import CompressorError, DataError
     from compressor.data import read_text
-    from compressor.errors import CompressorError, DataError
     from compressor.models import resolve
 
     counts: Counter = Counter()

@@ -70,8 +70,8 @@ def fit_budget(cfg: StaticQuant, fp32: float, higher: bool, points: bool, quanti
 
 
 def _logits_error(path: Path, batches: list[dict], ref: list[np.ndarray], threads: int | None) -> float:
-    from compressor.evaluate import onnx_logits
-    from compressor.export.session import make_session
+    from compressor.measure.evaluate import onnx_logits
+    from compressor.onnx.session import make_session
 
     session = make_session(path, threads=threads)
     num = den = 0.0
@@ -85,8 +85,8 @@ def _logits_error(path: Path, batches: list[dict], ref: list[np.ndarray], thread
 
 def sensitivity(plan, cfg: StaticQuant, cache: Path, work: Path, batches: list[dict], threads: int | None):
     """Each candidate quantized alone: relative squared error it adds to the logits. Most sensitive first."""
-    from compressor.evaluate import onnx_logits
-    from compressor.export.session import make_session
+    from compressor.measure.evaluate import onnx_logits
+    from compressor.onnx.session import make_session
     from compressor.quantize.static import quantize_plan
 
     session = make_session(plan.fp32, threads=threads)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.context import RunContext
-from compressor.errors import CompressorError, DataError
-from compressor.rundir import quiet_libraries
+from compressor.core.errors import CompressorError, DataError
+from compressor.core.rundir import quiet_libraries
+from compressor.pipeline.context import RunContext
 
 log = logging.getLogger("compressor")
 

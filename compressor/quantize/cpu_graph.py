@@ -179,7 +179,7 @@ def tune_layernorm(path: Path, mode: str, threads: int | None = None) -> dict:
     """
     import onnx
 
-    from compressor.rundir import atomic_write_onnx
+    from compressor.core.rundir import atomic_write_onnx
 
     record: dict = {"mode": mode}
     if mode == "fused":

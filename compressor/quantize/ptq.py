@@ -7,15 +7,15 @@ import shutil
 import warnings
 from pathlib import Path
 
-from compressor.context import RunContext
-from compressor.errors import CompressorError
-from compressor.export.onnx import parity, write_provenance
-from compressor.export.stage import parity_batches
+from compressor.core.errors import CompressorError
+from compressor.core.registry import STAGES
+from compressor.core.rundir import quiet_libraries, tmp_sibling
+from compressor.core.writeerrors import writing
+from compressor.onnx.onnx import parity, write_provenance
+from compressor.onnx.stage import parity_batches
+from compressor.pipeline.context import RunContext
 from compressor.quantize.cpu_graph import tune_layernorm
 from compressor.recipe.schema import DynamicQuant
-from compressor.registry import STAGES
-from compressor.rundir import quiet_libraries, tmp_sibling
-from compressor.writeerrors import writing
 
 log = logging.getLogger("compressor")
 

@@ -38,11 +38,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from compressor.context import RunContext
-from compressor.errors import CompressorError, ExportError
+from compressor.core.errors import CompressorError, ExportError
+from compressor.core.registry import STAGES
+from compressor.core.rundir import tmp_sibling
+from compressor.pipeline.context import RunContext
 from compressor.recipe.schema import QATConfig, QATQuant
-from compressor.registry import STAGES
-from compressor.rundir import tmp_sibling
 
 log = logging.getLogger("compressor")
 W_QMIN, W_QMAX, W_LEVELS = -128, 127, 127  # int8 weights; symmetric scale max|w| / 127
@@ -435,7 +435,7 @@ def export_qdq(model, batch: dict, out_path: Path, opset: int = 17, quantize_emb
     """
     import onnx
 
-    from compressor.export.onnx import export_model
+    from compressor.onnx.onnx import export_model
 
     wrappers = [m for _, m in _wrappers(model)] if model is not None else []
     if not wrappers:
@@ -473,8 +473,8 @@ def export_qdq(model, batch: dict, out_path: Path, opset: int = 17, quantize_emb
 # ---------------------------------------------------------------- the stage
 @STAGES.register(QATQuant)
 def run_qat_export(ctx: RunContext, cfg: QATQuant) -> dict:
-    from compressor.export.onnx import parity, write_provenance
-    from compressor.export.stage import parity_batches
+    from compressor.onnx.onnx import parity, write_provenance
+    from compressor.onnx.stage import parity_batches
 
     if not is_qat(ctx.model):
         raise CompressorError("quantize: {type: qat} needs a model trained with fake quantization: add `qat: {}` "

@@ -14,7 +14,7 @@ What is quantized (measured with onnxruntime 1.32, see the tests and benchmarks/
   inference runs first. The fused Attention op has no static INT8 kernel: QDQ around it is left
   unfused (fp32 Attention plus dequantized weights), so it is converted to QAttention (dynamic
   activation quantization) instead, and EmbedLayerNormalization to QEmbedLayerNormalization. The
-  export's [CLS]-only last layer (compressor/export/first_token.py) has plain MatMul projections,
+  export's [CLS]-only last layer (compressor/onnx/first_token.py) has plain MatMul projections,
   which get QDQ like the others. When any of this fails the plain export is quantized and the reason
   recorded. On the MiniLM SST-2 teacher (1 thread, batch 1 x seq 128, benchmarks/INT8_RESULTS.md)
   static QDQ of the fused graph ran in 10.2 ms against 12.0 ms for the plain export, at the same or
@@ -37,16 +37,16 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.context import RunContext
-from compressor.errors import CompressorError
-from compressor.export.onnx import parity, write_provenance
-from compressor.export.stage import parity_batches
+from compressor.core.errors import CompressorError
+from compressor.core.registry import STAGES
+from compressor.core.rundir import quiet_libraries, tmp_sibling
+from compressor.onnx.onnx import parity, write_provenance
+from compressor.onnx.stage import parity_batches
+from compressor.pipeline.context import RunContext
 from compressor.quantize.budget import SENSITIVITY_SAMPLES, fit_budget, sensitivity
 from compressor.quantize.calibration import METHOD_NAMES, calibrate, calibration_split, range_table
 from compressor.quantize.cpu_graph import tune_layernorm
 from compressor.recipe.schema import StaticQuant
-from compressor.registry import STAGES
-from compressor.rundir import quiet_libraries, tmp_sibling
 
 log = logging.getLogger("compressor")
 FUSED_DYNAMIC = ("Attention", "EmbedLayerNormalization")  # fused contrib ops: quantized dynamically (no QDQ kernel)
@@ -243,8 +243,8 @@ def _has_activation_qdq(path: Path) -> bool:
 # ---------------------------------------------------------------- the stage
 @STAGES.register(StaticQuant)
 def run_static(ctx: RunContext, cfg: StaticQuant) -> dict:
-    from compressor.evaluate import evaluate_onnx
     from compressor.health import reference_warning
+    from compressor.measure.evaluate import evaluate_onnx
 
     budget_on = cfg.max_drop is not None or cfg.max_drop_relative is not None
     split = ctx.selection_split()  # trials are chosen on the validation split: dev / test stay for the report

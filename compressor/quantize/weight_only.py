@@ -21,13 +21,13 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.context import RunContext
-from compressor.errors import CompressorError
-from compressor.export.onnx import parity, write_provenance
-from compressor.export.stage import parity_batches
+from compressor.core.errors import CompressorError
+from compressor.core.registry import STAGES
+from compressor.core.rundir import quiet_libraries, tmp_sibling
+from compressor.onnx.onnx import parity, write_provenance
+from compressor.onnx.stage import parity_batches
+from compressor.pipeline.context import RunContext
 from compressor.recipe.schema import Int4Quant, Int8WeightQuant
-from compressor.registry import STAGES
-from compressor.rundir import quiet_libraries, tmp_sibling
 
 log = logging.getLogger("compressor")
 ARTIFACT = {4: ("int4", "model.int4.onnx"), 8: ("int8", "model.int8.onnx")}
@@ -125,13 +125,13 @@ def _parity(ctx: RunContext, dst: Path) -> dict:
     """INT-n against PyTorch (recorded, not enforced): the cached graph over a left-padded prefill and 5 decode
     steps, other graphs on real batches."""
     from compressor.arch.signature import graph_signature
-    from compressor.export.session import make_session
+    from compressor.onnx.session import make_session
 
     batches = parity_batches(ctx)
     if not batches:
         return {}
     if graph_signature(make_session(dst).get_inputs()) is not None:
-        from compressor.export.decoder import cached_parity, prompts_from_batches
+        from compressor.onnx.decoder import cached_parity, prompts_from_batches
 
         pad = ctx.tokenizer.pad_token_id if ctx.tokenizer is not None and ctx.tokenizer.pad_token_id is not None else 0
         return cached_parity(ctx.model, dst, prompts_from_batches(batches), steps=5, tolerance=None, pad_id=pad)

@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from compressor.errors import RecipeError
+from compressor.core.errors import RecipeError
 from compressor.recipe.schema import DynamicQuant, QATQuant, Recipe, UnstructuredPrune, VocabularyPrune, WeightOnlyQuant
 
 MAX_NODES = 100_000  # after alias expansion: stops "billion laughs" documents

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from compressor.errors import CompressorError, ModelError
+from compressor.core.errors import CompressorError, ModelError
 
 # families whose position table has padding_idx + 1 rows in front of the usable positions
 _OFFSET_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "data2vec-text", "xmod"}

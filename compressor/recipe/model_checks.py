@@ -17,7 +17,7 @@ from compressor.arch.families import FAMILIES, STRUCTURE_KEY, CountError, cfg_ge
 
 def read_config_json(spec: str, base_dir: Path | None) -> dict | None:
     """config.json of a local / pkg:// model as a dict, or None (a Hub id, no config, unreadable)."""
-    from compressor.errors import CompressorError
+    from compressor.core.errors import CompressorError
     from compressor.models import resolve
 
     try:

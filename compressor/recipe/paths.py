@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compressor.errors import CompressorError
+from compressor.core.errors import CompressorError
 from compressor.recipe.schema import DistillStage, Recipe, VocabularyPrune
 
 

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from compressor.pkgpath import PREFIX, split_pkg
+from compressor.core.pkgpath import PREFIX, split_pkg
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 BIG = 1_000_000_000  # upper bound of step / sample / count settings (a 5000-digit integer is a typo, not a request)
@@ -617,7 +617,7 @@ class Recipe(Strict):
 
     def error(self, field: str, message: str):
         """A RecipeError for ``field`` (dotted path) pointing at its line in the recipe file."""
-        from compressor.errors import RecipeError
+        from compressor.core.errors import RecipeError
 
         file, lines = self._source
         path = tuple(int(p) if p.isdigit() else p for p in field.split("."))

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 
-from compressor.errors import CompressorError, RunDirError
+from compressor.core.errors import CompressorError, RunDirError
+from compressor.core.rundir import atomic_write_json, atomic_write_text, describe_status, ensure_replaceable, read_status
 from compressor.report.markdown import _md_table, _p50, bench_devices, bench_shapes, table_rows
-from compressor.rundir import atomic_write_json, atomic_write_text, describe_status, ensure_replaceable, read_status
 
 HARDWARE_KEYS = ("cpu", "cores", "gpu")
 VERSION_KEYS = ("torch", "transformers", "onnxruntime")

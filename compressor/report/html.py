@@ -11,8 +11,8 @@ import re
 from html import escape
 from pathlib import Path
 
+from compressor.core.rundir import atomic_write_text
 from compressor.report.markdown import PLOT_TITLES, method_note, pareto_note, stage_summaries, table_rows
-from compressor.rundir import atomic_write_text
 
 CSS = """
 body { font: 14px/1.45 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; color: #1d2330;

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compressor.rundir import atomic_write_text
+from compressor.core.rundir import atomic_write_text
 
 
 def _metric(rec: dict, split: str, name: str) -> float | None:
@@ -31,7 +31,7 @@ def _rounds(rec: dict, batch: int, seq: int, device: str = "cpu") -> list[float]
 
 def speedup(results: dict, name: str, shape: tuple[int, int], device: str, ref: str | None = None):
     """The verdict on reference time / ``name``'s time at ``shape`` on ``device`` (``stats.ratio_verdict``)."""
-    from compressor.report.stats import ratio_verdict
+    from compressor.core.stats import ratio_verdict
 
     arts = results["artifacts"]
     ref = ref or reference(results)
@@ -176,7 +176,7 @@ def selection_note(results: dict) -> str:
 
 
 def method_note(results: dict) -> str:
-    from compressor.report.stats import INTERVAL_NOTE, SPEEDUP_RULE
+    from compressor.core.stats import INTERVAL_NOTE, SPEEDUP_RULE
 
     ref = ("the uncompressed baseline in PyTorch fp32 (" + str(results["artifacts"]["baseline"].get("source")) + ")"
            if reference(results) == "baseline" else "the PyTorch fp32 model")
@@ -266,7 +266,7 @@ def print_rows(title: str, head: list[str], rows: list[list[str]], left: tuple[s
     """A rich table on stdout: text columns left-aligned, numbers right-aligned."""
     from rich.table import Table
 
-    from compressor.console import stdout_console
+    from compressor.core.console import stdout_console
 
     t = Table(title=title)
     for h in head:

@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from compressor.core.rundir import atomic_write_bytes
 from compressor.report.markdown import _metric, _p50, bench_devices, bench_shapes, eval_split
-from compressor.rundir import atomic_write_bytes
 
 log = logging.getLogger("compressor")
 FIGURES = ("size", "latency", "training", "confusion")

@@ -84,7 +84,7 @@ def run_summary(results: dict) -> tuple[list[str], list[list[str]], list[str]]:
 
 def bench_summary(rows: list[dict], artifacts: list[str]) -> tuple[list[str], list[list[str]], list[str]]:
     """(head, rows, legend) of ``compressor bench``: artifacts numbered, ratios against the first one."""
-    from compressor.report.stats import ratio_verdict
+    from compressor.core.stats import ratio_verdict
 
     index = {a: i + 1 for i, a in enumerate(dict.fromkeys(artifacts))}
     first = {(r["batch"], r["seq"], r["device"]): r for r in rows if index[r["artifact"]] == 1}

@@ -8,7 +8,7 @@ from compressor.recipe.schema import TrainConfig
 def training_callbacks(ctx, cfg: TrainConfig, model, where: str) -> list:
     """Gradual pruning first (it selects Linear layers by type), then QAT (it wraps them, keeping their parameters,
     so the pruning masks and QAT act on the same weights)."""
-    from compressor.errors import CompressorError
+    from compressor.core.errors import CompressorError
 
     out = []
     if cfg.prune is not None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from compressor.context import RunContext
-from compressor.evaluate import evaluate_torch
+from compressor.core.registry import STAGES
+from compressor.measure.evaluate import evaluate_torch
+from compressor.pipeline.context import RunContext
 from compressor.recipe.schema import FinetuneStage
-from compressor.registry import STAGES
 from compressor.train.callbacks import summaries, training_callbacks
 from compressor.train.loop import train
 

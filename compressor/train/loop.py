@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from compressor.errors import CompressorError
+from compressor.core.errors import CompressorError
+from compressor.core.rundir import atomic_write_json, recover_dir, removed_on_error, replace_dir
+from compressor.core.writeerrors import writing
 from compressor.recipe.schema import TrainConfig
-from compressor.rundir import atomic_write_json, recover_dir, removed_on_error, replace_dir
-from compressor.writeerrors import writing
 
 TRAINER_STATE = "trainer_state.json"
 

@@ -21,8 +21,8 @@ def _cuda_ep() -> bool:
 
 @pytest.mark.skipif(not torch.cuda.is_available() or not _cuda_ep(), reason="needs onnxruntime-gpu's CUDA EP")
 def test_cuda_session_runs_on_the_gpu(tiny_bert_onnx):
-    from compressor.bench.runner import bench_onnx
-    from compressor.export.session import make_session
+    from compressor.measure.bench.runner import bench_onnx
+    from compressor.onnx.session import make_session
 
     s = make_session(tiny_bert_onnx["plain"], device="cuda")
     assert s.get_providers()[0] == "CUDAExecutionProvider"
@@ -31,7 +31,7 @@ def test_cuda_session_runs_on_the_gpu(tiny_bert_onnx):
 
 
 def test_run_on_cuda_reports_cuda_rows_beside_cpu_rows(cls_recipe):
-    from compressor.pipeline import run
+    from compressor.pipeline.orchestrate import run
 
     bnb = importlib.util.find_spec("bitsandbytes") is not None
     run_dir = run(cls_recipe, overrides=["device=cuda", "bench.devices=[cpu, cuda, tensorrt]", "bench.iterations=5",

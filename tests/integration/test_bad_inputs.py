@@ -72,7 +72,7 @@ def _subprocess(args: list[str], cwd: Path) -> tuple[int, str, str]:
 def _in_process(args: list[str], cwd: Path, monkeypatch) -> tuple[int, str, str]:
     from typer.testing import CliRunner
 
-    from compressor.cli import app
+    from compressor.cli.commands import app
 
     monkeypatch.chdir(cwd)
     r = CliRunner().invoke(app, args, env={"NO_COLOR": "1", "COLUMNS": "200"})
@@ -291,8 +291,8 @@ def test_run_failing_mid_way_is_marked_failed(tmp_path, models, monkeypatch):
 
 def test_crash_inside_a_stage_is_marked_failed(tmp_path, models, monkeypatch):
     """Not a user error: exit code 1 and an "internal error" line, and still status failed."""
-    import compressor.pipeline as P
-    from compressor.registry import STAGES
+    import compressor.pipeline.orchestrate as P
+    from compressor.core.registry import STAGES
 
     d = _case_dir(tmp_path)
     (d / "recipe.yaml").write_text(BASE.replace("MODEL_PATH", str(models["good"])))

@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from compressor.cli import app
+from compressor.cli.commands import app
 from tests.conftest import write_recipe
 
 
@@ -69,7 +69,7 @@ def test_export_writes_onnx_with_parity_and_provenance(exported, classifier):
 
 
 def test_export_parity_sample_is_long_short_and_padded(classifier):
-    from compressor.cli import PARITY_BATCH, PARITY_SAMPLES, _parity_batches
+    from compressor.cli.commands import PARITY_BATCH, PARITY_SAMPLES, _parity_batches
     from compressor.models import load_config, load_tokenizer
 
     batches = _parity_batches(load_tokenizer(classifier), "sequence-classification", load_config(classifier))

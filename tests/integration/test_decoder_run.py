@@ -8,7 +8,7 @@ import json
 import onnx
 import pytest
 
-from compressor.pipeline import run
+from compressor.pipeline.orchestrate import run
 from tests.conftest import write_recipe
 
 

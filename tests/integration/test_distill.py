@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from compressor import testing as T
+from compressor.core.errors import ModelError, RecipeError
 from compressor.distill.losses import build_terms
 from compressor.distill.stage import check_vocab, make_loss_fn
 from compressor.distill.student import build_student, from_layers
-from compressor.errors import ModelError, RecipeError
-from compressor.pipeline import run
+from compressor.pipeline.orchestrate import run
 from compressor.recipe.schema import HiddenLoss, LogitLoss, StudentConfig
 from tests.conftest import write_recipe
 

@@ -18,7 +18,7 @@ import torch
 
 from compressor import testing as T
 from compressor.arch.families import attention_heads, family_of
-from compressor.errors import RecipeError
+from compressor.core.errors import RecipeError
 from compressor.recipe import load_recipe
 from tests.conftest import write_recipe
 
@@ -52,8 +52,8 @@ output: {{dir: {tmp_path / 'runs'}}}
 
 def run_stages(recipe_path: Path, tmp_path: Path):
     """What ``compressor run`` does up to the end of the last stage (no evaluation, benchmark or report)."""
-    from compressor.pipeline import _register_stages, build_context
-    from compressor.registry import STAGES
+    from compressor.core.registry import STAGES
+    from compressor.pipeline.orchestrate import _register_stages, build_context
 
     recipe, _ = load_recipe(recipe_path)
     _register_stages()

@@ -18,9 +18,9 @@ import pytest
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-import compressor.rundir as R
-from compressor.cli import app
-from compressor.pipeline import run
+import compressor.core.rundir as R
+from compressor.cli.commands import app
+from compressor.pipeline.orchestrate import run
 from tests.conftest import write_recipe
 
 STEPS = 20
@@ -58,7 +58,7 @@ def _child(args: list[str], cwd: Path) -> None:
     os.dup2(out, 1)
     os.dup2(out, 2)
     sys.argv = ["compressor", *args]
-    from compressor.cli import main
+    from compressor.cli.commands import main
 
     main()
 

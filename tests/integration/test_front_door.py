@@ -50,7 +50,7 @@ output: {{dir: runs}}
 
 @pytest.fixture(scope="module")
 def door(tiny_dir, tmp_path_factory):
-    from compressor.pipeline import run
+    from compressor.pipeline.orchestrate import run
 
     d = tmp_path_factory.mktemp("door")
     recipe = d / "recipes" / "door.yaml"
@@ -76,7 +76,7 @@ def test_a_complete_run_keeps_only_what_its_records_need(door):
 
 
 def test_keep_checkpoints_keeps_every_snapshot(tiny_dir, tmp_path):
-    from compressor.pipeline import run
+    from compressor.pipeline.orchestrate import run
 
     recipe = tmp_path / "keep.yaml"
     recipe.write_text(RECIPE.format(model=tiny_dir / "bert", data=tiny_dir / "sent.csv"))

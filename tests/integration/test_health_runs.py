@@ -52,7 +52,7 @@ def _run(recipe: Path) -> Path:
     """In process, on one thread (tiny models run fastest so on a busy machine)."""
     import torch
 
-    from compressor.pipeline import run
+    from compressor.pipeline.orchestrate import run
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -66,7 +66,7 @@ def _eval(*args):
     """`compressor eval ARGS --json FILE` in process: (result with .stdout / .stderr, the JSON written)."""
     from typer.testing import CliRunner
 
-    from compressor.cli import app
+    from compressor.cli.commands import app
 
     out = Path(args[0]).parent / f"eval-{abs(hash(args))}.json"
     r = CliRunner().invoke(app, ["eval", *map(str, args), "--json", str(out)], env={"COLUMNS": "200", "NO_COLOR": "1"})

@@ -87,7 +87,7 @@ def test_5000_digit_integer_in_the_file(case):
 
 def test_pkg_escape_refused_when_resolved(tmp_path):
     """The resolver applies the same rule (a recipe built in code skips the schema's spelling check)."""
-    from compressor.errors import CompressorError
+    from compressor.core.errors import CompressorError
     from compressor.models import resolve
 
     for spec in ("pkg://compressor/../../../../../../../../etc/passwd", "pkg://compressor//etc/passwd",
@@ -153,7 +153,7 @@ def _fake_run(folder: Path, metrics) -> Path:
 @pytest.fixture(scope="module")
 def good(tiny_dir, tmp_path_factory) -> dict:
     """A real metrics.json (two finetune steps, an export, a tiny benchmark)."""
-    from compressor.pipeline import run
+    from compressor.pipeline.orchestrate import run
 
     d = tmp_path_factory.mktemp("good")
     (d / "recipe.yaml").write_text(RECIPE.replace("MODEL", str(tiny_dir / "bert")).replace("train.csv", str(tiny_dir / "sent.csv"))
@@ -262,8 +262,8 @@ def test_onnx_output_incompatible_with_the_labels(tmp_path, tiny_dir, monkeypatc
 def test_onnx_output_check_in_the_run_harness(tmp_path, tiny_dir):
     """evaluate_onnx (what `compressor run` uses) refuses a graph with the wrong class count too."""
     from compressor import data as D
-    from compressor.errors import ExportError
-    from compressor.evaluate import evaluate_onnx
+    from compressor.core.errors import ExportError
+    from compressor.measure.evaluate import evaluate_onnx
     from compressor.models import load_tokenizer
 
     path = _graph(tmp_path / "m.onnx", "seven-dynamic")
@@ -277,8 +277,8 @@ def test_onnx_output_check_in_the_run_harness(tmp_path, tiny_dir):
 
 def test_logits_checked_per_batch():
     """A dynamic output dimension is only known once a batch ran."""
-    from compressor.errors import ExportError
-    from compressor.evaluate import check_logits
+    from compressor.core.errors import ExportError
+    from compressor.measure.evaluate import check_logits
 
     check_logits(np.zeros((4, 3), np.float32), "m.onnx", "sequence-classification", 3, 4)
     check_logits(np.zeros((4, 5, 9), np.float16), "m.onnx", "causal-lm", None, 4)

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from compressor import testing as T
-from compressor.errors import RecipeError
-from compressor.export.onnx import export_model, parity
+from compressor.core.errors import RecipeError
 from compressor.models import count_parameters, load_model
-from compressor.pipeline import run
+from compressor.onnx.onnx import export_model, parity
+from compressor.pipeline.orchestrate import run
 from compressor.prune.structured import attention_heads, family_of, prune_structured
 from compressor.recipe.schema import MagnitudeCriterion, Recipe, StructuredPrune
 from tests.conftest import write_recipe

@@ -148,9 +148,9 @@ def test_ort_runs_integer_kernels(trained, tmp_path):
 
 
 def test_onnx_matches_fake_quant_pytorch_not_fp32(trained):
-    from compressor.evaluate import onnx_logits
-    from compressor.export.onnx import parity
-    from compressor.export.session import make_session
+    from compressor.measure.evaluate import onnx_logits
+    from compressor.onnx.onnx import parity
+    from compressor.onnx.session import make_session
 
     model, batch, d = trained["model"], trained["batch"], trained["dir"]
     check = parity(model, d / "model.int8.onnx", [batch], LOGIT_TOL, what="QAT INT8")
@@ -174,7 +174,7 @@ def _tensor_bytes(path: Path) -> int:
 
 
 def test_export_stores_weights_about_4x_smaller_than_fp32(trained):
-    from compressor.export.onnx import export_model
+    from compressor.onnx.onnx import export_model
 
     model, d = trained["model"], trained["dir"]
     with Q.fake_quant_disabled(model):
@@ -213,7 +213,7 @@ def test_interrupted_training_resumes_identically(tiny_dir, tmp_path):
 # ------------------------------------------------------------------ through the pipeline
 @pytest.fixture(scope="module")
 def qat_run(tiny_dir, tmp_path_factory) -> Path:
-    from compressor.pipeline import run
+    from compressor.pipeline.orchestrate import run
 
     d = tmp_path_factory.mktemp("qat-run")
     recipe = write_recipe(d, f"""
@@ -256,8 +256,8 @@ def test_recipe_fp32_export_is_plain(qat_run):
 
 def test_qat_quantize_without_qat_training_is_an_error(tiny_dir, tmp_path):
     """A model that was not trained with qat: the stage refuses with one clear line."""
-    from compressor.context import RunContext
-    from compressor.errors import CompressorError
+    from compressor.core.errors import CompressorError
+    from compressor.pipeline.context import RunContext
     from compressor.recipe.schema import QATQuant
 
     ctx = RunContext(recipe=None, recipe_dir=tmp_path, run_dir=tmp_path)
@@ -273,7 +273,7 @@ def test_resume_after_qat_training_restores_the_observer_ranges(qat_run, tmp_pat
     """Killed after the QAT finetune stage: --resume reloads the snapshot, re-wraps it, reloads the ranges, exports."""
     import shutil
 
-    from compressor.pipeline import run
+    from compressor.pipeline.orchestrate import run
 
     run_dir = tmp_path / "qat"
     shutil.copytree(qat_run, run_dir)
@@ -294,7 +294,7 @@ def test_resume_after_qat_training_restores_the_observer_ranges(qat_run, tmp_pat
 
 
 def test_qat_training_without_a_qat_export_is_a_recipe_error(tiny_dir, tmp_path):
-    from compressor.errors import RecipeError
+    from compressor.core.errors import RecipeError
     from compressor.recipe import load_recipe
 
     recipe = write_recipe(tmp_path, f"""model: {{path: {tiny_dir / 'bert'}}}

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from compressor import testing as T
-from compressor.pipeline import run
+from compressor.pipeline.orchestrate import run
 from tests.conftest import write_recipe
 
 

@@ -10,8 +10,8 @@ import shutil
 import pytest
 from typer.testing import CliRunner
 
-from compressor.cli import app
-from compressor.pipeline import run
+from compressor.cli.commands import app
+from compressor.pipeline.orchestrate import run
 from compressor.report.plots import pareto_front
 from tests.conftest import write_recipe
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from compressor.pipeline import run
+from compressor.pipeline.orchestrate import run
 from tests.conftest import write_recipe
 
 TOTAL = 300

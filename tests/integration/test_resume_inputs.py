@@ -15,8 +15,8 @@ from safetensors.torch import load_file
 
 import compressor.train.finetune as F
 from compressor import testing as T
-from compressor.errors import RecipeError, RunDirError
-from compressor.pipeline import run
+from compressor.core.errors import RecipeError, RunDirError
+from compressor.pipeline.orchestrate import run
 from compressor.train.loop import Interrupted
 from tests.conftest import write_recipe
 
@@ -64,7 +64,7 @@ def test_changed_training_labels_refused_then_rerun(done_run, tmp_path, monkeypa
 
     from typer.testing import CliRunner
 
-    from compressor.cli import app
+    from compressor.cli.commands import app
 
     monkeypatch.chdir(tmp_path)
     r = CliRunner().invoke(app, ["run", "--resume", str(run_dir)], env={"NO_COLOR": "1", "COLUMNS": "200"})

@@ -7,7 +7,7 @@ import json
 import onnx
 import pytest
 
-from compressor.pipeline import run
+from compressor.pipeline.orchestrate import run
 
 
 def _metrics(run_dir):
@@ -46,7 +46,7 @@ def test_classifier_end_to_end(cls_recipe):
     assert "OMP_WAIT_POLICY=PASSIVE" in m["timing_policy"]["torch"] and "OMP_WAIT_POLICY=PASSIVE" in report
     assert m["stages"][0]["selection"]["split"] == "validation" and m["data"]["validation"] > 0
     assert "chosen on a validation split" in report and "Wilson" in report
-    from compressor.bench.runner import cuda_available
+    from compressor.measure.bench.runner import cuda_available
 
     if not cuda_available():  # the GPU paths say why they did not run, in metrics.json and in the report
         notes = " | ".join(m["bench_notes"])
@@ -70,7 +70,7 @@ def test_causal_lm_end_to_end(lm_recipe):
 
 
 def test_existing_run_dir_is_not_overwritten(cls_recipe):
-    from compressor.errors import RunDirError
+    from compressor.core.errors import RunDirError
 
     run_dir = run(cls_recipe, overrides=["stages=[]", "bench.enabled=false"], quiet=True)
     before = (run_dir / "metrics.json").read_bytes()

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from compressor.errors import RunDirError
-from compressor.rundir import ensure_replaceable, prepare_run_dir
+from compressor.core.errors import RunDirError
+from compressor.core.rundir import ensure_replaceable, prepare_run_dir
 from tests.conftest import ROOT, write_recipe
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "NO_COLOR": "1", "COLUMNS": "200"}

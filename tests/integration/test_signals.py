@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 import compressor.train.finetune as F
-from compressor.pipeline import run
+from compressor.pipeline.orchestrate import run
 from compressor.train.loop import Interrupted
 from tests.conftest import write_recipe
 

@@ -10,8 +10,8 @@ import numpy as np
 import onnx
 import pytest
 
-from compressor.errors import RecipeError
-from compressor.pipeline import run
+from compressor.core.errors import RecipeError
+from compressor.pipeline.orchestrate import run
 from tests.conftest import write_recipe
 
 EXCLUDED = "/model/bert/encoder/layer.0/output/dense/MatMul"
@@ -98,8 +98,8 @@ def test_ort_runs_static_model_and_agrees_with_fp32(static_run):
     """Real dev batches through fp32 ONNX and the static INT8 graph, in ONNX Runtime with all its fusions."""
     import onnxruntime as ort
 
-    from compressor.evaluate import onnx_logits
-    from compressor.export.session import make_session
+    from compressor.measure.evaluate import onnx_logits
+    from compressor.onnx.session import make_session
 
     opts = ort.SessionOptions()
     opts.optimized_model_filepath = str(static_run / "ort-view.onnx")

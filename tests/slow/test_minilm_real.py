@@ -41,8 +41,8 @@ def sst2_batches(minilm_dir):
 
 
 def test_real_minilm_exports_with_parity_and_fuses_attention(minilm_dir, sst2_batches, tmp_path):
-    from compressor.export.onnx import export_model, optimize, parity
     from compressor.models import load_config, load_model
+    from compressor.onnx.onnx import export_model, optimize, parity
 
     model = load_model(minilm_dir, "sequence-classification", 2)
     out = tmp_path / "model.onnx"
@@ -57,10 +57,10 @@ def test_real_minilm_exports_with_parity_and_fuses_attention(minilm_dir, sst2_ba
 
 def test_swapped_inputs_are_caught_by_the_parity_check(minilm_dir, sst2_batches, tmp_path, monkeypatch):
     """ONNX fed the segment ids as the mask (and vice versa) must fail loudly, not pass silently."""
-    import compressor.evaluate as ev
-    from compressor.errors import ExportError
-    from compressor.export.onnx import export_model, parity
+    import compressor.measure.evaluate as ev
+    from compressor.core.errors import ExportError
     from compressor.models import load_model
+    from compressor.onnx.onnx import export_model, parity
 
     model = load_model(minilm_dir, "sequence-classification", 2)
     out = tmp_path / "model.onnx"

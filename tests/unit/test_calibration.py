@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compressor.errors import RecipeError
+from compressor.core.errors import RecipeError
 from compressor.recipe import load_recipe
 from compressor.recipe.schema import StaticQuant
 
@@ -20,7 +20,7 @@ def tiny_onnx(tiny_dir, tmp_path_factory):
 
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from compressor.export.onnx import export_model
+    from compressor.onnx.onnx import export_model
 
     out = tmp_path_factory.mktemp("calib")
     tok = AutoTokenizer.from_pretrained(tiny_dir / "bert")
@@ -200,8 +200,8 @@ def test_fused_graph_of_a_fresh_model_quantizes(tiny_onnx, tiny_dir, tmp_path):
     from onnxruntime.quantization.calibrate import save_tensors_data
     from transformers import AutoConfig
 
-    from compressor.export.onnx import optimize
-    from compressor.export.session import make_session
+    from compressor.onnx.onnx import optimize
+    from compressor.onnx.session import make_session
     from compressor.quantize.calibration import calibrate
     from compressor.quantize.static import Plan, _load, _shape_infer, plan_nodes, quantize_plan
 

@@ -129,8 +129,8 @@ def test_skip_layernorm_with_statistics_outputs_is_kept():
 
 def test_pre_layernorm_decoder_residuals_with_several_readers(tiny_dir, tmp_path):
     """GPT-2's residual sum feeds the LayerNorm and the next residual: the Sum keeps its name for both readers."""
-    from compressor.export.onnx import export_model
     from compressor.models import load_model, load_tokenizer
+    from compressor.onnx.onnx import export_model
     from compressor.quantize.ptq import quantize_dynamic_file
     from compressor.recipe.schema import DynamicQuant
 

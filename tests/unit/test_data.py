@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from compressor.core.errors import DataError
 from compressor.data import lm_blocks, load_causal_lm, load_classification
-from compressor.errors import DataError
 from compressor.recipe.schema import DataConfig
 
 

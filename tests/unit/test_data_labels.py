@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from compressor.core.errors import DataError
 from compressor.data import label_key, load_classification
-from compressor.errors import DataError
 from compressor.recipe.schema import DataConfig
 
 ROWS = [(f"sentence number {i} {'good' if i % 3 else 'bad'}", i % 3) for i in range(60)]

@@ -17,7 +17,7 @@ from tests.conftest import ROOT
 def cached_llama(tmp_path_factory):
     from transformers import AutoModelForCausalLM
 
-    from compressor.export.decoder import export_decoder
+    from compressor.onnx.decoder import export_decoder
 
     d = tmp_path_factory.mktemp("bench-llama")
     T.tiny_llama(d)
@@ -28,7 +28,7 @@ def cached_llama(tmp_path_factory):
 def test_decode_rows_for_torch_and_onnx(cached_llama):
     from transformers import AutoModelForCausalLM
 
-    from compressor.bench.decode import decode_onnx, decode_torch
+    from compressor.measure.bench.decode import decode_onnx, decode_torch
 
     t = decode_torch(AutoModelForCausalLM.from_pretrained(cached_llama), prompt=8, new_tokens=4, batch=2, warmup=0, repeats=2)
     o = decode_onnx(cached_llama / "model.onnx", prompt=8, new_tokens=4, batch=2, warmup=0, repeats=2, vocab=T.vocab_size())
@@ -40,8 +40,8 @@ def test_decode_rows_for_torch_and_onnx(cached_llama):
 
 
 def test_decode_onnx_refuses_a_graph_without_cache(tiny_bert_onnx):
-    from compressor.bench.decode import decode_onnx
-    from compressor.errors import ExportError
+    from compressor.core.errors import ExportError
+    from compressor.measure.bench.decode import decode_onnx
 
     with pytest.raises(ExportError, match="not a graph with a key / value cache"):
         decode_onnx(tiny_bert_onnx["plain"], prompt=4, new_tokens=2)

@@ -20,7 +20,7 @@ def exported(tmp_path_factory):
     """family -> (model, folder with model.onnx); built lazily, once per family."""
     from transformers import AutoModelForCausalLM
 
-    from compressor.export.decoder import export_decoder
+    from compressor.onnx.decoder import export_decoder
 
     cache: dict = {}
 
@@ -67,7 +67,7 @@ def test_decoder_signature_names_axes_and_feeds():
 
 def test_graph_signature_recognises_a_cached_graph(exported):
     from compressor.arch.signature import graph_signature
-    from compressor.export.session import make_session
+    from compressor.onnx.session import make_session
 
     model, d, _ = exported("mistral")
     sig = graph_signature(make_session(d / "model.onnx").get_inputs())
@@ -84,7 +84,7 @@ def test_position_ids_under_left_padding():
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_cached_export_parity_left_padded(exported, family):
-    from compressor.export.decoder import cached_parity
+    from compressor.onnx.decoder import cached_parity
 
     model, d, info = exported(family)
     assert info["with_past"] and info["inputs"][:3] == ["input_ids", "attention_mask", "position_ids"]
@@ -98,8 +98,8 @@ def test_cached_export_parity_left_padded(exported, family):
 def test_greedy_tokens_match_generate(exported, family):
     import torch
 
-    from compressor.export.decoder import left_pad, onnx_greedy, prepare
-    from compressor.export.session import make_session
+    from compressor.onnx.decoder import left_pad, onnx_greedy, prepare
+    from compressor.onnx.session import make_session
 
     model, d, _ = exported(family)
     model = prepare(model)
@@ -115,8 +115,8 @@ def test_parity_catches_a_wrong_graph(exported, tmp_path):
     """The check can fail: a graph from another seed's weights is refused."""
     from transformers import AutoModelForCausalLM
 
-    from compressor.errors import ExportError
-    from compressor.export.decoder import cached_parity
+    from compressor.core.errors import ExportError
+    from compressor.onnx.decoder import cached_parity
 
     _, d, _ = exported("llama")
     other = T.tiny_llama(tmp_path / "other", seed=1)
@@ -129,8 +129,8 @@ def test_onnxruntime_genai_generates_from_the_folder(exported, family, tmp_path)
     og = pytest.importorskip("onnxruntime_genai", reason="onnxruntime-genai is not installed (pip install onnxruntime-genai)")
     import torch
 
-    from compressor.export.decoder import prepare
-    from compressor.export.genai import read_genai_config, write_runtime_files
+    from compressor.onnx.decoder import prepare
+    from compressor.onnx.genai import read_genai_config, write_runtime_files
 
     model, d, _ = exported(family)
     model = prepare(model)

@@ -16,7 +16,7 @@ import onnx
 import pytest
 import torch
 
-from compressor.export.first_token import trim_file, trim_to_first_token
+from compressor.onnx.first_token import trim_file, trim_to_first_token
 
 
 @pytest.fixture(scope="module")
@@ -132,8 +132,8 @@ def _export_cfg(**kw):
 
 
 def test_export_stage_records_the_trim_and_can_turn_it_off(graphs, tmp_path):
-    from compressor.export.onnx import read_provenance
-    from compressor.export.stage import export_fp32
+    from compressor.onnx.onnx import read_provenance
+    from compressor.onnx.stage import export_fp32
 
     batches = [_torch_batch()]
     _, opt = export_fp32(graphs["model"], batches, tmp_path / "on" / "model.onnx", _export_cfg(), "onnx", {})
@@ -146,7 +146,7 @@ def test_export_stage_records_the_trim_and_can_turn_it_off(graphs, tmp_path):
 
 def test_export_stage_drops_a_trim_that_fails_parity(graphs, tmp_path, monkeypatch, caplog):
     """A rewrite that changed the logits (here: row 1 instead of row 0) is undone, the fused graph kept."""
-    from compressor.export import stage
+    from compressor.onnx import stage
 
     def wrong_row(path: Path) -> dict:
         record = trim_file(path)

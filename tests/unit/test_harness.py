@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from compressor.bench.harness import Timed, split_iterations, time_interleaved
-from compressor.bench.runner import synthetic_batch
-from compressor.bench.worker import thread_policy, worker_env
+from compressor.measure.bench.harness import Timed, split_iterations, time_interleaved
+from compressor.measure.bench.runner import synthetic_batch
+from compressor.measure.bench.worker import thread_policy, worker_env
 
 
 def _target(name: str, calls: list, fail: bool = False) -> Timed:

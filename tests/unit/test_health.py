@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pytest
 
+from compressor.core.progress import Progress
 from compressor.health import (
     class_stats,
     classifier_warnings,
@@ -16,7 +17,6 @@ from compressor.health import (
     repetition,
     unigram_perplexity,
 )
-from compressor.progress import Progress
 
 
 def _metrics(y, p, k):

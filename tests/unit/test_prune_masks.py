@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from compressor.errors import CompressorError
+from compressor.core.errors import CompressorError
 from compressor.prune import schedules
 from compressor.prune.masks import ImportanceObserver, PatternError, apply_masks, masks_for, select_modules, sparsity_table
 from compressor.recipe.schema import DEFAULT_EXCLUDE, ScheduleConfig

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from compressor import testing as T
-from compressor.errors import CompressorError
+from compressor.core.errors import CompressorError
 from compressor.quantize import qat as Q
 from compressor.recipe.schema import QATConfig
 

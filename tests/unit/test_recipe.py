@@ -7,7 +7,7 @@ import time
 import pytest
 import yaml
 
-from compressor.errors import RecipeError
+from compressor.core.errors import RecipeError
 from compressor.recipe import load_recipe, parse_recipe_text
 from compressor.recipe.loader import MAX_DEPTH
 

@@ -18,7 +18,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from compressor.errors import RecipeError
+from compressor.core.errors import RecipeError
 from compressor.recipe import parse_recipe_text
 
 VALID = {

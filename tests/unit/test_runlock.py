@@ -13,13 +13,13 @@ import textwrap
 import psutil
 import pytest
 
-from compressor.errors import RunDirError
-from compressor.rundir import describe_status, prepare_run_dir, read_status, write_status
-from compressor.runlock import LOCK_NAME, RunLock, holder, owner_alive, read_owner
+from compressor.core.errors import RunDirError
+from compressor.core.rundir import describe_status, prepare_run_dir, read_status, write_status
+from compressor.core.runlock import LOCK_NAME, RunLock, holder, owner_alive, read_owner
 
 HOLD = textwrap.dedent("""
     import sys
-    from compressor.runlock import RunLock
+    from compressor.core.runlock import RunLock
     lock = RunLock.acquire(sys.argv[1])
     print("locked", flush=True)
     sys.stdin.readline()  # hold it until told to go

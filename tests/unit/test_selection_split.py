@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from compressor import testing as T
+from compressor.core.errors import RecipeError
 from compressor.data import load_classification
-from compressor.errors import RecipeError
 from compressor.recipe import load_recipe
 from compressor.recipe.schema import DataConfig
 from compressor.report.markdown import selection_note

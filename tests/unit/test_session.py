@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compressor.errors import ExportError
-from compressor.export.session import make_session
+from compressor.core.errors import ExportError
+from compressor.onnx.session import make_session
 
 
 def _tiny_onnx(path):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from compressor.report.stats import (
+from compressor.core.stats import (
     UNSTABLE_SPREAD,
     macro_f1,
     mcnemar,

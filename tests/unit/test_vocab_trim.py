@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from compressor.errors import ModelError, RecipeError
+from compressor.core.errors import ModelError, RecipeError
 from compressor.prune.vocab import count_tokens, run_vocabulary, slice_vocab_rows, trim_vocabulary
 
 LETTERS = list("abdeglmortvw")
@@ -192,7 +192,7 @@ def test_untied_output_embeddings_and_bias_are_sliced():
 
 # ------------------------------------------------------------------ the stage
 def make_context(tiny_dir: Path, tmp_path: Path, task: str = "sequence-classification"):
-    from compressor.pipeline import build_context
+    from compressor.pipeline.orchestrate import build_context
     from compressor.recipe.schema import Recipe
 
     if task == "causal-lm":

@@ -18,7 +18,7 @@ PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [12, 13, 14], [20, 21, 22, 23, 24]]
 def cached(tmp_path_factory):
     from transformers import AutoModelForCausalLM
 
-    from compressor.export.decoder import export_decoder
+    from compressor.onnx.decoder import export_decoder
 
     made: dict = {}
 
@@ -47,7 +47,7 @@ def _nbits(path):
     ("phi3", 4, 16, False), ("llama", 8, 32, True),
 ])
 def test_matmulnbits_nodes_with_the_configured_block_size(cached, tmp_path, family, bits, block, include_lm_head):
-    from compressor.export.decoder import cached_parity
+    from compressor.onnx.decoder import cached_parity
     from compressor.quantize.weight_only import quantize_file
 
     model, d = cached(family)
@@ -69,7 +69,7 @@ def test_gemm_rewrite_is_exact(cached, tmp_path):
     import onnx
 
     from compressor.arch.signature import decoder_signature
-    from compressor.export.session import make_session
+    from compressor.onnx.session import make_session
     from compressor.quantize.weight_only import gemm_to_matmul
 
     model, d = cached("gpt2")
@@ -84,7 +84,7 @@ def test_gemm_rewrite_is_exact(cached, tmp_path):
 
 
 def test_block_size_that_does_not_divide_is_refused(cached, tmp_path):
-    from compressor.errors import CompressorError
+    from compressor.core.errors import CompressorError
     from compressor.quantize.weight_only import quantize_file
 
     _, d = cached("llama")  # hidden 32, intermediate 64

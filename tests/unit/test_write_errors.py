@@ -11,9 +11,9 @@ import textwrap
 
 import pytest
 
-import compressor.rundir as R
-from compressor.errors import CompressorError
-from compressor.writeerrors import WriteError, as_write_error, os_errno, run_failure, writing
+import compressor.core.rundir as R
+from compressor.core.errors import CompressorError
+from compressor.core.writeerrors import WriteError, as_write_error, os_errno, run_failure, writing
 
 
 class FakeSafetensorError(Exception):  # what safetensors raises: no errno, the OS error in the text
@@ -117,7 +117,7 @@ def test_recover_dir_after_a_death_between_the_two_renames(tmp_path):
 LIMITED = textwrap.dedent("""
     import resource, signal, sys, torch
     from safetensors.torch import save_file
-    from compressor.writeerrors import writing, WriteError
+    from compressor.core.writeerrors import writing, WriteError
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over the limit: EFBIG instead of a signal
     resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
     big = {"w": torch.zeros(100000)}

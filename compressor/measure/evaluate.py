@@ -42,7 +42,7 @@ class MetricAccumulator:
         self.row_tokens.append((labels[:, 1:] != -100).sum(dim=1).numpy())
 
     def result(self) -> dict[str, Any]:
-        from compressor.report.stats import f1_interval, perplexity_interval, wilson
+        from compressor.core.stats import f1_interval, perplexity_interval, wilson
 
         if self.task == "sequence-classification":
             from sklearn.metrics import accuracy_score, f1_score
@@ -84,7 +84,7 @@ def _batches(loader, progress: str | None, task: str = "sequence-classification"
     if progress is None:
         yield from loader
         return
-    from compressor.progress import Progress
+    from compressor.core.progress import Progress
 
     total = len(loader.dataset) if hasattr(loader, "dataset") else 0
     bar = Progress(progress.lstrip("~"), total, "blocks" if task == "causal-lm" else "rows", quiet=progress.startswith("~"))
@@ -109,7 +109,7 @@ def evaluate_torch(model, loader: Iterable[dict], task: str, device: str = "cpu"
 
 def onnx_feed(session, batch: dict) -> dict[str, np.ndarray]:
     """Feed ONNX inputs by name (never by position: BERT's mask and segment ids would swap). A causal LM's cached
-    graph (compressor/export/decoder.py) gets positions from the mask and an empty cache: a plain forward pass."""
+    graph (compressor/onnx/decoder.py) gets positions from the mask and an empty cache: a plain forward pass."""
     from compressor.arch.signature import graph_signature
 
     sig = graph_signature(session.get_inputs())
@@ -122,7 +122,7 @@ def onnx_feed(session, batch: dict) -> dict[str, np.ndarray]:
         elif inp.name == "token_type_ids":
             feed[inp.name] = np.zeros_like(np.asarray(batch["input_ids"]), dtype=np.int64)
         else:
-            from compressor.errors import ExportError
+            from compressor.core.errors import ExportError
 
             raise ExportError(f"ONNX model expects an input '{inp.name}' that the tokenizer does not produce")
     return feed
@@ -136,7 +136,7 @@ def evaluate_onnx(path, loader: Iterable[dict], task: str, threads: int | None =
                   progress: str | None = None, intervals: bool = False, num_labels: int | None = None) -> dict[str, Any]:
     """Metrics of an ONNX graph; a graph whose first output cannot be this task's logits is an ExportError
     (a classifier's (batch, num_labels) floats, a causal LM's (batch, seq, vocab) floats)."""
-    from compressor.export.session import make_session
+    from compressor.onnx.session import make_session
 
     session = make_session(path, threads=threads)
     check_output_spec(session, path, task, num_labels)
@@ -185,7 +185,7 @@ def _expected(task: str, num_labels: int | None) -> str:
 
 def check_output_spec(session, path, task: str, num_labels: int | None) -> None:
     """What the graph declares about its first output, checked before any batch runs."""
-    from compressor.errors import ExportError
+    from compressor.core.errors import ExportError
 
     out = session.get_outputs()[0]
     rank = 2 if task == "sequence-classification" else 3
@@ -203,7 +203,7 @@ def check_output_spec(session, path, task: str, num_labels: int | None) -> None:
 
 def check_logits(logits: np.ndarray, path, task: str, num_labels: int | None, batch: int) -> None:
     """The logits a batch produced (a dynamic output shape is only known now)."""
-    from compressor.errors import ExportError
+    from compressor.core.errors import ExportError
 
     logits = np.asarray(logits)
     rank = 2 if task == "sequence-classification" else 3

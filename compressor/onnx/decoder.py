@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from compressor.arch.signature import Signature, decoder_signature, position_ids
-from compressor.errors import ExportError
-from compressor.export.onnx import export_with_fallback
+from compressor.core.errors import ExportError
 from compressor.models import set_eager_attention
+from compressor.onnx.onnx import export_with_fallback
 
 log = logging.getLogger("compressor")
 
@@ -186,7 +186,7 @@ def cached_parity(model, onnx_path: Path, prompts: list[list[int]], steps: int =
     its own presents; both follow PyTorch's tokens. Compares logits at every real (unpadded) position."""
     import torch
 
-    from compressor.export.session import make_session
+    from compressor.onnx.session import make_session
 
     model = prepare(model)
     sig = decoder_signature(model.config, with_past=True)

@@ -29,8 +29,8 @@ def load_classification_file(cfg, num_labels: int | None, tokenizer, max_length:
 def lm_extras(metrics: dict, blocks: np.ndarray, vocab: int | None, model=None, tokenizer=None) -> None:
     """Causal LM: the unigram baseline (fitted on the evaluated text itself: no training split here) and, for a
     PyTorch model, the greedy-output check."""
-    from compressor.evaluate import greedy_check
     from compressor.health import unigram_perplexity
+    from compressor.measure.evaluate import greedy_check
 
     if vocab:
         metrics["unigram_perplexity"] = unigram_perplexity(blocks, blocks, vocab)

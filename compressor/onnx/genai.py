@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from compressor.arch.signature import config_value, decoder_signature
-from compressor.rundir import atomic_write_json
+from compressor.core.rundir import atomic_write_json
 
 log = logging.getLogger("compressor")
 

@@ -6,8 +6,8 @@ import logging
 import time
 from pathlib import Path
 
-from compressor.context import RunContext
-from compressor.rundir import atomic_write_json
+from compressor.core.rundir import atomic_write_json
+from compressor.pipeline.context import RunContext
 
 log = logging.getLogger("compressor")
 
@@ -27,8 +27,8 @@ def artifact_files(ctx: RunContext) -> dict[str, Path]:
 def export_baseline(ctx: RunContext) -> list[str]:
     """The baseline's ONNX export, made as the recipe's export stage made the run's (same opset, exporter,
     fusions, tolerance), so ORT can compare like with like. A failure is a note in the report, not a failed run."""
-    from compressor.errors import CompressorError
-    from compressor.export.stage import export_fp32
+    from compressor.core.errors import CompressorError
+    from compressor.onnx.stage import export_fp32
     from compressor.recipe.schema import ExportStage
 
     if ctx.baseline is None or "onnx" not in ctx.artifacts or "baseline" not in ctx.recipe.evaluate.artifacts:
@@ -74,7 +74,7 @@ def onnx_size(path: Path) -> int:
 
 
 def evaluate_artifacts(ctx: RunContext) -> dict[str, dict]:
-    from compressor.evaluate import evaluate_onnx, evaluate_torch
+    from compressor.measure.evaluate import evaluate_onnx, evaluate_torch
 
     cfg = ctx.recipe.evaluate
     splits = [s for s in cfg.splits if s in ctx.encoded]
@@ -116,8 +116,8 @@ def evaluate_artifacts(ctx: RunContext) -> dict[str, dict]:
 
 def lm_health(ctx: RunContext, evals: dict[str, dict], splits: list[str]) -> None:
     """Causal LM: the unigram baseline beside each perplexity, and a greedy-output check of the PyTorch models."""
-    from compressor.evaluate import greedy_check
     from compressor.health import unigram_perplexity
+    from compressor.measure.evaluate import greedy_check
 
     vocab = ctx.model.config.vocab_size
     train = [f["input_ids"] for f in ctx.encoded["train"].features] if "train" in ctx.encoded else []
@@ -141,7 +141,7 @@ def paired_tests(evals: dict[str, dict]) -> None:
     """Test each artifact's difference from the reference (the baseline, else PyTorch fp32) on the same rows:
     McNemar for accuracy, a paired bootstrap over windows for perplexity. Stored as ``paired`` beside the metrics;
     the per-row outcomes (``_rows``) are dropped afterwards (they do not go into metrics.json)."""
-    from compressor.report.stats import mcnemar, paired_perplexity
+    from compressor.core.stats import mcnemar, paired_perplexity
 
     ref = "baseline" if "baseline" in evals else "pytorch"
     for name, per_split in evals.items():
@@ -197,9 +197,9 @@ BASELINE_DIR = "baseline"  # checkpoints/baseline (pipeline.BASELINE): the saved
 def run_benchmarks(ctx: RunContext) -> dict:
     """Time every artifact of the run on each device, all in one process per device with one thread policy,
     in interleaved rounds (``bench.worker``)."""
-    from compressor.bench.runner import busy_note, cuda_available
-    from compressor.bench.worker import thread_policy, time_artifacts
-    from compressor.errors import CompressorError
+    from compressor.core.errors import CompressorError
+    from compressor.measure.bench.runner import busy_note, cuda_available
+    from compressor.measure.bench.worker import thread_policy, time_artifacts
 
     b = ctx.recipe.bench
     out: dict = {"rows": {}, "notes": [], "policy": thread_policy(b.threads)}
@@ -266,8 +266,8 @@ def bitsandbytes_variants(ctx: RunContext, evals: dict, bench: dict) -> dict[str
     Returns artifact records (params, GPU memory footprint); on CPU a note says why they were skipped."""
     import gc
 
-    from compressor.bench.runner import bench_torch, cuda_available
-    from compressor.evaluate import evaluate_torch
+    from compressor.measure.bench.runner import bench_torch, cuda_available
+    from compressor.measure.evaluate import evaluate_torch
     from compressor.quantize import bnb
 
     b = ctx.recipe.bench
@@ -309,7 +309,7 @@ def bitsandbytes_variants(ctx: RunContext, evals: dict, bench: dict) -> dict[str
 
 
 def collect_results(ctx: RunContext, evals: dict, bench: dict, started: float, extra: dict | None = None) -> dict:
-    from compressor.bench.runner import fingerprint, gzip_size
+    from compressor.measure.bench.runner import fingerprint, gzip_size
     from compressor.models import count_parameters
 
     def torch_record(folder: Path, model) -> dict:

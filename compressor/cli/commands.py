@@ -12,7 +12,7 @@ from typing import Optional
 
 import typer
 
-from compressor.cli_support import STATE, CommandGroup, escape_markup, guarded, print_version
+from compressor.cli.support import STATE, CommandGroup, escape_markup, guarded, print_version
 
 app = typer.Typer(
     cls=CommandGroup,
@@ -73,7 +73,7 @@ def run(
     import json
     import os
 
-    from compressor.pipeline import run as run_pipeline
+    from compressor.pipeline.orchestrate import run as run_pipeline
     from compressor.report.markdown import print_table
 
     run_dir = run_pipeline(recipe, set_ or [], force=force, output_dir=output, quiet=quiet, resume=resume,
@@ -88,8 +88,8 @@ def run(
 @guarded
 def status(runs: list[Path] = typer.Argument(..., metavar="RUN_DIR...", help="Run directories.")):
     """Say where runs stand: complete, running (by which process), failed, or interrupted (its process is gone)."""
-    from compressor.errors import RunDirError
-    from compressor.rundir import STATUS, describe_status
+    from compressor.core.errors import RunDirError
+    from compressor.core.rundir import STATUS, describe_status
 
     for r in runs:
         if not (r / STATUS).is_file():
@@ -140,7 +140,7 @@ def _quiet_transformers() -> None:
 
 
 def _task_of(config, where: Path, task: str) -> str:
-    from compressor.errors import ModelError
+    from compressor.core.errors import ModelError
 
     if task != "auto":
         if task not in TASKS:
@@ -156,7 +156,7 @@ def _task_of(config, where: Path, task: str) -> str:
 
 
 def _model_dir(path: Path, onnx_too: bool = False) -> Path:
-    from compressor.errors import ModelError
+    from compressor.core.errors import ModelError
 
     if not path.exists():
         raise ModelError(f"{path}: no such file or directory")
@@ -170,7 +170,7 @@ def _model_dir(path: Path, onnx_too: bool = False) -> Path:
 
 def _onnx_file(path: Path) -> Path:
     """An existing file that really holds an ONNX model (checked before anything else is looked for)."""
-    from compressor.errors import ModelError
+    from compressor.core.errors import ModelError
 
     if not path.is_file():
         raise ModelError(f"{path}: no such ONNX file" + (" (it is a directory)" if path.is_dir() else ""))
@@ -191,7 +191,7 @@ def _companion(artifact: Path, explicit: Optional[Path]) -> Optional[Path]:
 
 
 def _ints(text: str, what: str) -> list[int]:
-    from compressor.errors import CompressorError
+    from compressor.core.errors import CompressorError
 
     try:
         values = [int(v) for v in text.replace(" ", "").split(",") if v]
@@ -223,14 +223,14 @@ def export(
     Writes model.onnx (+ model.opt.onnx with fusions, + model.int8.onnx with --int8), each with a
     .json provenance record holding the parity result, plus the tokenizer and config.
     """
-    from compressor.errors import CompressorError, RunDirError
-    from compressor.export.onnx import parity, write_provenance
-    from compressor.export.stage import export_fp32
+    from compressor.core.errors import CompressorError, RunDirError
+    from compressor.core.rundir import ensure_replaceable
     from compressor.models import load_config, load_model, load_tokenizer, save_tokenizer
+    from compressor.onnx.onnx import parity, write_provenance
+    from compressor.onnx.stage import export_fp32
     from compressor.quantize.cpu_graph import tune_layernorm
     from compressor.quantize.ptq import quantize_dynamic_file
     from compressor.recipe.schema import DynamicQuant, ExportStage
-    from compressor.rundir import ensure_replaceable
 
     if exporter not in ("auto", "torchscript", "dynamo"):
         raise CompressorError(f"--exporter {exporter}: choose auto, torchscript or dynamo")
@@ -297,7 +297,7 @@ PARITY_MAX_LENGTH = 128
 
 def _parity_batches(tokenizer, task: str, config) -> list[dict]:
     """The sample sentences, tokenized in batches of PARITY_BATCH (padded, the longest truncated)."""
-    from compressor.export.samples import sample_texts
+    from compressor.onnx.samples import sample_texts
 
     limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or PARITY_MAX_LENGTH
     texts = sample_texts(PARITY_SAMPLES)
@@ -364,8 +364,8 @@ def eval_cmd(
                                   "majority | drop (split.conflicts)."),
 ):
     """Evaluate a model directory or an ONNX file on a data file, with the same code `compressor run` uses."""
-    from compressor.errors import CompressorError
-    from compressor.progress import console_log
+    from compressor.core.errors import CompressorError
+    from compressor.core.progress import console_log
 
     try:
         with console_log():
@@ -392,12 +392,12 @@ def _eval(artifact, data, text, label, labels, task, tokenizer, max_length, batc
     import pydantic
 
     from compressor import data as D
-    from compressor import eval_file as E
-    from compressor.errors import CompressorError, ModelError
-    from compressor.evaluate import evaluate_onnx, evaluate_torch
+    from compressor.core.errors import CompressorError, ModelError
+    from compressor.core.rundir import atomic_write_json
+    from compressor.measure import eval_file as E
+    from compressor.measure.evaluate import evaluate_onnx, evaluate_torch
     from compressor.models import load_config, load_model, load_tokenizer, resolve
     from compressor.recipe.schema import DataConfig, SplitConfig
-    from compressor.rundir import atomic_write_json
 
     _quiet_transformers()
     is_onnx = artifact.suffix.lower() == ".onnx"
@@ -411,7 +411,7 @@ def _eval(artifact, data, text, label, labels, task, tokenizer, max_length, batc
     if config is not None:
         task = _task_of(config, home, task)
     elif task == "auto":  # an ONNX file without config.json: a classifier's logits are (batch, labels)
-        from compressor.export.session import make_session
+        from compressor.onnx.session import make_session
 
         task = "causal-lm" if len(make_session(artifact).get_outputs()[0].shape) == 3 else "sequence-classification"
     tok = load_tokenizer(home)
@@ -470,7 +470,7 @@ def _readable_onnx(path: Path) -> None:
     """A ModelError (one line) for a file that is no ONNX model (truncated, corrupt, another format)."""
     import onnx
 
-    from compressor.errors import ModelError
+    from compressor.core.errors import ModelError
 
     try:
         onnx.load(str(path), load_external_data=False)
@@ -525,12 +525,12 @@ def bench(
     All artifacts are timed in one separate process with the same threads and passive waiting for PyTorch and
     ONNX Runtime, in interleaved rounds; the table compares each with the first artifact.
     """
-    from compressor.bench.runner import busy_note, cuda_available, fingerprint
-    from compressor.bench.worker import thread_policy, time_artifacts
-    from compressor.errors import CompressorError, ModelError
+    from compressor.core.errors import CompressorError, ModelError
+    from compressor.core.rundir import atomic_write_json
+    from compressor.measure.bench.runner import busy_note, cuda_available, fingerprint
+    from compressor.measure.bench.worker import thread_policy, time_artifacts
     from compressor.models import load_config
     from compressor.report.terminal import bench_summary, print_summary
-    from compressor.rundir import atomic_write_json
 
     bs, sl = _ints(batch_sizes, "--batch-sizes"), _ints(seq_lengths, "--seq-lengths")
     if device not in ("cpu", "cuda"):
@@ -567,7 +567,7 @@ def bench(
             task = _task_of(config, home, "auto")
             targets.append({"name": str(a), "kind": "torch", "path": str(home), "device": device, "task": task,
                             "vocab": config.vocab_size})
-    from compressor.progress import console_log
+    from compressor.core.progress import console_log
 
     with console_log():  # the timing process's progress (rounds done) on stderr
         got = time_artifacts(targets, bs, sl, warmup, iterations, rounds, threads)
@@ -594,10 +594,10 @@ def bench(
 
 
 def _bench_generation(plan, prompt, new_tokens, bs, warmup, repeats, threads, device, json_out) -> None:
-    from compressor.bench.decode import generation_rows
-    from compressor.bench.runner import fingerprint
+    from compressor.core.rundir import atomic_write_json
+    from compressor.measure.bench.decode import generation_rows
+    from compressor.measure.bench.runner import fingerprint
     from compressor.report.markdown import print_rows
-    from compressor.rundir import atomic_write_json
 
     rows = generation_rows(plan, prompt, new_tokens, bs, warmup, repeats, threads, device)
     head = ["artifact", "runtime", "batch", "prompt", "new tokens", "prefill ms", "decode ms/token", "decode tokens/s"]

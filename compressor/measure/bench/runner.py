@@ -54,8 +54,8 @@ def _bench_torch(model, batch_sizes, seq_lengths, warmup, iterations, device, ro
 
     import torch
 
-    from compressor.bench.harness import Timed, time_interleaved
-    from compressor.quantize.bnb import is_bnb
+    from compressor.measure.bench.harness import Timed, time_interleaved
+    from compressor.measure.bnb import is_bnb
 
     movable = not is_bnb(model)  # bitsandbytes models live on their GPU and refuse .to()
     if movable:
@@ -87,9 +87,9 @@ def _bench_torch(model, batch_sizes, seq_lengths, warmup, iterations, device, ro
 def bench_onnx(path: Path, vocab: int, batch_sizes, seq_lengths, warmup=5, iterations=30, device="cpu", threads=None,
                rounds=1) -> list[dict]:
     """Time one ONNX file in this process (spinning disabled, as everywhere)."""
-    from compressor.bench.harness import Timed, time_interleaved
-    from compressor.evaluate import onnx_feed
-    from compressor.export.session import make_session
+    from compressor.measure.bench.harness import Timed, time_interleaved
+    from compressor.measure.evaluate import onnx_feed
+    from compressor.onnx.session import make_session
 
     session = make_session(path, threads=threads, device=device)
 

@@ -2,7 +2,7 @@
 
 Every artifact is written to a temporary name beside its final one and moved into place only once complete,
 so a crash or a full disk leaves the previous version, never half of a new one; an OS error while writing
-becomes a :class:`~compressor.writeerrors.WriteError` (one line: what, why, room left)."""
+becomes a :class:`~compressor.core.writeerrors.WriteError` (one line: what, why, room left)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from contextlib import contextmanager, redirect_stdout
 from pathlib import Path
 from typing import Any
 
-from compressor.errors import RunDirError
-from compressor.runlock import LOCK_NAME, holder
-from compressor.writeerrors import WriteError, writing
+from compressor.core.errors import RunDirError
+from compressor.core.runlock import LOCK_NAME, holder
+from compressor.core.writeerrors import WriteError, writing
 
 STATUS = "status"
 

@@ -1,5 +1,5 @@
 """Generation speed: prefill latency at a stated prompt length and decode tokens/s, for a PyTorch causal LM with
-its KV cache and for the cached ONNX graph (compressor/export/decoder.py).
+its KV cache and for the cached ONNX graph (compressor/onnx/decoder.py).
 
 One measurement = a prefill of ``prompt`` random tokens (timed alone) followed by ``new_tokens`` − 1 greedy decode
 steps of one token each (timed together). ``repeats`` measurements after ``warmup`` untimed ones; the medians are
@@ -35,7 +35,7 @@ def decode_torch(model, prompt: int = 128, new_tokens: int = 64, batch: int = 1,
     """PyTorch with its own KV cache (the model's DynamicCache), greedy, on CPU."""
     import torch
 
-    from compressor.export.decoder import _cache_kwarg, _present
+    from compressor.onnx.decoder import _cache_kwarg, _present
 
     if threads:
         torch.set_num_threads(threads)
@@ -67,8 +67,8 @@ def decode_torch(model, prompt: int = 128, new_tokens: int = 64, batch: int = 1,
 def decode_onnx(path: Path, prompt: int = 128, new_tokens: int = 64, batch: int = 1, warmup: int = 1, repeats: int = 3,
                 threads: int | None = None, vocab: int | None = None, seed: int = 0, device: str = "cpu") -> dict:
     """The cached graph in ONNX Runtime: prefill with an empty past, then one token per step fed the presents."""
-    from compressor.errors import ExportError
-    from compressor.export.session import make_session
+    from compressor.core.errors import ExportError
+    from compressor.onnx.session import make_session
 
     session = make_session(path, threads=threads, device=device)
     sig = graph_signature(session.get_inputs())
@@ -109,7 +109,7 @@ def generation_rows(plan: list[tuple], prompt: int, new_tokens: int, batch_sizes
     (a causal LM, room for prompt + new tokens) before any is measured."""
     import gc
 
-    from compressor.errors import CompressorError
+    from compressor.core.errors import CompressorError
 
     for path, _, config in plan:
         limit = None if config is None else (getattr(config, "max_position_embeddings", None)

@@ -136,7 +136,7 @@ def trim_file(path: Path) -> dict:
     """:func:`trim_to_first_token` on the graph at ``path``, rewritten in place when it applies."""
     import onnx
 
-    from compressor.rundir import atomic_write_onnx
+    from compressor.core.rundir import atomic_write_onnx
 
     model = onnx.load(str(path))
     record = trim_to_first_token(model)

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 
 from compressor.arch.signature import ENCODER_INPUTS
-from compressor.errors import ExportError
+from compressor.core.errors import ExportError
+from compressor.core.rundir import atomic_write_json, quiet_libraries, tmp_sibling
+from compressor.core.writeerrors import as_write_error, writing
 from compressor.models import set_eager_attention
-from compressor.rundir import atomic_write_json, quiet_libraries, tmp_sibling
-from compressor.writeerrors import as_write_error, writing
 
 log = logging.getLogger("compressor")
 INPUT_ORDER = ENCODER_INPUTS  # the input order of compressor.arch.signature
@@ -159,8 +159,8 @@ def export_with_fallback(out_path: Path, exporter: str, attempt, what: str) -> t
 
 def parity(model, onnx_path: Path, batches: Iterable[dict], tolerance: float | None, what: str = "ONNX") -> dict:
     """Run real batches through PyTorch and ONNX Runtime; raise ExportError above ``tolerance``."""
-    from compressor.evaluate import onnx_logits, torch_logits
-    from compressor.export.session import make_session
+    from compressor.measure.evaluate import onnx_logits, torch_logits
+    from compressor.onnx.session import make_session
 
     model = model.cpu().eval()
     session = make_session(onnx_path)

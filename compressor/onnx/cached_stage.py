@@ -1,5 +1,5 @@
 """The export stage for causal LMs with ``with_past: true``: the cached graph
-(compressor/export/decoder.py) as ``onnx/model.onnx``, parity-checked over a left-padded prefill and 5 decode steps
+(compressor/onnx/decoder.py) as ``onnx/model.onnx``, parity-checked over a left-padded prefill and 5 decode steps
 on real rows, with ``genai_config.json``, config.json and the tokenizer files beside it so that onnxruntime-genai
 opens the folder. ONNX Runtime's transformer optimizer is not applied to it (its decoder fusions expect other
 graph layouts)."""
@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import logging
 
-from compressor.context import RunContext
-from compressor.export.decoder import cached_parity, export_decoder, prompts_from_batches
-from compressor.export.genai import write_runtime_files
-from compressor.export.onnx import write_provenance
+from compressor.onnx.decoder import cached_parity, export_decoder, prompts_from_batches
+from compressor.onnx.genai import write_runtime_files
+from compressor.onnx.onnx import write_provenance
+from compressor.pipeline.context import RunContext
 from compressor.recipe.schema import ExportStage
 
 log = logging.getLogger("compressor")

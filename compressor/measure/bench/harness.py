@@ -4,7 +4,7 @@ Every artifact compared is prepared first (loaded, inputs built, warmed up); the
 round times every artifact in turn (the order rotates from round to round), ``per_round`` runs each.
 A burst of load from another program then lands on all artifacts of the round it hits instead of on
 one artifact, and the median of each round (``round_p50_ms``) lets the report see whether the rounds
-agree (``compressor.report.stats.ratio_verdict``).
+agree (``compressor.core.stats.ratio_verdict``).
 
 Timers: the host clock (``perf_counter``) for CPU work and for ONNX Runtime on any provider (``run()``
 returns host outputs, so it blocks); synchronised ``torch.cuda.Event`` pairs for PyTorch on CUDA.
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compressor.bench.timers import summarize, timer_for
+from compressor.measure.bench.timers import summarize, timer_for
 
 ShapeFn = Callable[[dict], Callable[[], object]]  # synthetic batch -> a function that runs it once
 

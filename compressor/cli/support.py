@@ -47,7 +47,7 @@ class CommandGroup(TyperGroup):
             _say_error("aborted")
             code = 1
         except BrokenPipeError:  # --help or a table into a pipe its reader closed
-            from compressor.console import silence_stdout
+            from compressor.core.console import silence_stdout
 
             silence_stdout()
             code = 0
@@ -98,7 +98,7 @@ def guarded(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, debug: bool = False, **kwargs):
-        from compressor.errors import CompressorError
+        from compressor.core.errors import CompressorError
 
         STATE["debug"] = STATE["debug"] or debug
         try:
@@ -110,11 +110,11 @@ def guarded(fn: Callable) -> Callable:
         except KeyboardInterrupt:
             _fail("interrupted", 130)
         except BrokenPipeError:  # the reader of stdout went away after the work was done: not a failure
-            from compressor.console import silence_stdout
+            from compressor.core.console import silence_stdout
 
             silence_stdout()
         except Exception as e:
-            from compressor.writeerrors import as_write_error
+            from compressor.core.writeerrors import as_write_error
 
             if (err := as_write_error(e, strict=True)) is not None:  # disk full, read-only: not a bug
                 _fail(escape_markup(str(err)), err.exit_code)

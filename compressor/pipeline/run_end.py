@@ -7,8 +7,8 @@ import logging
 import shutil
 from pathlib import Path
 
-from compressor.errors import CompressorError
-from compressor.rundir import atomic_write_json
+from compressor.core.errors import CompressorError
+from compressor.core.rundir import atomic_write_json
 
 log = logging.getLogger("compressor")
 

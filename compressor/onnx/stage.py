@@ -5,11 +5,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from compressor.context import RunContext
-from compressor.export.first_token import trim_file
-from compressor.export.onnx import export_model, fusion_unavailable, optimize, parity, write_provenance
+from compressor.core.registry import STAGES
+from compressor.onnx.first_token import trim_file
+from compressor.onnx.onnx import export_model, fusion_unavailable, optimize, parity, write_provenance
+from compressor.pipeline.context import RunContext
 from compressor.recipe.schema import ExportStage
-from compressor.registry import STAGES
 
 log = logging.getLogger("compressor")
 
@@ -39,7 +39,7 @@ def export_fp32(model, batches: list[dict], out: Path, cfg: ExportStage, artifac
 
     A fused graph that fails its parity check is dropped with a warning (the plain export stands); a plain
     export that fails it is an error."""
-    from compressor.errors import ExportError
+    from compressor.core.errors import ExportError
 
     out.parent.mkdir(parents=True, exist_ok=True)
     info = export_model(model, batches[0], out, opset=cfg.opset, exporter=cfg.exporter)
@@ -82,7 +82,7 @@ def export_fp32(model, batches: list[dict], out: Path, cfg: ExportStage, artifac
 
 
 def _export(ctx: RunContext, cfg: ExportStage) -> dict:
-    from compressor.export.cached_stage import export_cached, wants_past
+    from compressor.onnx.cached_stage import export_cached, wants_past
 
     if wants_past(ctx, cfg):
         return export_cached(ctx, cfg, parity_batches(ctx))

@@ -11,17 +11,9 @@ from pathlib import Path
 
 import yaml
 
-from compressor.context import RunContext
-from compressor.errors import CompressorError, RunDirError
-from compressor.inputs import STARTED, check_resume, fingerprint, same_start
-from compressor.models import save_tokenizer
-from compressor.recipe import load_recipe
-from compressor.recipe.model_check import check_against_model
-from compressor.recipe.paths import check_paths
-from compressor.recipe.schema import QATQuant
-from compressor.registry import STAGES
-from compressor.run_end import tidy_checkpoints, with_plan
-from compressor.rundir import (
+from compressor.core.errors import CompressorError, RunDirError
+from compressor.core.registry import STAGES
+from compressor.core.rundir import (
     atomic_write_json,
     atomic_write_text,
     prepare_run_dir,
@@ -32,9 +24,17 @@ from compressor.rundir import (
     tmp_sibling,
     write_status,
 )
-from compressor.runlock import LockSlot
+from compressor.core.runlock import LockSlot
+from compressor.core.writeerrors import QuietFileHandler, run_failure, writing
+from compressor.inputs import STARTED, check_resume, fingerprint, same_start
+from compressor.models import save_tokenizer
+from compressor.pipeline.context import RunContext
+from compressor.pipeline.run_end import tidy_checkpoints, with_plan
+from compressor.recipe import load_recipe
+from compressor.recipe.model_check import check_against_model
+from compressor.recipe.paths import check_paths
+from compressor.recipe.schema import QATQuant
 from compressor.train.loop import Interrupted
-from compressor.writeerrors import QuietFileHandler, run_failure, writing
 
 log = logging.getLogger("compressor")
 
@@ -42,7 +42,7 @@ log = logging.getLogger("compressor")
 def _register_stages() -> None:
     # importing a stage module registers its handlers with STAGES
     import compressor.distill.stage  # noqa: F401
-    import compressor.export.stage  # noqa: F401
+    import compressor.onnx.stage  # noqa: F401
     import compressor.prune.stage  # noqa: F401
     import compressor.prune.vocab  # noqa: F401
     import compressor.quantize.ptq  # noqa: F401
@@ -72,7 +72,7 @@ class _LogToFile:
     def __enter__(self):
         from rich.logging import RichHandler
 
-        from compressor.console import stdout_console
+        from compressor.core.console import stdout_console
 
         fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
         self.file = QuietFileHandler(self.path, encoding="utf-8", delay=True) if self.path else logging.NullHandler()
@@ -98,7 +98,7 @@ class _LogToFile:
 
 
 def pick_device(setting: str) -> str:
-    from compressor.bench.runner import cuda_available
+    from compressor.measure.bench.runner import cuda_available
 
     if setting == "cuda" and not cuda_available():
         raise CompressorError("device: cuda was asked for but no CUDA GPU is visible")
@@ -374,7 +374,7 @@ def run(recipe_path: str | Path | None = None, overrides: list[str] | None = Non
     """Run a recipe end to end and return the run directory; or, with ``resume=RUN_DIR``, continue one
     (``recipe_path`` then must be the run's recipe; ``rerun_changed``: inputs that changed are read again).
 
-    The run folder is locked for the whole run (one process per folder; see ``compressor.runlock``)."""
+    The run folder is locked for the whole run (one process per folder; see ``compressor.core.runlock``)."""
     lock = LockSlot()
     try:
         return _run(lock, recipe_path, overrides, force, output_dir, quiet, resume, rerun_changed)
@@ -383,14 +383,14 @@ def run(recipe_path: str | Path | None = None, overrides: list[str] | None = Non
 
 
 def _run(lock: LockSlot, recipe_path, overrides, force, output_dir, quiet, resume, rerun_changed=False) -> Path:
-    from compressor.report.markdown import write_report
-    from compressor.report.metrics import (
+    from compressor.measure.metrics import (
         bitsandbytes_variants,
         collect_results,
         evaluate_artifacts,
         export_baseline,
         run_benchmarks,
     )
+    from compressor.report.markdown import write_report
 
     procs = _Processes()
     if resume is not None:

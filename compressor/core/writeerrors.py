@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from compressor.errors import CompressorError, one_line
+from compressor.core.errors import CompressorError, one_line
 
 REASONS = {
     errno.ENOSPC: "no space left on device",

@@ -17,8 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from compressor.errors import RunDirError
-from compressor.writeerrors import writing
+from compressor.core.errors import RunDirError
+from compressor.core.writeerrors import writing
 
 LOCK_NAME = ".lock"
 _RETRY_S = 0.5  # a status probe holds the lock (shared) for microseconds: retry that long before refusing

@@ -7,7 +7,7 @@ which have spinning disabled, do not: the comparison would be unfair to PyTorch.
 ``OMP_WAIT_POLICY=PASSIVE`` and the same intra-op thread count for PyTorch and ONNX Runtime, loads every
 artifact, and times them all in interleaved rounds (``harness.time_interleaved``).
 
-    python -m compressor.bench.worker SPEC.json   # written by ``time_artifacts``; results to spec["out"]
+    python -m compressor.measure.bench.worker SPEC.json   # written by ``time_artifacts``; results to spec["out"]
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from compressor.errors import CompressorError
+from compressor.core.errors import CompressorError
 
 
 def default_threads() -> int:
@@ -43,7 +43,7 @@ def worker_env(threads: int) -> dict[str, str]:
     env = dict(os.environ)
     env.update({"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
                 "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"})
-    root = str(Path(__file__).resolve().parents[2])  # this compressor, even when another copy is installed
+    root = str(Path(__file__).resolve().parents[3])  # this compressor, even when another copy is installed
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
@@ -76,7 +76,7 @@ def _run_worker(spec_file: Path, threads: int, timeout: float | None) -> tuple[i
 
     log = logging.getLogger("compressor")
     t0, tail = time.perf_counter(), []
-    proc = subprocess.Popen([sys.executable, "-m", "compressor.bench.worker", str(spec_file)], env=worker_env(threads),
+    proc = subprocess.Popen([sys.executable, "-m", "compressor.measure.bench.worker", str(spec_file)], env=worker_env(threads),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         for line in proc.stderr:
@@ -105,7 +105,7 @@ def _torch_target(t: dict, threads: int):
 
     import torch
 
-    from compressor.bench.harness import Timed
+    from compressor.measure.bench.harness import Timed
     from compressor.models import load_model
 
     model = load_model(t["path"], t["task"], t.get("num_labels"))
@@ -125,9 +125,9 @@ def _torch_target(t: dict, threads: int):
 
 
 def _onnx_target(t: dict, threads: int):
-    from compressor.bench.harness import Timed
-    from compressor.evaluate import onnx_feed
-    from compressor.export.session import make_session
+    from compressor.measure.bench.harness import Timed
+    from compressor.measure.evaluate import onnx_feed
+    from compressor.onnx.session import make_session
 
     session = make_session(t["path"], threads=threads, device=t["device"])
 
@@ -145,8 +145,8 @@ def main(spec_path: str) -> int:
     import transformers
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification  # noqa: F401
 
-    from compressor.bench.harness import time_interleaved
-    from compressor.bench.runner import synthetic_batch
+    from compressor.measure.bench.harness import time_interleaved
+    from compressor.measure.bench.runner import synthetic_batch
 
     transformers.utils.logging.set_verbosity_error()
     spec = json.loads(Path(spec_path).read_text())

@@ -1,0 +1,1 @@
+"""Measurement: evaluation, benchmarks, bitsandbytes variants and metrics.json. report/ only reads what this writes."""
