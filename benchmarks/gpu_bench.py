@@ -194,7 +194,7 @@ def build_variants(run_dir: Path, work: Path, which: set[str]):
 
 
 def _bnb(model_dir: Path, mode: str):
-    from compressor.quantize import bnb
+    from compressor.measure import bnb
 
     return bnb.load(model_dir, "sequence-classification", mode)
 

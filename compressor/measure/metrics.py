@@ -268,7 +268,7 @@ def bitsandbytes_variants(ctx: RunContext, evals: dict, bench: dict) -> dict[str
 
     from compressor.measure.bench.runner import bench_torch, cuda_available
     from compressor.measure.evaluate import evaluate_torch
-    from compressor.quantize import bnb
+    from compressor.measure import bnb
 
     b = ctx.recipe.bench
     if not b.bitsandbytes:
