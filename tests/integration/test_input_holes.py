@@ -94,7 +94,7 @@ def test_pkg_escape_refused_when_resolved(tmp_path):
                  "pkg://compressor/recipe/../../../etc/passwd"):
         with pytest.raises(CompressorError, match="data.train: pkg://"):
             resolve(spec, tmp_path, "data.train")
-    assert resolve("pkg://compressor/recipe/schema.py", tmp_path, "x").name == "schema.py"
+    assert resolve("pkg://compressor/recipe/loader.py", tmp_path, "x").name == "loader.py"
     link_pkg = tmp_path / "pkgs" / "leaky"
     link_pkg.mkdir(parents=True)
     (link_pkg / "__init__.py").write_text("")

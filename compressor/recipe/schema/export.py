@@ -1,0 +1,22 @@
+"""The ``export:`` stage (ONNX)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from compressor.recipe.schema.base import Strict
+
+
+class ExportStage(Strict):
+    opset: int = Field(default=17, ge=11, le=23)
+    tolerance: float = Field(default=1e-3, gt=0, le=10)
+    exporter: Literal["auto", "torchscript", "dynamo"] = "auto"
+    with_past: bool = Field(
+        default=False, description="causal LMs: export with a key / value cache (position_ids, past_key_values.* in, "
+        "present.* out; one graph for prefill and decode) plus genai_config.json and the tokenizer files")
+    optimize: bool = Field(default=True, description="run ONNX Runtime's transformer optimizer")
+    cls_only_last_layer: bool = Field(
+        default=True, description="when the head reads only the first ([CLS]) token, compute the fused graph's last "
+        "layer (queries, attention output, feed-forward, LayerNorms) for that token alone; exact, parity-checked")

@@ -1,0 +1,112 @@
+"""Pruning: criteria, schedules and the ``prune:`` stage (also used inside training as gradual pruning)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from compressor.recipe.schema.base import BIG, PathStr, Strict, _patterns
+
+# Linear layers whose names match one of these (re.search) are never pruned (unstructured) unless the
+# recipe's ``exclude`` says otherwise: embeddings, task heads (BERT's pooler is part of the classification
+# head: its weights are ~10x smaller than the encoder's, so a global magnitude ranking zeroes all of it and the
+# classifier sees a constant) and norms (norms are not Linear anyway).
+DEFAULT_EXCLUDE = ["embed", "classifier", "score", "lm_head", "pooler", "norm"]
+
+
+class MagnitudeCriterion(Strict):
+    """|w| (unstructured), or the L1 / L2 norm of a head's / neuron's weights (structured)."""
+
+    type: Literal["magnitude"] = "magnitude"
+    norm: Literal["l1", "l2"] = "l1"
+
+
+class TaylorCriterion(Strict):
+    """First-order Taylor importance |w · dL/dw| (structured: |dL/dmask| of a head / neuron mask)."""
+
+    type: Literal["taylor"] = "taylor"
+    batches: int = Field(default=32, ge=1, le=100_000, description="one-shot: training batches observed")
+
+
+class MovementCriterion(Strict):
+    """Movement pruning: −w · dL/dw accumulated over fine-tuning steps (inside finetune / distill only)."""
+
+    type: Literal["movement"] = "movement"
+
+
+Criterion = Annotated[Union[MagnitudeCriterion, TaylorCriterion, MovementCriterion], Field(discriminator="type")]
+
+
+class ScheduleConfig(Strict):
+    """When sparsity rises: one_shot (all at ``start``), linear, or cubic (Zhu & Gupta 2017)."""
+
+    type: Literal["one_shot", "linear", "cubic"] = "cubic"
+    start: int = Field(default=0, ge=0, le=BIG, description="optimizer step of the first pruning update")
+    end: int | None = Field(default=None, ge=1, le=BIG, description="step the final sparsity is reached; default 70 % of training")
+    every: int = Field(default=50, ge=1, le=1_000_000, description="steps between pruning updates")
+    initial: float = Field(default=0.0, ge=0.0, lt=1.0, description="sparsity at the first update")
+
+    @field_validator("end")
+    @classmethod
+    def _end(cls, v: int | None, info: ValidationInfo) -> int | None:
+        if v is not None and v <= info.data.get("start", 0):
+            raise ValueError("end must be after start")
+        return v
+
+
+class UnstructuredPrune(Strict):
+    """Zero individual weights of Linear layers; masks held after every optimizer step, folded in at the end."""
+
+    type: Literal["unstructured"] = "unstructured"
+    sparsity: float = Field(ge=0.0, lt=1.0, description="final fraction of zeros in the pruned layers")
+    criterion: Criterion = Field(default_factory=MagnitudeCriterion)
+    scope: Literal["global", "layer"] = Field(default="global", description="one threshold for all layers, or per layer")
+    include: list[str] = Field(default_factory=lambda: [".*"], min_length=1, description="regexes over module names")
+    exclude: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDE))
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+
+    _include = field_validator("include", "exclude")(classmethod(lambda cls, v: _patterns(v)))
+
+    @field_validator("schedule")
+    @classmethod
+    def _initial(cls, v: ScheduleConfig, info: ValidationInfo) -> ScheduleConfig:
+        final = info.data.get("sparsity")
+        if final is not None and v.initial > final:
+            raise ValueError(f"initial sparsity {v.initial} is above the final sparsity {final}")
+        return v
+
+
+class StructuredPrune(Strict):
+    """Remove whole attention heads and FFN neurons: the Linear layers are sliced and the config rewritten.
+
+    ``heads`` / ``ffn``: an integer is a count removed from every layer; a number below 1 (0.5) a fraction.
+    """
+
+    type: Literal["structured"] = "structured"
+    heads: Annotated[int, Field(ge=0)] | Annotated[float, Field(ge=0.0, lt=1.0)] = 0
+    ffn: Annotated[int, Field(ge=0)] | Annotated[float, Field(ge=0.0, lt=1.0)] = 0
+    criterion: Criterion = Field(default_factory=TaylorCriterion)
+    round_to: int = Field(default=8, ge=1, le=4096, description="kept FFN neurons: a multiple of this (fast kernels)")
+
+    @model_validator(mode="after")
+    def _something(self) -> StructuredPrune:
+        if not self.heads and not self.ffn:
+            raise ValueError("say what to remove: heads and / or ffn")
+        if self.criterion.type == "movement":
+            raise ValueError("criterion movement needs training; structured pruning uses magnitude or taylor")
+        return self
+
+
+class VocabularyPrune(Strict):
+    """Keep only the tokens the training data uses (plus special tokens): smaller embedding table and tokenizer."""
+
+    type: Literal["vocabulary"] = "vocabulary"
+    min_count: int = Field(default=1, ge=1, le=BIG, description="a token must occur this often in the training texts")
+    keep_single_chars: bool = Field(default=True, description="also keep one-character tokens, so unseen words still split")
+    extra_texts: list[PathStr] = Field(
+        default_factory=list, description="unlabelled text files (one text per line) whose tokens are kept too, e.g. "
+        "general English, so that words a small training split lacks keep their own embedding rows")
+
+
+PruneStage = Annotated[Union[UnstructuredPrune, StructuredPrune, VocabularyPrune], Field(discriminator="type")]

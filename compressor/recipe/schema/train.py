@@ -1,0 +1,53 @@
+"""Training settings shared by ``finetune`` and ``distill``, and QAT inside training."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from compressor.recipe.schema.base import BIG, Strict, _patterns
+from compressor.recipe.schema.prune import UnstructuredPrune
+
+
+class QATConfig(Strict):
+    """Quantization-aware training: fake INT8 (per-channel symmetric weights, per-tensor asymmetric
+    activations with observers) in the Linear layers while the stage trains; ``quantize: {type: qat}``
+    then exports the ONNX QDQ graph."""
+
+    observer: Literal["minmax", "ema"] = Field(default="ema", description="activation range: running min/max or EMA")
+    ema_decay: float = Field(default=0.99, gt=0.0, lt=1.0)
+    calibration_batches: int = Field(default=8, ge=1, le=100_000, description="batches observed before fake quant starts")
+    freeze_after: float = Field(default=0.8, gt=0.0, le=1.0, description="fraction of training after which ranges freeze")
+    include: list[str] = Field(default_factory=lambda: [".*"], min_length=1)
+    exclude: list[str] = Field(default_factory=list)
+
+    _include = field_validator("include", "exclude")(classmethod(lambda cls, v: _patterns(v)))
+
+
+
+class TrainConfig(Strict):
+    epochs: float = Field(default=3.0, gt=0, le=1000)
+    max_steps: int | None = Field(default=None, ge=1, le=BIG)
+    lr: float = Field(default=5e-5, gt=0, lt=1)
+    batch_size: int = Field(default=32, ge=1, le=65536)
+    eval_batch_size: int = Field(default=64, ge=1, le=65536)
+    grad_accum: int = Field(default=1, ge=1, le=4096)
+    warmup_ratio: float = Field(default=0.1, ge=0, le=1)
+    weight_decay: float = Field(default=0.01, ge=0, lt=1)
+    max_grad_norm: float | None = Field(default=1.0, gt=0)
+    eval_every: int | None = Field(default=None, ge=1, le=BIG, description="steps; default: once per epoch")
+    early_stopping: int | None = Field(default=None, ge=1, le=BIG, description="evaluations without improvement")
+    mixed_precision: Literal["no", "fp16", "bf16", "auto"] = "auto"
+    checkpoint_every: int | None = Field(default=None, ge=1, le=BIG, description="steps between resumable checkpoints")
+    prune: UnstructuredPrune | None = Field(default=None, description="gradual pruning during this stage's training")
+    qat: QATConfig | None = Field(default=None, description="quantization-aware training during this stage")
+
+    @field_validator("qat", mode="before")
+    @classmethod
+    def _qat_on(cls, v: Any) -> Any:
+        return {} if v is True else (None if v is False else v)
+
+
+class FinetuneStage(TrainConfig):
+    pass
