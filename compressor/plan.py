@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compressor.recipe.model_check import read_model_config  # noqa: F401  (re-exported)
+from compressor.recipe.model_config import read_model_config
 from compressor.report.compression import SMALLER_NOT_FASTER
 
 INT8_FAST_FLAGS = ("amx_int8", "avx512_vnni", "avx_vnni")  # int8 dot-product instructions ORT's MLAS uses

@@ -39,13 +39,11 @@ SetOpt = typer.Option(None, "--set", "-s", metavar="KEY=VALUE",
 def validate(recipe: Path = typer.Argument(..., help="Recipe YAML file."), set_: Optional[list[str]] = SetOpt):
     """Check a recipe without running it: schema, types, ranges, with file:line errors."""
     from compressor.recipe import load_recipe
-    from compressor.recipe.model_check import check_against_model
     from compressor.recipe.paths import check_paths
 
     r, _ = load_recipe(recipe, set_ or [])
     for note in check_paths(r, recipe.absolute().parent, models_must_exist=False):
         _warn(note)
-    check_against_model(r, recipe.absolute().parent)
     stages = " → ".join(k for k, _ in r.stage_list()) or "no stages (evaluate and benchmark only)"
     typer.echo(f"{recipe}: OK: '{r.name}', {r.model.task}, stages: {stages}")
 
@@ -615,14 +613,12 @@ def plan(recipe: Path = typer.Argument(..., help="Recipe YAML file."), set_: Opt
     """Say what each stage of a recipe can buy on this machine (smaller? faster?), without loading the model."""
     from compressor.plan import describe_machine, machine_info, make_plan
     from compressor.recipe import load_recipe
-    from compressor.recipe.model_check import check_against_model
     from compressor.recipe.paths import check_paths
     from compressor.report.markdown import print_rows
 
     r, _ = load_recipe(recipe, set_ or [])
     for note in check_paths(r, recipe.absolute().parent, models_must_exist=False):
         _warn(note)
-    check_against_model(r, recipe.absolute().parent)
     machine = machine_info()
     rows = make_plan(r, recipe.absolute().parent, machine)
     typer.echo(f"{recipe}: '{r.name}', {r.model.task}, model {r.model.path}")

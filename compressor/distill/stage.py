@@ -183,7 +183,6 @@ def run_distill(ctx: RunContext, cfg: DistillStage) -> dict:
     if not state.history:
         raise CompressorError("distill: no training step ran")
     teacher.to("cpu")
-    ctx.teacher = teacher
     if ctx.baseline is None:  # the uncompressed reference of the report: what the student replaces
         ctx.baseline, ctx.baseline_tokenizer, ctx.baseline_source = teacher, ctx.tokenizer, f"distillation teacher ({cfg.teacher or 'the model before this stage'})"
     ctx.model = state.model  # the projections stay behind: they are not part of the student

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,6 @@ class RunContext:
     device: str = "cpu"
     model: Any = None
     tokenizer: Any = None
-    teacher: Any = None
     baseline: Any = None  # the uncompressed model (teacher, or the model before pruning): measured beside the result
     baseline_tokenizer: Any = None
     baseline_source: str | None = None
@@ -32,7 +30,6 @@ class RunContext:
     stage_path: str = ""  # "stages.<i>.<kind>" of the running stage, for error messages
     stage_dir: Path | None = None  # checkpoints/stage-<i>-<kind>/train: the running stage's training state
     resuming: bool = False  # continue the running stage from stage_dir if it holds a checkpoint
-    log: logging.Logger = field(default_factory=lambda: logging.getLogger("compressor"))
 
     @property
     def task(self) -> str:

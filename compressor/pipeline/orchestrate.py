@@ -31,7 +31,6 @@ from compressor.models import save_tokenizer
 from compressor.pipeline.context import RunContext
 from compressor.pipeline.run_end import tidy_checkpoints, with_plan
 from compressor.recipe import load_recipe
-from compressor.recipe.model_check import check_against_model
 from compressor.recipe.paths import check_paths
 from compressor.recipe.schema import QATQuant
 from compressor.train.loop import Interrupted
@@ -406,7 +405,6 @@ def _run(lock: LockSlot, recipe_path, overrides, force, output_dir, quiet, resum
         recipe_dir = Path(info["recipe_dir"])
         recipe, raw = load_recipe(run_dir / "recipe.yaml", overrides, recipe_dir)
         recipe._source = (info.get("recipe", str(run_dir / "recipe.yaml")), recipe._source[1])
-        check_against_model(recipe, recipe_dir)
         inputs = check_resume(run_dir, info, recipe, recipe_dir, recipe_path, overrides, rerun_changed)
         if inputs is not None and procs.is_main:
             atomic_write_json(info_file, {**info, "inputs": inputs})
@@ -416,7 +414,6 @@ def _run(lock: LockSlot, recipe_path, overrides, force, output_dir, quiet, resum
         recipe, raw = load_recipe(recipe_path, overrides)
         recipe_dir = Path(recipe_path).absolute().parent
         check_paths(recipe, recipe_dir, models_must_exist=True)  # before the run folder exists
-        check_against_model(recipe, recipe_dir)
         run_dir = run_dir_for(recipe, recipe_dir, output_dir)
         inputs = fingerprint(recipe, recipe_dir)
         if procs.is_main:

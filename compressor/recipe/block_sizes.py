@@ -1,5 +1,5 @@
 """Weight-only quantization (int4 / int8_weight) against config.json: a block size must divide the input width of
-every layer it quantizes. Called by compressor/recipe/model_checks.py (validate, plan, run) and again by the stage
+every layer it quantizes. Called by compressor/recipe/model_config.py (validate, plan, run) and again by the stage
 against the loaded config (for a model whose config.json is not local)."""
 
 from __future__ import annotations

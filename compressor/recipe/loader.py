@@ -16,13 +16,13 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from compressor.core.errors import RecipeError
-from compressor.recipe.schema import DynamicQuant, QATQuant, Recipe, UnstructuredPrune, VocabularyPrune, WeightOnlyQuant
+from compressor.recipe.contracts import recipe_problem
+from compressor.recipe.schema import Recipe
 
 MAX_NODES = 100_000  # after alias expansion: stops "billion laughs" documents
 MAX_DEPTH = 64
 MAX_BYTES = 1_000_000
 
-Path_ = tuple  # a location: ("stages", 1, "finetune", "lr")
 _PLAIN_TAGS = {"tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"}
 
 
@@ -341,50 +341,6 @@ def _segment(seg: Any) -> str:
     return s if s and s.isprintable() and s.strip() == s else repr(s)
 
 
-def _stage_order(recipe: Recipe) -> tuple[tuple, str] | None:
-    """Stage-order mistakes found now rather than after training: (location, message) or None."""
-    exported = qat_trained = trimmed = False
-    sparse = None  # where unstructured sparsity was made, while the model still carries it
-    for i, (kind, cfg) in enumerate(recipe.stage_list()):
-        here = ("stages", i, kind)
-        trains_current = kind == "finetune" or (kind == "distill" and cfg.student.current)
-        if kind == "prune" and qat_trained:
-            return here, "pruning between QAT training and `quantize: {type: qat}` would change the fake-quantized layers; prune before the QAT stage"
-        if trains_current and sparse is not None and cfg.prune is None:
-            return here, (f"this stage trains the model that {sparse} made sparse, and would regrow its zeros: give it "
-                          "`prune:` with the same sparsity (schedule one_shot keeps the masks), or prune afterwards")
-        if kind == "distill" and trimmed and cfg.teacher is not None:
-            return here + ("teacher",), ("the vocabulary was trimmed by an earlier stage, so this teacher's tokens differ "
-                                         "from the student's: trim the vocabulary after distillation")
-        if kind == "export":
-            exported = True
-            if cfg.with_past and recipe.model.task != "causal-lm":
-                return here + ("with_past",), "with_past exports a key / value cache: it needs model.task: causal-lm"
-        elif isinstance(cfg, (DynamicQuant, WeightOnlyQuant)) and not exported:  # it quantizes the exported graph
-            return here, f"quantize {{type: {cfg.type}}} works on the ONNX model: put an 'export' stage before it"
-        elif isinstance(cfg, QATQuant) and not qat_trained:
-            return here, "quantize {type: qat} exports a model trained with fake quantization: add `qat: {}` to a finetune or distill stage before it"
-        elif isinstance(cfg, UnstructuredPrune):  # a one-shot stage: nothing trains while it runs
-            if cfg.criterion.type == "movement":
-                return here + ("criterion", "type"), "movement pruning needs training: put `prune:` inside a finetune or distill stage"
-            if "schedule" in cfg.model_fields_set and cfg.schedule.type != "one_shot":
-                return here + ("schedule", "type"), (f"a {cfg.schedule.type} schedule needs training: put `prune:` inside a "
-                                                     "finetune or distill stage, or use schedule type one_shot")
-        if getattr(cfg, "qat", None) is not None:
-            qat_trained, qat_at = True, here + ("qat",)
-        elif isinstance(cfg, QATQuant):
-            qat_trained = False
-        if isinstance(cfg, UnstructuredPrune) or getattr(cfg, "prune", None) is not None:
-            sparse = f"stages.{i}"
-        elif kind == "distill" and not cfg.student.current:
-            sparse = None  # a new student
-        if isinstance(cfg, VocabularyPrune):
-            trimmed = True
-    if qat_trained:
-        return qat_at, "a model trained with `qat:` is exported by a later `quantize: {type: qat}` stage; add one"
-    return None
-
-
 def _more(errors: list[dict], shown: dict, data: Any, tree: _Tree | None) -> str:
     """The other unknown keys, each with its line and "did you mean", then a count of the remaining errors."""
     others, seen = [], set()
@@ -423,7 +379,7 @@ def validate_data(data: dict, tree: _Tree | None, file: str, overrides: dict[tup
                 raise RecipeError(_message(err, loc, data), f"{file} (--set {_short(text)!r})", None, field) from None
         line = tree.line_of(loc) if tree else None
         raise RecipeError(_message(err, loc, data) + _more(errors, err, data, tree), file, line, field) from None
-    problem = _stage_order(recipe)
+    problem = recipe_problem(recipe)  # the stage contracts (no file read here)
     if problem is not None:
         loc, message = problem
         field = ".".join(_segment(p) for p in loc)
@@ -444,8 +400,8 @@ def parse_recipe_text(text: str, file: str = "recipe.yaml", overrides: list[str]
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None, recipe_dir: Path | None = None) -> tuple[Recipe, dict]:
-    """Read and validate a recipe file, then check its stages against the model's config.json (see model_checks.py);
-    relative paths in it are taken from ``recipe_dir`` (default: the file's folder)."""
+    """Read and validate a recipe file, then check it against the model's config.json (the stage contracts, see
+    contracts.py); relative paths in it are taken from ``recipe_dir`` (default: the file's folder)."""
     p = Path(path)
     if not p.is_file():
         raise RecipeError("no such file" if not p.exists() else "not a file", str(path))
@@ -459,9 +415,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None, recipe_dir
     except OSError as e:
         raise RecipeError(f"cannot read: {e.strerror}", str(path)) from None
     recipe, data = parse_recipe_text(text, str(path), overrides)
-    from compressor.recipe.model_checks import check_model
-
-    problem = check_model(recipe, Path(recipe_dir) if recipe_dir is not None else p.absolute().parent)
+    problem = recipe_problem(recipe, Path(recipe_dir) if recipe_dir is not None else p.absolute().parent)
     if problem is not None:
         loc, message = problem
         raise recipe.error(".".join(str(x) for x in loc), message)

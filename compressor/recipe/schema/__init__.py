@@ -10,7 +10,21 @@ criterion / scheme is a class in that module plus one member of its union. ``fro
 import X`` keeps working for every public name.
 """
 
-from compressor.recipe.schema.base import BIG, NAME_RE, PathStr, Strict
+from compressor.recipe.schema.base import (
+    BIG,
+    CAUSAL_LM,
+    CLASSIFIER,
+    EXPORTED,
+    FAKE_QUANT,
+    NAME_RE,
+    SPARSE,
+    TRIMMED,
+    Contract,
+    Need,
+    PathStr,
+    StageConfig,
+    Strict,
+)
 from compressor.recipe.schema.data import DataConfig, ModelConfig, SplitConfig
 from compressor.recipe.schema.distill import (
     AttentionLoss,
@@ -36,6 +50,7 @@ from compressor.recipe.schema.prune import (
 )
 from compressor.recipe.schema.quantize import (
     DynamicQuant,
+    GraphQuant,
     Int4Quant,
     Int8WeightQuant,
     QATQuant,
@@ -59,13 +74,14 @@ from compressor.recipe.schema.recipe import (
 from compressor.recipe.schema.train import FinetuneStage, QATConfig, TrainConfig
 
 __all__ = [
-    "BIG", "NAME_RE", "PathStr", "Strict",
+    "BIG", "NAME_RE", "PathStr", "Strict", "StageConfig", "Contract", "Need",
+    "CAUSAL_LM", "CLASSIFIER", "EXPORTED", "FAKE_QUANT", "SPARSE", "TRIMMED",
     "DataConfig", "ModelConfig", "SplitConfig",
     "AttentionLoss", "DistillLoss", "DistillStage", "HiddenLoss", "LogitLoss", "StudentConfig", "TransferData",
     "ExportStage",
     "DEFAULT_EXCLUDE", "Criterion", "MagnitudeCriterion", "MovementCriterion", "PruneStage", "ScheduleConfig",
     "StructuredPrune", "TaylorCriterion", "UnstructuredPrune", "VocabularyPrune",
-    "DynamicQuant", "Int4Quant", "Int8WeightQuant", "QATQuant", "QuantizeStage", "StaticQuant", "WeightOnlyQuant",
+    "DynamicQuant", "GraphQuant", "Int4Quant", "Int8WeightQuant", "QATQuant", "QuantizeStage", "StaticQuant", "WeightOnlyQuant",
     "STAGE_NAMES", "BenchConfig", "DistillItem", "EvaluateConfig", "ExportItem", "FinetuneItem", "OutputConfig",
     "PruneItem", "QuantizeItem", "Recipe", "StageItem",
     "FinetuneStage", "QATConfig", "TrainConfig",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict
@@ -41,3 +43,44 @@ def _patterns(v: list[str]) -> list[str]:
     if len(set(v)) != len(v):
         raise ValueError("lists a pattern twice")
     return v
+
+
+# ---------------------------------------------------------------- stage contracts
+# Facts about the model as the stages leave it (what a later stage may require, or must not find).
+EXPORTED = "exported"  # an ONNX graph of the model exists (export stage)
+FAKE_QUANT = "fake-quant"  # the model carries QAT fake quantization that no `quantize: {type: qat}` has exported yet
+SPARSE = "sparse"  # unstructured zeros that training without `prune:` would regrow
+TRIMMED = "trimmed-vocabulary"  # the tokenizer and embedding table lost tokens
+CLASSIFIER, CAUSAL_LM = "sequence-classification", "causal-lm"  # the recipe's task (always a fact from the start)
+
+
+@dataclass(frozen=True)
+class Need:
+    """A fact the stage requires (``present``) or refuses (not ``present``); ``field``: the recipe key under the stage
+    that the refusal points at; ``message`` may name ``{source}``, the stage that made the fact."""
+
+    fact: str
+    present: bool
+    message: str
+    field: tuple = ()
+
+
+@dataclass(frozen=True)
+class Contract:
+    """What a stage requires of the model before it and what it leaves (one rule for validate, plan and run: see
+    compressor/recipe/contracts.py). ``problems``: settings this stage refuses outright, as (field, message)."""
+
+    needs: tuple[Need, ...] = ()
+    produces: dict[str, tuple] = dc_field(default_factory=dict)  # fact -> field under the stage that made it
+    removes: tuple[str, ...] = ()
+    problems: tuple[tuple[tuple, str], ...] = ()
+    changes_model: bool = False  # rewrites the PyTorch model: runs in every process, its snapshot is saved
+    trains: bool = False  # trains the run's model (a new classifier head is trained afterwards)
+    compresses: bool = False  # compresses the model in place: the report's baseline is copied before it
+
+
+class StageConfig(Strict):
+    """The config of a stage (``stages:`` item): declares its contract."""
+
+    def contract(self) -> Contract:
+        return Contract()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from compressor.recipe.schema.base import BIG, PathStr, Strict
+from compressor.recipe.schema.base import BIG, CLASSIFIER, TRIMMED, Contract, Need, PathStr, Strict
 from compressor.recipe.schema.train import TrainConfig
 
 
@@ -106,3 +107,16 @@ class DistillStage(TrainConfig):
         if v.current and info.data.get("teacher") is None:
             raise ValueError("student: current needs a teacher path (the model to learn from, e.g. the one before pruning)")
         return v
+
+    def contract(self) -> Contract:
+        # a layer-subset student's layers and family are checked against config.json (compressor/recipe/model_config.py)
+        needs: tuple[Need, ...] = ()
+        if self.teacher is not None:
+            needs += (Need(TRIMMED, False, "the vocabulary was trimmed by an earlier stage, so this teacher's tokens differ "
+                           "from the student's: trim the vocabulary after distillation", ("teacher",)),)
+        if self.transfer is not None:
+            needs += (Need(CLASSIFIER, True, "a transfer set is for classifiers (a causal LM's extra text is just more "
+                           "data.train)", ("transfer",)),)
+        contract = self.training_contract(new_model=not self.student.current, needs=needs)
+        # the report's baseline is the teacher, which the stage keeps itself
+        return replace(contract, compresses=False)

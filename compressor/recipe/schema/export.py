@@ -6,10 +6,10 @@ from typing import Literal
 
 from pydantic import Field
 
-from compressor.recipe.schema.base import Strict
+from compressor.recipe.schema.base import CAUSAL_LM, EXPORTED, Contract, Need, StageConfig
 
 
-class ExportStage(Strict):
+class ExportStage(StageConfig):
     opset: int = Field(default=17, ge=11, le=23)
     tolerance: float = Field(default=1e-3, gt=0, le=10)
     exporter: Literal["auto", "torchscript", "dynamo"] = "auto"
@@ -20,3 +20,8 @@ class ExportStage(Strict):
     cls_only_last_layer: bool = Field(
         default=True, description="when the head reads only the first ([CLS]) token, compute the fused graph's last "
         "layer (queries, attention output, feed-forward, LayerNorms) for that token alone; exact, parity-checked")
+
+    def contract(self) -> Contract:
+        needs = (Need(CAUSAL_LM, True, "with_past exports a key / value cache: it needs model.task: causal-lm",
+                      ("with_past",)),) if self.with_past else ()
+        return Contract(needs=needs, produces={EXPORTED: ()})

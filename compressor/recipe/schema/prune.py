@@ -6,7 +6,22 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from compressor.recipe.schema.base import BIG, PathStr, Strict, _patterns
+from compressor.recipe.schema.base import (
+    BIG,
+    CLASSIFIER,
+    FAKE_QUANT,
+    SPARSE,
+    TRIMMED,
+    Contract,
+    Need,
+    PathStr,
+    StageConfig,
+    Strict,
+    _patterns,
+)
+
+AFTER_QAT = Need(FAKE_QUANT, False, "pruning between QAT training and `quantize: {type: qat}` would change the "
+                 "fake-quantized layers; prune before the QAT stage")
 
 # Linear layers whose names match one of these (re.search) are never pruned (unstructured) unless the
 # recipe's ``exclude`` says otherwise: embeddings, task heads (BERT's pooler is part of the classification
@@ -55,7 +70,7 @@ class ScheduleConfig(Strict):
         return v
 
 
-class UnstructuredPrune(Strict):
+class UnstructuredPrune(StageConfig):
     """Zero individual weights of Linear layers; masks held after every optimizer step, folded in at the end."""
 
     type: Literal["unstructured"] = "unstructured"
@@ -76,8 +91,20 @@ class UnstructuredPrune(Strict):
             raise ValueError(f"initial sparsity {v.initial} is above the final sparsity {final}")
         return v
 
+    def contract(self) -> Contract:
+        """As a stage of its own (one-shot: nothing trains while it runs); inside training see TrainConfig."""
+        problems = []
+        if self.criterion.type == "movement":
+            problems.append((("criterion", "type"), "movement pruning needs training: put `prune:` inside a finetune or "
+                             "distill stage"))
+        if "schedule" in self.model_fields_set and self.schedule.type != "one_shot":
+            problems.append((("schedule", "type"), f"a {self.schedule.type} schedule needs training: put `prune:` inside a "
+                             "finetune or distill stage, or use schedule type one_shot"))
+        return Contract(needs=(AFTER_QAT,), produces={SPARSE: ()}, problems=tuple(problems), changes_model=True,
+                        compresses=True)
 
-class StructuredPrune(Strict):
+
+class StructuredPrune(StageConfig):
     """Remove whole attention heads and FFN neurons: the Linear layers are sliced and the config rewritten.
 
     ``heads`` / ``ffn``: an integer is a count removed from every layer; a number below 1 (0.5) a fraction.
@@ -97,8 +124,13 @@ class StructuredPrune(Strict):
             raise ValueError("criterion movement needs training; structured pruning uses magnitude or taylor")
         return self
 
+    def contract(self) -> Contract:
+        # the family, head counts and an earlier structured pruning are checked against config.json
+        # (compressor/recipe/model_config.py)
+        return Contract(needs=(AFTER_QAT,), changes_model=True, compresses=True)
 
-class VocabularyPrune(Strict):
+
+class VocabularyPrune(StageConfig):
     """Keep only the tokens the training data uses (plus special tokens): smaller embedding table and tokenizer."""
 
     type: Literal["vocabulary"] = "vocabulary"
@@ -107,6 +139,11 @@ class VocabularyPrune(Strict):
     extra_texts: list[PathStr] = Field(
         default_factory=list, description="unlabelled text files (one text per line) whose tokens are kept too, e.g. "
         "general English, so that words a small training split lacks keep their own embedding rows")
+
+    def contract(self) -> Contract:
+        return Contract(needs=(AFTER_QAT, Need(CLASSIFIER, True, "vocabulary pruning is for task sequence-classification, "
+                                               "not {task}")),
+                        produces={TRIMMED: ()}, changes_model=True, compresses=True)
 
 
 PruneStage = Annotated[Union[UnstructuredPrune, StructuredPrune, VocabularyPrune], Field(discriminator="type")]

@@ -6,10 +6,19 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from compressor.recipe.schema.base import Strict
+from compressor.recipe.schema.base import EXPORTED, FAKE_QUANT, Contract, Need, StageConfig
 
 
-class DynamicQuant(Strict):
+class GraphQuant(StageConfig):
+    """A scheme that quantizes the exported ONNX graph: it needs an export stage before it."""
+
+    def contract(self) -> Contract:
+        kind = getattr(self, "type", "?")
+        return Contract(needs=(Need(EXPORTED, True, f"quantize {{type: {kind}}} works on the ONNX model: put an "
+                                    "'export' stage before it"),))
+
+
+class DynamicQuant(GraphQuant):
     type: Literal["dynamic"] = "dynamic"
     per_channel: bool = Field(default=True, description="one weight scale per output column (quantize_dynamic's default "
                               "is per-tensor): MiniLM SST-2 dev 89.45 -> 90.14 % at batch 1, same speed")
@@ -22,7 +31,7 @@ class DynamicQuant(Strict):
         "Runtime does not fuse into SkipLayerNormalization (6x slower on ORT 1.32 CPU); 'auto' times both here")
 
 
-class StaticQuant(Strict):
+class StaticQuant(GraphQuant):
     """Static INT8 (QDQ) with calibrated activation ranges; see compressor/quantize/static.py."""
 
     type: Literal["static"] = "static"
@@ -79,7 +88,7 @@ class StaticQuant(Strict):
         return v
 
 
-class QATQuant(Strict):
+class QATQuant(StageConfig):
     """Export the model trained with ``qat:`` (in finetune / distill) as an ONNX QDQ graph with INT8 weights."""
 
     type: Literal["qat"] = "qat"
@@ -90,8 +99,13 @@ class QATQuant(Strict):
         default="auto", description="residual Add + LayerNorm on CPU: 'split' writes Sum + LayerNormalization, which ONNX "
         "Runtime does not fuse into SkipLayerNormalization (6x slower on ORT 1.32 CPU); 'auto' times both here")
 
+    def contract(self) -> Contract:
+        return Contract(needs=(Need(FAKE_QUANT, True, "quantize {type: qat} exports a model trained with fake "
+                                    "quantization: add `qat: {}` to a finetune or distill stage before it"),),
+                        removes=(FAKE_QUANT,))
 
-class WeightOnlyQuant(Strict):
+
+class WeightOnlyQuant(GraphQuant):
     """Weight-only quantization of the exported graph's MatMuls (ONNX Runtime MatMulNBits, round to nearest); see
     compressor/quantize/weight_only.py."""
 

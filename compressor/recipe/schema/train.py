@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from compressor.recipe.schema.base import BIG, Strict, _patterns
+from compressor.recipe.schema.base import BIG, FAKE_QUANT, SPARSE, Contract, Need, StageConfig, Strict, _patterns
 from compressor.recipe.schema.prune import UnstructuredPrune
 
 
@@ -25,8 +25,7 @@ class QATConfig(Strict):
     _include = field_validator("include", "exclude")(classmethod(lambda cls, v: _patterns(v)))
 
 
-
-class TrainConfig(Strict):
+class TrainConfig(StageConfig):
     epochs: float = Field(default=3.0, gt=0, le=1000)
     max_steps: int | None = Field(default=None, ge=1, le=BIG)
     lr: float = Field(default=5e-5, gt=0, lt=1)
@@ -48,6 +47,21 @@ class TrainConfig(Strict):
     def _qat_on(cls, v: Any) -> Any:
         return {} if v is True else (None if v is False else v)
 
+    def training_contract(self, new_model: bool, needs: tuple[Need, ...] = ()) -> Contract:
+        """A stage that trains: the run's model (``new_model`` False), which must not regrow zeros an earlier stage
+        made unless it prunes too, or a new model (a student) that drops them."""
+        if not new_model and self.prune is None:
+            needs += (REGROW,)
+        produces = {**({SPARSE: ("prune",)} if self.prune is not None else {}),
+                    **({FAKE_QUANT: ("qat",)} if self.qat is not None else {})}
+        return Contract(needs=needs, produces=produces, removes=(SPARSE,) if new_model else (), changes_model=True,
+                        trains=True, compresses=self.prune is not None or self.qat is not None)
+
+
+REGROW = Need(SPARSE, False, "this stage trains the model that {source} made sparse, and would regrow its zeros: give it "
+              "`prune:` with the same sparsity (schedule one_shot keeps the masks), or prune afterwards")
+
 
 class FinetuneStage(TrainConfig):
-    pass
+    def contract(self) -> Contract:
+        return self.training_contract(new_model=False)
