@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from compressor.arch.families import find_family
 from compressor.arch.signature import config_value
 
 # the input widths of the MatMuls a weight-only scheme quantizes: attention and FFN-in read the hidden size, the
@@ -17,13 +18,18 @@ _INTERMEDIATE = ("intermediate_size", "n_inner", "ffn_dim")
 def layer_widths(config: Any) -> dict[str, int]:
     """{config field: width} of the quantizable layers' inputs, for the fields config.json has."""
     out: dict[str, int] = {}
-    hidden = config_value(config, _HIDDEN)
+    fam = find_family(config)
+    if fam is not None:  # the family knows its own keys (DistilBERT: dim, hidden_dim)
+        hidden_keys, inter_keys = (fam.hidden_key, *_HIDDEN), (fam.ffn_key, *_INTERMEDIATE)
+    else:
+        hidden_keys, inter_keys = _HIDDEN, _INTERMEDIATE
+    hidden = config_value(config, hidden_keys)
     if hidden:
-        field = next(n for n in _HIDDEN if config_value(config, (n,)) is not None)
+        field = next(n for n in hidden_keys if config_value(config, (n,)) is not None)
         out[field] = int(hidden)
-    inter = config_value(config, _INTERMEDIATE)
+    inter = config_value(config, inter_keys)
     if inter:
-        out[next(n for n in _INTERMEDIATE if config_value(config, (n,)) is not None)] = int(inter)
+        out[next(n for n in inter_keys if config_value(config, (n,)) is not None)] = int(inter)
     elif hidden and config_value(config, ("model_type",)) == "gpt2":
         out["n_inner (4 × n_embd)"] = 4 * int(hidden)
     heads, head_dim = config_value(config, ("num_attention_heads",)), config_value(config, ("head_dim",))

@@ -241,22 +241,31 @@ def test_plan_says_what_each_stage_buys(plan_recipe):
     assert gpu["bench cuda"].verdict == "measured" and "CPU only" in gpu["2 quantize (dynamic)"].why
 
 
-def test_plan_on_sparsity_and_missing_export(tiny_dir):
+def test_plan_on_sparsity_and_missing_export(tiny_dir, tmp_path):
     import json
 
-    from compressor.plan import HANDLERS, Shape
-    from compressor.recipe.schema import DynamicQuant, StructuredPrune, UnstructuredPrune, VocabularyPrune
+    from compressor.plan import PlanContext, Shape, stage_advice
+    from compressor.recipe import load_recipe
+    from compressor.recipe.schema import StructuredPrune, UnstructuredPrune, VocabularyPrune
 
     config = json.loads((tiny_dir / "bert" / "config.json").read_text())
-    ctx = {"shape": Shape.from_config(config, False), "config": config, "exported": False, "flags": ["avx512_vnni"],
-           "gpu": None, "arch": "x86_64"}
-    unstructured = HANDLERS["prune"](UnstructuredPrune(sparsity=0.9), ctx)
+    ctx = PlanContext(Shape.from_config(config, False), config, False, flags=["avx512_vnni"], arch="x86_64")
+    unstructured = stage_advice(UnstructuredPrune(sparsity=0.9), ctx)
     assert "not faster" in unstructured.verdict and "no sparse kernels" in unstructured.why
-    structured = HANDLERS["prune"](StructuredPrune(heads=2, ffn=0.5), ctx)
+    structured = stage_advice(StructuredPrune(heads=2, ffn=0.5), ctx)
     assert structured.verdict == "faster + smaller" and "2 of 4 heads" in structured.why and "≈2.0× less" in structured.why
-    vocab = HANDLERS["prune"](VocabularyPrune(), ctx)
+    vocab = stage_advice(VocabularyPrune(), ctx)
     assert vocab.verdict == "smaller, not faster" and "embedding table" in vocab.why
-    assert HANDLERS["quantize"](DynamicQuant(), ctx).verdict == "error"
+    # a quantization of the graph without an export stage never reaches the advice: the stage contracts refuse it
+    path = write_recipe(tmp_path, f"""model: {{path: {tiny_dir / 'bert'}}}
+data: {{train: {tiny_dir / 'sent.csv'}}}
+stages:
+  - quantize: {{type: dynamic}}
+""")
+    r = _cli("plan", path)
+    assert r.exit_code == 2 and "recipe.yaml:4: stages.0.quantize: quantize {type: dynamic} works on the ONNX model" in r.output
+    with pytest.raises(Exception, match="put an 'export' stage before it"):
+        load_recipe(path)
 
 
 def test_plan_command(plan_recipe):
