@@ -315,33 +315,22 @@ def _agreement(check: dict, task: str) -> str:
     return f"argmax agreement {round(check['argmax_agreement'] * n)}/{n} {unit} ({check['argmax_agreement']:.1%})"
 
 
-def _label_names(config, data_path: Path, fmt: str, encoding: str, label: str, labels: Optional[str], quoting: str = "auto"):
-    """Label names in id order: --labels, else the model's id2label; None when the data holds class ids."""
-    from compressor.data import label_key, read_table
-
-    if labels:
-        return [x.strip() for x in labels.split(",")]
-    df = read_table(data_path, fmt, encoding, quoting)
-    values = [label_key(v) for v in df[label]] if label in df.columns else []
-    if values and all(v.lstrip("-").isdigit() for v in values):
-        return None
-    id2label = getattr(config, "id2label", None) or {}
-    names = [str(id2label[i]) for i in sorted(id2label)]
-    if not names or all(n == f"LABEL_{i}" for i, n in enumerate(names)):
-        _warn("the model's labels are unnamed (LABEL_0, ...): text labels are mapped in sorted order; "
-              "pass --labels to give the order")
-        return None
-    return names
-
-
 @app.command("eval")
 @guarded
 def eval_cmd(
     artifact: Path = typer.Argument(..., help="Hugging Face model directory, or an .onnx file."),
-    data: str = typer.Option(..., "--data", metavar="FILE", help="csv / tsv / jsonl / parquet table, or a .txt file for a "
-                             "causal LM; a path or pkg://<package>/<path>."),
-    text: str = typer.Option("text", "--text", help="Text column (two, comma-separated, for sentence pairs)."),
-    label: str = typer.Option("label", "--label", help="Label column (classifiers)."),
+    data: str = typer.Option(..., "--data", metavar="FILE", help="csv / tsv / txt / jsonl / parquet table, a Hugging Face "
+                             "datasets folder or hf:NAME[:CONFIG], or a .txt file for a causal LM; a path or "
+                             "pkg://<package>/<path>."),
+    text: str = typer.Option("text", "--text", help="Text column: a name or a 0-based position (two, comma-separated, "
+                             "for sentence pairs)."),
+    label: str = typer.Option("label", "--label", help="Label column (classifiers): a name or a 0-based position."),
+    sep: Optional[str] = typer.Option(None, "--sep", help="The one character between columns (default: the format's "
+                                      "own, or sniffed), as data.sep."),
+    header: bool = typer.Option(True, "--header/--no-header", help="--no-header: the first row is data (give columns "
+                                "by position, or name them with --columns), as data.header."),
+    columns: Optional[str] = typer.Option(None, "--columns", help="Names for the columns of a headerless file, "
+                                          "comma-separated, as data.columns."),
     labels: Optional[str] = typer.Option(None, "--labels", help="Label names in id order, comma-separated "
                                          "(default: the model's id2label)."),
     task: str = TaskOpt,
@@ -367,41 +356,29 @@ def eval_cmd(
 
     try:
         with console_log():
-            _eval(artifact, data, text, label, labels, task, tokenizer, max_length, batch_size, limit, data_format,
-                  encoding, threads, json_out, quoting, dedupe, conflicts)
+            _eval(artifact, data, text, label, labels, task, tokenizer, max_length, batch_size, limit, threads, json_out,
+                  dict(format=data_format, encoding=encoding, quoting=quoting, sep=sep, header=header, columns=columns,
+                       dedupe=dedupe, conflicts=conflicts, max_length=max_length, limit=limit))
     except CompressorError as e:  # the data layer names recipe keys; here they are options
-        raise type(e)(_as_options(str(e))) from None
+        from compressor.measure.eval_file import as_options
+
+        raise type(e)(as_options(str(e))) from None
 
 
-EVAL_OPTIONS = {"data.train": "--data", "data.encoding": "--encoding", "data.format": "--format", "data.text": "--text",
-                "data.labels": "--labels", "data.label": "--label", "data.max_length": "--max-length",
-                "data.max_train_samples": "--limit", "data.quoting": "--quoting"}
-
-
-def _as_options(message: str) -> str:
-    import re
-
-    return re.sub(r"\bdata\.(train|encoding|format|text|labels|label|max_length|max_train_samples|quoting)\b",
-                  lambda m: EVAL_OPTIONS[m.group(0)], message)
-
-
-def _eval(artifact, data, text, label, labels, task, tokenizer, max_length, batch_size, limit, data_format, encoding,
-          threads, json_out, quoting, dedupe, conflicts):
-    import pydantic
-
+def _eval(artifact, data, text, label, labels, task, tokenizer, max_length, batch_size, limit, threads, json_out, layout):
     from compressor import data as D
-    from compressor.core.errors import CompressorError, ModelError
+    from compressor.core.errors import ModelError
     from compressor.core.rundir import atomic_write_json
     from compressor.measure import eval_file as E
     from compressor.measure.evaluate import evaluate_onnx, evaluate_torch
     from compressor.models import load_config, load_model, load_tokenizer, resolve
-    from compressor.recipe.schema import DataConfig, SplitConfig
 
     _quiet_transformers()
     is_onnx = artifact.suffix.lower() == ".onnx"
     if is_onnx:
         _onnx_file(artifact)
-    data_path = Path(resolve(data, None, "--data"))  # a path (from here) or pkg://<package>/<path>
+    # a path (from here), pkg://<package>/<path>, or a Hub dataset (hf:NAME)
+    data_path = data if data.startswith("hf:") else str(resolve(data, None, "--data"))
     home = _companion(artifact, tokenizer) if is_onnx else _model_dir(artifact, onnx_too=True)
     if home is None:
         raise ModelError(f"{artifact}: no tokenizer next to it (looked in {artifact.parent} and ../model); pass --tokenizer DIR")
@@ -413,23 +390,13 @@ def _eval(artifact, data, text, label, labels, task, tokenizer, max_length, batc
 
         task = "causal-lm" if len(make_session(artifact).get_outputs()[0].shape) == 3 else "sequence-classification"
     tok = load_tokenizer(home)
-    cols = [c.strip() for c in text.split(",")] if "," in text else text
     classify = task == "sequence-classification"
-
-    def data_config(names=None) -> DataConfig:
-        try:
-            return DataConfig(train=str(data_path), format=data_format, encoding=encoding, quoting=quoting, text=cols,
-                              label=label if classify else None, labels=names,
-                              split=SplitConfig(dev=0.0, test=0.0, stratify=False, dedupe=dedupe, conflicts=conflicts),
-                              max_length=max_length, max_train_samples=limit)
-        except pydantic.ValidationError as e:
-            err = e.errors()[0]
-            loc = ".".join(map(str, err["loc"]))
-            where = {"quoting": "--quoting", "conflicts": "--conflicts", "labels": "--labels"}.get(loc, f"data.{loc}" if loc else "data")
-            raise CompressorError(f"{where}: {err['msg']}") from None
-
-    data_config()  # --quoting / --conflicts checked before the file is read
-    cfg = data_config(_label_names(config, data_path, data_format, encoding, label, labels, quoting) if classify else None)
+    cfg = E.data_config(data_path, text=text, label=label if classify else None, **layout)  # options checked first
+    if classify:
+        names, warning = E.label_names(config, cfg, labels)
+        if warning:
+            _warn(warning)
+        cfg = E.data_config(data_path, text=text, label=label, names=names, **layout)
     ds, n_labels = None, None
     if classify:
         num_labels = getattr(config, "num_labels", None) if config is not None else None

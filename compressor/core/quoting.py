@@ -50,13 +50,14 @@ def _quoted_fields(path: Path, sep: str, encoding: str) -> bool:
     return False
 
 
-def table_quoting(path: Path, fmt: str, encoding: str, setting: str = "auto") -> int:
-    """The csv-module quoting constant to read ``path`` with (``setting``: auto | csv | none)."""
-    if setting == "csv" or (setting == "auto" and fmt == "csv"):
+def table_quoting(path: Path, fmt: str, encoding: str, setting: str = "auto", sep: str | None = None) -> int:
+    """The csv-module quoting constant to read ``path`` with (``setting``: auto | csv | none). ``sep``: the
+    separator when it is not the format's own (a .csv separated by ';' is read as cautiously as a .tsv)."""
+    sep = sep or SEPARATORS[fmt]
+    if setting == "csv" or (setting == "auto" and fmt == "csv" and sep == ","):
         return csv.QUOTE_MINIMAL
     if setting == "none":
         return csv.QUOTE_NONE
-    sep = SEPARATORS[fmt]
     if not _quoted_fields(path, sep, encoding):
         return csv.QUOTE_NONE
     if scan(path, sep, csv.QUOTE_MINIMAL, encoding) is None:
@@ -73,9 +74,9 @@ def _line(path: Path, encoding: str, number: int) -> str:
     return ""
 
 
-def likely_cause(path: Path, fmt: str, encoding: str, quoting: int) -> str | None:
+def likely_cause(path: Path, fmt: str, encoding: str, quoting: int, sep: str | None = None) -> str | None:
     """One phrase naming the first bad line and its likely cause (quoting, separator or header), or None."""
-    sep = SEPARATORS.get(fmt)
+    sep = sep or SEPARATORS.get(fmt)
     if sep is None:
         return None
     try:
@@ -89,10 +90,11 @@ def likely_cause(path: Path, fmt: str, encoding: str, quoting: int) -> str | Non
     with _open(path, encoding) as f:
         header = f.readline()
     other = "\t" if sep == "," else ","
-    name = {"\t": "tab", ",": "comma"}
+    name = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}
+    name = {c: name.get(c, repr(c)) for c in (sep, other)}
     if sep not in header and other in header:
         cause = (f"separator: the header has no {name[sep]} but has {name[other]}s; "
-                 f"set data.format: {'tsv' if other == chr(9) else 'csv'}")
+                 + (f"set data.format: {'tsv' if other == chr(9) else 'csv'}" if sep in ",\t" else f"set data.sep: {other!r}"))
     elif '"' in text or fields == 0:
         alt = "none" if quoting != csv.QUOTE_NONE else "csv"
         cause = (f"quoting: a '\"' in or before this line opens or closes a quoted field; set data.quoting: {alt} "
@@ -109,9 +111,9 @@ def likely_cause(path: Path, fmt: str, encoding: str, quoting: int) -> str | Non
 def separator_hint(columns) -> str:
     """For a missing-column error: a header read as one column that holds another separator."""
     for c in map(str, columns):
-        for sep, fmt in (("\t", "tsv"), (",", "csv"), (";", None)):
+        for sep, fmt in (("\t", "tsv"), (",", "csv"), (";", None), ("|", None)):
             if sep in c:
-                what = {"\t": "a tab", ",": "a comma", ";": "a semicolon"}[sep]
-                fix = f"set data.format: {fmt}" if fmt else "convert it to csv or tsv"
+                what = {"\t": "a tab", ",": "a comma", ";": "a semicolon", "|": "a pipe"}[sep]
+                fix = f"set data.format: {fmt}" if fmt else f"set data.sep: {sep!r}"
                 return f"; likely cause: separator: the header column {c!r} contains {what}, {fix}"
     return ""

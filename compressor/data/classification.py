@@ -6,13 +6,14 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from compressor.core.errors import CompressorError, DataError
-from compressor.data.files import _columns, _first_row, _fmt, _is_missing, check_texts, read_table, read_text
+from compressor.core.errors import DataError
+from compressor.data.files import _first_row, _fmt, _is_missing, check_texts, read_text
 from compressor.data.labels import _Labels
+from compressor.data.layout import pick_column
+from compressor.data.sources import Table, _resolve, is_dataset_spec, open_table, text_keys
 from compressor.data.splits import Dataset, Split, _cut_validation, _split_off, _subsample
 from compressor.duplicates import dedupe
 from compressor.duplicates import summary as dup_summary
-from compressor.models import resolve
 
 if TYPE_CHECKING:
     from compressor.recipe.schema import DataConfig
@@ -20,42 +21,33 @@ if TYPE_CHECKING:
 log = logging.getLogger("compressor")
 
 
-def load_classification(cfg: DataConfig, base_dir: Path | None, seed: int, num_labels: int | None = None,
-                        validation: float = 0.0) -> Dataset:
-    """train / dev / test (cut from train when not given) and, with ``validation`` > 0, a selection split held out
-    from the training rows (see ``_cut_validation``)."""
-    text_cols = cfg.text if isinstance(cfg.text, list) else [cfg.text]
-    if cfg.label is None:
-        raise DataError("data.label: a classification task needs a label column")
-    files: dict[str, Path] = {}
+def _read_labelled(cfg: DataConfig, base_dir: Path | None) -> dict[str, tuple[Table, list, object]]:
+    """split -> (table, text column keys, label column key) for every labelled file the recipe names."""
+    out = {}
     for name in ("train", "dev", "test"):
         spec = getattr(cfg, name)
         if spec:
-            try:
-                files[name] = Path(resolve(spec, base_dir, f"data.{name}"))
-            except CompressorError as e:
-                raise DataError(str(e)) from None
-    frames = {}
-    for name, path in files.items():
-        df = read_table(path, cfg.format, cfg.encoding, cfg.quoting)
-        _columns(df, path, text_cols + [cfg.label])
-        check_texts(df, path, text_cols)
-        frames[name] = df
-    labels = _Labels(cfg.labels, num_labels)
-    labels.fit([(files[n], df[cfg.label]) for n, df in frames.items()])
-    if num_labels is not None and labels.names is not None and len(labels.names) > num_labels:
-        raise DataError(f"{files['train']}: {len(labels.names)} distinct labels but model.num_labels is {num_labels}")
+            table = open_table(spec, cfg, base_dir, f"data.{name}")
+            keys = text_keys(table, cfg)
+            label = pick_column(table.df, table.source, cfg.label, "data.label")
+            check_texts(table.df, table.source, keys)
+            out[name] = (table, keys, label)
+    return out
 
-    splits: dict[str, Split] = {}
-    for name, df in frames.items():
-        cols = [df[c].tolist() for c in text_cols]
-        texts = cols[0] if len(cols) == 1 else list(zip(*cols))
-        splits[name] = Split(texts, labels.encode(files[name], df[cfg.label]))
-    splits, report, listing = dedupe(splits, cfg.split.conflicts, cfg.split.dedupe,
-                                     {n: _first_row(p) for n, p in files.items()})
-    for line in dup_summary(report):
-        log.info("%s", line)
-    counts = {n: dict(c) for n, c in report["splits"].items()}
+
+def _label_order(cfg: DataConfig, tables: dict) -> list[str] | None:
+    """data.labels, else the ClassLabel names of a Hugging Face dataset's label column (the same in every file)."""
+    if cfg.labels is not None:
+        return cfg.labels
+    found = [(t.source, t.class_names[label]) for t, _, label in tables.values() if label in t.class_names]
+    for source, names in found[1:]:
+        if names != found[0][1]:
+            raise DataError(f"{source}: its label names {names} differ from {found[0][0]}'s {found[0][1]}; set data.labels")
+    return found[0][1] if found else None
+
+
+def _cut(splits: dict, counts: dict, cfg: DataConfig, seed: int, validation: float) -> None:
+    """dev / test cut from train where no file gives them, the selection split, then the sample limits."""
     total = len(splits["train"])  # split fractions are of the whole file, not of what is left after the test cut
     for name, frac in (("test", cfg.split.test), ("dev", cfg.split.dev)):
         if name not in splits and frac > 0:
@@ -78,26 +70,60 @@ def load_classification(cfg: DataConfig, base_dir: Path | None, seed: int, num_l
     for name, s in splits.items():
         if len(s) == 0:
             raise DataError(f"data.{name}: split is empty after de-duplication and sampling")
-    return Dataset(splits, labels.names, {k: str(v) for k, v in files.items()}, counts, report, listing)
+
+
+def load_classification(cfg: DataConfig, base_dir: Path | None, seed: int, num_labels: int | None = None,
+                        validation: float = 0.0) -> Dataset:
+    """train / dev / test (cut from train when not given) and, with ``validation`` > 0, a selection split held out
+    from the training rows (see ``_cut_validation``). Each file is a table (csv / tsv / txt / jsonl / parquet, laid
+    out as data.sep / header / columns say) or a Hugging Face dataset (see ``sources.open_table``)."""
+    if cfg.label is None:
+        raise DataError("data.label: a classification task needs a label column")
+    tables = _read_labelled(cfg, base_dir)
+    labels = _Labels(_label_order(cfg, tables), num_labels)
+    labels.fit([(t.source, t.df[label]) for t, _, label in tables.values()])
+    if num_labels is not None and labels.names is not None and len(labels.names) > num_labels:
+        raise DataError(f"{tables['train'][0].source}: {len(labels.names)} distinct labels but model.num_labels is {num_labels}")
+
+    splits: dict[str, Split] = {}
+    for name, (table, keys, label) in tables.items():
+        cols = [table.df[c].tolist() for c in keys]
+        texts = cols[0] if len(cols) == 1 else list(zip(*cols))
+        splits[name] = Split(texts, labels.encode(table.source, table.df[label]))
+    splits, report, listing = dedupe(splits, cfg.split.conflicts, cfg.split.dedupe,
+                                     {n: _first_row(t.source) for n, (t, _, _) in tables.items()})
+    for line in dup_summary(report):
+        log.info("%s", line)
+    counts = {n: dict(c) for n, c in report["splits"].items()}
+    _cut(splits, counts, cfg, seed, validation)
+    return Dataset(splits, labels.names, {k: str(t.source) for k, (t, _, _) in tables.items()}, counts, report, listing)
+
+
+def table_texts(spec: str, cfg, base_dir: Path | None, field: str) -> list:
+    """The texts (or text pairs) of an unlabelled table or dataset, blank rows left out (and counted in the log)."""
+    table = open_table(spec, cfg, base_dir, field)
+    keys = text_keys(table, cfg)
+    check_texts(table.df, table.source, keys, allow_empty=True)
+    rows = list(zip(*[table.df[c].tolist() for c in keys]))
+    kept = [r if len(r) > 1 else r[0] for r in rows if not any(_is_missing(v) for v in r)]
+    if len(kept) < len(rows):
+        log.info("%s: %d of %d rows read, %d with an empty text left out", field, len(kept), len(rows), len(rows) - len(kept))
+    return kept
 
 
 def load_transfer(cfg, base_dir: Path | None, exclude: set, seed: int, field: str) -> Split:
     """Unlabelled texts for distillation (``TransferData``): no duplicates, nothing from ``exclude`` (labelled and eval texts)."""
-    try:
-        path = Path(resolve(cfg.path, base_dir, f"{field}.path"))
-    except CompressorError as e:
-        raise DataError(str(e)) from None
-    cols = cfg.text if isinstance(cfg.text, list) else [cfg.text]
-    if _fmt(path, cfg.format) == "text":
+    where = f"{field}.path"
+    path = None if is_dataset_spec(cfg.path, base_dir, where) else _resolve(cfg.path, base_dir, where)
+    if path is not None and _fmt(path, cfg.format) == "text":
         texts: list = [line.strip() for line in read_text(path, cfg.encoding).split("\n") if line.strip()]
     else:
-        df = read_table(path, cfg.format, cfg.encoding)
-        missing = [c for c in cols if c not in df.columns]
-        if missing:
-            raise DataError(f"{path}: missing column '{missing[0]}' ({field}.text); columns are: {', '.join(map(str, df.columns))}")
-        check_texts(df, path, cols, allow_empty=True)
-        columns = [["" if _is_missing(v) else v for v in df[c]] for c in cols]
-        texts = columns[0] if len(cols) == 1 else list(zip(*columns))
+        table = open_table(cfg.path, cfg, base_dir, f"{field}.path")
+        path = table.source
+        keys = text_keys(table, cfg, f"{field}.text")
+        check_texts(table.df, table.source, keys, allow_empty=True)
+        columns = [["" if _is_missing(v) else v for v in table.df[c]] for c in keys]
+        texts = columns[0] if len(keys) == 1 else list(zip(*columns))
 
     seen = set(exclude)
     kept = []

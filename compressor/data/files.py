@@ -4,13 +4,15 @@ table gets (ragged rows, missing columns, texts that are not strings). Every pro
 from __future__ import annotations
 
 import csv
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from compressor.core.errors import DataError
-from compressor.core.quoting import SEPARATORS, likely_cause, separator_hint, table_quoting
+from compressor.core.quoting import likely_cause, table_quoting
+from compressor.data.layout import LayoutError, sniff_sep
 
 
 def _fmt(path: Path, fmt: str) -> str:
@@ -24,46 +26,88 @@ def _fmt(path: Path, fmt: str) -> str:
         raise DataError(f"{path}: cannot tell the format from '{path.suffix}'; set data.format") from None
 
 
-def read_table(path: Path, fmt: str, encoding: str, quoting: str = "auto"):
+@dataclass(frozen=True)
+class Source:
+    """What errors name for a table's rows: the file (or dataset) and the number its first record has."""
+
+    name: str
+    first_row: int = 1
+
+    def __str__(self) -> str:
+        return self.name
+
+
+DELIMITED_DEFAULT = {"csv": ",", "tsv": "\t", "text": None}
+
+
+def read_table(path: Path, fmt: str, encoding: str, quoting: str = "auto", sep: str | None = None, header: bool = True,
+               columns: list[str] | None = None):
     """Read a table with pandas, turning every parser complaint into a one-line DataError.
 
-    ``quoting`` (auto | csv | none) is how csv / tsv fields in quotes are read: see ``compressor.core.quoting``."""
+    ``quoting`` (auto | csv | none) is how fields in quotes are read: see ``compressor.core.quoting``. ``sep``: the
+    separator of a delimited file (csv / tsv / txt), sniffed when None (see ``compressor.data.layout``); ``header``
+    false: the first row is data, columns are numbered from 0, or named by ``columns``. The frame's
+    ``attrs["first_row"]`` is the number of its first record as errors count rows (2 after a header line)."""
     import pandas as pd
 
-    fmt = _fmt(path, fmt)
+    kind = _fmt(path, fmt)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
+    if kind not in ("jsonl", "parquet") and kind not in DELIMITED_DEFAULT:
+        raise DataError(f"{path}: format '{kind}' is not a table")
+    if kind == "text" and fmt == "text" and sep is None:
+        raise DataError(f"{path}: format 'text' is not a table; set data.sep to read it as a table of separated columns")
+    delimited = kind in DELIMITED_DEFAULT
+    if not delimited and (not header or columns):
+        raise LayoutError("data.header" if not header else "data.columns",
+                          f"{path} is {kind}, whose columns have names; header: false and columns are for csv / tsv / "
+                          "txt tables")
     quote = csv.QUOTE_MINIMAL
     try:
-        if fmt in ("csv", "tsv"):
-            quote = table_quoting(path, fmt, encoding, quoting)
-            df = pd.read_csv(path, sep=SEPARATORS[fmt], encoding=encoding, dtype=str, keep_default_na=False, quoting=quote)
-        elif fmt == "jsonl":
+        if delimited:
+            sep, kind = _separator(path, kind, encoding, sep)
+            quote = table_quoting(path, kind, encoding, quoting, sep)
+            df = pd.read_csv(path, sep=sep, encoding=encoding, dtype=str, keep_default_na=False, quoting=quote,
+                             header=0 if header else None)
+        elif kind == "jsonl":
             df = _read_jsonl(path, encoding)
-        elif fmt == "parquet":
-            df = pd.read_parquet(path)
         else:
-            raise DataError(f"{path}: format '{fmt}' is not a table")
+            df = pd.read_parquet(path)
     except UnicodeDecodeError:
         raise DataError(f"{path}: not valid {encoding} text ({_bad_byte(path, encoding)}); set data.encoding "
                         "(e.g. latin-1)") from None
     except LookupError:
         raise DataError(f"{path}: unknown encoding '{encoding}' (data.encoding)") from None
     except ImportError as e:
-        raise DataError(f"{path}: reading {fmt} needs an extra package: {e}") from None
+        raise DataError(f"{path}: reading {kind} needs an extra package: {e}") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: file is empty") from None
     except (pd.errors.ParserError, ValueError) as e:
         msg = str(e).strip().splitlines()[0]
-        cause = likely_cause(path, fmt, encoding, quote) if fmt in ("csv", "tsv") else None
-        raise DataError(f"{path}: malformed {fmt}: {cause or msg}") from None
+        cause = likely_cause(path, kind, encoding, quote, sep) if delimited else None
+        raise DataError(f"{path}: malformed {kind}: {cause or msg}") from None
     if len(df) == 0:
         raise DataError(f"{path}: no data rows")
-    if fmt in ("csv", "tsv"):
-        _check_ragged(path, fmt, encoding, len(df.columns), quote)
+    if delimited:
+        _check_ragged(path, kind, encoding, len(df.columns), quote, sep)
+        if columns:
+            if len(columns) != len(df.columns):
+                raise LayoutError("data.columns", f"names {len(columns)} column{'s' if len(columns) != 1 else ''} but "
+                                                  f"{path} has {len(df.columns)}")
+            df.columns = list(columns)
+    df.attrs["first_row"] = 2 if delimited and header else 1
     return df
+
+
+def _separator(path: Path, kind: str, encoding: str, sep: str | None) -> tuple[str, str]:
+    """(separator, csv or tsv) of a delimited file: ``sep`` when given, else sniffed."""
+    sep = sep or sniff_sep(path, encoding, DELIMITED_DEFAULT[kind])
+    if sep is None:
+        raise LayoutError("data.sep", f"cannot tell what separates the columns of {path} (tried comma, tab, "
+                                      "semicolon, pipe); set data.sep, or data.format: text for plain text")
+    return sep, {",": "csv", "\t": "tsv"}.get(sep, "csv" if kind == "text" else kind)
 
 
 def _read_jsonl(path: Path, encoding: str):
@@ -102,14 +146,16 @@ def _bad_byte(path: Path, encoding: str) -> str:
     return "a byte that does not decode"
 
 
-def _check_ragged(path: Path, fmt: str, encoding: str, ncols: int, quoting: int = csv.QUOTE_MINIMAL) -> None:
+def _check_ragged(path: Path, fmt: str, encoding: str, ncols: int, quoting: int = csv.QUOTE_MINIMAL,
+                  sep: str | None = None) -> None:
     """pandas rejects rows with too many fields but pads short ones with empty values: reject those too."""
+    sep = sep or ("\t" if fmt == "tsv" else ",")
     try:
         with path.open(newline="", encoding=encoding, errors="replace") as f:
-            reader = csv.reader(f, delimiter="\t" if fmt == "tsv" else ",", quoting=quoting)
+            reader = csv.reader(f, delimiter=sep, quoting=quoting)
             for row in reader:
                 if row and len(row) != ncols:
-                    raise DataError(f"{path}: malformed {fmt}: " + (likely_cause(path, fmt, encoding, quoting) or
+                    raise DataError(f"{path}: malformed {fmt}: " + (likely_cause(path, fmt, encoding, quoting, sep) or
                                     f"line {reader.line_num} has {len(row)} fields, the header has {ncols}"))
     except csv.Error:
         pass  # pandas read it; the csv module is only the second opinion (it has a field size limit)
@@ -130,16 +176,16 @@ def read_text(path: Path, encoding: str) -> str:
     return text
 
 
-def _columns(df, path: Path, cols: list[str]) -> None:
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise DataError(f"{path}: missing column '{missing[0]}' (data.text / data.label); columns are: {', '.join(map(str, df.columns))}"
-                        + separator_hint(df.columns))
-
-
-def _first_row(path: Path) -> int:
-    """The row number of the first record: line 2 of a csv / tsv (after the header), else 1."""
+def _first_row(path: Path | Source) -> int:
+    """The row number of the first record: a Source's own, else line 2 of a csv / tsv (after the header), else 1."""
+    if isinstance(path, Source):
+        return path.first_row
     return 2 if path.suffix.lower() in (".csv", ".tsv") else 1
+
+
+def source_of(path: Path, df) -> Source:
+    """The Source errors name for the rows of ``df`` read from ``path`` by :func:`read_table`."""
+    return Source(str(path), df.attrs.get("first_row", _first_row(path)))
 
 
 def _is_missing(v: Any) -> bool:

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from compressor.core.errors import CompressorError, DataError
-from compressor.data.files import _columns, _fmt, _is_missing, check_texts, read_table, read_text
-from compressor.models import resolve
+from compressor.core.errors import DataError
+from compressor.data.files import _fmt, _is_missing, check_texts, read_text
+from compressor.data.sources import _resolve, is_dataset_spec, open_table, text_keys
 
 if TYPE_CHECKING:
     from compressor.recipe.schema import DataConfig
@@ -18,26 +18,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("compressor")
 
 
+def lm_text(spec: str, cfg, base_dir: Path | None, field: str) -> str:
+    """The raw text ``spec`` holds: a plain text file, or the (first) text column of a table or dataset, its rows
+    joined by blank lines."""
+    path = None if is_dataset_spec(spec, base_dir, field) else _resolve(spec, base_dir, field)
+    if path is not None and _fmt(path, cfg.format) == "text" and getattr(cfg, "sep", None) is None:
+        return read_text(path, cfg.encoding)
+    table = open_table(spec, cfg, base_dir, field)
+    col = text_keys(table, cfg)[0]
+    check_texts(table.df, table.source, [col], allow_empty=True)
+    return "\n\n".join(v for v in table.df[col] if not _is_missing(v))
+
+
 def load_lm_text(cfg: DataConfig, base_dir: Path | None) -> dict[str, str]:
-    """Raw text per split for a causal LM."""
-    out: dict[str, str] = {}
-    for name in ("train", "dev", "test"):
-        spec = getattr(cfg, name)
-        if not spec:
-            continue
-        try:
-            path = Path(resolve(spec, base_dir, f"data.{name}"))
-        except CompressorError as e:
-            raise DataError(str(e)) from None
-        if _fmt(path, cfg.format) == "text":
-            out[name] = read_text(path, cfg.encoding)
-        else:
-            col = cfg.text if isinstance(cfg.text, str) else cfg.text[0]
-            df = read_table(path, cfg.format, cfg.encoding, cfg.quoting)
-            _columns(df, path, [col])
-            check_texts(df, path, [col], allow_empty=True)
-            out[name] = "\n\n".join(v for v in df[col] if not _is_missing(v))
-    return out
+    """Raw text per split for a causal LM (see :func:`lm_text`)."""
+    return {name: lm_text(getattr(cfg, name), cfg, base_dir, f"data.{name}") for name in ("train", "dev", "test")
+            if getattr(cfg, name)}
 
 
 def lm_blocks(text: str, tokenizer, block: int) -> np.ndarray:

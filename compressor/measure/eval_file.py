@@ -1,7 +1,8 @@
 """``compressor eval`` on a data file: the same reading, de-duplication and health checks as ``compressor run``.
 
-The file is read as one split by ``data.load_classification`` (quoting, label mapping, duplicate rules and the
-conflict policy of a run's evaluation file), so ``run`` and ``eval`` score the same rows.
+The file is read as one split by ``data.load_classification`` (quoting, separator, header, columns by name or
+position, Hugging Face datasets, label mapping, duplicate rules and the conflict policy of a run's evaluation file),
+so ``run`` and ``eval`` score the same rows. Errors name eval's options, not the recipe keys the data layer uses.
 """
 
 from __future__ import annotations
@@ -11,11 +12,84 @@ import logging
 import numpy as np
 
 from compressor import data as D
+from compressor.core.errors import CompressorError
 from compressor.duplicates import count_lines
 from compressor.duplicates import summary as duplicate_lines
 from compressor.health import grouped_warnings
 
 log = logging.getLogger("compressor")
+
+
+# recipe key (as the data layer names it) -> eval option
+OPTIONS = {"data.train": "--data", "data.encoding": "--encoding", "data.format": "--format", "data.text": "--text",
+           "data.labels": "--labels", "data.label": "--label", "data.max_length": "--max-length",
+           "data.max_train_samples": "--limit", "data.quoting": "--quoting", "data.sep": "--sep",
+           "data.header": "--no-header", "data.columns": "--columns", "data.conflicts": "--conflicts",
+           "data.split.conflicts": "--conflicts"}
+
+
+def as_options(message: str) -> str:
+    """A data-layer message with recipe keys (data.sep, ...) replaced by the eval options that set them."""
+    import re
+
+    keys = sorted(OPTIONS, key=len, reverse=True)
+    return re.sub(r"\b(" + "|".join(re.escape(k) for k in keys) + r")\b", lambda m: OPTIONS[m.group(0)], message)
+
+
+def column_option(value: str):
+    """--text / --label: a name, a 0-based position ("0"), or two comma-separated for sentence pairs."""
+    parts = [p.strip() for p in value.split(",")] if "," in value else [value.strip()]
+    parts = [int(p) if p.isdigit() else p for p in parts]
+    return parts if len(parts) > 1 else parts[0]
+
+
+def data_config(data: str, *, text: str, label: str | None, names: list[str] | None = None, **options):
+    """The DataConfig eval reads ``data`` with (one split: no dev / test cut); a bad option is named as the option.
+    ``options``: format, encoding, quoting, sep, header, columns (comma-separated), dedupe, conflicts, max_length,
+    limit."""
+    import pydantic
+
+    from compressor.recipe.schema import DataConfig, SplitConfig
+
+    columns = options.get("columns")
+    try:
+        return DataConfig(train=data, format=options.get("format", "auto"), encoding=options.get("encoding", "utf-8"),
+                          quoting=options.get("quoting", "auto"), sep=options.get("sep"), header=options.get("header", True),
+                          columns=[c.strip() for c in columns.split(",")] if columns else None,
+                          text=column_option(text), label=column_option(label) if label is not None else None,
+                          labels=names, max_length=options.get("max_length", 128),
+                          max_train_samples=options.get("limit"),
+                          split=SplitConfig(dev=0.0, test=0.0, stratify=False, dedupe=options.get("dedupe", True),
+                                            conflicts=options.get("conflicts", "keep-first")))
+    except pydantic.ValidationError as e:
+        err = e.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        where = OPTIONS.get(f"data.{loc}", OPTIONS.get(f"data.{loc.split('.')[0]}", f"data.{loc}" if loc else "data"))
+        raise CompressorError(f"{where}: {err['msg'].removeprefix('Value error, ')}") from None
+
+
+def label_names(config, cfg, labels: str | None) -> tuple[list[str] | None, str | None]:
+    """(label names in id order, a warning): --labels, else the model's id2label, else a dataset's ClassLabel order;
+    None when the data holds class ids (or the model's labels are unnamed: then text labels are sorted)."""
+    from compressor.data.files import _is_missing
+    from compressor.data.layout import pick_column
+
+    if labels:
+        return [x.strip() for x in labels.split(",")], None
+    table = D.open_table(cfg.train, cfg, None, "data.train")
+    key = pick_column(table.df, table.source, cfg.label, "data.label")
+    class_names = table.class_names.get(key)
+    values = [D.label_key(v) for v in table.df[key] if not _is_missing(v)]
+    if class_names is None and values and all(v.lstrip("-").isdigit() for v in values):
+        return None, None
+    id2label = getattr(config, "id2label", None) or {}
+    names = [str(id2label[i]) for i in sorted(id2label)]
+    if names and not all(n == f"LABEL_{i}" for i, n in enumerate(names)):
+        return names, None
+    if class_names:
+        return class_names, None  # the dataset's own id order
+    return None, ("the model's labels are unnamed (LABEL_0, ...): text labels are mapped in sorted order; "
+                  "pass --labels to give the order")
 
 
 def load_classification_file(cfg, num_labels: int | None, tokenizer, max_length: int):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compressor.core.errors import CompressorError, DataError
+from compressor.core.errors import CompressorError
 from compressor.core.rundir import quiet_libraries
 from compressor.pipeline.context import RunContext
 
@@ -51,31 +51,16 @@ def calibration_split(ctx: RunContext, samples: int, field: str):
 
 def _read_calibration_file(ctx: RunContext):
     from compressor import data as D
-    from compressor.models import resolve
 
     cfg = ctx.recipe.data
     try:
-        path = Path(resolve(cfg.calibration, ctx.recipe_dir, "data.calibration"))
         if ctx.task == "causal-lm":
-            if D._fmt(path, cfg.format) == "text":
-                text = D.read_text(path, cfg.encoding)
-            else:
-                col = cfg.text if isinstance(cfg.text, str) else cfg.text[0]
-                text = "\n\n".join(_text_columns(D.read_table(path, cfg.format, cfg.encoding, cfg.quoting), path, [col])[0])
+            text = D.lm_text(cfg.calibration, cfg, ctx.recipe_dir, "data.calibration")
             return D.encode_blocks(D.lm_blocks(text, ctx.tokenizer, cfg.max_length))
-        cols = cfg.text if isinstance(cfg.text, list) else [cfg.text]
-        texts = _text_columns(D.read_table(path, cfg.format, cfg.encoding, cfg.quoting), path, cols)
-        split = D.Split(texts[0] if len(texts) == 1 else list(zip(*texts)))
+        split = D.Split(D.table_texts(cfg.calibration, cfg, ctx.recipe_dir, "data.calibration"))
         return D.encode_split(split, ctx.tokenizer, cfg.max_length)
     except CompressorError as e:  # point at the recipe line that names the file
         raise ctx.recipe.error("data.calibration", str(e)) from None
-
-
-def _text_columns(df, path: Path, cols: list[str]) -> list[list[str]]:
-    missing = [c for c in cols if c not in df.columns]
-    if missing:
-        raise DataError(f"{path}: missing text column '{missing[0]}' (data.text); columns are: {', '.join(map(str, df.columns))}")
-    return [df[c].astype(str).tolist() for c in cols]
 
 
 def feeds(batches: Iterable[dict], input_names: list[str], graph_inputs: list | None = None) -> Iterator[dict[str, np.ndarray]]:

@@ -1,6 +1,7 @@
 """Every file and folder a recipe names, checked before anything runs (``validate``, ``plan``, ``run``).
 
-Data files must exist when the recipe is checked. Model folders (``model.path``, a distillation teacher or
+Data files must exist when the recipe is checked, and their layout (data.sep / header / columns, column
+positions, dataset folders) must fit their first records. Model folders (``model.path``, a distillation teacher or
 student) may be written by another recipe first (``../runs/sst2-finetune/model``): ``validate`` and ``plan``
 warn about a missing one, ``run`` refuses it before it creates the run folder. Each message carries the
 recipe's file:line. Paths are resolved by :func:`compressor.models.resolve`, the one resolver every stage uses.
@@ -40,6 +41,8 @@ def check_paths(recipe: Recipe, base_dir: Path, models_must_exist: bool) -> list
 
     warnings = []
     for field, spec, is_model in path_fields(recipe):
+        if not is_model and spec.startswith("hf:"):  # a Hub dataset: check_layout asks whether the Hub is reachable
+            continue
         try:
             resolve(spec, base_dir, field, must_exist=not is_model)
         except CompressorError as e:
@@ -49,5 +52,16 @@ def check_paths(recipe: Recipe, base_dir: Path, models_must_exist: bool) -> list
             if not is_model or models_must_exist or spec.startswith("pkg://"):
                 raise err from None
             warnings.append(f"{err}; `run` needs it (does another recipe write it first?)")
+    _check_layout(recipe, base_dir)
     return warnings
+
+
+def _check_layout(recipe: Recipe, base_dir: Path) -> None:
+    """The data layout (separator, header, column positions, dataset folders) against each file's first records."""
+    from compressor.data import LayoutError, check_layout
+
+    try:
+        check_layout(recipe.data, base_dir, recipe.model.task)
+    except LayoutError as e:
+        raise recipe.error(e.field, e.detail) from None
 

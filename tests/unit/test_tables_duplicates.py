@@ -69,7 +69,9 @@ def test_errors_name_separator_and_quoting(tmp_path):
     with pytest.raises(DataError) as e:
         read_table(tmp_path / "open.csv", "auto", "utf-8")
     assert "likely cause: quoting" in str(e.value) and "data.quoting: none" in str(e.value)
-    (tmp_path / "tabs.csv").write_text("text\tlabel\nx\t0\n")
+    (tmp_path / "tabs.csv").write_text("text\tlabel\nx\t0\n")  # tab the one separator that fits: sniffed, read
+    assert read_table(tmp_path / "tabs.csv", "auto", "utf-8")["text"].tolist() == ["x"]
+    (tmp_path / "tabs.csv").write_text("text\tlabel\nx\t0\nan odd\trow\t1\n")  # no separator fits every row
     with pytest.raises(DataError) as e:
         load_classification(DataConfig(train=str(tmp_path / "tabs.csv"), split={"dev": 0.0}), None, 0)
     assert "missing column 'text'" in str(e.value) and "data.format: tsv" in str(e.value)
