@@ -267,8 +267,9 @@ def export(
                    f"parity max |diff| {opt['parity']['max_abs_diff']:.2e}"
                    + ("; last layer for [CLS] only" if opt["cls_only_last_layer"]["applied"] else ""))
     elif optimize:
+        why = record.get("fused_rejected") or (record.get("fusion") or {}).get("reason")
         typer.echo(f"{fp32.name}: no ONNX Runtime fusions for model type '{getattr(model.config, 'model_type', '?')}'"
-                   + (f" ({record['fused_rejected']})" if record.get("fused_rejected") else ""))
+                   + (f" ({why})" if why else "") + "; the plain graph is used")
     if int8:
         q = out / "model.int8.onnx"
         qcfg = DynamicQuant()

@@ -252,10 +252,31 @@ def write_provenance(artifact: Path, record: dict) -> None:
 
     record = dict(record)
     record.setdefault("file", artifact.name)
+    if "fusion" not in record and "fusions" not in record:
+        inherited = source_fusion(artifact, record)
+        if inherited is not None:
+            record["fusion"] = inherited
     record["versions"] = {"compressor": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
                           "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
     record["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     atomic_write_json(provenance_path(artifact), record)
+
+
+def source_fusion(artifact: Path, record: dict) -> dict | None:
+    """For a graph made from another one beside it (INT8 / INT4 of model.onnx or model.opt.onnx): whether that
+    source was fused, read from its provenance, so that every quantized artifact says so too. For an architecture
+    ORT cannot fuse (MPNet, DeBERTa-v2, ModernBERT, ...) this is {"applied": false, "reason": ..., "source_graph": ...}."""
+    name = record.get("source_graph") or record.get("source")
+    if not isinstance(name, str) or "/" in name or not name.endswith(".onnx"):
+        return None
+    src = read_provenance(artifact.with_name(name))
+    if src.get("fusions") is not None:
+        trim = src.get("cls_only_last_layer") or {}
+        return {"applied": True, "source_graph": name, "fusions": src["fusions"],
+                "cls_only_last_layer": bool(trim.get("applied")) if isinstance(trim, dict) else bool(trim)}
+    if isinstance(src.get("fusion"), dict):
+        return {**src["fusion"], "source_graph": name}
+    return None
 
 
 def read_provenance(artifact: Path) -> dict:
