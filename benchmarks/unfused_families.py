@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -145,7 +146,8 @@ def markdown(report: dict) -> str:
              f"Machine: {report['machine']}. Load average {report['load_before']} before, {report['load_after']} "
              "after (a shared machine: read ratios, not absolute times; a ratio whose rounds disagree by more than "
              "25 % is not a claim).", "",
-             "| family | graph | fusion | p50 ms | × vs fp32 plain | per-round ratios | MB |", "|---|---|---|---|---|---|---|"]
+             "| family | graph | fusion | p50 ms | × vs fp32 plain | per-round ratios (median) | MB |",
+             "|---|---|---|---|---|---|---|"]
     for fam, res in report["results"].items():
         fusion = res["fusion"]
         how = ("the plain export; ORT fuses it (next rows)" if fusion.get("applied", True)
@@ -154,7 +156,8 @@ def markdown(report: dict) -> str:
             spread = r["round_ratios"]
             steady = max(spread) <= 1.25 * min(spread)
             lines.append(f"| {fam} | {r['graph']} | {how if i == 0 else ''} | {r['p50_ms']} | "
-                         f"{r['vs_plain']}{'' if steady else ' (unstable)'} | {min(spread)}–{max(spread)} | {r['size_mb']} |")
+                         f"{r['vs_plain']}{'' if steady else ' (unstable)'} | {min(spread)}–{max(spread)} "
+                         f"({statistics.median(spread):.2f}) | {r['size_mb']} |")
     lines += ["", "Partial fusion (ORT's BERT optimizer on a graph without a BERT attention pattern):", ""]
     for fam, res in report["results"].items():
         p = res["partial_fusion"]
@@ -162,7 +165,25 @@ def markdown(report: dict) -> str:
             lines.append(f"- {fam}: " + (p["error"] if "error" in p else
                          f"fusions {p['fusions'] or 'none'}, max |diff| vs plain {p['max_abs_diff']:.2e}, "
                          + ("kept and timed" if p["kept"] else "rejected (logits differ)")))
+    lines += ["", "Reading (computed from the rows above):", ""] + summary(report)
     return "\n".join(lines) + "\n"
+
+
+def summary(report: dict) -> list[str]:
+    """One line per family: INT8's median per-round ratio over fp32 plain, and whether the partial fusion beat the
+    plain graph (fp32 and INT8), so that the conclusion is read off the measurement, not written beside it."""
+    out = []
+    for fam, res in report["results"].items():
+        med = {r["graph"]: statistics.median(r["round_ratios"]) for r in res["rows"]}
+        steady = {r["graph"]: max(r["round_ratios"]) <= 1.25 * min(r["round_ratios"]) for r in res["rows"]}
+        int8 = next(g for g in med if g.startswith("INT8 of") and "partial" not in g)
+        line = f"- {fam}: {int8} {med[int8]:.2f}× fp32 plain (median of the rounds{'' if steady[int8] else ', unstable'})"
+        if "fp32 partial fusion" in med:
+            better = med["INT8 of partial"] > med[int8]
+            line += (f"; the partial fusion gives {med['fp32 partial fusion']:.2f}× in fp32 and {med['INT8 of partial']:.2f}× "
+                     f"in INT8, {'better' if better else 'not better'} than INT8 of the plain graph")
+        out.append(line)
+    return out
 
 
 def main() -> None:
@@ -175,7 +196,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "unfused_families.json")
     ap.add_argument("--md", type=Path, default=ROOT / "benchmarks" / "UNFUSED_FAMILIES.md")
+    ap.add_argument("--from-json", type=Path, help="rewrite the Markdown from an earlier JSON, without measuring")
     args = ap.parse_args()
+    if args.from_json:
+        args.md.write_text(markdown(json.loads(args.from_json.read_text())))
+        return
     families = [f.strip() for f in args.families.split(",")]
     load_before = round(os.getloadavg()[0], 2)
     results = {}
