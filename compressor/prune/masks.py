@@ -1,8 +1,9 @@
 """Unstructured pruning: which weights, how important each is, and the masks that zero the rest.
 
-Observe first, then change: :class:`ImportanceObserver` collects scores (magnitude needs none,
-Taylor and movement accumulate over backward passes); :func:`masks_for` turns scores into masks
-for a target sparsity; :func:`apply_masks` zeros the weights in place. No forward hooks or
+Observe first, then change: :class:`ImportanceObserver` collects the scores of a registered criterion
+(:mod:`compressor.prune.criteria`: magnitude needs none, Taylor and movement accumulate over backward
+passes); :func:`masks_for` turns scores into masks for a target sparsity; :func:`apply_masks` zeros the
+weights in place. No forward hooks or
 parametrizations are used, so the model stays a plain Hugging Face model throughout and the
 saved checkpoint is a normal one whose zeros are the pruned weights.
 """
@@ -15,6 +16,8 @@ import re
 import torch
 
 from compressor.core.errors import CompressorError
+from compressor.prune.criteria.base import GRADIENTS, Criterion
+from compressor.prune.patterns import PatternError, keep_top  # noqa: F401  (PatternError: raised by select_modules)
 
 log = logging.getLogger("compressor")
 
@@ -55,30 +58,23 @@ def _examples(names: list[str]) -> str:
     return ", ".join(repr(n) for n in names[:3]) + (" ..." if len(names) > 3 else "") if names else "(the model has none)"
 
 
-class PatternError(CompressorError):
-    """A pattern in the recipe that selects nothing; ``field`` is its recipe path."""
-
-    def __init__(self, field: str, message: str):
-        self.field, self.message = field, message
-        super().__init__(f"{field}: {message}")
-
-
 class ImportanceObserver:
-    """Accumulates per-weight importance from gradients, between two pruning updates.
+    """Accumulates per-weight importance between two pruning updates, for the criterion given
+    (:mod:`compressor.prune.criteria`): criteria that need gradients add ``gradient_score(w, ∂L/∂w)`` after
+    every observed backward pass; the others score the weights at update time."""
 
-    - taylor: Σ |w · ∂L/∂w| over the observed backward passes (first-order Taylor, Molchanov et al. 2019);
-    - movement: Σ −w · ∂L/∂w (Sanh et al. 2020: weights moving away from zero score high);
-    - magnitude: nothing to observe; the score is |w| at update time.
-    """
-
-    def __init__(self, weights: dict[str, torch.nn.Parameter], kind: str):
-        self.weights, self.kind = weights, kind
+    def __init__(self, weights: dict[str, torch.nn.Parameter], criterion: Criterion):
+        self.weights, self.criterion = weights, criterion
         self.acc: dict[str, torch.Tensor] = {}
         self.observed = 0
 
     @property
+    def kind(self) -> str:
+        return self.criterion.name
+
+    @property
     def needs_gradients(self) -> bool:
-        return self.kind in ("taylor", "movement")
+        return GRADIENTS in self.criterion.needs
 
     def observe(self) -> None:
         """Read the gradients now on the weights (call after backward, before the optimizer step)."""
@@ -89,8 +85,7 @@ class ImportanceObserver:
                 raise CompressorError(f"{self.kind} importance needs gradients, but none reached {name} "
                                       "(frozen weights, or a loss that does not depend on them?)")
             with torch.no_grad():
-                s = (w * w.grad).abs() if self.kind == "taylor" else -(w * w.grad)
-                s = s.float()
+                s = self.criterion.gradient_score(w, w.grad)
                 if name in self.acc:
                     self.acc[name] += s
                 else:
@@ -98,15 +93,15 @@ class ImportanceObserver:
         self.observed += 1
 
     def scores(self) -> dict[str, torch.Tensor]:
-        if self.kind == "magnitude":
-            return {n: w.detach().abs().float() for n, w in self.weights.items()}
+        if not self.needs_gradients:
+            return {n: self.criterion.score(w, None) for n, w in self.weights.items()}
         if not self.observed:
             raise CompressorError(f"{self.kind} importance needs gradients: no backward pass was observed before pruning")
         return dict(self.acc)
 
     def reset(self) -> None:
-        """Taylor scores describe the recent weights: start a new window after each update (movement keeps summing)."""
-        if self.kind == "taylor":
+        """Start a new observation window after an update when the criterion says so (Taylor; movement keeps summing)."""
+        if self.criterion.restarts:
             self.acc, self.observed = {}, 0
 
     def state_dict(self) -> dict:
@@ -126,23 +121,14 @@ def masks_for(scores: dict[str, torch.Tensor], sparsity: float, scope: str) -> d
     position), so the target is met to within one weight.
     """
     if scope == "layer":
-        return {n: _keep_top(s.reshape(-1), sparsity).reshape(s.shape) for n, s in scores.items()}
+        return {n: keep_top(s.reshape(-1), sparsity).reshape(s.shape) for n, s in scores.items()}
     flat = torch.cat([s.reshape(-1) for s in scores.values()])
-    keep = _keep_top(flat, sparsity)
+    keep = keep_top(flat, sparsity)
     out, i = {}, 0
     for n, s in scores.items():
         out[n] = keep[i:i + s.numel()].reshape(s.shape)
         i += s.numel()
     return out
-
-
-def _keep_top(scores: torch.Tensor, sparsity: float) -> torch.Tensor:
-    n = scores.numel()
-    k = int(round(sparsity * n))  # pruned
-    keep = torch.ones(n, dtype=torch.bool, device=scores.device)
-    if k > 0:
-        keep[torch.topk(scores, k, largest=False, sorted=False).indices] = False
-    return keep
 
 
 @torch.no_grad()

@@ -5,8 +5,9 @@ Gradual (``prune:`` inside ``finetune`` / ``distill``): every ``schedule.every``
 every optimizer step the masks are re-applied. Evaluations only compete for "best checkpoint"
 once the final sparsity is reached, so the kept model is a pruned one.
 
-One-shot (``- prune: {...}`` stage): unstructured masks from magnitude or Taylor scores, structured
-head / neuron removal (structured.py), or vocabulary trimming (vocab.py).
+One-shot (``- prune: {...}`` stage): unstructured or N:M masks from any registered criterion
+(oneshot.py; Wanda and SparseGPT calibrate layer by layer, sequential.py), structured head / neuron
+removal (structured.py), or vocabulary trimming (vocab.py).
 """
 
 from __future__ import annotations
@@ -19,16 +20,18 @@ from compressor.core.errors import CompressorError
 from compressor.core.registry import STAGES
 from compressor.pipeline.context import RunContext
 from compressor.prune import schedules
+from compressor.prune.criteria import criterion_for
 from compressor.prune.masks import (
     ImportanceObserver,
     PatternError,
     apply_masks,
+    linear_modules,
     masks_for,
     select_modules,
     sparsity_table,
     weights_of,
 )
-from compressor.prune.observe import observe_gradients  # noqa: F401  (used below; re-exported)
+from compressor.prune.observe import observe_gradients  # noqa: F401  (re-exported)
 from compressor.recipe.schema import DEFAULT_EXCLUDE, StructuredPrune, UnstructuredPrune
 
 log = logging.getLogger("compressor")
@@ -50,7 +53,7 @@ class GradualPruning:
     def __init__(self, model, cfg: UnstructuredPrune, recipe, where: str):
         self.cfg, self.recipe, self.where = cfg, recipe, where
         self.weights = _targets(recipe, model, cfg, where)
-        self.observer = ImportanceObserver(self.weights, cfg.criterion.type)
+        self.observer = ImportanceObserver(self.weights, criterion_for(cfg.criterion))
         self.masks: dict[str, torch.Tensor] = {}
         self.current = 0.0  # the sparsity the masks were last computed for
         self.end = None
@@ -157,18 +160,13 @@ def _warn_emptied(masks: dict[str, torch.Tensor], warned: set[str]) -> None:
 
 @STAGES.register(UnstructuredPrune)
 def run_unstructured(ctx: RunContext, cfg: UnstructuredPrune) -> dict:
+    from compressor.prune.oneshot import run_oneshot
+
     weights = _targets(ctx.recipe, ctx.model, cfg, ctx.stage_path)
-    observer = ImportanceObserver(weights, cfg.criterion.type)
-    batches = 0
-    if observer.needs_gradients:
-        batches = observe_gradients(ctx, ctx.model, cfg.criterion.batches, observer.observe)
-    apply_masks(weights, _masks(observer.scores(), cfg.sparsity, cfg.scope, set()))
-    table = sparsity_table({n: w.detach() for n, w in weights.items()})
-    log.info("one-shot unstructured pruning (%s, %s scope%s): %.2f %% of %d weights in %d matrices are zero",
-             cfg.criterion.type, cfg.scope, f", {batches} batches observed" if batches else "", 100 * table["sparsity"],
-             table["params"], len(weights))
-    return {"prune": {"type": "unstructured", "mode": "one-shot", "criterion": cfg.criterion.type, "scope": cfg.scope,
-                      "target": cfg.sparsity, "batches_observed": batches, **table}}
+    modules = {n.removesuffix(".weight"): m for n, m in linear_modules(ctx.model).items() if f"{n}.weight" in weights}
+    info = run_oneshot(ctx, cfg, modules)
+    _warn_emptied({n: w != 0 for n, w in weights.items()}, set())
+    return {"prune": info}
 
 
 @STAGES.register(StructuredPrune)

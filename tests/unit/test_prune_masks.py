@@ -7,8 +7,9 @@ import torch
 
 from compressor.core.errors import CompressorError
 from compressor.prune import schedules
+from compressor.prune.criteria import criterion_for
 from compressor.prune.masks import ImportanceObserver, PatternError, apply_masks, masks_for, select_modules, sparsity_table
-from compressor.recipe.schema import DEFAULT_EXCLUDE, ScheduleConfig
+from compressor.recipe.schema import DEFAULT_EXCLUDE, MovementCriterion, ScheduleConfig, TaylorCriterion
 
 
 @pytest.mark.parametrize("kind", ["linear", "cubic"])
@@ -57,7 +58,7 @@ def test_masks_reach_the_target_sparsity(scope, target):
 
 def test_taylor_scores_need_gradients():
     w = torch.nn.Parameter(torch.randn(4, 4))
-    obs = ImportanceObserver({"layer.weight": w}, "taylor")
+    obs = ImportanceObserver({"layer.weight": w}, criterion_for(TaylorCriterion()))
     with pytest.raises(CompressorError, match="needs gradients, but none reached layer.weight"):
         obs.observe()
     with pytest.raises(CompressorError, match="no backward pass was observed"):
@@ -70,7 +71,7 @@ def test_taylor_scores_need_gradients():
 def test_movement_scores_reward_weights_moving_away_from_zero():
     w = torch.nn.Parameter(torch.tensor([[1.0, -1.0, 1.0]]))
     w.grad = torch.tensor([[-1.0, -1.0, 1.0]])  # SGD moves w by -grad: +, -, - → away, toward, toward zero
-    obs = ImportanceObserver({"w": w}, "movement")
+    obs = ImportanceObserver({"w": w}, criterion_for(MovementCriterion()))
     obs.observe()
     s = obs.scores()["w"][0]
     assert s[0] > 0 and s[1] < 0 and s[2] < 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal, Union
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
@@ -50,7 +51,29 @@ class MovementCriterion(Strict):
     type: Literal["movement"] = "movement"
 
 
-Criterion = Annotated[Union[MagnitudeCriterion, TaylorCriterion, MovementCriterion], Field(discriminator="type")]
+class CalibrationCriterion(Strict):
+    """A one-shot criterion observed on calibration text, layer by layer (a ``prune`` stage of a causal LM)."""
+
+    samples: int = Field(default=64, ge=1, le=100_000, description="calibration blocks of data.max_length tokens, from "
+                         "data.calibration when given, else the training split")
+    batch_size: int = Field(default=8, ge=1, le=4096, description="blocks per forward pass while calibrating")
+
+
+Criterion = Annotated[Union[MagnitudeCriterion, TaylorCriterion, MovementCriterion],
+                      Field(discriminator="type")]
+ONE_SHOT_CRITERIA = ()  # criteria that need calibration text and prune one-shot only (their types)
+NM_RE = re.compile(r"^(\d+):(\d+)$")
+
+
+def _nm(spec: str) -> tuple[int, int] | None:
+    """(N, M) of an "N:M" pattern, None for "unstructured"; ValueError otherwise."""
+    if spec == "unstructured":
+        return None
+    match = NM_RE.match(spec)
+    if not match or not 0 < int(match[1]) < int(match[2]) <= 64:
+        raise ValueError(f"{spec!r}: write 'unstructured' or N:M with 0 < N < M <= 64, such as '2:4' (N weights kept "
+                         "in every group of M along the input dimension)")
+    return int(match[1]), int(match[2])
 
 
 class ScheduleConfig(Strict):
@@ -76,12 +99,35 @@ class UnstructuredPrune(StageConfig):
     type: Literal["unstructured"] = "unstructured"
     sparsity: float = Field(ge=0.0, lt=1.0, description="final fraction of zeros in the pruned layers")
     criterion: Criterion = Field(default_factory=MagnitudeCriterion)
-    scope: Literal["global", "layer"] = Field(default="global", description="one threshold for all layers, or per layer")
+    scope: Literal["global", "layer"] = Field(default="global", description="one threshold for all layers, or per layer "
+                                              "(unstructured magnitude / Taylor / movement)")
+    pattern: str = Field(default="unstructured", description="'unstructured', or N:M such as '2:4' / '4:8': N weights "
+                         "kept in every M along the input dimension (smaller when compressed; faster only with sparse "
+                         "kernels)")
     include: list[str] = Field(default_factory=lambda: [".*"], min_length=1, description="regexes over module names")
     exclude: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDE))
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
 
     _include = field_validator("include", "exclude")(classmethod(lambda cls, v: _patterns(v)))
+
+    @field_validator("scope")
+    @classmethod
+    def _scope(cls, v: str, info: ValidationInfo) -> str:
+        crit = info.data.get("criterion")
+        if v == "global" and crit is not None and crit.type in ONE_SHOT_CRITERIA:
+            raise ValueError(f"criterion {crit.type} prunes each layer on its own (layer by layer): use scope layer "
+                             "or leave scope out")
+        return v
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, v: str, info: ValidationInfo) -> str:
+        nm = _nm(v)
+        final = info.data.get("sparsity")
+        if nm is not None and final is not None and abs(final - (1 - nm[0] / nm[1])) > 1e-9:
+            raise ValueError(f"{v} keeps {nm[0]} of every {nm[1]} weights, so sparsity must be {1 - nm[0] / nm[1]:g}, "
+                             f"not {final:g}")
+        return v
 
     @field_validator("schedule")
     @classmethod
@@ -122,6 +168,8 @@ class StructuredPrune(StageConfig):
             raise ValueError("say what to remove: heads and / or ffn")
         if self.criterion.type == "movement":
             raise ValueError("criterion movement needs training; structured pruning uses magnitude or taylor")
+        if self.criterion.type in ONE_SHOT_CRITERIA:
+            raise ValueError(f"criterion {self.criterion.type} prunes individual weights: use it with type unstructured")
         return self
 
     def contract(self) -> Contract:

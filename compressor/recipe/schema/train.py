@@ -47,6 +47,18 @@ class TrainConfig(StageConfig):
     def _qat_on(cls, v: Any) -> Any:
         return {} if v is True else (None if v is False else v)
 
+    @field_validator("prune")
+    @classmethod
+    def _gradual(cls, v: UnstructuredPrune | None) -> UnstructuredPrune | None:
+        from compressor.recipe.schema.prune import ONE_SHOT_CRITERIA
+
+        if v is not None and v.criterion.type in ONE_SHOT_CRITERIA:
+            raise ValueError(f"criterion {v.criterion.type} is one-shot (calibration, layer by layer): use it in a "
+                             "`- prune:` stage, then recover with a finetune / distill stage that keeps the masks")
+        if v is not None and v.pattern != "unstructured":
+            raise ValueError(f"pattern {v.pattern} is applied one-shot: use it in a `- prune:` stage")
+        return v
+
     def training_contract(self, new_model: bool, needs: tuple[Need, ...] = ()) -> Contract:
         """A stage that trains: the run's model (``new_model`` False), which must not regrow zeros an earlier stage
         made unless it prunes too, or a new model (a student) that drops them."""
