@@ -12,10 +12,10 @@ from compressor.prune.masks import select_modules
 from compressor.prune.oneshot import prune_modules
 from compressor.prune.patterns import nm_violations
 from compressor.prune.sequential import out_in
-from compressor.recipe.schema import DEFAULT_EXCLUDE, MagnitudeCriterion, UnstructuredPrune
+from compressor.recipe.schema import DEFAULT_EXCLUDE, MagnitudeCriterion, UnstructuredPrune, WandaCriterion
 
 BUILD = {"llama": T.tiny_llama, "qwen2": T.tiny_qwen2, "gpt2": T.tiny_gpt2, "mistral": T.tiny_mistral}
-CRITERIA = {"magnitude": MagnitudeCriterion}
+CRITERIA = {"magnitude": MagnitudeCriterion, "wanda": WandaCriterion}
 
 
 def tiny(family: str, folder, layers: int = 2, hidden: int = 64):
@@ -66,3 +66,55 @@ def test_nm_masks_are_exact(family, criterion, spec, tmp_path):
         groups = (w != 0).reshape(w.shape[0], -1, m).sum(-1)
         assert nm_violations(w, n, m) == 0, name
         assert bool((groups == n).all()), f"{name}: some group keeps fewer than {n} (a zero weight was kept?)"
+
+
+def test_wanda_scores_weights_by_their_input_norms(tmp_path):
+    """A channel whose input is 10x larger keeps its weights where magnitude alone would drop them."""
+    from compressor.prune.criteria import criterion_for
+    from compressor.prune.criteria.base import INPUT_NORMS, LayerStats
+    from compressor.prune.patterns import Pattern
+
+    w = torch.tensor([[1.0, 2.0, 3.0, 4.0]])
+    stats = LayerStats()
+    stats.add(torch.tensor([[10.0, 1.0, 1.0, 1.0]]), frozenset({INPUT_NORMS}))
+    pruned = criterion_for(WandaCriterion()).prune(w, stats, Pattern.parse("unstructured"), 0.5, "x")
+    assert pruned.tolist() == [[1.0, 0.0, 0.0, 4.0]]
+
+
+def test_sequential_calibration_sees_the_pruned_layers_before(tmp_path):
+    """The statistics layer 1 is pruned with are those of the final model, whose layer 0 is already pruned."""
+    from compressor.prune.criteria.base import INPUT_NORMS
+    from compressor.prune.sequential import StatsObserver
+
+    model = tiny("llama", tmp_path)
+    modules = targets(model)
+    seen = {}
+    import compressor.prune.sequential as S
+
+    real = S.StatsObserver
+
+    class Spy(real):
+        def remove(self):
+            super().remove()
+            seen.update({n: self.get(n).sq_sum.clone() for n in self.leader})
+
+    S.StatsObserver = Spy
+    try:
+        prune_modules(model, modules, config("wanda"), batches())
+    finally:
+        S.StatsObserver = real
+    q1 = "model.layers.1.self_attn.q_proj"
+    after = StatsObserver({q1: modules[q1]}, frozenset({INPUT_NORMS}))
+    with torch.no_grad():
+        for b in batches():
+            model(**b)
+    after.remove()
+    assert torch.allclose(seen[q1], after.get(q1).sq_sum, rtol=1e-4)
+    # and not those of the unpruned model
+    fresh = tiny("llama", tmp_path / "fresh")
+    before = StatsObserver({q1: dict(fresh.named_modules())[q1]}, frozenset({INPUT_NORMS}))
+    with torch.no_grad():
+        for b in batches():
+            fresh(**b)
+    before.remove()
+    assert not torch.allclose(seen[q1], before.get(q1).sq_sum, rtol=1e-3)

@@ -47,6 +47,7 @@ from compressor.recipe.schema.prune import (
     TaylorCriterion,
     UnstructuredPrune,
     VocabularyPrune,
+    WandaCriterion,
 )
 from compressor.recipe.schema.quantize import (
     DynamicQuant,
@@ -80,7 +81,7 @@ __all__ = [
     "AttentionLoss", "DistillLoss", "DistillStage", "HiddenLoss", "LogitLoss", "StudentConfig", "TransferData",
     "ExportStage",
     "DEFAULT_EXCLUDE", "Criterion", "MagnitudeCriterion", "MovementCriterion", "PruneStage", "ScheduleConfig",
-    "StructuredPrune", "TaylorCriterion", "UnstructuredPrune", "VocabularyPrune",
+    "StructuredPrune", "TaylorCriterion", "UnstructuredPrune", "VocabularyPrune", "WandaCriterion",
     "DynamicQuant", "GraphQuant", "Int4Quant", "Int8WeightQuant", "QATQuant", "QuantizeStage", "StaticQuant", "WeightOnlyQuant",
     "STAGE_NAMES", "BenchConfig", "DistillItem", "EvaluateConfig", "ExportItem", "FinetuneItem", "OutputConfig",
     "PruneItem", "QuantizeItem", "Recipe", "StageItem",

@@ -59,9 +59,15 @@ class CalibrationCriterion(Strict):
     batch_size: int = Field(default=8, ge=1, le=4096, description="blocks per forward pass while calibrating")
 
 
-Criterion = Annotated[Union[MagnitudeCriterion, TaylorCriterion, MovementCriterion],
+class WandaCriterion(CalibrationCriterion):
+    """Wanda (Sun et al. 2023): |W| · ‖X‖ of each weight's input channel, compared within each output row."""
+
+    type: Literal["wanda"] = "wanda"
+
+
+Criterion = Annotated[Union[MagnitudeCriterion, TaylorCriterion, MovementCriterion, WandaCriterion],
                       Field(discriminator="type")]
-ONE_SHOT_CRITERIA = ()  # criteria that need calibration text and prune one-shot only (their types)
+ONE_SHOT_CRITERIA = ("wanda",)  # criteria that need calibration text and prune one-shot only (their types)
 NM_RE = re.compile(r"^(\d+):(\d+)$")
 
 
