@@ -46,6 +46,7 @@ from compressor.recipe.schema.prune import (
     StructuredPrune,
     TaylorCriterion,
     UnstructuredPrune,
+    SparseGPTCriterion,
     VocabularyPrune,
     WandaCriterion,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "ExportStage",
     "DEFAULT_EXCLUDE", "Criterion", "MagnitudeCriterion", "MovementCriterion", "PruneStage", "ScheduleConfig",
     "StructuredPrune", "TaylorCriterion", "UnstructuredPrune", "VocabularyPrune", "WandaCriterion",
+    "SparseGPTCriterion",
     "DynamicQuant", "GraphQuant", "Int4Quant", "Int8WeightQuant", "QATQuant", "QuantizeStage", "StaticQuant", "WeightOnlyQuant",
     "STAGE_NAMES", "BenchConfig", "DistillItem", "EvaluateConfig", "ExportItem", "FinetuneItem", "OutputConfig",
     "PruneItem", "QuantizeItem", "Recipe", "StageItem",

@@ -65,9 +65,19 @@ class WandaCriterion(CalibrationCriterion):
     type: Literal["wanda"] = "wanda"
 
 
-Criterion = Annotated[Union[MagnitudeCriterion, TaylorCriterion, MovementCriterion, WandaCriterion],
+class SparseGPTCriterion(CalibrationCriterion):
+    """SparseGPT (Frantar & Alistarh 2023): mask by OBS saliency, the rest of the row updated to reconstruct the
+    layer's outputs, with the inverse of the layer input Hessian H = 2 X Xᵀ / tokens."""
+
+    type: Literal["sparsegpt"] = "sparsegpt"
+    dampening: float = Field(default=0.01, ge=0.0, le=10.0, description="adds dampening · mean(diag H) to H's diagonal "
+                             "so that it can be inverted (0: none; a singular H is then refused)")
+    block_size: int = Field(default=128, ge=1, le=65536, description="columns whose masks are chosen together")
+
+
+Criterion = Annotated[Union[MagnitudeCriterion, TaylorCriterion, MovementCriterion, WandaCriterion, SparseGPTCriterion],
                       Field(discriminator="type")]
-ONE_SHOT_CRITERIA = ("wanda",)  # criteria that need calibration text and prune one-shot only (their types)
+ONE_SHOT_CRITERIA = ("wanda", "sparsegpt")  # criteria that need calibration text and prune one-shot only (their types)
 NM_RE = re.compile(r"^(\d+):(\d+)$")
 
 
