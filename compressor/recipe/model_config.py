@@ -18,7 +18,7 @@ from pathlib import Path
 from compressor.arch.families import FAMILIES, STRUCTURE_KEY, CountError, cfg_get, find_family, structured_counts
 from compressor.core.errors import CompressorError, ModelError
 from compressor.core.registry import Registry
-from compressor.recipe.schema import DistillStage, Int4Quant, Int8WeightQuant, StructuredPrune
+from compressor.recipe.schema import DistillStage, Int4Quant, Int8WeightQuant, StructuredPrune, UnstructuredPrune
 
 # families whose position table has padding_idx + 1 rows in front of the usable positions
 _OFFSET_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "data2vec-text", "xmod"}
@@ -140,6 +140,21 @@ def _weight_only(cfg, state: ModelState) -> Problem | None:
 
 MODEL_CHECKS.register(Int4Quant)(_weight_only)
 MODEL_CHECKS.register(Int8WeightQuant)(_weight_only)
+
+
+@MODEL_CHECKS.register(UnstructuredPrune)
+def _nm_width(cfg: UnstructuredPrune, state: ModelState) -> Problem | None:
+    """An N:M pattern needs every pruned layer's input width to be a multiple of M."""
+    from compressor.recipe.block_sizes import layer_widths
+
+    if cfg.pattern == "unstructured":
+        return None
+    m = int(cfg.pattern.split(":")[1])
+    bad = next(((f, w) for f, w in layer_widths(state.config).items() if w % m), None)
+    if bad is None:
+        return None
+    return ("pattern",), (f"{cfg.pattern} needs every pruned layer's input width to be a multiple of {m}, but the "
+                          f"model's {bad[0]} is {bad[1]} (from {state.model_path}/config.json)")
 
 
 def _student_layers(cfg: DistillStage, teacher: dict) -> Problem | None:

@@ -43,10 +43,10 @@ from compressor.recipe.schema.prune import (
     MovementCriterion,
     PruneStage,
     ScheduleConfig,
+    SparseGPTCriterion,
     StructuredPrune,
     TaylorCriterion,
     UnstructuredPrune,
-    SparseGPTCriterion,
     VocabularyPrune,
     WandaCriterion,
 )
