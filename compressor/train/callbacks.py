@@ -27,7 +27,9 @@ def training_callbacks(ctx, cfg: TrainConfig, model, where: str) -> list:
             out.append(QATCallback(model, cfg.qat, batches, ctx.device))
         except CompressorError as e:
             raise ctx.recipe.error(f"{where}.qat.include", str(e)) from None
-    return out
+    from compressor.train.adapters import adapter_callbacks  # lora: / partial: (fine-tuning methods)
+
+    return out + adapter_callbacks(ctx, cfg, model, where)
 
 
 def summaries(callbacks: list) -> dict:

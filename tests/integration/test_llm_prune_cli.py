@@ -64,3 +64,48 @@ def test_nm_sparsity_mismatch_and_one_shot_criterion_in_training(folder):
     one_line(*cli(["validate", str(r)], folder), "stages.0.prune.pattern", "sparsity must be 0.5")
     r = recipe(folder, "  - finetune: {max_steps: 2, prune: {sparsity: 0.5, criterion: {type: sparsegpt}}}")
     one_line(*cli(["validate", str(r)], folder), "stages.0.finetune.prune", "one-shot")
+
+
+BLOCK_PEFT = """import sys
+class _NoPeft:
+    def find_spec(self, name, path=None, target=None):
+        if name == "peft" or name.startswith("peft."):
+            raise ModuleNotFoundError("No module named 'peft'")
+        return None
+sys.meta_path.insert(0, _NoPeft())
+"""
+
+
+def test_lora_without_peft_is_refused_by_validate(folder, tmp_path):
+    (tmp_path / "sitecustomize.py").write_text(BLOCK_PEFT)
+    env = {**ENV, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    r = recipe(folder, "  - finetune: {max_steps: 2, lora: {rank: 4}}")
+    one_line(*cli(["validate", str(r)], folder, env), "stages.0.finetune.lora", "peft", "compressor[llm]")
+    assert cli(["validate", str(r)], folder)[0] == 0  # with peft installed the same recipe is fine
+
+
+def test_lora_target_matching_nothing_exits_2_naming_the_field(folder, tmp_path):
+    r = recipe(folder, "  - finetune: {max_steps: 2, lora: {target_modules: [q_proj, attn_qkv]}}")
+    code, out, err = cli(["run", str(r), "--output", str(tmp_path / "out")], folder)
+    one_line(code, out, err, "stages.0.finetune.lora.target_modules.1", "'attn_qkv' matches no Linear module")
+
+
+def test_prune_then_lora_recovery_run_keeps_the_2_4_masks(folder, tmp_path):
+    import json
+
+    from safetensors.torch import load_file
+
+    r = recipe(folder, """  - prune: {type: unstructured, sparsity: 0.5, pattern: "2:4", criterion: {type: sparsegpt, samples: 8}}
+  - finetune: {max_steps: 4, lr: 1.0e-2, batch_size: 8, lora: {rank: 4}}""")
+    code, out, err = cli(["run", str(r), "--output", str(tmp_path / "out")], folder)
+    assert code == 0, err[-3000:]
+    run = tmp_path / "out" / "run"
+    weights = load_file(run / "model" / "model.safetensors")
+    pruned = [k for k in weights if k.startswith("model.layers.") and k.endswith("proj.weight")]
+    assert len(pruned) == 14
+    for k in pruned:
+        groups = (weights[k] != 0).reshape(weights[k].shape[0], -1, 4).sum(-1)
+        assert bool((groups <= 2).all()), k
+    metrics = json.loads((run / "metrics.json").read_text())
+    text = json.dumps(metrics)
+    assert '"sparsity_after_merge"' in text and '"pattern": "2:4"' in text

@@ -73,7 +73,7 @@ from compressor.recipe.schema.recipe import (
     Recipe,
     StageItem,
 )
-from compressor.recipe.schema.train import FinetuneStage, QATConfig, TrainConfig
+from compressor.recipe.schema.train import FinetuneStage, LoRAConfig, PartialConfig, QATConfig, TrainConfig
 
 __all__ = [
     "BIG", "NAME_RE", "PathStr", "Strict", "StageConfig", "Contract", "Need",
@@ -87,5 +87,5 @@ __all__ = [
     "DynamicQuant", "GraphQuant", "Int4Quant", "Int8WeightQuant", "QATQuant", "QuantizeStage", "StaticQuant", "WeightOnlyQuant",
     "STAGE_NAMES", "BenchConfig", "DistillItem", "EvaluateConfig", "ExportItem", "FinetuneItem", "OutputConfig",
     "PruneItem", "QuantizeItem", "Recipe", "StageItem",
-    "FinetuneStage", "QATConfig", "TrainConfig",
+    "FinetuneStage", "LoRAConfig", "PartialConfig", "QATConfig", "TrainConfig",
 ]

@@ -4,10 +4,21 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from compressor.recipe.schema.base import BIG, FAKE_QUANT, SPARSE, Contract, Need, StageConfig, Strict, _patterns
 from compressor.recipe.schema.prune import UnstructuredPrune
+
+PEFT_MISSING = "LoRA needs the peft package, which is not installed: pip install 'compressor[llm]' (or pip install peft)"
+
+
+def peft_available() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("peft") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 class QATConfig(Strict):
@@ -23,6 +34,36 @@ class QATConfig(Strict):
     exclude: list[str] = Field(default_factory=list)
 
     _include = field_validator("include", "exclude")(classmethod(lambda cls, v: _patterns(v)))
+
+
+class LoRAConfig(Strict):
+    """LoRA (Hu et al. 2021) through peft: only low-rank updates B·A of the target Linear layers train (a classifier's
+    head trains fully); they are merged into the weights when the stage ends, so later stages see a plain model.
+    Weights that are exactly zero before training (a pruned model) stay zero after the merge."""
+
+    rank: int = Field(default=8, ge=1, le=4096)
+    alpha: float = Field(default=16.0, gt=0, le=1_000_000, description="the update is scaled by alpha / rank")
+    dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    target_modules: list[str] | None = Field(
+        default=None, description="module names (a name or its last dotted parts, as peft matches them, e.g. q_proj); "
+        "default: every Linear layer except the output / task head")
+
+    @field_validator("target_modules")
+    @classmethod
+    def _targets(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and (not v or len(set(v)) != len(v) or any(not t.strip() for t in v)):
+            raise ValueError("give one or more distinct, non-empty module names")
+        return v
+
+
+class PartialConfig(Strict):
+    """Partial fine-tuning: freeze parameters by pattern and / or train only the last N transformer layers."""
+
+    freeze: list[str] = Field(default_factory=list, description="regexes (re.search) over parameter names to freeze")
+    last_layers: int | None = Field(default=None, ge=1, le=100_000, description="only the last N transformer layers "
+                                    "train (everything else, embeddings and head included, is frozen)")
+
+    _freeze = field_validator("freeze")(classmethod(lambda cls, v: _patterns(v)))
 
 
 class TrainConfig(StageConfig):
@@ -41,6 +82,9 @@ class TrainConfig(StageConfig):
     checkpoint_every: int | None = Field(default=None, ge=1, le=BIG, description="steps between resumable checkpoints")
     prune: UnstructuredPrune | None = Field(default=None, description="gradual pruning during this stage's training")
     qat: QATConfig | None = Field(default=None, description="quantization-aware training during this stage")
+    lora: LoRAConfig | None = Field(default=None, description="train LoRA adapters instead of the weights (peft; "
+                                    "pip install 'compressor[llm]'), merged at the end of the stage")
+    partial: PartialConfig | None = Field(default=None, description="freeze part of the model while this stage trains")
 
     @field_validator("qat", mode="before")
     @classmethod
@@ -59,19 +103,40 @@ class TrainConfig(StageConfig):
             raise ValueError(f"pattern {v.pattern} is applied one-shot: use it in a `- prune:` stage")
         return v
 
+    @field_validator("lora")
+    @classmethod
+    def _lora_alone(cls, v: LoRAConfig | None, info: ValidationInfo) -> LoRAConfig | None:
+        if v is not None and info.data.get("prune") is not None:
+            raise ValueError("LoRA keeps the masks of an earlier prune stage by itself; gradual `prune:` in the same "
+                             "stage is not supported (prune in a `- prune:` stage before this one)")
+        if v is not None and info.data.get("qat") is not None:
+            raise ValueError("LoRA and qat in one stage are not supported: train QAT in a stage of its own")
+        return v
+
+    @field_validator("partial")
+    @classmethod
+    def _partial(cls, v: PartialConfig | None, info: ValidationInfo) -> PartialConfig | None:
+        if v is not None and not v.freeze and v.last_layers is None:
+            raise ValueError("say what to freeze: freeze patterns and / or last_layers")
+        if v is not None and info.data.get("lora") is not None:
+            raise ValueError("give lora or partial, not both (LoRA already freezes every weight it does not adapt)")
+        return v
+
     def training_contract(self, new_model: bool, needs: tuple[Need, ...] = ()) -> Contract:
         """A stage that trains: the run's model (``new_model`` False), which must not regrow zeros an earlier stage
         made unless it prunes too, or a new model (a student) that drops them."""
-        if not new_model and self.prune is None:
+        if not new_model and self.prune is None and self.lora is None:  # LoRA's merge keeps the zeros
             needs += (REGROW,)
         produces = {**({SPARSE: ("prune",)} if self.prune is not None else {}),
                     **({FAKE_QUANT: ("qat",)} if self.qat is not None else {})}
-        return Contract(needs=needs, produces=produces, removes=(SPARSE,) if new_model else (), changes_model=True,
+        problems = ((("lora",), PEFT_MISSING),) if self.lora is not None and not peft_available() else ()
+        return Contract(needs=needs, produces=produces, problems=problems, removes=(SPARSE,) if new_model else (), changes_model=True,
                         trains=True, compresses=self.prune is not None or self.qat is not None)
 
 
 REGROW = Need(SPARSE, False, "this stage trains the model that {source} made sparse, and would regrow its zeros: give it "
-              "`prune:` with the same sparsity (schedule one_shot keeps the masks), or prune afterwards")
+              "`prune:` with the same sparsity (schedule one_shot keeps the masks), or `lora:` (its merge keeps the zeros), "
+              "or prune afterwards")
 
 
 class FinetuneStage(TrainConfig):

@@ -1,0 +1,168 @@
+"""Fine-tuning methods besides full training: LoRA through peft, and partial fine-tuning (frozen parameters).
+
+Both are training callbacks built from the stage config (``lora:`` / ``partial:`` of ``finetune`` and
+``distill``): they change what trains when they are built — before the optimizer is made — and undo it in
+``on_train_end``, after the loop has restored the best weights:
+
+- LoRA injects low-rank adapters (peft) into the target Linear layers and freezes every other weight (a
+  classifier's head still trains fully); at the end the adapters are merged into the weights and removed, so
+  every later stage sees a plain model. The merge keeps the sparsity of a pruned model: weights that were exactly
+  zero before training are zero after the merge (the mask is re-applied), and the summary gives the sparsity
+  before and after the merge and how many weights the raw merge would have regrown.
+- Partial fine-tuning freezes parameters by pattern and / or everything but the last N transformer layers;
+  frozen parameters stay bit-identical, and are trainable again for later stages.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import torch
+
+from compressor.recipe.schema.train import PEFT_MISSING, peft_available
+
+log = logging.getLogger("compressor")
+
+HEAD = re.compile(r"(^|\.)(classifier|score|pooler)(\.|$)")  # a classifier's task head: trains fully under LoRA
+
+
+def _examples(names: list[str]) -> str:
+    return ", ".join(repr(n) for n in names[:3]) + (" ..." if len(names) > 3 else "")
+
+
+def _zeros(weights: dict[str, torch.Tensor]) -> tuple[int, int]:
+    return sum(int((w == 0).sum()) for w in weights.values()), sum(w.numel() for w in weights.values())
+
+
+class LoRATuning:
+    """Training callback: LoRA adapters in, merged out (masks kept)."""
+
+    name = "lora"
+
+    def __init__(self, ctx, cfg, model, where: str):
+        from compressor.prune.masks import linear_modules
+
+        if not peft_available():
+            raise ctx.recipe.error(where, PEFT_MISSING)
+        from peft import LoraConfig, inject_adapter_in_model
+        from transformers.pytorch_utils import Conv1D
+
+        self.cfg = cfg
+        linear = linear_modules(model)
+        out_emb = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+        if cfg.target_modules is None:
+            targets = [n for n, m in linear.items() if m is not out_emb and not HEAD.search(n)]
+        else:
+            targets = []
+            for i, t in enumerate(cfg.target_modules):
+                hit = [n for n in linear if n == t or n.endswith("." + t)]
+                if not hit:
+                    raise ctx.recipe.error(f"{where}.target_modules.{i}", f"{t!r} matches no Linear module (names look "
+                                           f"like {_examples(list(linear))})")
+                targets += [n for n in hit if n not in targets]
+        if not targets:
+            raise ctx.recipe.error(f"{where}.target_modules", "no Linear module to adapt")
+        self.masks = {n: linear[n].weight.detach() != 0 for n in targets}
+        zeros, total = _zeros({n: linear[n].weight.detach() for n in targets})
+        self.before = zeros / total
+        conv = all(isinstance(linear[n], Conv1D) for n in targets)
+        inject_adapter_in_model(LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
+                                           target_modules=targets, fan_in_fan_out=conv), model)
+        trainable = 0
+        for n, p in model.named_parameters():
+            p.requires_grad_("lora_" in n or (ctx.task == "sequence-classification" and bool(HEAD.search(n))))
+            trainable += p.numel() if p.requires_grad else 0
+        self.trainable, self.targets, self.result = trainable, targets, {}
+        log.info("LoRA: rank %d, alpha %g on %d Linear layers; %d trainable parameters; %.2f %% of their weights are zero "
+                 "(kept zero by the merge)", cfg.rank, cfg.alpha, len(targets), trainable, 100 * self.before)
+
+    def on_train_end(self, state) -> None:
+        self.result = merge_lora(state.model, self.masks)
+        log.info("LoRA merged into %d layers: sparsity %.2f %% before the merge, %.2f %% after (%d pruned weights the "
+                 "raw merge would have regrown, reset to zero)", len(self.masks), 100 * self.before,
+                 100 * self.result["sparsity_after_merge"], self.result["regrown_and_reset"])
+
+    def summary(self) -> dict:
+        return {"rank": self.cfg.rank, "alpha": self.cfg.alpha, "dropout": self.cfg.dropout, "layers": len(self.targets),
+                "trainable_params": self.trainable, "sparsity_before_merge": self.before, **self.result}
+
+
+@torch.no_grad()
+def merge_lora(model, masks: dict[str, torch.Tensor]) -> dict:
+    """Merge every peft LoRA layer of ``model`` into its base layer, replace it by that layer, re-apply ``masks``."""
+    from peft.tuners.lora import LoraLayer
+
+    merged, regrown = {}, 0
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, LoraLayer):
+            continue
+        module.merge()
+        base = module.get_base_layer()
+        parent_name, _, child = name.rpartition(".")
+        setattr(model.get_submodule(parent_name) if parent_name else model, child, base)
+        if name in masks:
+            keep = masks[name].to(base.weight.device)
+            regrown += int(((base.weight != 0) & ~keep).sum())
+            base.weight.mul_(keep.to(base.weight.dtype))
+        base.weight.requires_grad_(True)
+        merged[name] = base.weight
+    for p in model.parameters():
+        p.requires_grad_(True)
+    zeros, total = _zeros(merged) if merged else (0, 1)
+    return {"merged_layers": len(merged), "sparsity_after_merge": zeros / total, "regrown_and_reset": regrown}
+
+
+class PartialTuning:
+    """Training callback: freeze parameters by pattern and / or all but the last N layers; unfreeze at the end."""
+
+    name = "partial"
+
+    def __init__(self, ctx, cfg, model, where: str):
+        params = dict(model.named_parameters())
+        frozen: set[str] = set()
+        for i, pattern in enumerate(cfg.freeze):
+            hit = {n for n in params if re.search(pattern, n)}
+            if not hit:
+                raise ctx.recipe.error(f"{where}.freeze.{i}", f"pattern {pattern!r} matches no parameter (names look "
+                                       f"like {_examples(list(params))})")
+            frozen |= hit
+        if cfg.last_layers is not None:
+            from compressor.core.errors import CompressorError
+            from compressor.prune.sequential import decoder_layers
+
+            try:
+                prefix, layers = decoder_layers(model)
+            except CompressorError as e:
+                raise ctx.recipe.error(f"{where}.last_layers", str(e)) from None
+            if cfg.last_layers > len(layers):
+                raise ctx.recipe.error(f"{where}.last_layers", f"the model has {len(layers)} layers, fewer than "
+                                       f"last_layers={cfg.last_layers}")
+            keep = tuple(f"{prefix}.{i}." for i in range(len(layers) - cfg.last_layers, len(layers)))
+            frozen |= {n for n in params if not n.startswith(keep)}
+        if frozen >= set(params):
+            raise ctx.recipe.error(where, "this freezes every parameter: nothing would train")
+        self.frozen = [params[n] for n in sorted(frozen)]
+        for p in self.frozen:
+            p.requires_grad_(False)
+        self.frozen_params = sum(p.numel() for p in self.frozen)
+        self.trainable = sum(p.numel() for p in params.values()) - self.frozen_params
+        log.info("partial fine-tuning: %d parameter tensors frozen (%d values), %d values train", len(self.frozen),
+                 self.frozen_params, self.trainable)
+
+    def on_train_end(self, state) -> None:
+        for p in self.frozen:  # later stages train the whole model again unless they say otherwise
+            p.requires_grad_(True)
+
+    def summary(self) -> dict:
+        return {"frozen_tensors": len(self.frozen), "frozen_params": self.frozen_params, "trainable_params": self.trainable}
+
+
+def adapter_callbacks(ctx, cfg, model, where: str) -> list:
+    """The fine-tuning-method callbacks ``cfg`` (a TrainConfig) asks for."""
+    out = []
+    if getattr(cfg, "lora", None) is not None:
+        out.append(LoRATuning(ctx, cfg.lora, model, f"{where}.lora"))
+    if getattr(cfg, "partial", None) is not None:
+        out.append(PartialTuning(ctx, cfg.partial, model, f"{where}.partial"))
+    return out
