@@ -366,11 +366,11 @@ def test_non_string_keys_are_rejected_with_a_line(tmp_path):
 
 def test_every_unknown_key_is_listed_with_its_line(tmp_path):
     text = _edit("  text: sentence", "  txt: sentence")
-    text = text.replace("{epochs: 1, lr: 1.0e-4, batch_size: 8}", "{epochs: 1, lrr: 1.0e-4, batch_size: 8, colour: red}")
+    text = text.replace("{epochs: 1, lr: 1.0e-4, batch_size: 8}", "{epochs: 1, lrr: 1.0e-4, batch_size: 8, shade: red}")
     text = text.replace("bench: {batch_sizes", "bench: {bach_sizes")
     e = _err(tmp_path, text)
     assert (e.line, e.field) == (8, "data.txt") and "did you mean 'text'" in str(e)
-    assert "also unknown: stages.0.finetune.lrr (line 12; did you mean 'lr'?), stages.0.finetune.colour (line 12), " \
+    assert "also unknown: stages.0.finetune.lrr (line 12; did you mean 'lr'?), stages.0.finetune.shade (line 12), " \
            "bench.bach_sizes (line 15; did you mean 'batch_sizes'?)" in str(e), str(e)
     assert "more error" not in str(e)
     e = _err(tmp_path, text.replace("epochs: 1,", "epochs: -1,"))  # other kinds of error are counted after them

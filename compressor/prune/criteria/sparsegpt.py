@@ -24,12 +24,10 @@ class SparseGPT(Criterion):
         return (w.detach().double() ** 2 / torch.diag(hinv).reshape(1, -1) ** 2).float()
 
     def prune(self, w: torch.Tensor, stats: LayerStats | None, pattern, sparsity: float, where: str) -> torch.Tensor:
-        W = w.detach().double().clone()
-        H = stats.hessian().to(W.device).clone()
-        dead = torch.diag(H) == 0
-        H[dead, dead] = 1.0
-        W[:, dead] = 0.0
-        hinv = _inverse_cholesky(H, self.cfg.dampening, where, "criterion.dampening")
+        W = w.detach().float().clone()  # float32 sweeps, as the reference implementation; H inverted in float64
+        dead, hinv = self._factor(stats, where)
+        W[:, dead.to(W.device)] = 0.0
+        hinv = hinv.to(W.device)
         cols, block = W.shape[1], self.cfg.block_size
         for i1 in range(0, cols, block):
             i2 = min(i1 + block, cols)
@@ -52,6 +50,19 @@ class SparseGPT(Criterion):
             W[:, i1:i2] = W1
             W[:, i2:] -= Err1 @ hinv[i1:i2, i2:]
         return W.to(w.dtype)
+
+    def _factor(self, stats: LayerStats, where: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(dead inputs, upper Cholesky factor of H⁻¹ in float32), computed once per statistics object: layers fed the
+        same input (q / k / v, gate / up) share it."""
+        cached = getattr(stats, "_sparsegpt", None)
+        if cached is not None and cached[0] == self.cfg.dampening:
+            return cached[1], cached[2]
+        H = stats.hessian().clone()
+        dead = torch.diag(H) == 0
+        H[dead, dead] = 1.0
+        hinv = _inverse_cholesky(H, self.cfg.dampening, where, "criterion.dampening").float()
+        stats._sparsegpt = (self.cfg.dampening, dead, hinv)
+        return dead, hinv
 
 
 def _inverse_cholesky(H: torch.Tensor, dampening: float, where: str, field: str) -> torch.Tensor:
