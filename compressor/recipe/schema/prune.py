@@ -9,6 +9,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from compressor.recipe.schema.base import (
     BIG,
+    CAUSAL_LM,
     CLASSIFIER,
     FAKE_QUANT,
     SPARSE,
@@ -162,7 +163,11 @@ class UnstructuredPrune(StageConfig):
         if "schedule" in self.model_fields_set and self.schedule.type != "one_shot":
             problems.append((("schedule", "type"), f"a {self.schedule.type} schedule needs training: put `prune:` inside a "
                              "finetune or distill stage, or use schedule type one_shot"))
-        return Contract(needs=(AFTER_QAT,), produces={SPARSE: ()}, problems=tuple(problems), changes_model=True,
+        needs = (AFTER_QAT,)
+        if self.criterion.type in ONE_SHOT_CRITERIA:
+            needs += (Need(CAUSAL_LM, True, f"criterion {self.criterion.type} calibrates decoder layers one by one: it "
+                           "needs model.task causal-lm, not {task}"),)
+        return Contract(needs=needs, produces={SPARSE: ()}, problems=tuple(problems), changes_model=True,
                         compresses=True)
 
 
