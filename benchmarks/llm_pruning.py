@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import resource
 import subprocess
@@ -45,13 +46,14 @@ def args_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model-dir", default="/tmp/llm_pruning/smollm2-fp32")
     p.add_argument("--out", default=str(ROOT / "benchmarks"))
-    p.add_argument("--windows", type=int, default=6)
+    p.add_argument("--data", default=str(DATA), help="the shared data folder (wikitext-2-raw/, wikitext-2/)")
+    p.add_argument("--windows", type=int, default=4)
     p.add_argument("--window", type=int, default=256)
     p.add_argument("--calib-samples", type=int, default=8)
     p.add_argument("--calib-len", type=int, default=128)
     p.add_argument("--lora-steps", type=int, default=6)
-    p.add_argument("--lora-batch", type=int, default=2)
-    p.add_argument("--lora-len", type=int, default=128)
+    p.add_argument("--lora-batch", type=int, default=4)
+    p.add_argument("--lora-len", type=int, default=64)
     p.add_argument("--lora-lr", type=float, default=1e-3)
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--threads", type=int, default=2)
@@ -88,12 +90,12 @@ def token_sets(tok, a) -> dict:
     """Evaluation ids (WikiText-2 raw test) and calibration / recovery blocks (WikiText-2 validation)."""
     import torch
 
-    test = (DATA / "wikitext-2-raw" / "wiki.test.raw").read_text(encoding="utf-8").replace("\r\n", "\n")
+    test = (Path(a.data) / "wikitext-2-raw" / "wiki.test.raw").read_text(encoding="utf-8").replace("\r\n", "\n")
     need = a.windows * a.window
     ids = tok(test[: 8 * need], add_special_tokens=False)["input_ids"][:need]
     if len(ids) < need:
         raise SystemExit(f"WikiText-2 raw test gave {len(ids)} tokens, fewer than {need}")
-    valid = (DATA / "wikitext-2" / "wiki.valid.tokens").read_text(encoding="utf-8")
+    valid = (Path(a.data) / "wikitext-2" / "wiki.valid.tokens").read_text(encoding="utf-8")
     n_cal, n_lora = a.calib_samples * a.calib_len, a.lora_steps * a.lora_batch * a.lora_len
     vids = tok(valid[: 8 * (n_cal + n_lora)], add_special_tokens=False)["input_ids"]
     if len(vids) < n_cal + n_lora:
@@ -275,9 +277,9 @@ def main() -> int:
     print(f"dense perplexity {base:.2f}", flush=True)
     del model
     rows = [run_child(a, m, p) for p in a.patterns.split(",") for m in a.methods.split(",")]
-    settings = {k: v for k, v in vars(a).items() if k not in ("child", "model_dir", "out")}
+    settings = {k: v for k, v in vars(a).items() if k not in ("child", "model_dir", "out", "data")}
     res = {"settings": settings, "dense_ppl": base, "rows": rows, "targets": targets(base, rows),
-           "machine": f"{platform.machine()} {platform.system()}, torch {torch.__version__}",
+           "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
            "total_s": round(time.perf_counter() - t0, 1)}
     out = Path(a.out)
     (out / "llm_pruning.json").write_text(json.dumps(res, indent=1))
