@@ -26,20 +26,16 @@ class MetricAccumulator:
         self.row_tokens: list[np.ndarray] = []
 
     def add(self, logits: np.ndarray, batch: dict[str, Any]) -> None:
-        import torch
-
         if self.task == "sequence-classification":
             self.num_classes = max(self.num_classes, int(np.asarray(logits).shape[-1]))
             self.preds.append(np.asarray(logits).argmax(-1))
             self.labels.append(np.asarray(batch["labels"]))
             return
-        logits_t = torch.as_tensor(np.asarray(logits), dtype=torch.float32)
-        labels = torch.as_tensor(np.asarray(batch["labels"]))
-        shift_logits = logits_t[:, :-1].reshape(-1, logits_t.shape[-1])
-        shift_labels = labels[:, 1:].reshape(-1)
-        nll = torch.nn.functional.cross_entropy(shift_logits, shift_labels, ignore_index=-100, reduction="none")
-        self.row_nll.append(nll.reshape(labels.shape[0], -1).sum(dim=1).double().numpy())
-        self.row_tokens.append((labels[:, 1:] != -100).sum(dim=1).numpy())
+        from compressor.measure.perplexity import window_nll  # the one NLL of a window (see perplexity.py)
+
+        nll, tokens = window_nll(logits, batch["labels"])
+        self.row_nll.append(nll)
+        self.row_tokens.append(tokens)
 
     def result(self) -> dict[str, Any]:
         from compressor.core.stats import f1_interval, perplexity_interval, wilson
