@@ -201,7 +201,8 @@ def perplexities(model, tok, builds: dict, text: str, window: int, threads: int)
 # ------------------------------------------------------------------ timing
 def time_genai(og_model, og, ids: np.ndarray, new: int) -> tuple[float, float]:
     params = og.GeneratorParams(og_model)
-    params.set_search_options(max_length=ids.shape[1] + new, do_sample=False)
+    # min_length = max_length: an end-of-text token must not end a timed run early
+    params.set_search_options(max_length=ids.shape[1] + new, min_length=ids.shape[1] + new, do_sample=False)
     gen = og.Generator(og_model, params)
     t0 = time.perf_counter()
     gen.append_tokens(ids.astype(np.int32))
@@ -211,6 +212,8 @@ def time_genai(og_model, og, ids: np.ndarray, new: int) -> tuple[float, float]:
         gen.generate_next_token()
         steps += 1
     t2 = time.perf_counter()
+    if gen.get_sequence(0).shape[0] != ids.shape[1] + new:
+        raise RuntimeError(f"generated {gen.get_sequence(0).shape[0] - ids.shape[1]} tokens, not {new}")
     del gen
     return t1 - t0, (t2 - t1) / max(steps - 1, 1)  # the first call only picks the prefill's token
 
