@@ -383,7 +383,7 @@ def main() -> None:
         "perplexity_note": "compressor/measure/perplexity.py for every artifact: disjoint windows (stride = window), "
                            "token-weighted NLL over every scored token; the ONNX graphs fed whole (empty past).",
         "titles": {"smollm2": "SmolLM2-135M-Instruct (Llama layout, 30 layers, hidden 576)",
-                   "tinyshakespeare": "Our Tiny Shakespeare model (Llama layout, 4 layers, hidden 256, trained here)"},
+                   "tinyshakespeare": "Our Tiny Shakespeare model (Llama layout, 4 layers, hidden 128, trained here)"},
         "notes": {"smollm2": f"WikiText-2 raw test, first {ARGS.wiki_bytes:,} characters, 512-token windows. **Its "
                              "weights come from a Q4_1 GGUF, i.e. they already sit on a 4-bit grid: INT4 on this "
                              "model flatters (the quantizer finds the grid), so its INT4 perplexities are not "

@@ -6,7 +6,7 @@ text, and a small randomly initialised decoder saved as a model folder that a re
 
 The tokenizer sees only the first ``--train-fraction`` of the text (by characters), so the held-out tail is text
 it was not fitted on. The model has Llama's layout (RMSNorm, rotary positions, gated MLP) at GPT-2-small-like
-proportions scaled down (4 layers, hidden 256, 4 heads of 64): a layout onnxruntime-genai's model builder accepts,
+proportions scaled down (4 layers, hidden 128, 4 heads of 32, 2,048 tokens): a layout onnxruntime-genai's model builder accepts,
 so its INT4 can be compared with ours on the same weights. Its weights start random, so they sit on no quantization
 grid.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 SPECIAL = "<|endoftext|>"
 
 
-def train_tokenizer(text: str, out: Path, vocab_size: int = 4096) -> None:
+def train_tokenizer(text: str, out: Path, vocab_size: int = 2048) -> None:
     """Byte-level BPE (GPT-2's scheme) fitted on ``text``; saved as tokenizer.json + tokenizer_config.json."""
     from tokenizers import ByteLevelBPETokenizer
     from transformers import PreTrainedTokenizerFast
@@ -33,8 +33,8 @@ def train_tokenizer(text: str, out: Path, vocab_size: int = 4096) -> None:
     fast.save_pretrained(out)
 
 
-def init_model(out: Path, vocab_size: int, layers: int = 4, hidden: int = 256, heads: int = 4, kv_heads: int = 4,
-               intermediate: int = 768, positions: int = 512, seed: int = 0) -> None:
+def init_model(out: Path, vocab_size: int, layers: int = 4, hidden: int = 128, heads: int = 4, kv_heads: int = 4,
+               intermediate: int = 384, positions: int = 512, seed: int = 0) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -46,7 +46,7 @@ def init_model(out: Path, vocab_size: int, layers: int = 4, hidden: int = 256, h
     LlamaForCausalLM(config).save_pretrained(out)
 
 
-def make(text_path: Path, out: Path, train_fraction: float = 0.9, vocab_size: int = 4096, **model_kwargs) -> Path:
+def make(text_path: Path, out: Path, train_fraction: float = 0.9, vocab_size: int = 2048, **model_kwargs) -> Path:
     text = text_path.read_text(encoding="utf-8")
     out.mkdir(parents=True, exist_ok=True)
     train_tokenizer(text[: int(len(text) * train_fraction)], out, vocab_size)
@@ -65,9 +65,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--text", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--train-fraction", type=float, default=0.9)
-    p.add_argument("--vocab", type=int, default=4096)
+    p.add_argument("--vocab", type=int, default=2048)
     p.add_argument("--layers", type=int, default=4)
-    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)

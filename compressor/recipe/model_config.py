@@ -18,7 +18,7 @@ from pathlib import Path
 from compressor.arch.families import FAMILIES, STRUCTURE_KEY, CountError, cfg_get, find_family, structured_counts
 from compressor.core.errors import CompressorError, ModelError
 from compressor.core.registry import Registry
-from compressor.recipe.schema import DistillStage, Int4Quant, Int8WeightQuant, StructuredPrune, UnstructuredPrune
+from compressor.recipe.schema import AwqQuant, DistillStage, Int4Quant, Int8WeightQuant, StructuredPrune, UnstructuredPrune
 
 # families whose position table has padding_idx + 1 rows in front of the usable positions
 _OFFSET_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "data2vec-text", "xmod"}
@@ -140,6 +140,7 @@ def _weight_only(cfg, state: ModelState) -> Problem | None:
 
 MODEL_CHECKS.register(Int4Quant)(_weight_only)
 MODEL_CHECKS.register(Int8WeightQuant)(_weight_only)
+MODEL_CHECKS.register(AwqQuant)(_weight_only)
 
 
 @MODEL_CHECKS.register(UnstructuredPrune)

@@ -51,12 +51,14 @@ from compressor.recipe.schema.prune import (
     WandaCriterion,
 )
 from compressor.recipe.schema.quantize import (
+    AwqQuant,
     DynamicQuant,
     GraphQuant,
     Int4Quant,
     Int8WeightQuant,
     QATQuant,
     QuantizeStage,
+    SmoothQuantQuant,
     StaticQuant,
     WeightOnlyQuant,
 )
@@ -84,7 +86,8 @@ __all__ = [
     "DEFAULT_EXCLUDE", "Criterion", "MagnitudeCriterion", "MovementCriterion", "PruneStage", "ScheduleConfig",
     "StructuredPrune", "TaylorCriterion", "UnstructuredPrune", "VocabularyPrune", "WandaCriterion",
     "SparseGPTCriterion",
-    "DynamicQuant", "GraphQuant", "Int4Quant", "Int8WeightQuant", "QATQuant", "QuantizeStage", "StaticQuant", "WeightOnlyQuant",
+    "AwqQuant", "DynamicQuant", "GraphQuant", "Int4Quant", "Int8WeightQuant", "QATQuant", "QuantizeStage",
+    "SmoothQuantQuant", "StaticQuant", "WeightOnlyQuant",
     "STAGE_NAMES", "BenchConfig", "DistillItem", "EvaluateConfig", "ExportItem", "FinetuneItem", "OutputConfig",
     "PruneItem", "QuantizeItem", "Recipe", "StageItem",
     "FinetuneStage", "LoRAConfig", "PartialConfig", "QATConfig", "TrainConfig",

@@ -6,7 +6,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from compressor.recipe.schema.base import EXPORTED, FAKE_QUANT, Contract, Need, StageConfig
+from compressor.recipe.schema.base import CAUSAL_LM, EXPORTED, FAKE_QUANT, Contract, Need, StageConfig
 
 
 class GraphQuant(StageConfig):
@@ -127,5 +127,38 @@ class Int8WeightQuant(WeightOnlyQuant):
     type: Literal["int8_weight"] = "int8_weight"
 
 
-QuantizeStage = Annotated[Union[DynamicQuant, StaticQuant, QATQuant, Int4Quant, Int8WeightQuant],
-                          Field(discriminator="type")]
+class AwqQuant(WeightOnlyQuant):
+    """Activation-aware INT4 (AWQ): per-channel scales and clipping searched on calibration blocks, then MatMulNBits;
+    writes model.int4.onnx; see compressor/quantize/awq.py."""
+
+    type: Literal["awq"] = "awq"
+    calibration_samples: int = Field(default=32, ge=1, le=100_000, description="training blocks run to observe "
+                                     "activations (data.calibration when set)")
+    grid: int = Field(default=20, ge=2, le=200, description="points of the scale (α in [0, 1]) and clip searches")
+    clip: bool = Field(default=True, description="also search each block's clipping range")
+
+    def contract(self) -> Contract:
+        return Contract(needs=GraphQuant.contract(self).needs + (
+            Need(CAUSAL_LM, True, "quantize {type: awq} calibrates a decoder: it needs model.task: causal-lm"),))
+
+
+class SmoothQuantQuant(GraphQuant):
+    """W8A8: SmoothQuant's exact scale migration, then INT8 weights and activations; writes model.int8.onnx; see
+    compressor/quantize/smoothquant.py."""
+
+    type: Literal["smoothquant"] = "smoothquant"
+    alpha: float = Field(default=0.5, ge=0, le=1, description="migration strength: 0 keeps activations as they are, "
+                         "1 moves all of their range into the weights")
+    activations: Literal["dynamic", "static"] = Field(default="dynamic", description="dynamic: ranges per call; static: "
+                                                      "ranges calibrated on the same blocks (QDQ)")
+    calibration_samples: int = Field(default=32, ge=1, le=100_000)
+    include_lm_head: bool = Field(default=False, description="also quantize the output projection")
+
+    def contract(self) -> Contract:
+        return Contract(needs=GraphQuant.contract(self).needs + (
+            Need(CAUSAL_LM, True, "quantize {type: smoothquant} migrates a decoder's activation outliers: it needs "
+                 "model.task: causal-lm"),))
+
+
+QuantizeStage = Annotated[Union[DynamicQuant, StaticQuant, QATQuant, Int4Quant, Int8WeightQuant, AwqQuant,
+                                SmoothQuantQuant], Field(discriminator="type")]

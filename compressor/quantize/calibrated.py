@@ -1,0 +1,80 @@
+"""The calibrated decoder schemes as quantize stages: ``{type: awq}`` (INT4, model.int4.onnx) and
+``{type: smoothquant}`` (W8A8, model.int8.onnx). Both observe the PyTorch model on calibration blocks
+(``data.calibration`` or a seeded sample of the training blocks), transform a copy of it, export that copy with its
+KV cache and quantize the graph; the result is parity-checked against the run's own model (recorded, not enforced:
+quantization changes logits) over a left-padded prefill and 5 decode steps."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from compressor.core.errors import CompressorError
+from compressor.core.registry import STAGES
+from compressor.onnx.onnx import write_provenance
+from compressor.pipeline.context import RunContext
+from compressor.recipe.schema import AwqQuant, SmoothQuantQuant
+
+log = logging.getLogger("compressor")
+
+
+def _blocks(ctx: RunContext, samples: int) -> np.ndarray:
+    from compressor.quantize.calibration import calibration_split
+
+    enc, _ = calibration_split(ctx, samples, f"{ctx.stage_path}.calibration_samples")
+    rows = [f["input_ids"] for f in enc.features]
+    width = min(len(r) for r in rows)
+    return np.asarray([r[:width] for r in rows], dtype=np.int64)
+
+
+def _needs(ctx: RunContext, kind: str) -> int:
+    if ctx.task != "causal-lm":
+        raise ctx.recipe.error(f"{ctx.stage_path}.type", f"{kind} quantizes causal language models (model.task: causal-lm)")
+    if ctx.artifacts.get("onnx") is None:
+        raise CompressorError(f"quantize: {{type: {kind}}} needs an ONNX model; put an 'export' stage "
+                              "(with_past: true) before it")
+    return int((ctx.provenance.get("onnx") or {}).get("opset") or 17)
+
+
+def _record(ctx: RunContext, name: str, dst, info: dict) -> dict:
+    from compressor.quantize.weight_only import _parity
+
+    check = _parity(ctx, dst)
+    record = {"artifact": name, "source": "the run's PyTorch model, transformed and exported", **info, "parity": check}
+    write_provenance(dst, record)
+    ctx.artifacts[name], ctx.provenance[name] = dst, record
+    return {"artifact": str(dst.relative_to(ctx.run_dir)), **info, "parity": check}
+
+
+@STAGES.register(AwqQuant)
+def run_awq(ctx: RunContext, cfg: AwqQuant) -> dict:
+    from compressor.quantize.awq import quantize_awq
+    from compressor.recipe.block_sizes import block_size_problem
+
+    opset = _needs(ctx, "awq")
+    problem = block_size_problem(ctx.model.config, cfg.block_size)
+    if problem:
+        raise ctx.recipe.error(f"{ctx.stage_path}.block_size", problem)
+    blocks = _blocks(ctx, cfg.calibration_samples)
+    dst = ctx.run_dir / "onnx" / "model.int4.onnx"
+    try:
+        info = quantize_awq(ctx.model, blocks, dst, cfg.block_size, cfg.symmetric, cfg.include_lm_head,
+                            cfg.accuracy_level, grid=cfg.grid, clip=cfg.clip, opset=opset)
+    except CompressorError as e:
+        if "block_size" in str(e):
+            raise ctx.recipe.error(f"{ctx.stage_path}.block_size", str(e)) from None
+        raise
+    info = {"scheme": "weight-only int4, AWQ (MatMulNBits)", **{k: v for k, v in info.items() if k != "alphas"}}
+    return _record(ctx, "int4", dst, info)
+
+
+@STAGES.register(SmoothQuantQuant)
+def run_smoothquant(ctx: RunContext, cfg: SmoothQuantQuant) -> dict:
+    from compressor.quantize.smoothquant import quantize_smoothquant
+
+    opset = _needs(ctx, "smoothquant")
+    blocks = _blocks(ctx, cfg.calibration_samples)
+    dst = ctx.run_dir / "onnx" / "model.int8.onnx"
+    info = quantize_smoothquant(ctx.model, blocks, dst, cfg.alpha, cfg.activations, cfg.include_lm_head, opset)
+    return _record(ctx, "int8", dst, info)
