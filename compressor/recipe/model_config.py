@@ -77,6 +77,17 @@ def position_limit(cfg: dict) -> tuple[int, str] | None:
     return None
 
 
+def lm_head_problem(cfg: dict) -> str | None:
+    """A causal-LM recipe needs a language-model head: a config.json whose architectures are all base models
+    (``LlamaModel``, ``GPT2Model``: by transformers' naming, the class without a task head) has none, and loading it
+    for causal-lm would put an untrained head (or, tied, the embeddings) on top."""
+    arch = cfg.get("architectures")
+    if isinstance(arch, list) and arch and all(isinstance(a, str) and a.endswith("Model") for a in arch):
+        return (f"architectures {arch} is a base model without a language-model head; task: causal-lm needs a "
+                f"checkpoint saved from a *ForCausalLM / *LMHeadModel class")
+    return None
+
+
 def _lengths(recipe, cfg: dict) -> Problem | None:
     limit = position_limit(cfg)
     if limit is None:
@@ -204,6 +215,9 @@ def model_problem(recipe, base_dir: Path) -> Problem | None:
     cfg = read_model_config(recipe.model.path, base_dir)
     if cfg is None:
         return None  # a Hub id or a folder made later: checked when the weights load
+    headless = lm_head_problem(cfg) if recipe.model.task == "causal-lm" else None
+    if headless:
+        return ("model", "path"), f"{recipe.model.path}/config.json: {headless}"
     problem = _lengths(recipe, cfg)
     if problem:
         return problem
