@@ -109,7 +109,7 @@ def deploy(folder: Path, model, src_dir: Path) -> None:
 def build(name: str, model, src_dir: Path, calib: np.ndarray, work: Path) -> dict[str, dict]:
     """Every ONNX variant in its own folder (model.onnx + runtime files). Returns {variant: build record}."""
     from compressor.onnx.decoder import export_decoder
-    from compressor.quantize.awq import quantize_awq
+    from compressor.quantize.awq import awq_transform
     from compressor.quantize.smoothquant import quantize_smoothquant
     from compressor.quantize.weight_only import quantize_file
 
@@ -135,8 +135,23 @@ def build(name: str, model, src_dir: Path, calib: np.ndarray, work: Path) -> dic
     step("onnx-fp32", lambda dst: export_decoder(model, dst))
     step("int8-weight", lambda dst: quantize_file(fp32, dst, 8, BLOCK, True, False, ACC))
     step("int4-rtn", lambda dst: quantize_file(fp32, dst, 4, BLOCK, True, False, ACC))
-    step("int4-awq", lambda dst: quantize_awq(model, calib, dst, BLOCK, True, False, ACC))
-    step("int4-awq-lmhead", lambda dst: quantize_awq(model, calib, dst, BLOCK, True, True, ACC))
+    awq_fp32 = work / "awq-fp32" / "model.onnx"
+    awq_info: dict = {}
+
+    def awq(dst: Path, lm_head: bool) -> dict:
+        if not awq_fp32.is_file():  # one transform and export serves both AWQ variants
+            import copy
+
+            awq_model = copy.deepcopy(model)
+            awq_info.update(awq_transform(awq_model, calib, BLOCK, True))
+            awq_fp32.parent.mkdir(parents=True, exist_ok=True)
+            export_decoder(awq_model, awq_fp32)
+            del awq_model
+        return {**quantize_file(awq_fp32, dst, 4, BLOCK, True, lm_head, ACC), **awq_info}
+
+    step("int4-awq", lambda dst: awq(dst, False))
+    step("int4-awq-lmhead", lambda dst: awq(dst, True))
+    shutil.rmtree(awq_fp32.parent, ignore_errors=True)
     step("w8a8-smoothquant", lambda dst: quantize_smoothquant(model, calib, dst, alpha=0.5, mode="dynamic"))
     step("genai-builder-int4", lambda dst: genai_builder(src_dir, dst.parent))
     return out
@@ -365,12 +380,14 @@ def main() -> None:
     load_before = load_avg()
     work = Path(ARGS.work)
     models = {}
-    if not ARGS.skip_smollm:
-        models["smollm2"] = bench_model("smollm2", smollm_folder(Path(ARGS.smollm_dir)), work / "smollm2")
-    if not (Path(ARGS.ts_dir) / "config.json").is_file():
+    wanted = ARGS.models.split(",")
+    if "tinyshakespeare" in wanted and not (Path(ARGS.ts_dir) / "config.json").is_file():
         raise SystemExit(f"{ARGS.ts_dir}: train our model first: python -m compressor.scratch ... and "
                          "compressor run recipes/tinyshakespeare.yaml")
-    models["tinyshakespeare"] = bench_model("tinyshakespeare", Path(ARGS.ts_dir), work / "tinyshakespeare")
+    if "smollm2" in wanted:
+        models["smollm2"] = bench_model("smollm2", smollm_folder(Path(ARGS.smollm_dir)), work / "smollm2")
+    if "tinyshakespeare" in wanted:
+        models["tinyshakespeare"] = bench_model("tinyshakespeare", Path(ARGS.ts_dir), work / "tinyshakespeare")
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor())
     result = {
@@ -412,7 +429,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--wiki-bytes", type=int, default=100_000)
     p.add_argument("--calib-blocks", type=int, default=16)
     p.add_argument("--calib-length", type=int, default=256)
-    p.add_argument("--skip-smollm", action="store_true", help="our model only (a quick check of the script)")
+    p.add_argument("--models", default="smollm2,tinyshakespeare", help="comma-separated subset (a quick check)")
     return p.parse_args()
 
 
