@@ -143,7 +143,7 @@ def build(name: str, model, src_dir: Path, calib: np.ndarray, work: Path) -> dic
             import copy
 
             awq_model = copy.deepcopy(model)
-            awq_info.update(awq_transform(awq_model, calib, BLOCK, True))
+            awq_info.update(awq_transform(awq_model, calib, BLOCK, True, grid=ARGS.awq_grid))
             awq_fp32.parent.mkdir(parents=True, exist_ok=True)
             export_decoder(awq_model, awq_fp32)
             del awq_model
@@ -381,11 +381,14 @@ def main() -> None:
     work = Path(ARGS.work)
     models = {}
     wanted = ARGS.models.split(",")
+    if "smollm2" in wanted:
+        models["smollm2"] = bench_model("smollm2", smollm_folder(Path(ARGS.smollm_dir)), work / "smollm2")
+    deadline = time.time() + ARGS.wait_for_model
+    while not (Path(ARGS.ts_dir) / "config.json").is_file() and time.time() < deadline:
+        time.sleep(20)  # --wait-for-model: our model may still be training when the run starts
     if "tinyshakespeare" in wanted and not (Path(ARGS.ts_dir) / "config.json").is_file():
         raise SystemExit(f"{ARGS.ts_dir}: train our model first: python -m compressor.scratch ... and "
                          "compressor run recipes/tinyshakespeare.yaml")
-    if "smollm2" in wanted:
-        models["smollm2"] = bench_model("smollm2", smollm_folder(Path(ARGS.smollm_dir)), work / "smollm2")
     if "tinyshakespeare" in wanted:
         models["tinyshakespeare"] = bench_model("tinyshakespeare", Path(ARGS.ts_dir), work / "tinyshakespeare")
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
@@ -429,6 +432,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--wiki-bytes", type=int, default=100_000)
     p.add_argument("--calib-blocks", type=int, default=16)
     p.add_argument("--calib-length", type=int, default=256)
+    p.add_argument("--wait-for-model", type=int, default=0, help="seconds to wait for --ts-dir to appear")
+    p.add_argument("--awq-grid", type=int, default=20)
     p.add_argument("--models", default="smollm2,tinyshakespeare", help="comma-separated subset (a quick check)")
     return p.parse_args()
 

@@ -139,8 +139,9 @@ def standalone_pairs(model, pairs: list[Pair]) -> list[Pair]:
 
 
 def awq_transform(model, blocks: np.ndarray, block_size: int, symmetric: bool, grid: int = 20, clip: bool = True,
-                  keep_rows: int = 512) -> dict:
-    """Scale search and clip search on ``model`` in place (pass a copy). Returns what was done."""
+                  keep_rows: int = 512, clip_rows: int = 256) -> dict:
+    """Scale search (on ``keep_rows`` sampled input rows per layer group) and clip search (on ``clip_rows`` of them)
+    on ``model`` in place (pass a copy). Returns what was done."""
     pairs = find_pairs(model)
     loose = standalone_pairs(model, pairs) if clip else []
     for p in pairs + loose:
@@ -159,12 +160,13 @@ def awq_transform(model, blocks: np.ndarray, block_size: int, symmetric: bool, g
         alphas.append(alpha)
         gains.append(err / base if base > 0 else 1.0)
     drift = check_unchanged(before, model, check_blocks)
-    kept = [search_clip(c, p.samples, block_size, symmetric, grid) for p in pairs + loose for c in p.consumers] if clip else []
+    kept = [search_clip(c, p.samples[:clip_rows], block_size, symmetric, grid) for p in pairs + loose
+            for c in p.consumers] if clip else []
     return {"method": "awq", "pairs_scaled": len(pairs), "alpha_mean": float(np.mean(alphas)) if alphas else None,
             "alphas": alphas, "search_error_ratio_mean": float(np.mean(gains)) if gains else None,
             "rescale_relative_logit_change": drift, "clip": clip,
             "clip_kept_fraction_mean": float(np.mean(kept)) if kept else None, "layers_clipped": len(kept),
-            "calibration_blocks": int(len(blocks)), "calibration_rows_kept": keep_rows, "grid": grid}
+            "calibration_blocks": int(len(blocks)), "calibration_rows_kept": keep_rows, "clip_rows": clip_rows, "grid": grid}
 
 
 def quantize_awq(model, blocks: np.ndarray, dst: Path, block_size: int, symmetric: bool, include_lm_head: bool,
