@@ -82,7 +82,10 @@ def lm_head_problem(cfg: dict) -> str | None:
     (``LlamaModel``, ``GPT2Model``: by transformers' naming, the class without a task head) has none, and loading it
     for causal-lm would put an untrained head (or, tied, the embeddings) on top."""
     arch = cfg.get("architectures")
-    if isinstance(arch, list) and arch and all(isinstance(a, str) and a.endswith("Model") for a in arch):
+    def base(a) -> bool:  # LlamaModel, GPT2Model; not GPT2LMHeadModel / GPT2DoubleHeadsModel / *For*
+        return isinstance(a, str) and a.endswith("Model") and not a.endswith(("HeadModel", "HeadsModel")) and "For" not in a
+
+    if isinstance(arch, list) and arch and all(base(a) for a in arch):
         return (f"architectures {arch} is a base model without a language-model head; task: causal-lm needs a "
                 f"checkpoint saved from a *ForCausalLM / *LMHeadModel class")
     return None

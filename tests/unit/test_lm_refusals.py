@@ -47,3 +47,12 @@ def test_text_shorter_than_one_window_is_refused(tmp_path):
     text = (r.stdout + r.stderr).strip()
     assert r.returncode == 2, text
     assert "fewer than one" in text and "64" in text and "Traceback" not in text and not out.exists()
+
+
+def test_which_architectures_have_no_lm_head():
+    from compressor.recipe.model_config import lm_head_problem
+
+    for headless in (["LlamaModel"], ["GPT2Model"]):
+        assert "without a language-model head" in lm_head_problem({"architectures": headless})
+    for fine in (["GPT2LMHeadModel"], ["GPT2DoubleHeadsModel"], ["LlamaForCausalLM"], None, []):
+        assert lm_head_problem({"architectures": fine}) is None
