@@ -361,11 +361,38 @@ def markdown(result: dict) -> str:
         for key, t in result["targets"][name].items():
             if key == "best_int4":
                 lines.append(f"- our fastest INT4: {LABELS[t]}")
+            elif key == "awq_perplexity_vs_fp32" and name != "tinyshakespeare":
+                lines.append(f"- awq perplexity vs fp32: {t['relative'] * 100:+.2f} % (no target on this model)")
             else:
                 lines.append(f"- {key.replace('_', ' ')}: {json.dumps({k: v for k, v in t.items() if k != 'met'})} → "
                              f"**{'met' if t['met'] else 'NOT met'}**")
         lines.append("")
+    lines += ["## Reading these figures", "", *NOTES]
     return "\n".join(lines) + "\n"
+
+
+NOTES = [
+    "- Load: the 2-core machine ran other agents' test suites throughout (load average 7–11, see above), so every "
+    "speed here is several times below an idle run (the issue measured PyTorch fp32 at 30 tok/s and the builder's "
+    "int4 at 134–150 tok/s on SmolLM2 when idle). Ratios within one round are fairer than absolute figures, but "
+    "noisy too: the JSON holds each variant's range over the rounds.",
+    "- Why the builder decodes faster: its graph is written with fused kernels (GroupQueryAttention with rotary "
+    "embedding, SkipSimplifiedLayerNormalization, a KV buffer shared between past and present); ours is the "
+    "TorchScript export of the transformers model (hundreds of small shape / elementwise nodes per step, no fused "
+    "attention) with MatMulNBits swapped in. At batch 1 the per-node overhead dominates, most of all on the tiny "
+    "model. Matching it needs a fused attention graph (or the builder as an exporter choice): not done.",
+    "- Size: our fp32 ONNX stores the lm_head as its own weight beside the tied embedding table (PyTorch counts the "
+    "shared tensor once); our INT4 variants keep the embedding table in fp32, while the builder's whole folder is "
+    "smaller than that fp32 table alone, so it stores the embeddings quantized as well.",
+    "- SmolLM2: despite its Q4_1 origin, symmetric INT4 (block 32) costs it a lot here; a likely reason is that a "
+    "symmetric grid cannot reproduce Q4_1's asymmetric (scale + minimum) blocks (not tested: asymmetric INT4 was not "
+    "in this run). The builder's int4 also quantizes the lm_head. Perplexity is on the first 30,000 characters only (to fit "
+    "the run in the time the shared machine allowed), so it differs from the issue's 200 KB figure (29.6).",
+    "- Our Tiny Shakespeare model was trained by recipes/tinyshakespeare.yaml for one epoch (155 steps) under the same "
+    "load: lightly trained (that run's dev perplexity 162.1 against a unigram baseline of 465.6). Every quantization "
+    "moves its perplexity by well under 1 %, and AWQ against RTN on it is within noise (+0.07 % vs +0.13 %); a longer "
+    "training would make that comparison more telling.",
+]
 
 
 def main() -> None:
@@ -376,6 +403,10 @@ def main() -> None:
     import torch
     import transformers
 
+    if ARGS.render_only:  # the tables again from the one run's JSON (no measurement)
+        result = json.loads((Path(ARGS.out) / "llm_results.json").read_text())
+        (Path(ARGS.out) / "LLM_RESULTS.md").write_text(markdown(result))
+        return
     t0, started = time.time(), time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
     load_before = load_avg()
     work = Path(ARGS.work)
@@ -434,6 +465,7 @@ def parse() -> argparse.Namespace:
     p.add_argument("--calib-length", type=int, default=256)
     p.add_argument("--wait-for-model", type=int, default=0, help="seconds to wait for --ts-dir to appear")
     p.add_argument("--awq-grid", type=int, default=20)
+    p.add_argument("--render-only", action="store_true", help="rewrite LLM_RESULTS.md from llm_results.json")
     p.add_argument("--models", default="smollm2,tinyshakespeare", help="comma-separated subset (a quick check)")
     return p.parse_args()
 
