@@ -35,14 +35,16 @@ def file_digest(path: Path) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}:sampled-sha256:{h.hexdigest()}"
 
 
-def path_digest(path: Path) -> str:
+def path_digest(path: Path, recursive: bool = False) -> str:
     """A file's digest, or a model folder's: the files directly in it (config, weights, tokenizer), by name and digest;
-    subfolders (an onnx/ export, a run's checkpoints) and hidden files are not what a model is loaded from."""
+    subfolders (an onnx/ export, a run's checkpoints) and hidden files are not what a model is loaded from.
+    ``recursive``: every file below (a Hugging Face dataset folder keeps its splits in subfolders)."""
     if path.is_file():
         return file_digest(path)
     h = hashlib.sha256()
-    for p in sorted(q for q in path.iterdir() if q.is_file() and not q.name.startswith(".")):
-        h.update(f"{p.name}\0{file_digest(p)}\n".encode())
+    files = path.rglob("*") if recursive else path.iterdir()
+    for p in sorted(q for q in files if q.is_file() and not any(s.startswith(".") for s in q.relative_to(path).parts)):
+        h.update(f"{p.relative_to(path).as_posix()}\0{file_digest(p)}\n".encode())
     return f"dir:sha256:{h.hexdigest()}"
 
 
@@ -80,7 +82,8 @@ def fingerprint(recipe, recipe_dir: Path) -> dict[str, dict[str, Any]]:
         if isinstance(path, str):  # a Hub id: its revision is part of the recipe
             out[field] = {"path": spec, "digest": None}
         else:
-            out[field] = {"path": str(path), "digest": path_digest(Path(path))}
+            model = field == "model.path" or field.endswith((".teacher", ".student.path"))  # else data: maybe a dataset folder
+            out[field] = {"path": str(path), "digest": path_digest(Path(path), recursive=not model)}
     return out
 
 

@@ -138,3 +138,18 @@ def test_help_does_not_import_datasets():
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith("False")
+
+
+def test_a_dataset_folder_is_fingerprinted_with_its_splits(tmp_path):
+    """--resume compares input digests: a DatasetDict keeps its rows in split subfolders, which must count."""
+    import datasets
+
+    from compressor.inputs import path_digest
+
+    datasets.DatasetDict({"train": _saved(tmp_path, [("good", 1), ("bad", 0)]),
+                          "test": _saved(tmp_path, [("fine", 1)])}).save_to_disk(str(tmp_path / "dd"))
+    before = path_digest(tmp_path / "dd", recursive=True)
+    datasets.DatasetDict({"train": _saved(tmp_path, [("good", 1), ("bad", 1)]),
+                          "test": _saved(tmp_path, [("fine", 1)])}).save_to_disk(str(tmp_path / "dd"))
+    assert path_digest(tmp_path / "dd", recursive=True) != before
+    assert path_digest(tmp_path / "dd") == path_digest(tmp_path / "dd")  # a model folder: its own files only, as before
