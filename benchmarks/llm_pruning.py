@@ -18,7 +18,8 @@ Procedure (the defaults; all are flags, and LLM_PRUNING.md states the values use
 - LoRA recovery: rank `--rank` (alpha 2x rank) on the same Linears, `--lora-steps` AdamW steps of `--lora-batch`
   blocks of `--lora-len` tokens (WikiText-2 validation, after the calibration blocks), lr `--lora-lr`, merged into
   the weights with the masks re-applied;
-- each method runs in a child process, so its peak RSS (ru_maxrss after pruning: model + calibration) is its own.
+- each method runs in a child process (`--parallel` at a time), so its peak RSS (ru_maxrss after pruning: model +
+  calibration) is its own; its calibration time includes waiting for the CPU when children or other jobs share it.
 """
 
 from __future__ import annotations
@@ -51,12 +52,13 @@ def args_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=int, default=256)
     p.add_argument("--calib-samples", type=int, default=8)
     p.add_argument("--calib-len", type=int, default=128)
-    p.add_argument("--lora-steps", type=int, default=6)
+    p.add_argument("--lora-steps", type=int, default=4)
     p.add_argument("--lora-batch", type=int, default=4)
     p.add_argument("--lora-len", type=int, default=64)
     p.add_argument("--lora-lr", type=float, default=1e-3)
     p.add_argument("--rank", type=int, default=8)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--parallel", type=int, default=4, help="children run at once (each with --threads threads)")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--patterns", default=",".join(PATTERNS))
     p.add_argument("--child", nargs=2, metavar=("METHOD", "PATTERN"), help=argparse.SUPPRESS)
@@ -187,11 +189,14 @@ def child(a) -> dict:
 
 def run_child(a, method: str, pattern: str) -> dict:
     cmd = [sys.executable, __file__, "--child", method, pattern] + [
-        f"--{k.replace('_', '-')}={v}" for k, v in vars(a).items() if k not in ("child", "methods", "patterns")]
+        f"--{k.replace('_', '-')}={v}" for k, v in vars(a).items() if k not in ("child", "methods", "patterns", "parallel")]
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    log = Path(a.out) / f".child-{method}-{pattern.replace(':', 'of')}.log"
+    with log.open("w") as err:
+        out = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
     if out.returncode != 0:
-        raise SystemExit(f"{method} {pattern} failed:\n{out.stderr[-4000:]}")
+        raise SystemExit(f"{method} {pattern} failed:\n{log.read_text()[-4000:]}")
+    log.unlink()
     row = json.loads(out.stdout.strip().splitlines()[-1])
     row["wall_s"] = round(time.perf_counter() - t0, 1)
     print(f"{method:10s} {pattern:12s} ppl {row['ppl_pruned']:.2f} -> LoRA {row['ppl_lora']:.2f}  calib {row['calibration_s']} s  "
@@ -228,7 +233,8 @@ def render(res: dict) -> str:
     a, base = res["settings"], res["dense_ppl"]
     lines = ["# LLM pruning: SmolLM2-135M, magnitude vs Wanda vs SparseGPT, before and after LoRA", "",
              f"Written by `python benchmarks/llm_pruning.py` in one run ({res['total_s'] / 60:.1f} min on {res['machine']}, "
-             f"{a['threads']} threads; the machine was shared with other jobs, so times are indicative).", "",
+             f"{a['parallel']} methods at a time, {a['threads']} thread each; the machine was shared with other jobs (load "
+             f"{res['load']}), so times are indicative only).", "",
              "## Procedure", "",
              f"- Perplexity: WikiText-2 raw test, the first {a['windows']} non-overlapping windows of {a['window']} tokens "
              f"(stride {a['window']}, {a['windows'] * (a['window'] - 1)} predicted tokens): a small, stated sample — "
@@ -276,11 +282,16 @@ def main() -> int:
     base = perplexity(model, token_sets(tok, a)["eval"], a.window)
     print(f"dense perplexity {base:.2f}", flush=True)
     del model
-    rows = [run_child(a, m, p) for p in a.patterns.split(",") for m in a.methods.split(",")]
+    from concurrent.futures import ThreadPoolExecutor
+
+    jobs = [(m, p) for m in reversed(a.methods.split(",")) for p in a.patterns.split(",")]  # slowest (SparseGPT) first
+    with ThreadPoolExecutor(max_workers=a.parallel) as pool:
+        done = dict(zip(jobs, pool.map(lambda job: run_child(a, *job), jobs)))
+    rows = [done[(m, p)] for p in a.patterns.split(",") for m in a.methods.split(",")]
     settings = {k: v for k, v in vars(a).items() if k not in ("child", "model_dir", "out", "data")}
     res = {"settings": settings, "dense_ppl": base, "rows": rows, "targets": targets(base, rows),
            "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
-           "total_s": round(time.perf_counter() - t0, 1)}
+           "total_s": round(time.perf_counter() - t0, 1), "load": " / ".join(f"{x:.1f}" for x in os.getloadavg())}
     out = Path(a.out)
     (out / "llm_pruning.json").write_text(json.dumps(res, indent=1))
     (out / "LLM_PRUNING.md").write_text(render(res))
