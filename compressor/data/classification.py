@@ -6,14 +6,14 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from compressor.core.duplicates import dedupe
+from compressor.core.duplicates import summary as dup_summary
 from compressor.core.errors import DataError
 from compressor.data.files import _first_row, _fmt, _is_missing, check_texts, read_text
 from compressor.data.labels import _Labels
 from compressor.data.layout import pick_column
 from compressor.data.sources import Table, _resolve, is_dataset_spec, open_table, text_keys
 from compressor.data.splits import Dataset, Split, _cut_validation, _split_off, _subsample
-from compressor.duplicates import dedupe
-from compressor.duplicates import summary as dup_summary
 
 if TYPE_CHECKING:
     from compressor.recipe.schema import DataConfig

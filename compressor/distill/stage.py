@@ -152,7 +152,7 @@ def run_distill(ctx: RunContext, cfg: DistillStage) -> dict:
     teacher_metrics = report_fn(teacher) if report_fn else {}
     name, _ = ctx.primary_metric
     if teacher_metrics:
-        from compressor.health import reference_warning
+        from compressor.core.health import reference_warning
 
         log.info("teacher: %d parameters, %s %s %.4f", count_parameters(teacher), split, name, teacher_metrics[name])
         if caveat := reference_warning(teacher_metrics, "the teacher", ctx.label_names):

@@ -12,10 +12,10 @@ import logging
 import numpy as np
 
 from compressor import data as D
+from compressor.core.duplicates import count_lines
+from compressor.core.duplicates import summary as duplicate_lines
 from compressor.core.errors import CompressorError
-from compressor.duplicates import count_lines
-from compressor.duplicates import summary as duplicate_lines
-from compressor.health import grouped_warnings
+from compressor.core.health import grouped_warnings
 
 log = logging.getLogger("compressor")
 
@@ -103,7 +103,7 @@ def load_classification_file(cfg, num_labels: int | None, tokenizer, max_length:
 def lm_extras(metrics: dict, blocks: np.ndarray, vocab: int | None, model=None, tokenizer=None) -> None:
     """Causal LM: the unigram baseline (fitted on the evaluated text itself: no training split here) and, for a
     PyTorch model, the greedy-output check."""
-    from compressor.health import unigram_perplexity
+    from compressor.core.health import unigram_perplexity
     from compressor.measure.evaluate import greedy_check
 
     if vocab:

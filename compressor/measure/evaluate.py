@@ -43,7 +43,7 @@ class MetricAccumulator:
         if self.task == "sequence-classification":
             from sklearn.metrics import accuracy_score, f1_score
 
-            from compressor.health import class_stats
+            from compressor.core.health import class_stats
 
             y, p = np.concatenate(self.labels), np.concatenate(self.preds)
             out: dict[str, Any] = {"accuracy": float(accuracy_score(y, p)), "f1_macro": float(f1_score(y, p, average="macro")),
@@ -150,7 +150,7 @@ def greedy_check(model, blocks: list, device: str = "cpu", prompts: int = 4, pro
     """Greedy continuations of the first tokens of a few evaluation blocks: is the output degenerate (repetitive)?"""
     import torch
 
-    from compressor.health import DISTINCT_MIN, repetition
+    from compressor.core.health import DISTINCT_MIN, repetition
 
     was_training = model.training
     model.eval()

@@ -107,7 +107,7 @@ def evaluate_artifacts(ctx: RunContext) -> dict[str, dict]:
     for name, per_split in out.items():
         for s, m in per_split.items():
             log.info("eval %-8s %-4s %s", name, s, "  ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float) and k != "missed_share"))
-    from compressor.health import grouped_warnings
+    from compressor.core.health import grouped_warnings
 
     for line in grouped_warnings(out, ctx.task, ctx.label_names):
         log.warning("%s", line)
@@ -116,7 +116,7 @@ def evaluate_artifacts(ctx: RunContext) -> dict[str, dict]:
 
 def lm_health(ctx: RunContext, evals: dict[str, dict], splits: list[str]) -> None:
     """Causal LM: the unigram baseline beside each perplexity, and a greedy-output check of the PyTorch models."""
-    from compressor.health import unigram_perplexity
+    from compressor.core.health import unigram_perplexity
     from compressor.measure.evaluate import greedy_check
 
     vocab = ctx.model.config.vocab_size

@@ -162,7 +162,7 @@ def build_context(recipe, recipe_dir: Path, run_dir: Path) -> RunContext:
 
 def report_data(dataset, run_dir: Path) -> None:
     """Row counts in the log; every row of a repeated text in duplicates.csv in the run folder."""
-    from compressor.duplicates import count_lines, write_listing
+    from compressor.core.duplicates import count_lines, write_listing
 
     for line in count_lines(dataset.counts):
         log.info("%s", line)

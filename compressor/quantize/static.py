@@ -243,7 +243,7 @@ def _has_activation_qdq(path: Path) -> bool:
 # ---------------------------------------------------------------- the stage
 @STAGES.register(StaticQuant)
 def run_static(ctx: RunContext, cfg: StaticQuant) -> dict:
-    from compressor.health import reference_warning
+    from compressor.core.health import reference_warning
     from compressor.measure.evaluate import evaluate_onnx
 
     budget_on = cfg.max_drop is not None or cfg.max_drop_relative is not None

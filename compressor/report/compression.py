@@ -189,7 +189,7 @@ def _built_from(b) -> str:
 
 def _collapse_caveats(results: dict, ref: dict, ref_name: str, mine: str) -> list[str]:
     """A comparison with a collapsed reference (or a collapsed result) carries the warning where it is made."""
-    from compressor.health import classifier_warnings, reference_warning
+    from compressor.core.health import classifier_warnings, reference_warning
 
     caveat = reference_warning(ref, ref_name, results.get("labels"))
     if caveat:

@@ -1,15 +1,15 @@
 """The report's "Model health" section (report.md and report.html alike) and the confusion-matrix figure.
 
 Classifiers: the majority-class baseline, per-class recall of every artifact, the confusion matrix, and the
-warnings of ``compressor.health``. Causal LMs: perplexity beside the unigram baseline, and the greedy-output
+warnings of ``compressor.core.health``. Causal LMs: perplexity beside the unigram baseline, and the greedy-output
 check. Also the data counts: rows read, dropped as duplicates, split off, left out by the sample limits, used.
 """
 
 from __future__ import annotations
 
-from compressor.duplicates import count_lines
-from compressor.duplicates import summary as duplicate_lines
-from compressor.health import grouped_warnings
+from compressor.core.duplicates import count_lines
+from compressor.core.duplicates import summary as duplicate_lines
+from compressor.core.health import grouped_warnings
 from compressor.report.compression import Section
 from compressor.report.markdown import eval_split
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from compressor.core.progress import Progress
-from compressor.health import (
+from compressor.core.health import (
     class_stats,
     classifier_warnings,
     grouped_warnings,

@@ -8,7 +8,7 @@ import pytest
 
 from compressor.core.errors import DataError
 from compressor.data import load_classification, read_table
-from compressor.duplicates import count_lines, write_listing
+from compressor.core.duplicates import count_lines, write_listing
 from compressor.recipe.schema import DataConfig
 
 # texts with an embedded separator, a doubled quote, a newline, and a quote that is plain text
