@@ -7,7 +7,6 @@ import logging
 import numpy as np
 import pytest
 
-from compressor.core.progress import Progress
 from compressor.core.health import (
     class_stats,
     classifier_warnings,
@@ -17,6 +16,7 @@ from compressor.core.health import (
     repetition,
     unigram_perplexity,
 )
+from compressor.core.progress import Progress
 
 
 def _metrics(y, p, k):

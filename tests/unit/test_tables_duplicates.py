@@ -6,9 +6,9 @@ import csv
 
 import pytest
 
+from compressor.core.duplicates import count_lines, write_listing
 from compressor.core.errors import DataError
 from compressor.data import load_classification, read_table
-from compressor.core.duplicates import count_lines, write_listing
 from compressor.recipe.schema import DataConfig
 
 # texts with an embedded separator, a doubled quote, a newline, and a quote that is plain text
