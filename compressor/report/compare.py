@@ -15,7 +15,8 @@ from pathlib import Path
 
 from compressor.core.errors import CompressorError, RunDirError
 from compressor.core.rundir import atomic_write_json, atomic_write_text, describe_status, ensure_replaceable, read_status
-from compressor.report.markdown import _md_table, _p50, bench_devices, bench_shapes, table_rows
+from compressor.report.common import PLOT_TITLES, bench_devices, bench_shapes, md_table, p50
+from compressor.report.variants import table_rows
 
 HARDWARE_KEYS = ("cpu", "cores", "gpu")
 VERSION_KEYS = ("torch", "transformers", "onnxruntime")
@@ -150,7 +151,7 @@ def common_shape(runs: list[Run]) -> tuple[int, int, str] | None:
     first = runs[0].results
     candidates = [(b, s, d) for d in bench_devices(first) for b, s in bench_shapes(first)]
     for shape in candidates:
-        if all(any(_p50(a, *shape) is not None for a in r.results["artifacts"].values()) for r in runs):
+        if all(any(p50(a, *shape) is not None for a in r.results["artifacts"].values()) for r in runs):
             return shape
     return candidates[0] if candidates else None
 
@@ -227,16 +228,14 @@ def _runs_table(cmp: Comparison) -> tuple[list[str], list[list[str]]]:
 
 
 def render_markdown(cmp: Comparison, plots: dict[str, str]) -> str:
-    from compressor.report.markdown import PLOT_TITLES
-
     metric = cmp.runs[0].results["primary_metric"]["name"]
     out = [f"# compressor compare: {', '.join(r.label for r in cmp.runs)}", ""]
     out += [f"> **warning:** {n}" for n in cmp.notes] + ([""] if cmp.notes else [])
-    out += ["## Variants", "", _md_table(cmp.head, cmp.rows), "", RELATIVE]
+    out += ["## Variants", "", md_table(cmp.head, cmp.rows), "", RELATIVE]
     if plots:
         out += ["", "## Plots", ""] + [f"![{PLOT_TITLES.get(k, k).format(metric=metric)}]({f})" for k, f in plots.items()]
         out += ["", "Circled points are on the Pareto front over all runs."]
-    out += ["", "## Runs", "", _md_table(*_runs_table(cmp))]
+    out += ["", "## Runs", "", md_table(*_runs_table(cmp))]
     return "\n".join(out) + "\n"
 
 

@@ -7,27 +7,11 @@ text says so instead of guessing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-from compressor.report.markdown import _metric, _p50, bench_devices, bench_shapes, eval_split, speedup
+from compressor.core.health import classifier_warnings, reference_warning
+from compressor.report.common import NOISE, bench_devices, bench_shapes, eval_split, metric_value, mib, p50, pct, speedup
+from compressor.report.document import Section
 
 SMALLER_NOT_FASTER = "smaller when compressed, not faster"
-NOISE = 0.05  # latency ratios within 5 % of 1 are reported as "the same": that is run-to-run noise here
-
-
-@dataclass
-class Section:
-    title: str
-    lines: list[str] = field(default_factory=list)
-    tables: list[tuple[str, list[str], list[list[str]]]] = field(default_factory=list)  # (caption, head, rows)
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.2f} %"
-
-
-def _mb(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB"
 
 
 def _latency(results: dict, a: str, b: str) -> tuple[float, float, str, object] | None:
@@ -36,7 +20,7 @@ def _latency(results: dict, a: str, b: str) -> tuple[float, float, str, object] 
     if a not in arts or b not in arts or not shapes or not devices:
         return None
     (bs, seq), dev = shapes[0], devices[0]
-    x, y = _p50(arts[a], bs, seq, dev), _p50(arts[b], bs, seq, dev)
+    x, y = p50(arts[a], bs, seq, dev), p50(arts[b], bs, seq, dev)
     if not (x and y):
         return None
     return x, y, f"batch {bs} × seq {seq} on {dev}", speedup(results, b, (bs, seq), dev, ref=a)
@@ -73,7 +57,7 @@ def _metric_sentence(results: dict) -> str | None:
     arts = results["artifacts"]
     if not split or "baseline" not in arts:
         return None
-    a, b = _metric(arts["baseline"], split, pm["name"]), _metric(arts["pytorch"], split, pm["name"])
+    a, b = metric_value(arts["baseline"], split, pm["name"]), metric_value(arts["pytorch"], split, pm["name"])
     if a is None or b is None:
         return None
     scale, unit = (100, " pt") if pm["name"] == "accuracy" else (1, "")
@@ -92,14 +76,14 @@ def _unstructured(p: dict, results: dict, where: str) -> Section:
     if mode == "gradual":
         s = p["schedule"]
         how += f", {s['type']} schedule from step {s['start']} to {s['end']} every {s['every']} steps"
-    sec.lines.append(f"{_pct(p['sparsity'])} of the {p['params']:,} weights in {len(p['layers'])} Linear layers are zero "
-                     f"(target {_pct(p['target'])}; {mode}, {how}).")
+    sec.lines.append(f"{pct(p['sparsity'])} of the {p['params']:,} weights in {len(p['layers'])} Linear layers are zero "
+                     f"(target {pct(p['target'])}; {mode}, {how}).")
     arts = results["artifacts"]
     mine = arts.get("pytorch", {})
     base = arts.get("baseline")
-    size = f"PyTorch weights: {_mb(mine['size_bytes'])} dense, {_mb(mine['gzip_bytes'])} gzip-compressed"
+    size = f"PyTorch weights: {mib(mine['size_bytes'])} dense, {mib(mine['gzip_bytes'])} gzip-compressed"
     if base:
-        size += f" (baseline: {_mb(base['size_bytes'])} dense, {_mb(base['gzip_bytes'])} gzip)"
+        size += f" (baseline: {mib(base['size_bytes'])} dense, {mib(base['gzip_bytes'])} gzip)"
     sec.lines.append(size + ".")
     speed = _speed_sentence(results)
     if speed and base and base.get("params") and mine.get("params") and base["params"] != mine["params"]:
@@ -110,7 +94,7 @@ def _unstructured(p: dict, results: dict, where: str) -> Section:
     sec.lines.append(f"**{SMALLER_NOT_FASTER.capitalize()}**: the zeros stay in dense matrices and ONNX Runtime CPU / "
                      "PyTorch have no sparse kernels for them. "
                      + (f"Measured: {speed}." if speed else "No same-run latency of the unpruned model to compare with."))
-    rows = [[r["name"], f"{r['params']:,}", f"{r['zeros']:,}", _pct(r["sparsity"])] for r in p["layers"]]
+    rows = [[r["name"], f"{r['params']:,}", f"{r['zeros']:,}", pct(r["sparsity"])] for r in p["layers"]]
     sec.tables.append(("Per-layer sparsity", ["layer", "weights", "zeros", "sparsity"], rows))
     return sec
 
@@ -189,8 +173,6 @@ def _built_from(b) -> str:
 
 def _collapse_caveats(results: dict, ref: dict, ref_name: str, mine: str) -> list[str]:
     """A comparison with a collapsed reference (or a collapsed result) carries the warning where it is made."""
-    from compressor.core.health import classifier_warnings, reference_warning
-
     caveat = reference_warning(ref, ref_name, results.get("labels"))
     if caveat:
         return [caveat]
@@ -223,6 +205,7 @@ def _int8(s: dict, results: dict, where: str) -> Section | None:
 
 
 def sections(results: dict) -> list[Section]:
+    """One sub-section per stage record that compressed something (distillation, pruning, vocabulary, INT8)."""
     out = []
     for i, s in enumerate(results.get("stages", [])):
         where = f"stage {i}: {s['stage']}"
@@ -240,3 +223,7 @@ def sections(results: dict) -> list[Section]:
             if sec:
                 out.append(sec)
     return out
+
+
+def compression_section(results: dict) -> Section:
+    return Section("Compression", subsections=sections(results))

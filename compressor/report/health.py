@@ -1,4 +1,4 @@
-"""The report's "Model health" section (report.md and report.html alike) and the confusion-matrix figure.
+"""The report's "Model health" section (report.md and report.html alike; the confusion-matrix figure is drawn in plots.py).
 
 Classifiers: the majority-class baseline, per-class recall of every artifact, the confusion matrix, and the
 warnings of ``compressor.core.health``. Causal LMs: perplexity beside the unigram baseline, and the greedy-output
@@ -10,13 +10,11 @@ from __future__ import annotations
 from compressor.core.duplicates import count_lines
 from compressor.core.duplicates import summary as duplicate_lines
 from compressor.core.health import grouped_warnings
-from compressor.report.compression import Section
-from compressor.report.markdown import eval_split
-
-CONFUSION_TITLE = "confusion matrix"
+from compressor.report.common import eval_split
+from compressor.report.document import Figures, Section
 
 
-def _names(results: dict, n: int) -> list[str]:
+def class_names(results: dict, n: int) -> list[str]:
     labels = results.get("labels") or []
     return [labels[i] if i < len(labels) else str(i) for i in range(n)]
 
@@ -37,7 +35,7 @@ def majority_line(results: dict) -> str | None:
               if "majority_baseline" in a.get("metrics", {}).get(split, {})), None)
     if m is None:
         return None
-    name = _names(results, m["majority_class"] + 1)[m["majority_class"]]
+    name = class_names(results, m["majority_class"] + 1)[m["majority_class"]]
     return (f"Majority-class baseline on {split}: {m['majority_baseline']:.2%} (always answering '{name}'); "
             "an accuracy near it means the classifier has learnt little.")
 
@@ -55,7 +53,7 @@ def _classifier(results: dict, split: str, sec: Section) -> None:
     if main is None:
         return
     m = arts[main]["metrics"][split]
-    names = _names(results, len(m["support"]))
+    names = class_names(results, len(m["support"]))
     with_recall = [a for a, rec in arts.items() if rec.get("metrics", {}).get(split, {}).get("per_class_recall")]
     rows = []
     for i, name in enumerate(names):
@@ -92,7 +90,7 @@ def _lm(results: dict, split: str, sec: Section) -> None:
 
 
 def health_section(results: dict) -> Section:
-    sec = Section("Model health")
+    sec = Section("Model health", blocks=[Figures(["confusion"])])
     split = eval_split(results)
     for w in warnings(results):
         sec.lines.append(f"**Warning**: {w}.")
@@ -106,38 +104,3 @@ def health_section(results: dict) -> Section:
         if results["duplicates"].get("repeated_texts"):
             sec.lines.append("Every row of a repeated text is listed in duplicates.csv in the run folder.")
     return sec
-
-
-def confusion_png(results: dict) -> bytes | None:
-    """The confusion matrices (row-normalised) of the baseline, the PyTorch model and the INT8 graph, side by side."""
-    split = eval_split(results)
-    if not split or results["task"] != "sequence-classification":
-        return None
-    arts = results["artifacts"]
-    shown = [a for a in ("baseline", "pytorch", "int8") if "confusion" in arts.get(a, {}).get("metrics", {}).get(split, {})]
-    if not shown:
-        return None
-    import numpy as np
-
-    from compressor.report.plots import _new_figure, _png
-
-    n = len(arts[shown[0]]["metrics"][split]["confusion"])
-    names = _names(results, n)
-    side = 1.2 + 0.45 * n
-    fig = _new_figure(max(3.2, side) * len(shown), max(3.0, side))
-    axes = fig.subplots(1, len(shown), squeeze=False)[0]
-    for ax, a in zip(axes, shown):
-        cm = np.asarray(arts[a]["metrics"][split]["confusion"], dtype=float)
-        norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-        if n <= 12:
-            for i in range(n):
-                for j in range(n):
-                    ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8,
-                            color="white" if norm[i, j] > 0.5 else "black")
-        ax.set_xticks(range(n), names if n <= 20 else [], rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(n), names if n <= 20 else [], fontsize=8)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        ax.set_title(f"{a} ({split})", fontsize=10)
-    return _png(fig)

@@ -1,7 +1,7 @@
 """report.html: one self-contained file (inline CSS, plots as base64 PNG, no network references).
 
-The numbers come from the same functions as report.md (``table_rows``, ``stage_summaries``),
-so the two reports cannot disagree.
+It renders the same registered sections as report.md (``report/sections.py``), so the two reports cannot
+disagree.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from html import escape
 from pathlib import Path
 
 from compressor.core.rundir import atomic_write_text
-from compressor.report.markdown import PLOT_TITLES, method_note, pareto_note, stage_summaries, table_rows
+from compressor.report import sections as report_sections
+from compressor.report.common import PLOT_TITLES
+from compressor.report.document import Code, Figures, KeyValue, Notes, Para, Section, Table
 
 CSS = """
 body { font: 14px/1.45 -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; color: #1d2330;
@@ -78,20 +80,18 @@ def img(png: bytes, alt: str) -> str:
     return f"<img src=\"data:image/png;base64,{base64.b64encode(png).decode('ascii')}\" alt=\"{escape(alt)}\">"
 
 
-def figures_html(figures: dict[str, bytes], metric: str, caption: str = "") -> str:
-    """The scatter plots side by side (with ``caption`` under them), then the training curves."""
-    def fig(name: str, cls: str = "") -> str:
-        attr = f' class="{cls}"' if cls else ""
-        return f"<figure{attr}>{img(figures[name], PLOT_TITLES.get(name, name).format(metric=metric))}</figure>"
-
-    out = []
-    scatter = [fig(n) for n in ("size", "latency") if n in figures]
-    if scatter:
-        out.append('<div class="plots">\n' + "\n".join(scatter) + "\n</div>")
-        if caption:
-            out.append(f'<p class="note">{escape(caption)}</p>')
-    if "training" in figures:
-        out += ["<h3>Training</h3>", f'<div class="plots">{fig("training", "wide")}</div>']
+def figures_html(figures: dict[str, bytes], metric: str, caption: str = "", names: list[str] | None = None) -> str:
+    """The figures in ``names`` that were drawn (default: size and latency side by side, then training), with
+    ``caption`` under them."""
+    names = [n for n in (names or ["size", "latency", "training"]) if n in figures]
+    if not names:
+        return ""
+    wide = ' class="wide"'
+    figs = [f"<figure{wide if n == 'training' else ''}>{img(figures[n], PLOT_TITLES.get(n, n).format(metric=metric))}</figure>"
+            for n in names]
+    out = ['<div class="plots">\n' + "\n".join(figs) + "\n</div>"]
+    if caption:
+        out.append(f'<p class="note">{escape(caption)}</p>')
     return "\n".join(out)
 
 
@@ -100,76 +100,51 @@ def _inline(text: str) -> str:
     return re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", escape(text))
 
 
-def compression_html(results: dict) -> list[str]:
-    from compressor.report.compression import sections
+def block_html(b, figures: dict[str, bytes], metric: str) -> list[str]:
+    if isinstance(b, Para):
+        return [f"<p class=\"{'warn' if b.kind == 'warn' else 'note'}\">{_inline(b.text)}</p>"]
+    if isinstance(b, Notes):
+        return [f"<div class=\"warn\">{escape(n)}</div>" for n in b.items]
+    if isinstance(b, Table):
+        return ([f"<p class=\"note\">{escape(b.caption)}</p>"] if b.caption else []) + [table_html(b.head, b.rows)]
+    if isinstance(b, Figures):
+        got = figures_html(figures, metric, b.caption if b.caption_shown(figures) else "", b.names)
+        return [got] if got else []
+    if isinstance(b, Code):
+        return ["<pre>" + escape("\n".join(b.lines)) + "</pre>"]
+    if isinstance(b, KeyValue):
+        return [kv_table(b.items)]
+    raise TypeError(f"report.html: no rendering for {type(b).__name__}")
 
-    comp = sections(results)
-    if not comp:
-        return []
-    out = ["<h2>Compression</h2>"]
-    for sec in comp:
-        out.append(f"<h3>{escape(sec.title)}</h3>")
-        out.append("<ul>" + "".join(f"<li>{_inline(line)}</li>" for line in sec.lines) + "</ul>")
-        for caption, head, rows in sec.tables:
-            out += [f"<p class=\"note\">{escape(caption)}</p>", table_html(head, rows)]
-    return out
 
-
-def health_html(results: dict, figures: dict[str, bytes]) -> list[str]:
-    from compressor.report.health import health_section, majority_line
-
-    sec = health_section(results)
-    out = [f"<p class=\"note\">{escape(line)}</p>" for line in [majority_line(results)] if line]
-    out.append(f"<h2>{escape(sec.title)}</h2>")
+def section_html(sec: Section, figures: dict[str, bytes], metric: str, level: int = 2) -> list[str]:
+    out = [f"<h{level}>{escape(sec.title)}</h{level}>"]
     warn = [line for line in sec.lines if line.startswith("**Warning**")]
     out += [f"<div class=\"warn\">{_inline(line)}</div>" for line in warn]
-    out.append("<ul>" + "".join(f"<li>{_inline(line)}</li>" for line in sec.lines if line not in warn) + "</ul>")
+    rest = [line for line in sec.lines if line not in warn]
+    if rest:
+        out.append("<ul>" + "".join(f"<li>{_inline(line)}</li>" for line in rest) + "</ul>")
     for caption, head, rows in sec.tables:
         out += [f"<p class=\"note\">{escape(caption)}</p>", table_html(head, rows)]
-    if "confusion" in figures:
-        out.append(f"<div class=\"plots\"><figure>{img(figures['confusion'], PLOT_TITLES['confusion'])}</figure></div>")
+    for b in sec.blocks:
+        out += block_html(b, figures, metric)
+    for sub in sec.subsections:
+        out += section_html(sub, figures, metric, level + 1)
     return out
 
 
 def render_html(results: dict, figures: dict[str, bytes], recipe_text: str | None = None) -> str:
-    from compressor import __version__
-
-    head, rows = table_rows(results)
     metric = results["primary_metric"]["name"]
     data = ", ".join(f"{k} {v}" for k, v in results.get("data", {}).items())
     body = [f"<h1>compressor run: {escape(results['name'])}</h1>",
             f"<p class=\"sub\">Model <code>{escape(str(results['model']))}</code> · task {escape(results['task'])} · "
             f"seed {escape(str(results['seed']))} · trained on {escape(str(results['device']))}"
-            + (f" · data: {escape(data)}" if data else "") + "</p>",
-            "<h2>Variants</h2>", table_html(head, rows),
-            f"<p class=\"note\">{escape(method_note(results))}</p>"]
-    body += [f"<div class=\"warn\">{escape(n)}</div>" for n in results.get("bench_notes", [])]
-    from compressor.report import plan_check
-    from compressor.report.labels import split_table
-
-    if (test := split_table(results, "test")) is not None:
-        body += ["<h2>Test split</h2>", table_html(*test),
-                 "<p class=\"note\">The test split was held out from training and checkpoint selection; the variants "
-                 "table uses dev.</p>"]
-    body += health_html(results, figures)
-    if any(k in figures for k in ("size", "latency", "training")):
-        body += ["<h2>Plots</h2>", figures_html(figures, metric, pareto_note(results))]
-    body += compression_html(results)
-    if checks := plan_check.check_rows(results):
-        body += ["<h2>Plan vs measurement</h2>", table_html(plan_check.HEAD, checks),
-                 f"<p class=\"note\">{escape(plan_check.NOTE)}</p>"]
-    body += ["<h2>Stages</h2>", "<ul class=\"stages\">"]
-    for stage, seconds, extra in stage_summaries(results):
-        body.append(f"<li><b>{escape(stage)}</b> ({seconds:.1f} s)" + (": " + escape("; ".join(extra)) if extra else "") + "</li>")
-    body.append("</ul>")
-    body += ["<h2>Reproduction</h2>",
-             "<pre>" + escape("\n".join(results.get("reproduce")
-                                       or ["compressor run recipe.yaml   # the recipe.yaml in this run directory"]))
-             + "</pre>" + ("<p class=\"note\">The recipe as run is reproduced below.</p>" if recipe_text else ""),
-             kv_table({"seed": results.get("seed"), "compressor": __version__, "run time": f"{results.get('seconds', '?')} s",
-                       **results.get("fingerprint", {})})]
+            + (f" · data: {escape(data)}" if data else "") + "</p>"]
+    for sec in report_sections.build(results):
+        if sec.visible(figures):
+            body += section_html(sec, figures, metric)
     if recipe_text:
-        body += ["<h3>recipe.yaml</h3>", f"<pre>{escape(recipe_text)}</pre>"]
+        body += ["<p class=\"note\">The recipe as run:</p>", "<h3>recipe.yaml</h3>", f"<pre>{escape(recipe_text)}</pre>"]
     return page(f"compressor: {results['name']}", body)
 
 

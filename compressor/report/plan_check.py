@@ -7,8 +7,8 @@ PyTorch, INT8 against the fp32 ONNX graph, the compressed model against the run'
 
 from __future__ import annotations
 
-from compressor.report.compression import NOISE
-from compressor.report.markdown import _p50, bench_devices, bench_shapes
+from compressor.report.common import NOISE, bench_devices, bench_shapes, p50
+from compressor.report.document import Para, Section, Table
 
 FASTER, SLOWER = 1 + NOISE, 1 - NOISE  # a speed ratio between them is "about the same": timing noise here
 
@@ -55,7 +55,7 @@ def check_rows(results: dict) -> list[list[str]]:
         made, ref = pair
         measured, held = [], []
         if faster is not None and shape and device:
-            t_made, t_ref = _p50(arts[made], *shape, device), _p50(arts[ref], *shape, device)
+            t_made, t_ref = p50(arts[made], *shape, device), p50(arts[ref], *shape, device)
             if t_made and t_ref:
                 ratio = t_ref / t_made
                 measured.append(f"{made} {ratio:.2f}× the speed of {ref} at b{shape[0]}×{shape[1]} {device}")
@@ -77,3 +77,8 @@ HEAD = ["stage", "plan said", "measured here", "held?"]
 NOTE = ("The plan's verdicts are rules about the runtimes, made before the run from config.json and the CPU's "
         f"flags; the measurements are this run's. A speed ratio between {SLOWER} and {FASTER} counts as about the "
         "same (timing noise).")
+
+
+def plan_section(results: dict) -> Section | None:
+    rows = check_rows(results)
+    return Section("Plan vs measurement", blocks=[Table(HEAD, rows), Para(NOTE)]) if rows else None

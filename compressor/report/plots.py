@@ -14,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compressor.core.rundir import atomic_write_bytes
-from compressor.report.markdown import _metric, _p50, bench_devices, bench_shapes, eval_split
+from compressor.report.common import bench_devices, bench_shapes, eval_split, metric_value, p50
+from compressor.report.document import Figures, Section
+from compressor.report.health import class_names
 
 log = logging.getLogger("compressor")
 FIGURES = ("size", "latency", "training", "confusion")
@@ -67,9 +69,9 @@ def points(results: dict, run: str = "", shape: tuple[int, int, str] | None = No
     shape = shape or latency_shape(results)
     out = []
     for name, a in results["artifacts"].items():
-        m = _metric(a, split, metric) if split else None
-        ci = _metric(a, split, f"{metric}_ci") if split else None
-        lat = _p50(a, *shape) if shape else None
+        m = metric_value(a, split, metric) if split else None
+        ci = metric_value(a, split, f"{metric}_ci") if split else None
+        lat = p50(a, *shape) if shape else None
         out.append(Point(run, name, a.get("size_bytes", 0) / 2**20, lat, m,
                          tuple(ci) if ci and None not in ci and m is not None else None))
     return out
@@ -250,10 +252,41 @@ def figures_for(runs: list[tuple[str, dict]], shape: tuple[int, int, str] | None
     return {k: v for k, v in out.items() if v is not None}
 
 
+def confusion_png(results: dict) -> bytes | None:
+    """The confusion matrices (row-normalised) of the baseline, the PyTorch model and the INT8 graph, side by side."""
+    split = eval_split(results)
+    if not split or results["task"] != "sequence-classification":
+        return None
+    arts = results["artifacts"]
+    shown = [a for a in ("baseline", "pytorch", "int8") if "confusion" in arts.get(a, {}).get("metrics", {}).get(split, {})]
+    if not shown:
+        return None
+    import numpy as np
+
+    n = len(arts[shown[0]]["metrics"][split]["confusion"])
+    names = class_names(results, n)
+    side = 1.2 + 0.45 * n
+    fig = _new_figure(max(3.2, side) * len(shown), max(3.0, side))
+    axes = fig.subplots(1, len(shown), squeeze=False)[0]
+    for ax, a in zip(axes, shown):
+        cm = np.asarray(arts[a]["metrics"][split]["confusion"], dtype=float)
+        norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        if n <= 12:
+            for i in range(n):
+                for j in range(n):
+                    ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8,
+                            color="white" if norm[i, j] > 0.5 else "black")
+        ax.set_xticks(range(n), names if n <= 20 else [], rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(n), names if n <= 20 else [], fontsize=8)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{a} ({split})", fontsize=10)
+    return _png(fig)
+
+
 def run_figures(results: dict) -> dict[str, bytes]:
     """The figures of one run; a figure that fails to draw is left out with a warning (the report still gets written)."""
-    from compressor.report.health import confusion_png
-
     figures: dict[str, bytes] = {}
     for name, draw in (("", lambda: figures_for([("", results)])), ("confusion", lambda: confusion_png(results))):
         try:
@@ -280,3 +313,14 @@ def write_figures(out_dir: Path, prefix: str, figures: dict[str, bytes]) -> dict
         else:
             path.unlink(missing_ok=True)
     return files
+
+
+def pareto_note(results: dict) -> str:
+    pm = results["primary_metric"]
+    better = "more accurate" if pm["higher_is_better"] else f"lower in {pm['name']}"
+    return f"Circled points are on the Pareto front: no other artifact is both smaller (or faster) and {better}."
+
+
+def plots_section(results: dict) -> Section:
+    """Metric vs size and latency (Pareto front circled), then the training curves; a renderer shows those it has."""
+    return Section("Plots", blocks=[Figures(["size", "latency", "training"], pareto_note(results), ("size", "latency"))])

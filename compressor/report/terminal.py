@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import shutil
 
-from compressor.report.markdown import _p50, bench_devices, bench_shapes, delta_cell, eval_split, reference, speedup
+from compressor.core.stats import ratio_verdict
+from compressor.report.common import bench_devices, bench_shapes, delta_cell, eval_split, p50, reference, speedup
 
 GAP = "  "
 
@@ -62,7 +63,7 @@ def run_summary(results: dict) -> tuple[list[str], list[list[str]], list[str]]:
         row = [name, "" if v is None else (f"{v * 100:.2f}" if metric == "accuracy" else f"{v:.3f}"), _ci(m, metric),
                "" if name == ref else delta_cell(m, base_m, metric, long=False), f"{a['size_bytes'] / 2**20:.1f}"]
         if timed:
-            ms = _p50(a, *shapes[0], devices[0])
+            ms = p50(a, *shapes[0], devices[0])
             cell = ""
             if name == ref:
                 cell = "ref"
@@ -84,8 +85,6 @@ def run_summary(results: dict) -> tuple[list[str], list[list[str]], list[str]]:
 
 def bench_summary(rows: list[dict], artifacts: list[str]) -> tuple[list[str], list[list[str]], list[str]]:
     """(head, rows, legend) of ``compressor bench``: artifacts numbered, ratios against the first one."""
-    from compressor.core.stats import ratio_verdict
-
     index = {a: i + 1 for i, a in enumerate(dict.fromkeys(artifacts))}
     first = {(r["batch"], r["seq"], r["device"]): r for r in rows if index[r["artifact"]] == 1}
     head = ["#", "runtime", "thr", "b×seq", "p50 ms", "rounds ms", "items/s", "vs #1"]

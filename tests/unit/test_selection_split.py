@@ -10,7 +10,7 @@ from compressor.core.errors import RecipeError
 from compressor.data import load_classification
 from compressor.recipe import load_recipe
 from compressor.recipe.schema import DataConfig
-from compressor.report.markdown import selection_note
+from compressor.report.variants import selection_note
 
 
 def _key(t):

@@ -137,6 +137,8 @@ def fingerprint() -> dict[str, Any]:
     import torch
     import transformers
 
+    from compressor import __version__
+
     cpu, flags = "", set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -154,6 +156,7 @@ def fingerprint() -> dict[str, Any]:
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "onnxruntime": onnxruntime.__version__,
+        "compressor": __version__,
         "gpu": None,
     }
     if cuda_available():
