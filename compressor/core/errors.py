@@ -55,3 +55,7 @@ class ExportError(CompressorError):
 
 class RunDirError(CompressorError):
     """The output run directory is in a state we refuse to touch."""
+
+
+class RecordError(CompressorError):
+    """A metrics.json, provenance record or stage record that is unreadable, malformed or of a newer schema."""
