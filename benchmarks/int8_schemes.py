@@ -126,9 +126,9 @@ def main() -> int:
     transformers.utils.logging.disable_progress_bar()
     logging.getLogger("compressor").setLevel(logging.WARNING)
     from compressor.data import encode_split, load_classification, make_loader
+    from compressor.measure.artifacts import onnx_size
     from compressor.measure.bench.runner import bench_onnx, bench_torch, fingerprint, gzip_size
     from compressor.measure.evaluate import evaluate_onnx, evaluate_torch
-    from compressor.measure.metrics import onnx_size
     from compressor.recipe.schema import DataConfig, DynamicQuant, StaticQuant
 
     shapes = [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]

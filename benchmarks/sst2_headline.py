@@ -124,9 +124,9 @@ def main() -> int:
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     from compressor.data import encode_split, load_classification, make_loader
+    from compressor.measure.artifacts import nonzero_parameters, onnx_size
     from compressor.measure.bench.runner import bench_onnx, bench_torch, fingerprint, gzip_size
     from compressor.measure.evaluate import evaluate_onnx, evaluate_torch
-    from compressor.measure.metrics import nonzero_parameters, onnx_size
     from compressor.models import count_parameters, load_model, load_tokenizer
     from compressor.recipe.schema import DataConfig
 

@@ -186,10 +186,15 @@ def read_record(path: Path, kind: type[R]) -> R:
     return validate(kind, data, path)
 
 
+def read_dict(path: Path, kind: type[R]) -> dict:
+    """The record as a plain dict (validated; keys as written, ``schema_version`` first)."""
+    return to_dict(read_record(path, kind))
+
+
 def write_metrics(path: Path, results: dict) -> dict:
     return write_record(path, Metrics, results)
 
 
 def read_metrics(path: Path) -> dict:
     """metrics.json as the dict the report renders (validated; keys as written)."""
-    return to_dict(read_record(path, Metrics))
+    return read_dict(path, Metrics)

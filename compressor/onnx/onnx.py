@@ -9,7 +9,6 @@ BiasGelu. Models it cannot trace (Llama's ``aten::diff``) fall back to the dynam
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import shutil
 import time
@@ -22,7 +21,8 @@ import numpy as np
 
 from compressor.arch.signature import ENCODER_INPUTS
 from compressor.core.errors import ExportError
-from compressor.core.rundir import atomic_write_json, quiet_libraries, tmp_sibling
+from compressor.core.records import Provenance, read_dict, write_record
+from compressor.core.rundir import quiet_libraries, tmp_sibling
 from compressor.core.writeerrors import as_write_error, writing
 from compressor.models import set_eager_attention
 
@@ -259,7 +259,7 @@ def write_provenance(artifact: Path, record: dict) -> None:
     record["versions"] = {"compressor": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
                           "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
     record["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    atomic_write_json(provenance_path(artifact), record)
+    write_record(provenance_path(artifact), Provenance, record)
 
 
 def source_fusion(artifact: Path, record: dict) -> dict | None:
@@ -280,5 +280,6 @@ def source_fusion(artifact: Path, record: dict) -> dict | None:
 
 
 def read_provenance(artifact: Path) -> dict:
+    """The artifact's provenance record (typed: ``core.records.Provenance``), or {} when it has none."""
     p = provenance_path(artifact)
-    return json.loads(p.read_text()) if p.is_file() else {}
+    return read_dict(p, Provenance) if p.is_file() else {}

@@ -27,27 +27,50 @@ def providers_for(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
-def make_session(path: Path | str, threads: int | None = None, device: str = "cpu"):
-    """A session with idle-thread spinning off, so several live sessions do not steal cores."""
+OPTIMIZATION = {"none": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                "all": "ORT_ENABLE_ALL"}
+
+
+def session_options(threads: int | None = None, optimization: str = "all", optimized_model_path: Path | str | None = None,
+                    config: dict[str, str] | None = None):
+    """The one place ONNX Runtime ``SessionOptions`` are built: ``threads`` intra-op threads (one inter-op thread),
+    idle-thread spinning off (so several live sessions do not steal cores), warnings only; ``optimization`` is the
+    graph optimization level (none, basic, extended, all); ``optimized_model_path`` makes ORT save the graph it runs;
+    ``config`` adds session config entries."""
     import onnxruntime as ort
 
-    if not Path(path).is_file():
-        raise ExportError(f"{path}: no such ONNX file" if not Path(path).exists() else f"{path}: not a file")
     opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION[optimization])
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    if optimized_model_path is not None:
+        opts.optimized_model_filepath = str(optimized_model_path)
+    for key, value in (config or {}).items():
+        opts.add_session_config_entry(key, value)
+    return opts
+
+
+def make_session(path: Path | str | bytes, threads: int | None = None, device: str = "cpu", optimization: str = "all",
+                 optimized_model_path: Path | str | None = None, config: dict[str, str] | None = None):
+    """A session on ``device`` with ``session_options``; ``path`` may also be a serialized model (bytes)."""
+    import onnxruntime as ort
+
+    if not isinstance(path, bytes) and not Path(path).is_file():
+        raise ExportError(f"{path}: no such ONNX file" if not Path(path).exists() else f"{path}: not a file")
+    opts = session_options(threads, optimization, optimized_model_path, config)
+    where = "the serialized model" if isinstance(path, bytes) else path
     try:
-        session = ort.InferenceSession(str(path), sess_options=opts, providers=providers_for(device))
+        session = ort.InferenceSession(path if isinstance(path, bytes) else str(path), sess_options=opts,
+                                       providers=providers_for(device))
     except ExportError:
         raise
     except Exception as e:
         msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ExportError(f"{path}: ONNX Runtime cannot load it: {msg[:300]}") from None
+        raise ExportError(f"{where}: ONNX Runtime cannot load it: {msg[:300]}") from None
     check_provider(session, device)
     return session
 

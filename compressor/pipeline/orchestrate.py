@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from compressor.core.errors import CompressorError, RunDirError
+from compressor.core.records import StageRecord, read_dict, write_record
 from compressor.core.registry import STAGES
 from compressor.core.rundir import (
     atomic_write_json,
@@ -303,7 +304,7 @@ def _restore_completed(ctx: RunContext, hashes: list[str]) -> int:
         done = _stage_dir(ctx.run_dir, i, kind) / "done.json"
         if not done.is_file():
             break
-        rec = json.loads(done.read_text())
+        rec = read_dict(done, StageRecord)
         if rec.get("hash") != hashes[i]:
             log.info("stage %d (%s) changed since it ran: running it again", i, kind)
             break
@@ -361,7 +362,7 @@ def _record_stage(ctx: RunContext, i: int, kind: str, digest: str, result: dict,
     rec = {"hash": digest, "result": result, "model": model_rel,
            "artifacts": {k: str(v.relative_to(ctx.run_dir)) for k, v in ctx.artifacts.items()},
            "provenance": ctx.provenance}
-    atomic_write_json(stage_dir / "done.json", rec)
+    write_record(stage_dir / "done.json", StageRecord, rec)
     train_state = stage_dir / "train"
     if train_state.exists():  # only once the stage is recorded done: its optimizer state is no longer needed
         shutil.rmtree(train_state)
@@ -383,13 +384,7 @@ def run(recipe_path: str | Path | None = None, overrides: list[str] | None = Non
 
 
 def _run(lock: LockSlot, recipe_path, overrides, force, output_dir, quiet, resume, rerun_changed=False) -> Path:
-    from compressor.measure.metrics import (
-        bitsandbytes_variants,
-        collect_results,
-        evaluate_artifacts,
-        export_baseline,
-        run_benchmarks,
-    )
+    from compressor.measure.measure_run import measure_run
     from compressor.report.markdown import write_report
 
     procs = _Processes()
@@ -477,14 +472,7 @@ def _run(lock: LockSlot, recipe_path, overrides, force, output_dir, quiet, resum
             doing = "the evaluation and report"
             log.info("saving the model to %s", run_dir / "model")
             save_model(ctx)
-            if ctx.baseline is not None and "onnx" in ctx.artifacts and "baseline" in recipe.evaluate.artifacts:
-                log.info("exporting the baseline to ONNX (to compare ONNX Runtime like with like) ...")
-            notes = export_baseline(ctx)
-            evals = evaluate_artifacts(ctx)
-            bench = run_benchmarks(ctx)
-            bench["notes"] = notes + bench.get("notes", [])
-            extra = bitsandbytes_variants(ctx, evals, bench)
-            results = collect_results(ctx, evals, bench, started, extra)
+            results = measure_run(ctx, started)
             results = with_plan(results, recipe, recipe_dir, run_dir)
             write_report(run_dir, results)
             write_status(run_dir, "complete")

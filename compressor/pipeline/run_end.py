@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from compressor.core.errors import CompressorError
-from compressor.core.rundir import atomic_write_json
+from compressor.core.records import StageRecord, read_dict, write_metrics, write_record
 
 log = logging.getLogger("compressor")
 
@@ -18,15 +18,13 @@ def prune_checkpoints(run_dir: Path) -> int:
     done.json and the baseline model. Stage snapshots (the last one is model/ again) and training state go; the
     stage records that named the last snapshot name model/ instead, so --resume of a run whose every stage is
     complete still finds its model. Returns the bytes freed."""
-    import json
-
     stages = sorted((run_dir / "checkpoints").glob("stage-*"), key=lambda p: int(p.name.split("-")[1]))
-    records = {p: json.loads((p / "done.json").read_text()) for p in stages if (p / "done.json").is_file()}
+    records = {p: read_dict(p / "done.json", StageRecord) for p in stages if (p / "done.json").is_file()}
     last = next((r["model"] for r in reversed(list(records.values())) if r.get("model")), None)
     if last is not None and (run_dir / "model").is_dir():
         for p, rec in records.items():
             if rec.get("model") == last:
-                atomic_write_json(p / "done.json", {**rec, "model": "model"})
+                write_record(p / "done.json", StageRecord, {**rec, "model": "model"})
     freed = 0
     for stage in stages:
         for child in stage.iterdir():
@@ -48,8 +46,7 @@ def with_plan(results: dict, recipe, recipe_dir: Path, run_dir: Path) -> dict:
         log.warning("no plan to compare with the measurements: %s", e)
         return results
     results = {**results, "plan": [{"stage": a.stage, "verdict": a.verdict, "why": a.why} for a in rows]}
-    atomic_write_json(run_dir / "metrics.json", results)
-    return results
+    return write_metrics(run_dir / "metrics.json", results)
 
 
 def tidy_checkpoints(run_dir: Path) -> None:

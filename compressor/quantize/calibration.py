@@ -118,8 +118,9 @@ def calibrate(model_path: Path, tensors: set[str], batches: Iterable[dict], meth
     Returns ORT's ``TensorsData`` (tensor name -> range), ready for ``save_tensors_data``.
     """
     import onnx
-    import onnxruntime as ort
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorsData
+
+    from compressor.onnx.session import make_session
 
     if not tensors:  # e.g. only embedding tables to quantize: their ranges come from the weights
         return TensorsData(getattr(CalibrationMethod, METHOD_NAMES[method]), {})
@@ -137,13 +138,8 @@ def calibrate(model_path: Path, tensors: set[str], batches: Iterable[dict], meth
         warnings.simplefilter("ignore")
         cal = cls(model_path, None, str(work_dir / "augmented.onnx"), **kwargs)
         cal.augment_graph()
-        opts = ort.SessionOptions()  # as ORT builds it, but with our thread count and spinning off
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        opts.log_severity_level = 3
-        if threads:
-            opts.intra_op_num_threads, opts.inter_op_num_threads = threads, 1
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        cal.infer_session = ort.InferenceSession(cal.augmented_model_path, sess_options=opts, providers=["CPUExecutionProvider"])
+        # as ORT builds it (no graph optimization), but with our thread count and spinning off
+        cal.infer_session = make_session(cal.augmented_model_path, threads, optimization="none")
         for feed in feeds(batches, inputs, cal.infer_session.get_inputs()):
             cal.collect_data(_One(feed))  # merges this batch into the running ranges / histograms
             n_batches += 1

@@ -132,17 +132,13 @@ def _layernorm_models(width: int) -> tuple[bytes, bytes]:
 
 def time_layernorm_kernels(width: int, threads: int | None = None, tokens: int = 128, budget_s: float = 0.4) -> dict:
     """Median microseconds of SkipLayerNormalization vs Sum + LayerNormalization at ``width``, here."""
-    import onnxruntime as ort
+    from compressor.onnx.session import make_session
 
-    opts = ort.SessionOptions()
-    opts.log_severity_level = 3
-    opts.intra_op_num_threads = threads or 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     rng = np.random.default_rng(0)
     feed = {n: rng.standard_normal((1, tokens, width), dtype=np.float32) for n in ("x", "y")}
     out = {}
     for label, blob in zip(("fused_us", "split_us"), _layernorm_models(width)):
-        session = ort.InferenceSession(blob, opts, providers=["CPUExecutionProvider"])
+        session = make_session(blob, threads or 1)
         for _ in range(10):
             session.run(None, feed)
         times: list[float] = []

@@ -412,16 +412,13 @@ def qdq_structure(model) -> dict:
 def ort_kernels(path: Path) -> dict[str, int]:
     """Node types in the graph ONNX Runtime runs (all optimizations on), from its optimized-model dump."""
     import onnx
-    import onnxruntime as ort
+
+    from compressor.onnx.session import make_session
 
     tmp = tmp_sibling(Path(path))
     try:
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.log_severity_level = 3
-        opts.optimized_model_filepath = str(tmp / "ort.onnx")
-        opts.add_session_config_entry("session.optimized_model_external_initializers_file_name", "ort.onnx.data")
-        ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        make_session(path, optimized_model_path=tmp / "ort.onnx",
+                     config={"session.optimized_model_external_initializers_file_name": "ort.onnx.data"})
         ops = Counter(n.op_type for n in onnx.load(str(tmp / "ort.onnx"), load_external_data=False).graph.node)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

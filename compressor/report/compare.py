@@ -14,6 +14,7 @@ from html import escape
 from pathlib import Path
 
 from compressor.core.errors import CompressorError, RunDirError
+from compressor.core.records import read_metrics
 from compressor.core.rundir import atomic_write_json, atomic_write_text, describe_status, ensure_replaceable, read_status
 from compressor.report.common import PLOT_TITLES, bench_devices, bench_shapes, md_table, p50
 from compressor.report.variants import table_rows
@@ -60,15 +61,7 @@ def load_run(path: Path | str, allow_incomplete: bool = False) -> Run:
     if status != "complete" and not allow_incomplete:
         raise RunDirError(f"{path}: run is not complete (status: {describe_status(path)}); pass --allow-incomplete to "
                           "include it anyway")
-    try:
-        results = json.loads(metrics.read_text(encoding="utf-8"))
-    except ValueError as e:
-        raise RunDirError(f"{metrics}: not valid JSON ({e})") from None
-    if not (isinstance(results, dict) and isinstance(results.get("artifacts"), dict)
-            and isinstance(results.get("primary_metric"), dict) and isinstance(results["primary_metric"].get("name"), str)
-            and isinstance(results["primary_metric"].get("higher_is_better", True), bool)):
-        raise RunDirError(f"{metrics}: not a compressor metrics file (no artifacts / primary_metric)")
-    return Run(path, path.name, status, results)
+    return Run(path, path.name, status, read_metrics(metrics))
 
 
 def load_runs(paths: list[Path | str], allow_incomplete: bool = False) -> list[Run]:
