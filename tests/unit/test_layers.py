@@ -21,15 +21,32 @@ PKG = ROOT / "compressor"
 MAX_FILE_LINES = 400
 MAX_FUNCTION_LINES = 80
 
-# Import cycles still open (owned by house-train: quantize/ and onnx/stage.py). Each entry is one import edge
-# "importer -> imported" that closes a cycle; the test drops these edges before it looks for cycles.
-CYCLE_EDGES_ALLOWED: set[tuple[str, str]] = set()
+# Import cycles still open (issue 14; quantize/ and onnx/stage.py are being reshaped by their owner). Each entry is
+# one import edge (importer, imported) that closes a cycle; the test drops these edges before it looks for cycles.
+CYCLE_EDGES_ALLOWED: set[tuple[str, str]] = {
+    ("compressor.quantize.qat", "compressor.onnx.stage"),  # parity_batches, fake_quant_disabled <-> export_fp32
+    ("compressor.quantize.budget", "compressor.quantize.static"),  # budget search <-> static INT8
+}
 
-# Files over MAX_FILE_LINES today (path relative to the repository root).
-LONG_FILES_ALLOWED: set[str] = set()
+# Files over MAX_FILE_LINES today (path relative to the repository root); their owners split them.
+LONG_FILES_ALLOWED: set[str] = {
+    "compressor/cli/commands.py",
+    "compressor/data.py",
+    "compressor/pipeline/orchestrate.py",
+    "compressor/quantize/qat.py",
+    "compressor/recipe/loader.py",
+    "compressor/recipe/schema.py",
+}
 
-# Functions over MAX_FUNCTION_LINES today ("path::qualified.name").
-LONG_FUNCTIONS_ALLOWED: set[str] = set()
+# Functions over MAX_FUNCTION_LINES today ("path::qualified.name"); their owners split them.
+LONG_FUNCTIONS_ALLOWED: set[str] = {
+    "compressor/cli/commands.py::bench",
+    "compressor/cli/commands.py::export",
+    "compressor/onnx/first_token.py::_trim",
+    "compressor/pipeline/orchestrate.py::_run",
+    "compressor/quantize/static.py::run_static",
+    "compressor/train/loop.py::train",
+}
 
 REPORT_FORBIDDEN = ("torch", "onnxruntime", "transformers", "onnx", "onnxscript", "accelerate", "bitsandbytes")
 REPORT_MAY_IMPORT = ("compressor.core", "compressor.report")
@@ -56,12 +73,11 @@ def tree(path: Path) -> ast.Module:
     return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
 
 
-def imported_names(path: Path) -> list[str]:
-    """Every module named by an import statement anywhere in the file (top level, functions, branches)."""
-    me = module_name(path)
-    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+def names_in(mod: ast.Module, package: str) -> list[str]:
+    """Every module named by an import statement anywhere in ``mod`` (top level, functions, branches, TYPE_CHECKING);
+    ``package`` anchors relative imports."""
     out = []
-    for node in ast.walk(tree(path)):
+    for node in ast.walk(mod):
         if isinstance(node, ast.Import):
             out += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -73,6 +89,11 @@ def imported_names(path: Path) -> list[str]:
             out.append(base)
             out += [f"{base}.{a.name}" for a in node.names]  # ``from pkg import submodule``
     return out
+
+
+def imported_names(path: Path) -> list[str]:
+    me = module_name(path)
+    return names_in(tree(path), me if path.name == "__init__.py" else me.rpartition(".")[0])
 
 
 def internal_edges(path: Path) -> set[str]:
@@ -154,24 +175,19 @@ def test_no_import_cycles():
     assert not stale, f"these allowlisted edges close no cycle any more (remove them from CYCLE_EDGES_ALLOWED): {stale}"
 
 
-def test_cycle_finder_sees_imports_inside_functions(tmp_path):
-    """The checker itself: a cycle closed by an import inside a function is found."""
+def test_the_checker_sees_imports_inside_functions_and_closes_cycles():
+    """The checker itself: imports inside functions and relative imports are seen, and a cycle through them is found."""
+    src = ("import os\n"
+           "def f():\n    from compressor.report import markdown\n    import torch\n"
+           "class C:\n    def g(self):\n        if True:\n            from ..core import rundir\n")
+    names = names_in(ast.parse(src), "compressor.report")
+    assert {"os", "torch", "compressor.report.markdown", "compressor.core.rundir"} <= set(names)
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
-    src = "def f():\n    from compressor.report import markdown\n    import torch\n"
-    p = PKG / "report" / "_probe_never_written.py"
-    tree.cache_clear()
-    try:
-        mod = ast.parse(src)
-        names = []
-        for node in ast.walk(mod):
-            if isinstance(node, ast.ImportFrom):
-                names += [node.module] + [f"{node.module}.{a.name}" for a in node.names]
-            elif isinstance(node, ast.Import):
-                names += [a.name for a in node.names]
-        assert "compressor.report.markdown" in names and "torch" in names
-    finally:
-        assert not p.exists()
+    assert "compressor.report.common" in graph()["compressor.report.markdown"]
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    sizes = dict(functions(ast.parse(f"class K:\n  @staticmethod\n  def long():\n{body}\n  def short():\n    pass\n")))
+    assert sizes == {"K.long": MAX_FUNCTION_LINES + 2, "K.short": 2}
 
 
 def test_report_is_a_pure_renderer():
@@ -199,20 +215,19 @@ def long_files() -> set[str]:
     return {rel(p) for p in modules().values() if len(p.read_text(encoding="utf-8").splitlines()) > MAX_FILE_LINES}
 
 
+def functions(mod: ast.AST, prefix: str = ""):
+    """(qualified name, lines) of every function and method, nested ones included (decorators count)."""
+    for child in ast.iter_child_nodes(mod):
+        if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            name = f"{prefix}{child.name}"
+            if not isinstance(child, ast.ClassDef):
+                start = min([child.lineno] + [d.lineno for d in child.decorator_list])
+                yield name, child.end_lineno - start + 1
+            yield from functions(child, name + ".")
+
+
 def long_functions() -> set[str]:
-    out = set()
-    for p in modules().values():
-        def visit(node, prefix):
-            for child in ast.iter_child_nodes(node):
-                if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                    name = f"{prefix}{child.name}"
-                    if not isinstance(child, ast.ClassDef):
-                        start = min([child.lineno] + [d.lineno for d in child.decorator_list])
-                        if child.end_lineno - start + 1 > MAX_FUNCTION_LINES:
-                            out.add(f"{rel(p)}::{name}")
-                    visit(child, name + ".")
-        visit(tree(p), "")
-    return out
+    return {f"{rel(p)}::{name}" for p in modules().values() for name, n in functions(tree(p)) if n > MAX_FUNCTION_LINES}
 
 
 def test_no_file_over_400_lines():
