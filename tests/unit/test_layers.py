@@ -31,11 +31,9 @@ CYCLE_EDGES_ALLOWED: set[tuple[str, str]] = {
 # Files over MAX_FILE_LINES today (path relative to the repository root); their owners split them.
 LONG_FILES_ALLOWED: set[str] = {
     "compressor/cli/commands.py",
-    "compressor/data.py",
     "compressor/pipeline/orchestrate.py",
     "compressor/quantize/qat.py",
     "compressor/recipe/loader.py",
-    "compressor/recipe/schema.py",
 }
 
 # Functions over MAX_FUNCTION_LINES today ("path::qualified.name"); their owners split them.
