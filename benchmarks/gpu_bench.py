@@ -121,8 +121,9 @@ class OrtVariant:
     def __init__(self, path: Path, providers: list):
         import onnxruntime as ort
 
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
+        from compressor.onnx.session import session_options
+
+        opts = session_options()  # the product's options (ORT's default threads); the CUDA provider options come with providers
         self.ort = ort
         self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         used = self.session.get_providers()

@@ -92,8 +92,9 @@ class OrtLM:
         self.ort, self.device = ort, device
         self.sig = decoder_signature(config, with_past=True)
         providers = ["CUDAExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
-        opts = ort.SessionOptions()
-        opts.log_severity_level = 3
+        from compressor.onnx.session import session_options
+
+        opts = session_options()  # the product's options, ORT's default thread count
         self.session = ort.InferenceSession(str(path), sess_options=opts, providers=providers)
         if self.session.get_providers()[0] != providers[0]:
             raise RuntimeError(f"{providers[0]} did not load (session runs on {self.session.get_providers()})")

@@ -39,10 +39,9 @@ def profile(path: Path, batch: int, seq: int, runs: int, vocab: int, prefix: Pat
     """Per-op-type mean ms per run and node counts from ORT's profiler, plus the wall-clock median."""
     import onnxruntime as ort
 
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads, opts.inter_op_num_threads = 1, 1
-    opts.log_severity_level = 3
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    from compressor.onnx.session import session_options
+
+    opts = session_options(threads=1)
     opts.enable_profiling = True
     opts.profile_file_prefix = str(prefix)
     session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])

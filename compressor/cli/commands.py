@@ -68,9 +68,9 @@ def run(
     Writes runs/<name>/ with recipe.yaml, model/, onnx/, metrics.json, report.md, report.html, log.txt, status.
     Runs that compress a model also measure the uncompressed one (the "baseline") for the report.
     """
-    import json
     import os
 
+    from compressor.core.records import read_metrics
     from compressor.pipeline.orchestrate import run as run_pipeline
     from compressor.report.markdown import print_table
 
@@ -78,7 +78,7 @@ def run(
                            rerun_changed=rerun_changed)
     if os.environ.get("RANK", "0") != "0":
         return  # under `accelerate launch`, the main process reports
-    print_table(json.loads((run_dir / "metrics.json").read_text()))
+    print_table(read_metrics(run_dir / "metrics.json"))
     typer.echo(f"report: {run_dir / 'report.md'} and report.html")
 
 
