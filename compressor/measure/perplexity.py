@@ -105,7 +105,7 @@ def onnx_fn(session, chunk: int | None = None) -> Callable[[np.ndarray], np.ndar
     """An ONNX Runtime session's logits. A cached graph is fed the window whole (past of length 0) or, with
     ``chunk``, ``chunk`` tokens at a time through its own presents (the decode path)."""
     from compressor.arch.signature import graph_signature
-    from compressor.measure.evaluate import onnx_feed
+    from compressor.measure.feeds import onnx_feed
 
     sig = graph_signature(session.get_inputs())
 

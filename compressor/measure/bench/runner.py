@@ -88,7 +88,7 @@ def bench_onnx(path: Path, vocab: int, batch_sizes, seq_lengths, warmup=5, itera
                rounds=1) -> list[dict]:
     """Time one ONNX file in this process (spinning disabled, as everywhere)."""
     from compressor.measure.bench.harness import Timed, time_interleaved
-    from compressor.measure.evaluate import onnx_feed
+    from compressor.measure.feeds import onnx_feed
     from compressor.onnx.session import make_session
 
     session = make_session(path, threads=threads, device=device)

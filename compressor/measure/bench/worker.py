@@ -126,7 +126,7 @@ def _torch_target(t: dict, threads: int):
 
 def _onnx_target(t: dict, threads: int):
     from compressor.measure.bench.harness import Timed
-    from compressor.measure.evaluate import onnx_feed
+    from compressor.measure.feeds import onnx_feed
     from compressor.onnx.session import make_session
 
     session = make_session(t["path"], threads=threads, device=t["device"])
