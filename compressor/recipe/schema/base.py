@@ -77,6 +77,7 @@ class Contract:
     changes_model: bool = False  # rewrites the PyTorch model: runs in every process, its snapshot is saved
     trains: bool = False  # trains the run's model (a new classifier head is trained afterwards)
     compresses: bool = False  # compresses the model in place: the report's baseline is copied before it
+    selects: bool = False  # chooses by a metric (best checkpoint, INT8 budget trials): a validation split is held out
 
 
 class StageConfig(Strict):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Literal, Union
 
 from pydantic import Field, ValidationInfo, field_validator
@@ -86,6 +87,10 @@ class StaticQuant(GraphQuant):
         if info.data.get("max_drop") is None and info.data.get("max_drop_relative") is None:
             raise ValueError("fallback_trials needs max_drop or max_drop_relative")
         return v
+
+    def contract(self) -> Contract:
+        # an accuracy budget chooses among trials on the held-out validation split
+        return replace(super().contract(), selects=self.max_drop is not None or self.max_drop_relative is not None)
 
 
 class QATQuant(StageConfig):

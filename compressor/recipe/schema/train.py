@@ -130,8 +130,9 @@ class TrainConfig(StageConfig):
         produces = {**({SPARSE: ("prune",)} if self.prune is not None else {}),
                     **({FAKE_QUANT: ("qat",)} if self.qat is not None else {})}
         problems = ((("lora",), PEFT_MISSING),) if self.lora is not None and not peft_available() else ()
-        return Contract(needs=needs, produces=produces, problems=problems, removes=(SPARSE,) if new_model else (), changes_model=True,
-                        trains=True, compresses=self.prune is not None or self.qat is not None)
+        return Contract(needs=needs, produces=produces, problems=problems, removes=(SPARSE,) if new_model else (),
+                        changes_model=True, trains=True, selects=True,
+                        compresses=self.prune is not None or self.qat is not None)
 
 
 REGROW = Need(SPARSE, False, "this stage trains the model that {source} made sparse, and would regrow its zeros: give it "
