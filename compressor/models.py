@@ -228,3 +228,33 @@ def set_eager_attention(model) -> None:
 
 def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+TASKS = ("auto", "sequence-classification", "causal-lm")
+
+
+def task_of(config, where: Path, task: str) -> str:
+    """The task of a model folder: ``task`` unless "auto", else from its architectures in config.json."""
+    if task != "auto":
+        if task not in TASKS:
+            raise ModelError(f"--task {task}: choose one of {', '.join(TASKS)}")
+        return task
+    archs = list(getattr(config, "architectures", None) or [])
+    if any(a.endswith("ForSequenceClassification") for a in archs):
+        return "sequence-classification"
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+        return "causal-lm"
+    raise ModelError(f"model {where}: architecture {archs or getattr(config, 'model_type', '?')} is neither a sequence "
+                     "classifier nor a causal LM; pass --task")
+
+
+def model_folder(path: Path, onnx_too: bool = False) -> Path:
+    """``path`` if it is a Hugging Face model directory (config.json in it), else a one-line ModelError."""
+    if not path.exists():
+        raise ModelError(f"{path}: no such file or directory")
+    if not path.is_dir():
+        raise ModelError(f"{path}: is a file, not a model directory: give a Hugging Face model directory (config.json, "
+                         "weights, tokenizer)" + (" or an .onnx file" if onnx_too else ""))
+    if not (path / "config.json").is_file():
+        raise ModelError(f"{path}: not a Hugging Face model directory (no config.json)")
+    return path

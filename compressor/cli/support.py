@@ -141,3 +141,33 @@ def print_version(value: bool) -> None:
         raise typer.Exit(0)
 
 
+
+
+TaskOpt = typer.Option("auto", "--task", help="sequence-classification | causal-lm | auto (from config.json / the graph).")
+
+
+def warn(message: str) -> None:
+    """One yellow ``warning:`` line on stderr."""
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold yellow]warning:[/] {escape_markup(message)}", markup=True)
+
+
+def quiet_transformers() -> None:
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def ints(text: str, what: str) -> list[int]:
+    """Positive integers separated by commas (``--batch-sizes 1,8``)."""
+    from compressor.core.errors import CompressorError
+
+    try:
+        values = [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        values = []
+    if not values or any(v < 1 for v in values):
+        raise CompressorError(f"{what} {text!r}: give positive integers separated by commas, e.g. 1,8")
+    return values

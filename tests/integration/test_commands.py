@@ -69,10 +69,10 @@ def test_export_writes_onnx_with_parity_and_provenance(exported, classifier):
 
 
 def test_export_parity_sample_is_long_short_and_padded(classifier):
-    from compressor.cli.commands import PARITY_BATCH, PARITY_SAMPLES, _parity_batches
     from compressor.models import load_config, load_tokenizer
+    from compressor.onnx.folder import PARITY_BATCH, PARITY_SAMPLES, parity_batches
 
-    batches = _parity_batches(load_tokenizer(classifier), "sequence-classification", load_config(classifier))
+    batches = parity_batches(load_tokenizer(classifier), "sequence-classification", load_config(classifier))
     assert sum(len(b["input_ids"]) for b in batches) == PARITY_SAMPLES >= 64 and len(batches[0]["input_ids"]) == PARITY_BATCH
     lengths = [int(n) for b in batches for n in b["attention_mask"].sum(-1)]
     assert min(lengths) <= 8 and max(lengths) == 128  # a few tokens, and rows truncated at the limit
