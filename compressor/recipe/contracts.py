@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from compressor.recipe.schema.base import FAKE_QUANT, Contract
+from compressor.recipe.schema.base import FAKE_QUANT, SELECTION, Contract
 
 Problem = tuple[tuple, str]  # (location in the recipe, message)
 
@@ -32,9 +32,18 @@ def _text(message: str, facts: dict[str, tuple], fact: str, task: str) -> str:
     return message.replace("{source}", source).replace("{task}", task)
 
 
+def _start(recipe) -> dict[str, tuple]:
+    """The facts before the first stage: the task, and whether the data has a split to choose on."""
+    facts: dict[str, tuple] = {recipe.model.task: ("model", "task")}
+    d = recipe.data
+    if d.split.select_on == "validation" or d.dev or d.test or d.split.dev > 0 or d.split.test > 0:
+        facts[SELECTION] = ("data", "split")
+    return facts
+
+
 def stage_order_problem(recipe) -> Problem | None:
     """The first stage whose contract the stages before it do not meet, or a fact left dangling; None if all hold."""
-    facts: dict[str, tuple] = {recipe.model.task: ("model", "task")}
+    facts = _start(recipe)
     for i, (kind, cfg) in enumerate(recipe.stage_list()):
         here = ("stages", i, kind)
         contract = contract_of(cfg)

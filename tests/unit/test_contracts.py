@@ -40,7 +40,8 @@ def test_every_stage_config_declares_its_contract():
 
 
 def _recipe(stages: str, task: str = "sequence-classification"):
-    text = f"model: {{path: m, task: {task}}}\ndata: {{train: d.csv}}\nstages:\n{stages}\n"
+    data = "{train: d.csv}" if "max_drop" not in stages else "{train: d.csv, split: {dev: 0, select_on: dev}}"
+    text = f"model: {{path: m, task: {task}}}\ndata: {data}\nstages:\n{stages}\n"
     return parse_recipe_text(text, "recipe.yaml")[0]
 
 
@@ -55,6 +56,8 @@ def _recipe(stages: str, task: str = "sequence-classification"):
      "stages.0.prune.criterion.type", "movement pruning needs training"),
     ("  - distill: {student: {every: 2}, transfer: {path: t.txt}, losses: [{type: hidden}]}", "causal-lm", 4,
      "stages.0.distill.transfer", "a transfer set is for classifiers"),
+    ("  - export: {}\n  - quantize: {type: static, max_drop: 1.0}", "sequence-classification", 5,
+     "stages.1.quantize.max_drop", "the accuracy budget needs a dev or test split"),
 ])
 def test_stage_orders_run_would_refuse_are_refused_when_the_recipe_is_read(stages, task, line, where, words):
     with pytest.raises(RecipeError) as e:

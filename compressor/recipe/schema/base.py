@@ -52,6 +52,7 @@ FAKE_QUANT = "fake-quant"  # the model carries QAT fake quantization that no `qu
 SPARSE = "sparse"  # unstructured zeros that training without `prune:` would regrow
 TRIMMED = "trimmed-vocabulary"  # the tokenizer and embedding table lost tokens
 CLASSIFIER, CAUSAL_LM = "sequence-classification", "causal-lm"  # the recipe's task (always a fact from the start)
+SELECTION = "selection-split"  # the data has a split to choose on (held-out validation rows, or dev / test)
 
 
 @dataclass(frozen=True)

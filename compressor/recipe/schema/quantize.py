@@ -7,7 +7,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from compressor.recipe.schema.base import CAUSAL_LM, EXPORTED, FAKE_QUANT, Contract, Need, StageConfig
+from compressor.recipe.schema.base import CAUSAL_LM, EXPORTED, FAKE_QUANT, SELECTION, Contract, Need, StageConfig
 
 
 class GraphQuant(StageConfig):
@@ -89,8 +89,13 @@ class StaticQuant(GraphQuant):
         return v
 
     def contract(self) -> Contract:
-        # an accuracy budget chooses among trials on the held-out validation split
-        return replace(super().contract(), selects=self.max_drop is not None or self.max_drop_relative is not None)
+        # an accuracy budget chooses among trials on the held-out validation split (or dev / test)
+        contract = super().contract()
+        if self.max_drop is None and self.max_drop_relative is None:
+            return contract
+        field = "max_drop" if self.max_drop is not None else "max_drop_relative"
+        need = Need(SELECTION, True, "the accuracy budget needs a dev or test split", (field,))
+        return replace(contract, needs=contract.needs + (need,), selects=True)
 
 
 class QATQuant(StageConfig):
