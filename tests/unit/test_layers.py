@@ -41,7 +41,6 @@ LONG_FILES_ALLOWED: set[str] = {
 LONG_FUNCTIONS_ALLOWED: set[str] = {
     "compressor/onnx/first_token.py::_trim",
     "compressor/quantize/static.py::run_static",
-    "compressor/train/loop.py::train",
 }
 
 REPORT_FORBIDDEN = ("torch", "onnxruntime", "transformers", "onnx", "onnxscript", "accelerate", "bitsandbytes")
