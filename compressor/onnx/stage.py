@@ -6,23 +6,13 @@ import logging
 from pathlib import Path
 
 from compressor.core.registry import STAGES
+from compressor.onnx.batches import parity_batches
 from compressor.onnx.first_token import trim_file
 from compressor.onnx.onnx import export_model, fusion_unavailable, optimize, parity, write_provenance
 from compressor.pipeline.context import RunContext
 from compressor.recipe.schema import ExportStage
 
 log = logging.getLogger("compressor")
-
-
-def parity_batches(ctx: RunContext, n: int = 2, batch_size: int = 8) -> list[dict]:
-    """Real batches (dev split, else train) for parity checks."""
-    split = ctx.eval_split() or "train"
-    out = []
-    for i, batch in enumerate(ctx.loader(split, batch_size)):
-        if i >= n:
-            break
-        out.append(batch)
-    return out
 
 
 @STAGES.register(ExportStage)
