@@ -87,7 +87,7 @@ def sensitivity(plan, cfg: StaticQuant, cache: Path, work: Path, batches: list[d
     """Each candidate quantized alone: relative squared error it adds to the logits. Most sensitive first."""
     from compressor.measure.evaluate import onnx_logits
     from compressor.onnx.session import make_session
-    from compressor.quantize.static import quantize_plan
+    from compressor.quantize.static_graph import quantize_plan
 
     session = make_session(plan.fp32, threads=threads)
     ref = [onnx_logits(session, b) for b in batches]

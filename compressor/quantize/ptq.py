@@ -53,7 +53,7 @@ def run_dynamic(ctx: RunContext, cfg: DynamicQuant) -> dict:
     if cfg.include_nodes or cfg.exclude_nodes:
         import onnx
 
-        from compressor.quantize.static import check_node_names
+        from compressor.quantize.static_graph import check_node_names
 
         graph = onnx.load(str(source), load_external_data=False)
         check_node_names(ctx, graph, cfg.include_nodes, "include_nodes")

@@ -470,8 +470,8 @@ def export_qdq(model, batch: dict, out_path: Path, opset: int = 17, quantize_emb
 # ---------------------------------------------------------------- the stage
 @STAGES.register(QATQuant)
 def run_qat_export(ctx: RunContext, cfg: QATQuant) -> dict:
+    from compressor.onnx.batches import parity_batches
     from compressor.onnx.onnx import parity, write_provenance
-    from compressor.onnx.stage import parity_batches
 
     if not is_qat(ctx.model):
         raise CompressorError("quantize: {type: qat} needs a model trained with fake quantization: add `qat: {}` "

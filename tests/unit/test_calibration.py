@@ -34,7 +34,7 @@ def tiny_onnx(tiny_dir, tmp_path_factory):
 
 
 def _matmul_inputs(path: Path) -> set[str]:
-    from compressor.quantize.static import _load, plan_nodes
+    from compressor.quantize.static_graph import _load, plan_nodes
 
     return plan_nodes(_load(path), StaticQuant())[3]
 
@@ -203,7 +203,7 @@ def test_fused_graph_of_a_fresh_model_quantizes(tiny_onnx, tiny_dir, tmp_path):
     from compressor.onnx.onnx import optimize
     from compressor.onnx.session import make_session
     from compressor.quantize.calibration import calibrate
-    from compressor.quantize.static import Plan, _load, _shape_infer, plan_nodes, quantize_plan
+    from compressor.quantize.static_graph import Plan, _load, _shape_infer, plan_nodes, quantize_plan
 
     path, batches = tiny_onnx
     assert optimize(path, AutoConfig.from_pretrained(tiny_dir / "bert"), tmp_path / "model.opt.onnx")
