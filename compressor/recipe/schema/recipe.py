@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Discriminator, Field, PrivateAttr, Tag, field_validator
+from pydantic import BaseModel, BeforeValidator, Discriminator, Field, PrivateAttr, Tag, field_validator
 
 from compressor.recipe.schema.base import NAME_RE, PathStr, Strict
 from compressor.recipe.schema.data import DataConfig, ModelConfig
@@ -23,13 +23,13 @@ def _stage_tag(v: Any) -> str | None:
     return None
 
 
-class FinetuneItem(Strict):
-    finetune: FinetuneStage = Field(default_factory=FinetuneStage)
+def _none_is_empty(v: Any) -> Any:
+    """`- finetune:` / `- export:` with nothing after the colon means the defaults."""
+    return {} if v is None else v
 
-    @field_validator("finetune", mode="before")
-    @classmethod
-    def _none(cls, v: Any) -> Any:
-        return {} if v is None else v
+
+class FinetuneItem(Strict):
+    finetune: Annotated[FinetuneStage, BeforeValidator(_none_is_empty)] = Field(default_factory=FinetuneStage)
 
 
 class DistillItem(Strict):
@@ -37,12 +37,7 @@ class DistillItem(Strict):
 
 
 class ExportItem(Strict):
-    export: ExportStage = Field(default_factory=ExportStage)
-
-    @field_validator("export", mode="before")
-    @classmethod
-    def _none(cls, v: Any) -> Any:
-        return {} if v is None else v
+    export: Annotated[ExportStage, BeforeValidator(_none_is_empty)] = Field(default_factory=ExportStage)
 
 
 class QuantizeItem(Strict):
