@@ -43,6 +43,20 @@ class BenchRow(Record):
     throughput_per_s: float | None = None
 
 
+class GenerationRow(Record):
+    """Generation speed of one causal-LM artifact at one batch size (``measure/run_generation.py``)."""
+    batch: int
+    prompt: int
+    new_tokens: int
+    prefill_ms: float
+    decode_tokens_per_s: float
+    decode_ms_per_token: float | None = None
+    peak_rss_mb: float | None = None
+    runtime: str | None = None
+    repeats: int | None = None
+    threads: int | None = None
+
+
 class ArtifactRecord(Record):
     """An artifact of the run as measured: where it is, how big, its metrics per split and its latencies."""
     path: str
@@ -55,6 +69,7 @@ class ArtifactRecord(Record):
     provenance: dict[str, Any] | None = None
     metrics: dict[str, dict[str, Any]] = {}
     bench: list[BenchRow] = []
+    generation: list[GenerationRow] = []
 
 
 class PrimaryMetric(Record):
@@ -98,6 +113,7 @@ class Metrics(Versioned):
     stages: list[StageResult] = []
     bench_notes: list[str] = []
     bench_settings: dict[str, Any] = {}
+    generation_settings: dict[str, Any] | None = None
     timing_policy: dict[str, Any] | None = None
     fingerprint: dict[str, Any] = {}
     seconds: float | None = None

@@ -1,5 +1,5 @@
-"""Everything measured after the stages, in order: the baseline's ONNX export, evaluation, benchmark, the
-bitsandbytes variants, then metrics.json. The pipeline calls ``measure_run`` once."""
+"""Everything measured after the stages, in order: the baseline's ONNX export, evaluation, benchmark, generation timing
+(causal LMs), the bitsandbytes variants, then metrics.json. The pipeline calls ``measure_run`` once."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from compressor.measure.bnb_variants import bitsandbytes_variants
 from compressor.measure.results import collect_results
 from compressor.measure.run_bench import run_benchmarks
 from compressor.measure.run_eval import evaluate_artifacts
+from compressor.measure.run_generation import run_generation
 from compressor.pipeline.context import RunContext
 
 log = logging.getLogger("compressor")
@@ -22,6 +23,8 @@ def measure_run(ctx: RunContext, started: float) -> dict:
     notes = export_baseline(ctx)
     evals = evaluate_artifacts(ctx)
     bench = run_benchmarks(ctx)
-    bench["notes"] = notes + bench.get("notes", [])
+    generation = run_generation(ctx)
+    bench["notes"] = notes + bench.get("notes", []) + generation.get("notes", [])
+    bench["generation"] = generation
     extra = bitsandbytes_variants(ctx, evals, bench)
     return collect_results(ctx, evals, bench, started, extra)

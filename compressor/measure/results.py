@@ -40,6 +40,8 @@ def collect_results(ctx: RunContext, evals: dict, bench: dict, started: float, e
     for name, rec in artifacts.items():
         rec["metrics"] = evals.get(name, {})
         rec["bench"] = bench.get("rows", {}).get(name, [])
+        if gen_rows := bench.get("generation", {}).get("rows", {}).get(name):
+            rec["generation"] = gen_rows
     metric, higher = ctx.primary_metric
     results = {
         "name": ctx.recipe.name,
@@ -56,6 +58,7 @@ def collect_results(ctx: RunContext, evals: dict, bench: dict, started: float, e
         "artifacts": artifacts,
         "bench_notes": bench.get("notes", []),
         "bench_settings": ctx.recipe.bench.model_dump(),
+        "generation_settings": bench.get("generation", {}).get("settings"),
         "timing_policy": bench.get("policy"),
         "fingerprint": fingerprint(),
         "seconds": round(time.time() - started, 1),

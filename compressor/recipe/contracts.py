@@ -63,10 +63,19 @@ def stage_order_problem(recipe) -> Problem | None:
     return None
 
 
+def bench_problem(recipe) -> Problem | None:
+    """Generation timing asks for a causal LM."""
+    gen = recipe.bench.generation
+    if gen is not None and recipe.bench.enabled and recipe.model.task != "causal-lm":
+        return ("bench", "generation"), (f"times generation (prefill and decode), which needs a causal LM; model.task is "
+                                         f"{recipe.model.task}: remove bench.generation")
+    return None
+
+
 def recipe_problem(recipe, base_dir: Path | None = None) -> Problem | None:
     """The first problem: stage order, then (with ``base_dir``, the folder relative paths start from) what the
     recipe asks of the model's config.json (sequence lengths, families, head counts, students, block sizes)."""
-    problem = stage_order_problem(recipe)
+    problem = stage_order_problem(recipe) or bench_problem(recipe)
     if problem is None and base_dir is not None:
         from compressor.recipe.model_config import model_problem
 

@@ -103,6 +103,10 @@ def _lengths(recipe, cfg: dict) -> Problem | None:
         for i, s in enumerate(recipe.bench.seq_lengths):
             if s > n:
                 return ("bench", "seq_lengths", i), f"{s} is too long: {why}"
+        gen = recipe.bench.generation
+        if gen is not None and gen.prompt + gen.new_tokens > n:
+            return ("bench", "generation", "prompt"), (f"a prompt of {gen.prompt} plus {gen.new_tokens} new tokens is too "
+                                                      f"long: {why}")
     return None
 
 

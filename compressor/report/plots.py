@@ -19,7 +19,7 @@ from compressor.report.document import Figures, Section
 from compressor.report.health import class_names
 
 log = logging.getLogger("compressor")
-FIGURES = ("size", "latency", "training", "confusion")
+FIGURES = ("size", "latency", "training", "confusion", "generation")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 
 
@@ -100,7 +100,8 @@ def _new_figure(w: float, h: float):
     return fig
 
 
-def scatter_png(pts: list[Point], axis: str, ylabel: str, scale: float, higher_is_better: bool, title: str) -> bytes | None:
+def scatter_png(pts: list[Point], axis: str, ylabel: str, scale: float, higher_is_better: bool, title: str,
+                xlabel: str | None = None) -> bytes | None:
     """Metric against size (axis="size") or latency (axis="latency"), Pareto front drawn and circled."""
     xs_all = [p.size_mb if axis == "size" else p.latency_ms for p in pts]
     keep = [i for i, p in enumerate(pts) if xs_all[i] is not None and p.metric is not None]
@@ -142,7 +143,7 @@ def scatter_png(pts: list[Point], axis: str, ylabel: str, scale: float, higher_i
         for a in arts:
             ax.scatter([], [], color="grey", marker=marker[a], label=a)
     ax.legend(loc="best", fontsize=8.5, frameon=False)
-    ax.set_xlabel("size on disk, MiB" if axis == "size" else "p50 latency, ms")
+    ax.set_xlabel(xlabel or ("size on disk, MiB" if axis == "size" else "p50 latency, ms"))
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=11)
     ax.grid(True, alpha=0.3)
@@ -285,10 +286,32 @@ def confusion_png(results: dict) -> bytes | None:
     return _png(fig)
 
 
+def generation_png(results: dict) -> bytes | None:
+    """Perplexity against decode time per token (batch 1, or the smallest batch timed) of a causal-LM run, one point
+    per artifact with generation rows (``bench.generation``), the Pareto front circled."""
+    split = eval_split(results)
+    if not split or results["task"] != "causal-lm":
+        return None
+    pts = []
+    for name, a in results["artifacts"].items():
+        rows = sorted(a.get("generation") or [], key=lambda r: r["batch"])
+        ppl = metric_value(a, split, "perplexity")
+        if rows and ppl is not None and rows[0].get("decode_ms_per_token"):
+            ci = metric_value(a, split, "perplexity_ci")
+            pts.append(Point("", name, a.get("size_bytes", 0) / 2**20, rows[0]["decode_ms_per_token"], ppl,
+                             tuple(ci) if ci and None not in ci else None))
+    if not pts:
+        return None
+    batch = min(r["batch"] for a in results["artifacts"].values() for r in a.get("generation") or [])
+    return scatter_png(pts, "latency", f"perplexity ({split}, lower is better)", 1.0, False,
+                       f"perplexity ({split}) vs decode speed, batch {batch}", xlabel="decode ms per token")
+
+
 def run_figures(results: dict) -> dict[str, bytes]:
     """The figures of one run; a figure that fails to draw is left out with a warning (the report still gets written)."""
     figures: dict[str, bytes] = {}
-    for name, draw in (("", lambda: figures_for([("", results)])), ("confusion", lambda: confusion_png(results))):
+    for name, draw in (("", lambda: figures_for([("", results)])), ("confusion", lambda: confusion_png(results)),
+                       ("generation", lambda: generation_png(results))):
         try:
             got = draw()
         except Exception as e:  # a plotting problem must not fail a finished run

@@ -6,11 +6,12 @@ A new section: write ``report/<name>.py`` with ``def <name>_section(results: dic
 
 from __future__ import annotations
 
-from compressor.report import compression, health, plan_check, plots, reproduction, splits, stages, variants
+from compressor.report import compression, generation, health, plan_check, plots, reproduction, splits, stages, variants
 from compressor.report.document import Section, SectionRegistry
 
 SECTIONS = SectionRegistry()
 SECTIONS.add("variants", variants.variants_section)
+SECTIONS.add("generation", generation.generation_section)
 SECTIONS.add("test-split", splits.test_split_section)
 SECTIONS.add("health", health.health_section)
 SECTIONS.add("plots", plots.plots_section)

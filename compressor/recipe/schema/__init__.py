@@ -69,6 +69,7 @@ from compressor.recipe.schema.recipe import (
     EvaluateConfig,
     ExportItem,
     FinetuneItem,
+    GenerationBench,
     OutputConfig,
     PruneItem,
     QuantizeItem,
@@ -88,7 +89,7 @@ __all__ = [
     "SparseGPTCriterion",
     "AwqQuant", "DynamicQuant", "GraphQuant", "Int4Quant", "Int8WeightQuant", "QATQuant", "QuantizeStage",
     "SmoothQuantQuant", "StaticQuant", "WeightOnlyQuant",
-    "STAGE_NAMES", "BenchConfig", "DistillItem", "EvaluateConfig", "ExportItem", "FinetuneItem", "OutputConfig",
+    "STAGE_NAMES", "BenchConfig", "GenerationBench", "DistillItem", "EvaluateConfig", "ExportItem", "FinetuneItem", "OutputConfig",
     "PruneItem", "QuantizeItem", "Recipe", "StageItem",
     "FinetuneStage", "LoRAConfig", "PartialConfig", "QATConfig", "TrainConfig",
 ]

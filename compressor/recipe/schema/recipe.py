@@ -76,8 +76,24 @@ class EvaluateConfig(Strict):
                     "evaluated and benchmarked in the same run (PyTorch, and ONNX when the recipe exports)")
 
 
+class GenerationBench(Strict):
+    """Generation speed of a causal LM (prefill and decode with the KV cache), in the run report."""
+
+    prompt: int = Field(default=128, ge=1, le=32768, description="prompt tokens of the timed prefill")
+    new_tokens: int = Field(default=32, ge=2, le=32768, description="greedy tokens generated per measurement (the "
+                            "first by the prefill, the others by decode steps: tokens/s counts those)")
+    batch_sizes: list[Annotated[int, Field(ge=1, le=4096)]] = Field(default_factory=lambda: [1, 4])
+    warmup: int = Field(default=1, ge=0, le=100)
+    repeats: int = Field(default=3, ge=1, le=1000, description="timed measurements per artifact and batch size; "
+                         "the medians are reported")
+
+
 class BenchConfig(Strict):
     enabled: bool = True
+    generation: GenerationBench | None = Field(
+        default=None, description="causal LMs: prefill ms, decode tokens/s and peak memory of PyTorch (its KV cache) "
+                                  "and every cached ONNX graph (export.with_past), each in a process of its own; "
+                                  "`generation: {}` for the defaults")
     batch_sizes: list[Annotated[int, Field(ge=1, le=4096)]] = Field(default_factory=lambda: [1, 8])
     seq_lengths: list[Annotated[int, Field(ge=1, le=32768)]] = Field(default_factory=lambda: [128])
     warmup: int = Field(default=5, ge=0, le=10_000)
