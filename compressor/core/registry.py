@@ -34,6 +34,10 @@ class Registry(Generic[F]):
     def __contains__(self, config_type: type) -> bool:
         return config_type in self._handlers
 
+    def items(self) -> list[tuple[type, F]]:
+        """(config type, handler) pairs, in registration order."""
+        return list(self._handlers.items())
+
 
 # Stage handlers: ``fn(ctx: RunContext, config) -> dict`` (the stage's results for metrics.json).
 STAGES: Registry = Registry("stage")

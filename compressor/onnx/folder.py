@@ -69,20 +69,17 @@ def export_folder(model_dir: Path, out: Path, cfg, task: str = "auto", int8: boo
 
 
 def _int8(model, best: Path, q: Path, batches: list[dict], source: dict) -> dict:
-    """Dynamic INT8 of ``best`` into ``q``, checked against PyTorch and recorded; returns the parity check."""
-    from compressor.onnx.onnx import parity, write_provenance
-    from compressor.quantize.cpu_graph import tune_layernorm
+    """Dynamic INT8 of ``best`` into ``q``, finished like every INT8 artifact of a run (compressor/quantize/scheme.py:
+    LayerNorm rewrite, parity against PyTorch on ``batches``, provenance); returns the parity check."""
     from compressor.quantize.ptq import quantize_dynamic_file
+    from compressor.quantize.scheme import QuantizedGraph, finish_file
     from compressor.recipe.schema import DynamicQuant
 
     qcfg = DynamicQuant()
     quantize_dynamic_file(best, q, qcfg)
-    kernels = tune_layernorm(q, qcfg.layernorm)
-    check = parity(model, q, batches, None, what="INT8")
-    write_provenance(q, {"artifact": "int8", **source, "source_graph": best.name, "scheme": "dynamic",
-                         "weight_type": "int8", "per_channel": qcfg.per_channel, "layernorm_kernels": kernels,
-                         "parity": check})
-    return check
+    details = {"source_graph": best.name, "scheme": "dynamic", "weight_type": "int8", "per_channel": qcfg.per_channel}
+    return finish_file(QuantizedGraph(q, "int8", "INT8", details, layernorm=qcfg.layernorm), model, batches,
+                       extra=source)["parity"]
 
 
 def parity_batches(tokenizer, task: str, config) -> list[dict]:

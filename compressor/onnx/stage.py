@@ -11,15 +11,16 @@ from compressor.onnx.first_token import trim_file
 from compressor.onnx.onnx import export_model, fusion_unavailable, optimize, parity, write_provenance
 from compressor.pipeline.context import RunContext
 from compressor.recipe.schema import ExportStage
+from compressor.train.model_state import plain_model
 
 log = logging.getLogger("compressor")
 
 
 @STAGES.register(ExportStage)
 def run_export(ctx: RunContext, cfg: ExportStage) -> dict:
-    from compressor.quantize.qat import fake_quant_disabled
-
-    with fake_quant_disabled(ctx.model):  # a model in QAT exports its fp32 self here; `quantize: {type: qat}` the INT8 one
+    # without extra state (compressor/train/model_state.py): a model in QAT exports its fp32 self here, and
+    # `quantize: {type: qat}` the INT8 one
+    with plain_model(ctx.model):
         return _export(ctx, cfg)
 
 

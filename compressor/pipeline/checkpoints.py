@@ -17,7 +17,7 @@ from compressor.core.writeerrors import writing
 from compressor.models import save_tokenizer
 from compressor.pipeline.context import RunContext
 from compressor.recipe.contracts import contract_of
-from compressor.recipe.schema import FAKE_QUANT
+from compressor.train.model_state import restore_model_state, save_model_state
 
 log = logging.getLogger("compressor")
 
@@ -61,7 +61,6 @@ def keep_baseline(ctx: RunContext, kind: str, cfg) -> None:
     ctx.baseline_source = f"the model before {ctx.stage_path}"
 
 
-QAT_STATE = "qat_state.safetensors"
 BASELINE = "baseline"  # checkpoints/baseline: the baseline model, saved once, restored on --resume
 
 
@@ -97,15 +96,27 @@ def stage_dir(run_dir: Path, i: int, kind: str) -> Path:
     return run_dir / "checkpoints" / f"stage-{i}-{kind}"
 
 
+def _track_facts(live: dict, cfg, contract) -> None:
+    """The configs behind the facts still in effect after ``cfg``: a fact a stage produces comes from the config at
+    the field path its contract names (a sub-config of a training stage), and a later stage's ``removes`` ends it."""
+    for fact in contract.removes:
+        live.pop(fact, None)
+    for fact, path in contract.produces.items():
+        sub = cfg
+        for name in path:
+            sub = getattr(sub, name, None) if isinstance(name, str) else None
+        if sub is not None:
+            live[fact] = sub
+
+
 def restore_completed(ctx: RunContext, hashes: list[str]) -> int:
     """On --resume: reload what completed stages left (model snapshot, artifacts, results).
 
     Returns the index of the first stage to run. A stage whose hash changed, and all after it, run again.
     """
     from compressor.models import TOKENIZER_FILES, load_tokenizer
-    from compressor.quantize.qat import load_qat_state, prepare_qat
 
-    first, snapshot, qat = 0, None, None
+    first, snapshot, live = 0, None, {}
     for i, (kind, cfg) in enumerate(ctx.recipe.stage_list()):
         done = stage_dir(ctx.run_dir, i, kind) / "done.json"
         if not done.is_file():
@@ -115,10 +126,7 @@ def restore_completed(ctx: RunContext, hashes: list[str]) -> int:
             log.info("stage %d (%s) changed since it ran: running it again", i, kind)
             break
         contract = contract_of(cfg)
-        if FAKE_QUANT in contract.produces:
-            qat = cfg.qat  # trained with fake quantization ...
-        elif FAKE_QUANT in contract.removes:
-            qat = None  # ... and already exported as INT8 (the model went back to plain fp32)
+        _track_facts(live, cfg, contract)
         ctx.stage_results.append(rec["result"])
         ctx.task_trained = ctx.task_trained or contract.trains
         ctx.artifacts.update({k: ctx.run_dir / v for k, v in rec.get("artifacts", {}).items()})
@@ -137,11 +145,8 @@ def restore_completed(ctx: RunContext, hashes: list[str]) -> int:
     if snapshot:
         m = ctx.recipe.model
         ctx.model = ctx.load_model(ctx.run_dir / snapshot)
-        if qat is not None and (ctx.run_dir / snapshot / QAT_STATE).is_file():
-            from safetensors.torch import load_file
-
-            prepare_qat(ctx.model, qat)
-            load_qat_state(ctx.model, load_file(str(ctx.run_dir / snapshot / QAT_STATE)))
+        # extra state a stage left beside the weights (compressor/train/model_state.py), from the configs still in effect
+        restore_model_state(ctx.model, ctx.run_dir / snapshot, list(live.values()))
         if any((ctx.run_dir / snapshot / f).is_file() for f in TOKENIZER_FILES):
             tok = load_tokenizer(ctx.run_dir / snapshot, m.trust_remote_code, m.revision)
             if tok.get_vocab() != ctx.tokenizer.get_vocab():  # a stage changed it (vocabulary trimming)
@@ -151,8 +156,6 @@ def restore_completed(ctx: RunContext, hashes: list[str]) -> int:
 
 def record_stage(ctx: RunContext, i: int, kind: str, cfg, digest: str, result: dict, previous_model: str | None) -> str | None:
     """Write the stage's done.json (and, for a stage that changes the model, its snapshot); return the snapshot."""
-    from compressor.quantize.qat import is_qat, qat_state
-
     folder = stage_dir(ctx.run_dir, i, kind)
     model_rel = previous_model
     if contract_of(cfg).changes_model:
@@ -161,10 +164,7 @@ def record_stage(ctx: RunContext, i: int, kind: str, cfg, digest: str, result: d
         with writing(f"the model after stage {i} ({kind})", snap), removed_on_error(tmp):
             ctx.model.save_pretrained(tmp, safe_serialization=True)
             save_tokenizer(ctx.tokenizer, tmp)  # a stage may change it too (vocabulary trimming)
-            if is_qat(ctx.model):  # fake-quant observer ranges are not weights: kept beside them
-                from safetensors.torch import save_file
-
-                save_file(qat_state(ctx.model), str(tmp / QAT_STATE))
+            save_model_state(ctx.model, tmp)  # what the weights do not hold (compressor/train/model_state.py)
             replace_dir(tmp, snap)
         model_rel = str(snap.relative_to(ctx.run_dir))
     rec = {"hash": digest, "result": result, "model": model_rel,

@@ -50,7 +50,8 @@ RUN_INFO = "run.json"
 
 
 def _register_stages() -> None:
-    # importing a stage module registers its handlers with STAGES
+    # importing a stage module registers its handlers with STAGES (quantization schemes with SCHEMES too) and its
+    # training callbacks / model state with TRAINING_CALLBACKS / MODEL_STATES
     import compressor.distill.stage  # noqa: F401
     import compressor.onnx.stage  # noqa: F401
     import compressor.prune.stage  # noqa: F401
@@ -60,6 +61,7 @@ def _register_stages() -> None:
     import compressor.quantize.qat  # noqa: F401
     import compressor.quantize.static  # noqa: F401
     import compressor.quantize.weight_only  # noqa: F401
+    import compressor.train.adapters  # noqa: F401  (training callbacks: lora, partial)
     import compressor.train.finetune  # noqa: F401
 
 

@@ -33,6 +33,7 @@ from compressor.prune.masks import (
 )
 from compressor.prune.observe import observe_gradients  # noqa: F401  (re-exported)
 from compressor.recipe.schema import DEFAULT_EXCLUDE, StructuredPrune, UnstructuredPrune
+from compressor.train.callbacks import TRAINING_CALLBACKS
 
 log = logging.getLogger("compressor")
 
@@ -156,6 +157,12 @@ def _warn_emptied(masks: dict[str, torch.Tensor], warned: set[str]) -> None:
             warned.add(name)
             log.warning("pruning removes %.1f %% of %s: it now passes on (almost) only its bias; exclude it "
                         "(prune `exclude:`) or use `scope: layer` if accuracy collapses", 100 * (1 - kept), name)
+
+
+@TRAINING_CALLBACKS.register(UnstructuredPrune)
+def gradual_pruning(ctx: RunContext, train_cfg, cfg: UnstructuredPrune, model, where: str) -> GradualPruning:
+    """``prune:`` inside a training stage: the masks follow the schedule while it trains."""
+    return GradualPruning(model, cfg, ctx.recipe, where)
 
 
 @STAGES.register(UnstructuredPrune)

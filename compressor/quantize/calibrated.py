@@ -1,8 +1,9 @@
 """The calibrated decoder schemes as quantize stages: ``{type: awq}`` (INT4, model.int4.onnx) and
 ``{type: smoothquant}`` (W8A8, model.int8.onnx). Both observe the PyTorch model on calibration blocks
 (``data.calibration`` or a seeded sample of the training blocks), transform a copy of it, export that copy with its
-KV cache and quantize the graph; the result is parity-checked against the run's own model (recorded, not enforced:
-quantization changes logits) over a left-padded prefill and 5 decode steps."""
+KV cache and quantize the graph. Both are schemes (``register_scheme``): the shared ``finalize``
+(compressor/quantize/scheme.py) checks the graph against the run's own model (recorded, not enforced: quantization
+changes logits) over a left-padded prefill and 5 decode steps, and writes its provenance."""
 
 from __future__ import annotations
 
@@ -11,9 +12,8 @@ import logging
 import numpy as np
 
 from compressor.core.errors import CompressorError
-from compressor.core.registry import STAGES
-from compressor.onnx.onnx import write_provenance
 from compressor.pipeline.context import RunContext
+from compressor.quantize.scheme import QuantizedGraph, register_scheme
 from compressor.recipe.schema import AwqQuant, SmoothQuantQuant
 
 log = logging.getLogger("compressor")
@@ -37,18 +37,13 @@ def _needs(ctx: RunContext, kind: str) -> int:
     return int((ctx.provenance.get("onnx") or {}).get("opset") or 17)
 
 
-def _record(ctx: RunContext, name: str, dst, info: dict) -> dict:
-    from compressor.quantize.weight_only import _parity
-
-    check = _parity(ctx, dst)
-    record = {"artifact": name, "source": "the run's PyTorch model, transformed and exported", **info, "parity": check}
-    write_provenance(dst, record)
-    ctx.artifacts[name], ctx.provenance[name] = dst, record
-    return {"artifact": str(dst.relative_to(ctx.run_dir)), **info, "parity": check}
+def _graph(name: str, dst, info: dict, what: str) -> QuantizedGraph:
+    record = {"source": "the run's PyTorch model, transformed and exported", **info}
+    return QuantizedGraph(dst, name, what, record, dict(info))
 
 
-@STAGES.register(AwqQuant)
-def run_awq(ctx: RunContext, cfg: AwqQuant) -> dict:
+@register_scheme(AwqQuant)
+def run_awq(ctx: RunContext, cfg: AwqQuant) -> QuantizedGraph:
     from compressor.quantize.awq import quantize_awq
     from compressor.recipe.block_sizes import block_size_problem
 
@@ -66,15 +61,15 @@ def run_awq(ctx: RunContext, cfg: AwqQuant) -> dict:
             raise ctx.recipe.error(f"{ctx.stage_path}.block_size", str(e)) from None
         raise
     info = {"scheme": "weight-only int4, AWQ (MatMulNBits)", **{k: v for k, v in info.items() if k != "alphas"}}
-    return _record(ctx, "int4", dst, info)
+    return _graph("int4", dst, info, "AWQ INT4")
 
 
-@STAGES.register(SmoothQuantQuant)
-def run_smoothquant(ctx: RunContext, cfg: SmoothQuantQuant) -> dict:
+@register_scheme(SmoothQuantQuant)
+def run_smoothquant(ctx: RunContext, cfg: SmoothQuantQuant) -> QuantizedGraph:
     from compressor.quantize.smoothquant import quantize_smoothquant
 
     opset = _needs(ctx, "smoothquant")
     blocks = _blocks(ctx, cfg.calibration_samples)
     dst = ctx.run_dir / "onnx" / "model.int8.onnx"
     info = quantize_smoothquant(ctx.model, blocks, dst, cfg.alpha, cfg.activations, cfg.include_lm_head, opset)
-    return _record(ctx, "int8", dst, info)
+    return _graph("int8", dst, info, "SmoothQuant INT8")

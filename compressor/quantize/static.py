@@ -33,129 +33,137 @@ import shutil
 from pathlib import Path
 
 from compressor.core.errors import CompressorError
-from compressor.core.registry import STAGES
 from compressor.core.rundir import tmp_sibling
-from compressor.onnx.batches import parity_batches
-from compressor.onnx.onnx import parity, write_provenance
 from compressor.pipeline.context import RunContext
 from compressor.quantize.budget import SENSITIVITY_SAMPLES, fit_budget, sensitivity
 from compressor.quantize.calibration import calibrate, calibration_split, range_table
-from compressor.quantize.cpu_graph import tune_layernorm
+from compressor.quantize.scheme import QuantizedGraph, register_scheme
 from compressor.quantize.static_graph import Plan, _has_activation_qdq, make_plan, quantize_plan
 from compressor.recipe.schema import StaticQuant
 
 log = logging.getLogger("compressor")
 
 
-# ---------------------------------------------------------------- the stage
-@STAGES.register(StaticQuant)
-def run_static(ctx: RunContext, cfg: StaticQuant) -> dict:
+class _Trials:
+    """The chosen graph (fused, else plain), its calibration cache, and INT8 trials written from it in ``work``."""
+
+    def __init__(self, ctx: RunContext, cfg: StaticQuant, work: Path):
+        self.ctx, self.cfg, self.work = ctx, cfg, work
+        self.calib, self.where = calibration_split(ctx, cfg.calibration_samples, f"{ctx.stage_path}.calibration_samples")
+        self.ranges: dict = {}
+        self.prebuilt: list[Path] = []  # the first trial, when trying the fused graph already made it
+        self.count = 0
+        self.plan = make_plan(ctx, cfg, work)
+        self.cache = self.observe(self.plan)
+        if self.plan.graph == "fused":
+            self._try_fused()
+
+    def observe(self, plan: Plan) -> Path:
+        """Calibrate once per graph; every trial after reads the ranges from this cache."""
+        from onnxruntime.quantization.calibrate import save_tensors_data
+
+        from compressor.data import make_loader
+
+        ctx, cfg = self.ctx, self.cfg
+        cache = self.work / f"calibration-{plan.graph}.json"
+        batches = make_loader(self.calib, ctx.tokenizer, cfg.calibration_batch_size, False, ctx.seed, ctx.task)
+        ranges = calibrate(plan.src, plan.tensors, batches, cfg.method, cfg.percentile, cfg.activation_type == "int8",
+                           self.work, ctx.recipe.bench.threads)
+        save_tensors_data(ranges, cache)
+        self.ranges = range_table(ranges)
+        return cache
+
+    def _try_fused(self) -> None:
+        first = self.work / "fused-all.onnx"
+        try:
+            quantize_plan(self.plan, self.cfg, self.cache, first)
+            if self.plan.static and not _has_activation_qdq(first):
+                raise CompressorError("no activation was calibrated (shapes missing for fused ops)")
+            self.prebuilt.append(first)
+        except Exception as e:
+            reason = f"static QDQ on the fused graph failed: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}"
+            log.warning("%s; quantizing the plain export instead", reason)
+            self.plan = make_plan(self.ctx, self.cfg, self.work, force_plain=reason)
+            self.cache = self.observe(self.plan)
+
+    def quantize(self, keep: list[str]) -> Path:
+        if not keep and self.prebuilt:
+            return self.prebuilt.pop()
+        self.count += 1
+        return quantize_plan(self.plan, self.cfg, self.cache, self.work / f"trial-{self.count - 1}.onnx", frozenset(keep))
+
+
+def _budget_split(ctx: RunContext, cfg: StaticQuant) -> str | None:
+    """The split budget trials are scored on (the validation split: dev / test stay for the report); None: no budget."""
+    if cfg.max_drop is None and cfg.max_drop_relative is None:
+        return None
+    split = ctx.selection_split()
+    if split is None:
+        field_name = "max_drop" if cfg.max_drop is not None else "max_drop_relative"
+        raise ctx.recipe.error(f"{ctx.stage_path}.{field_name}", "the accuracy budget needs a dev or test split")
+    return split
+
+
+def _fit(ctx: RunContext, cfg: StaticQuant, trials: _Trials, split: str) -> tuple[Path, list[str], dict]:
+    """The accuracy budget: (chosen trial, nodes kept fp32, the budget record)."""
     from compressor.core.health import reference_warning
     from compressor.measure.evaluate import evaluate_onnx
 
-    budget_on = cfg.max_drop is not None or cfg.max_drop_relative is not None
-    split = ctx.selection_split()  # trials are chosen on the validation split: dev / test stay for the report
-    if budget_on and split is None:
-        field_name = "max_drop" if cfg.max_drop is not None else "max_drop_relative"
-        raise ctx.recipe.error(f"{ctx.stage_path}.{field_name}", "the accuracy budget needs a dev or test split")
+    metric, higher = ctx.primary_metric
+    bs, threads = ctx.recipe.evaluate.batch_size, ctx.recipe.bench.threads
+
+    def score(path: Path) -> float:
+        return evaluate_onnx(path, ctx.loader(split, bs), ctx.task, threads, progress=f"~budget trial on {split}")[metric]
+
+    plan = trials.plan
+    reference = evaluate_onnx(plan.fp32, ctx.loader(split, bs), ctx.task, threads, progress=f"~fp32 reference on {split}")
+    fp32 = reference[metric]
+    caveat = reference_warning(reference, "the fp32 reference", ctx.label_names)
+    if caveat:
+        log.warning("INT8 accuracy budget: %s", caveat.replace("**Warning**: ", ""))
+    probe = []
+    for b in ctx.loader(split, 32):
+        probe.append(b)
+        if sum(len(x["input_ids"]) for x in probe) >= SENSITIVITY_SAMPLES:
+            break
+    fit = fit_budget(cfg, fp32, higher, metric == "accuracy", trials.quantize, score,
+                     lambda: sensitivity(plan, cfg, trials.cache, trials.work, probe, threads))
+    budget = {"metric": metric, "split": split, "fp32": fp32, "reference_warning": caveat, "max_drop": cfg.max_drop,
+              "max_drop_relative": cfg.max_drop_relative, "units": "points" if metric == "accuracy" else metric,
+              **{k: v for k, v in fit.items() if k != "path"}}
+    kept = fit["kept_fp32"]
+    if not fit["passed"]:
+        log.warning("static INT8 misses the accuracy budget after %d trial(s); keeping the best (%s %.4f vs fp32 %.4f)",
+                    len(fit["trials"]), metric, next(t["value"] for t in fit["trials"] if t["kept_fp32"] == kept), fp32)
+    return fit["path"], kept, budget
+
+
+@register_scheme(StaticQuant)
+def run_static(ctx: RunContext, cfg: StaticQuant) -> QuantizedGraph:
+    split = _budget_split(ctx, cfg)
     dst = ctx.run_dir / "onnx" / "model.int8.onnx"
     work = tmp_sibling(ctx.run_dir / "onnx" / "static-int8")
-    threads = ctx.recipe.bench.threads
     try:
-        calib, where = calibration_split(ctx, cfg.calibration_samples, f"{ctx.stage_path}.calibration_samples")
-        symmetric = cfg.activation_type == "int8"
-
-        def observe(plan: Plan) -> Path:
-            """Calibrate once per graph; every trial after reads the ranges from this cache."""
-            from onnxruntime.quantization.calibrate import save_tensors_data
-
-            from compressor.data import make_loader
-
-            cache = work / f"calibration-{plan.graph}.json"
-            batches = make_loader(calib, ctx.tokenizer, cfg.calibration_batch_size, False, ctx.seed, ctx.task)
-            ranges = calibrate(plan.src, plan.tensors, batches, cfg.method, cfg.percentile, symmetric, work, threads)
-            save_tensors_data(ranges, cache)
-            observed["ranges"] = range_table(ranges)
-            return cache
-
-        observed: dict = {"ranges": {}}
-
-        plan = make_plan(ctx, cfg, work)
-        cache = observe(plan)
-        prebuilt: list[Path] = []  # the first trial, when trying the fused graph already made it
-        if plan.graph == "fused":
-            first = work / "fused-all.onnx"
-            try:
-                quantize_plan(plan, cfg, cache, first)
-                if plan.static and not _has_activation_qdq(first):
-                    raise CompressorError("no activation was calibrated (shapes missing for fused ops)")
-                prebuilt.append(first)
-            except Exception as e:
-                reason = f"static QDQ on the fused graph failed: {str(e).splitlines()[0][:200] if str(e) else type(e).__name__}"
-                log.warning("%s; quantizing the plain export instead", reason)
-                plan = make_plan(ctx, cfg, work, force_plain=reason)
-                cache = observe(plan)
-        trials = iter(range(1_000_000))
-
-        def quantize(keep: list[str]) -> Path:
-            if not keep and prebuilt:
-                return prebuilt.pop()
-            return quantize_plan(plan, cfg, cache, work / f"trial-{next(trials)}.onnx", frozenset(keep))
-
-        if budget_on:
-            metric, higher = ctx.primary_metric
-            bs = ctx.recipe.evaluate.batch_size
-
-            def score(path: Path) -> float:
-                return evaluate_onnx(path, ctx.loader(split, bs), ctx.task, threads, progress=f"~budget trial on {split}")[metric]
-
-            reference = evaluate_onnx(plan.fp32, ctx.loader(split, bs), ctx.task, threads, progress=f"~fp32 reference on {split}")
-            fp32 = reference[metric]
-            caveat = reference_warning(reference, "the fp32 reference", ctx.label_names)
-            if caveat:
-                log.warning("INT8 accuracy budget: %s", caveat.replace("**Warning**: ", ""))
-            probe = []
-            for b in ctx.loader(split, 32):
-                probe.append(b)
-                if sum(len(x["input_ids"]) for x in probe) >= SENSITIVITY_SAMPLES:
-                    break
-            fit = fit_budget(cfg, fp32, higher, metric == "accuracy", quantize, score,
-                             lambda: sensitivity(plan, cfg, cache, work, probe, threads))
-            budget = {"metric": metric, "split": split, "fp32": fp32, "reference_warning": caveat, "max_drop": cfg.max_drop,
-                      "max_drop_relative": cfg.max_drop_relative, "units": "points" if metric == "accuracy" else metric,
-                      **{k: v for k, v in fit.items() if k != "path"}}
-            chosen, kept = fit["path"], fit["kept_fp32"]
-            if not fit["passed"]:
-                log.warning("static INT8 misses the accuracy budget after %d trial(s); keeping the best (%s %.4f vs fp32 %.4f)",
-                            len(fit["trials"]), metric, next(t["value"] for t in fit["trials"] if t["kept_fp32"] == kept), fp32)
-        else:
-            chosen, kept, budget = quantize([]), [], None
+        trials = _Trials(ctx, cfg, work)
+        chosen, kept, budget = _fit(ctx, cfg, trials, split) if split is not None else (trials.quantize([]), [], None)
         dst.unlink(missing_ok=True)
         shutil.move(str(chosen), str(dst))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-    kernels = tune_layernorm(dst, cfg.layernorm, threads)
-    batches = parity_batches(ctx)
-    check = parity(ctx.model, dst, batches, tolerance=None, what="static INT8") if batches else {}
+    plan = trials.plan
     quantized = [n for n in plan.static + plan.dynamic if n not in set(kept)]
     record = {
-        "artifact": "int8", "source": plan.fp32.name, "graph": plan.graph, "fused_fallback": plan.note,
-        "scheme": "static", "format": "QDQ",
+        "source": plan.fp32.name, "graph": plan.graph, "fused_fallback": plan.note, "scheme": "static", "format": "QDQ",
         "calibration": {"method": cfg.method, "percentile": cfg.percentile if cfg.method == "percentile" else None,
-                        "samples": len(calib), "batch_size": cfg.calibration_batch_size, "data": where,
-                        "tensors": len(observed["ranges"]), "streamed": "one batch at a time"},
+                        "samples": len(trials.calib), "batch_size": cfg.calibration_batch_size, "data": trials.where,
+                        "tensors": len(trials.ranges), "streamed": "one batch at a time"},
         "activation_type": cfg.activation_type, "weight_type": cfg.weight_type, "per_channel": cfg.per_channel,
         "reduce_range": cfg.reduce_range, "op_types": list(cfg.op_types), "quantize_embeddings": cfg.quantize_embeddings,
         "quantized_nodes": len(quantized), "dynamic_nodes": [n for n in plan.dynamic if n in quantized],
         "skipped": plan.skipped, "included_nodes": list(cfg.include_nodes), "excluded_nodes": list(cfg.exclude_nodes),
-        "excluded_op_types": list(cfg.exclude_op_types),
-        "kept_fp32": kept, "budget": budget, "layernorm_kernels": kernels, "parity": check,
+        "excluded_op_types": list(cfg.exclude_op_types), "kept_fp32": kept, "budget": budget,
     }
-    write_provenance(dst, record)
-    ctx.artifacts["int8"] = dst
-    ctx.provenance["int8"] = record
-    log.info("static INT8 (%s, %s graph): %s, %d nodes quantized, %d kept fp32; max |diff| vs PyTorch %.4g",
-             cfg.method, plan.graph, dst.name, len(quantized), len(kept), check.get("max_abs_diff", float("nan")))
-    return {"artifact": str(dst.relative_to(ctx.run_dir)), "scheme": "static", "method": cfg.method, "graph": plan.graph,
-            "fused_fallback": plan.note, "kept_fp32": kept, "budget": budget, "parity": check}
+    result = {"scheme": "static", "method": cfg.method, "graph": plan.graph, "fused_fallback": plan.note,
+              "kept_fp32": kept, "budget": budget}
+    return QuantizedGraph(dst, "int8", "static INT8", record, result, layernorm=cfg.layernorm,
+                          summary=f"{cfg.method}, {plan.graph} graph, {len(quantized)} nodes quantized, {len(kept)} kept fp32")

@@ -22,11 +22,9 @@ from pathlib import Path
 import numpy as np
 
 from compressor.core.errors import CompressorError
-from compressor.core.registry import STAGES
 from compressor.core.rundir import quiet_libraries, tmp_sibling
-from compressor.onnx.onnx import parity, write_provenance
-from compressor.onnx.stage import parity_batches
 from compressor.pipeline.context import RunContext
+from compressor.quantize.scheme import QuantizedGraph, register_scheme
 from compressor.recipe.schema import Int4Quant, Int8WeightQuant
 
 log = logging.getLogger("compressor")
@@ -121,24 +119,9 @@ def quantize_file(src: Path, dst: Path, bits: int, block_size: int, symmetric: b
             "gemm_rewritten": rewritten, "excluded_nodes": excluded}
 
 
-def _parity(ctx: RunContext, dst: Path) -> dict:
-    """INT-n against PyTorch (recorded, not enforced): the cached graph over a left-padded prefill and 5 decode
-    steps, other graphs on real batches."""
-    from compressor.arch.signature import graph_signature
-    from compressor.onnx.session import make_session
-
-    batches = parity_batches(ctx)
-    if not batches:
-        return {}
-    if graph_signature(make_session(dst).get_inputs()) is not None:
-        from compressor.onnx.decoder import cached_parity, prompts_from_batches
-
-        pad = ctx.tokenizer.pad_token_id if ctx.tokenizer is not None and ctx.tokenizer.pad_token_id is not None else 0
-        return cached_parity(ctx.model, dst, prompts_from_batches(batches), steps=5, tolerance=None, pad_id=pad)
-    return parity(ctx.model, dst, batches, tolerance=None, what="weight-only")
-
-
-def run_weight_only(ctx: RunContext, cfg: Int4Quant | Int8WeightQuant, bits: int) -> dict:
+def run_weight_only(ctx: RunContext, cfg: Int4Quant | Int8WeightQuant, bits: int) -> QuantizedGraph:
+    """The weight-only scheme at ``bits``; the shared ``finalize`` (compressor/quantize/scheme.py) checks and records it
+    (parity recorded, not enforced: a graph with a KV cache over a left-padded prefill and 5 decode steps)."""
     source = ctx.artifacts.get("onnx")
     if source is None:
         raise CompressorError(f"quantize: {{type: {cfg.type}}} needs an ONNX model; put an 'export' stage before it")
@@ -153,22 +136,17 @@ def run_weight_only(ctx: RunContext, cfg: Int4Quant | Int8WeightQuant, bits: int
         info = quantize_file(source, dst, bits, cfg.block_size, cfg.symmetric, cfg.include_lm_head, cfg.accuracy_level)
     except CompressorError as e:
         raise ctx.recipe.error(f"{ctx.stage_path}.block_size", str(e)) from None
-    check = _parity(ctx, dst)
-    record = {"artifact": name, "source": source.name, "scheme": f"weight-only int{bits} (MatMulNBits)", **info,
-              "parity": check}
-    write_provenance(dst, record)
-    ctx.artifacts[name], ctx.provenance[name] = dst, record
-    log.info("weight-only INT%d: %s, %d MatMulNBits (block %d, %s), max |diff| vs PyTorch %.4g", bits, dst.name,
-             info["matmulnbits_nodes"], cfg.block_size, "symmetric" if cfg.symmetric else "asymmetric",
-             check.get("max_abs_diff", float("nan")))
-    return {"artifact": str(dst.relative_to(ctx.run_dir)), **info, "parity": check}
+    record = {"source": source.name, "scheme": f"weight-only int{bits} (MatMulNBits)", **info}
+    return QuantizedGraph(dst, name, f"weight-only INT{bits}", record, dict(info),
+                          summary=f"{info['matmulnbits_nodes']} MatMulNBits (block {cfg.block_size}, "
+                                  f"{'symmetric' if cfg.symmetric else 'asymmetric'})")
 
 
-@STAGES.register(Int4Quant)
-def run_int4(ctx: RunContext, cfg: Int4Quant) -> dict:
+@register_scheme(Int4Quant)
+def run_int4(ctx: RunContext, cfg: Int4Quant) -> QuantizedGraph:
     return run_weight_only(ctx, cfg, 4)
 
 
-@STAGES.register(Int8WeightQuant)
-def run_int8_weight(ctx: RunContext, cfg: Int8WeightQuant) -> dict:
+@register_scheme(Int8WeightQuant)
+def run_int8_weight(ctx: RunContext, cfg: Int8WeightQuant) -> QuantizedGraph:
     return run_weight_only(ctx, cfg, 8)

@@ -20,7 +20,8 @@ import re
 
 import torch
 
-from compressor.recipe.schema.train import PEFT_MISSING, peft_available
+from compressor.recipe.schema.train import PEFT_MISSING, LoRAConfig, PartialConfig, peft_available
+from compressor.train.callbacks import TRAINING_CALLBACKS
 
 log = logging.getLogger("compressor")
 
@@ -158,11 +159,11 @@ class PartialTuning:
         return {"frozen_tensors": len(self.frozen), "frozen_params": self.frozen_params, "trainable_params": self.trainable}
 
 
-def adapter_callbacks(ctx, cfg, model, where: str) -> list:
-    """The fine-tuning-method callbacks ``cfg`` (a TrainConfig) asks for."""
-    out = []
-    if getattr(cfg, "lora", None) is not None:
-        out.append(LoRATuning(ctx, cfg.lora, model, f"{where}.lora"))
-    if getattr(cfg, "partial", None) is not None:
-        out.append(PartialTuning(ctx, cfg.partial, model, f"{where}.partial"))
-    return out
+@TRAINING_CALLBACKS.register(LoRAConfig)
+def lora_callback(ctx, train_cfg, cfg: LoRAConfig, model, where: str) -> LoRATuning:
+    return LoRATuning(ctx, cfg, model, where)
+
+
+@TRAINING_CALLBACKS.register(PartialConfig)
+def partial_callback(ctx, train_cfg, cfg: PartialConfig, model, where: str) -> PartialTuning:
+    return PartialTuning(ctx, cfg, model, where)

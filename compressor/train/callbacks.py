@@ -1,35 +1,34 @@
-"""The callbacks a training stage attaches to the loop, from its config (``prune:``, ``qat:``)."""
+"""The callbacks a training stage attaches to the loop, from its config (``prune:``, ``qat:``, ``lora:``, ``partial:``).
+
+Each kind of callback is registered by the type of its config in :data:`TRAINING_CALLBACKS`: gradual pruning in
+compressor/prune/stage.py, QAT in compressor/quantize/qat_callback.py, LoRA and partial fine-tuning in
+compressor/train/adapters.py. The loop, the training stages and the pipeline know none of them. A new one is a
+config field on ``TrainConfig`` plus ``@TRAINING_CALLBACKS.register(MyConfig)`` on its factory.
+"""
 
 from __future__ import annotations
 
+from pydantic import BaseModel
+
+from compressor.core.registry import Registry
 from compressor.recipe.schema import TrainConfig
+
+# config type -> ``factory(ctx, train_cfg, cfg, model, where) -> callback``; ``where`` is the config's recipe path
+TRAINING_CALLBACKS: Registry = Registry("training callback")
 
 
 def training_callbacks(ctx, cfg: TrainConfig, model, where: str) -> list:
-    """Gradual pruning first (it selects Linear layers by type), then QAT (it wraps them, keeping their parameters,
-    so the pruning masks and QAT act on the same weights)."""
-    from compressor.core.errors import CompressorError
+    """One callback per set sub-config of ``cfg`` (a field of TrainConfig holding a config), in the order the fields
+    are declared: gradual pruning first (it selects Linear layers by type), then QAT (it wraps them, keeping their
+    parameters, so the pruning masks and QAT act on the same weights), then the fine-tuning methods (LoRA, partial).
 
+    A set sub-config without a registered factory is an error (its module was not imported), never skipped."""
     out = []
-    if cfg.prune is not None:
-        from compressor.prune.stage import GradualPruning
-
-        out.append(GradualPruning(model, cfg.prune, ctx.recipe, f"{where}.prune"))
-    if cfg.qat is not None:
-        from compressor.quantize.qat import QATCallback
-
-        batches = []
-        for batch in ctx.loader("train", cfg.batch_size, shuffle=True):
-            if len(batches) >= cfg.qat.calibration_batches:
-                break
-            batches.append(batch)
-        try:
-            out.append(QATCallback(model, cfg.qat, batches, ctx.device))
-        except CompressorError as e:
-            raise ctx.recipe.error(f"{where}.qat.include", str(e)) from None
-    from compressor.train.adapters import adapter_callbacks  # lora: / partial: (fine-tuning methods)
-
-    return out + adapter_callbacks(ctx, cfg, model, where)
+    for name in TrainConfig.model_fields:
+        sub = getattr(cfg, name, None)
+        if isinstance(sub, BaseModel):
+            out.append(TRAINING_CALLBACKS.get(sub)(ctx, cfg, sub, model, f"{where}.{name}"))
+    return out
 
 
 def summaries(callbacks: list) -> dict:
