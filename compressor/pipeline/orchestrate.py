@@ -57,6 +57,7 @@ def _register_stages() -> None:
     import compressor.prune.stage  # noqa: F401
     import compressor.prune.vocab  # noqa: F401
     import compressor.quantize.calibrated  # noqa: F401
+    import compressor.quantize.int8_weight  # noqa: F401
     import compressor.quantize.ptq  # noqa: F401
     import compressor.quantize.qat  # noqa: F401
     import compressor.quantize.static  # noqa: F401

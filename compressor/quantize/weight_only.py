@@ -145,8 +145,3 @@ def run_weight_only(ctx: RunContext, cfg: Int4Quant | Int8WeightQuant, bits: int
 @register_scheme(Int4Quant)
 def run_int4(ctx: RunContext, cfg: Int4Quant) -> QuantizedGraph:
     return run_weight_only(ctx, cfg, 4)
-
-
-@register_scheme(Int8WeightQuant)
-def run_int8_weight(ctx: RunContext, cfg: Int8WeightQuant) -> QuantizedGraph:
-    return run_weight_only(ctx, cfg, 8)
