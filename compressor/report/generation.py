@@ -15,7 +15,7 @@ def generation_table(results: dict) -> Table | None:
     ref = arts.get("pytorch", {}).get("generation") or []
     ref_tps = {r["batch"]: r["decode_tokens_per_s"] for r in ref}
     head = ["artifact", "batch", f"perplexity ({split})" if split else "perplexity", "size MiB", "prefill ms",
-            "decode tokens/s", "ms / token", "× PyTorch decode", "peak RSS MiB"]
+            "decode tokens/s", "ms / decode step", "× PyTorch decode", "peak RSS MiB"]
     rows = []
     for name, a in arts.items():
         m = a.get("metrics", {}).get(split, {}) if split else {}
@@ -36,7 +36,7 @@ def generation_section(results: dict) -> Section | None:
         return None
     s = results.get("generation_settings") or {}
     how = (f"Prompt of {s.get('prompt', '?')} random tokens (prefill timed alone), then {s.get('new_tokens', '?')} greedy "
-           f"tokens (the first from the prefill; decode tokens/s counts the other {max(int(s.get('new_tokens', 2)) - 1, 1)}"
+           f"tokens (the first from the prefill; a decode step adds one token to every row; decode tokens/s counts the other {max(int(s.get('new_tokens', 2)) - 1, 1)}"
            f" steps, every row of the batch); median of {s.get('repeats', '?')} measurements after "
            f"{s.get('warmup', '?')} warm-up, {s.get('threads', '?')} threads. PyTorch decodes with its own KV cache, "
            "the ONNX graphs through their past / present inputs and outputs.")
