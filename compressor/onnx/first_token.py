@@ -18,7 +18,9 @@ tokens) is left as it was, with the reason returned.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -145,21 +147,22 @@ def trim_file(path: Path) -> dict:
     return record
 
 
-def _trim(model) -> dict:
-    from onnx import helper, numpy_helper
+@dataclass
+class _Packed:
+    """The last layer's ORT Attention node and its packed Q/K/V projection, checked for the rewrite."""
 
-    graph = model.graph
-    nodes = list(graph.node)
-    producer = {o: n for n in nodes for o in n.output}
-    consumers = defaultdict(list)
-    for n in nodes:
-        for i in n.input:
-            consumers[i].append(n)
-    consts = {i.name for i in graph.initializer} | {o for n in nodes if n.op_type == "Constant" for o in n.output}
-    outputs = {o.name for o in graph.output}
+    attention: Any
+    x: str  # the layer's input (every token)
+    w_name: str
+    b_name: str
+    mask: str
+    weight: np.ndarray
+    sizes: list
 
-    pick = _first_token_pick(graph, consts)
-    attention = _last_attention(nodes, pick.input[0], producer)
+
+def _packed_attention(graph, nodes: list, start: str, producer: dict) -> _Packed:
+    """The Attention node of the layer that ``start`` (the first-token pick's input) comes from, or NotApplicable."""
+    attention = _last_attention(nodes, start, producer)
     if attention.domain != "com.microsoft" or _attr(attention, "unidirectional", 0):
         raise NotApplicable(f"'{attention.name}' is causal or not ORT's Attention")
     unknown = {a.name for a in attention.attribute} - KNOWN_ATTENTION_ATTRS
@@ -169,63 +172,87 @@ def _trim(model) -> dict:
     if len(inputs) > 4 or len(attention.output) > 1 and any(attention.output[1:]):
         raise NotApplicable(f"'{attention.name}' has past state or an attention bias")
     x, w_name, b_name = inputs[0], inputs[1], inputs[2]
-    mask = inputs[3] if len(inputs) > 3 else ""
     weight, bias = _const_value(graph, w_name), _const_value(graph, b_name) if b_name else None
     if weight is None or weight.ndim != 2 or b_name and bias is None:
         raise NotApplicable(f"'{attention.name}' has no constant packed Q/K/V weight")
     sizes = _attr(attention, "qkv_hidden_sizes") or [weight.shape[1] // 3] * 3
     if sum(sizes) != weight.shape[1] or sizes[0] != sizes[1]:
         raise NotApplicable(f"'{attention.name}' has Q/K/V widths {list(sizes)}")
+    return _Packed(attention, x, w_name, b_name, inputs[3] if len(inputs) > 3 else "", weight, list(sizes))
 
-    region = _region(graph, pick.input[0], {x, attention.output[0]}, consts, producer)
+
+def _check_region(region: list, pick, packed: _Packed, consumers: dict, outputs: set[str]) -> None:
+    """Nothing outside the first-token head may read the rows the rewrite drops."""
     in_region = {id(n) for n in region}
-    for n in region:  # nothing outside the head may read the trimmed rows
+    for n in region:
         for out in n.output:
             if out in outputs or any(id(c) not in in_region and c is not pick for c in consumers[out] if out):
                 raise NotApplicable(f"'{out}' of the last layer is read by more than the first-token head")
-    if any(id(c) not in in_region for c in consumers[attention.output[0]]):
-        raise NotApplicable(f"the output of '{attention.name}' is read outside the last layer")
+    if any(id(c) not in in_region for c in consumers[packed.attention.output[0]]):
+        raise NotApplicable(f"the output of '{packed.attention.name}' is read outside the last layer")
 
-    stem = attention.name or "attention"
-    x0 = f"{x}_first_token"
-    q_w, k_w, v_w = np.split(weight, np.cumsum(sizes)[:2], axis=1)
+
+def _replacement(graph, p: _Packed) -> tuple[list, str]:
+    """Slice x to its first row, Q from that row, K / V from every row, MultiHeadAttention; new initializers added.
+    Returns (the nodes, the sliced input's name)."""
+    from onnx import helper, numpy_helper
+
+    stem = p.attention.name or "attention"
+    x0 = f"{p.x}_first_token"
+    q_w, k_w, v_w = np.split(p.weight, np.cumsum(p.sizes)[:2], axis=1)
     new_inits = {f"{stem}_q_weight": q_w, f"{stem}_k_weight": k_w, f"{stem}_v_weight": v_w,
                  f"{stem}_first_token_starts": np.array([0], np.int64), f"{stem}_first_token_ends": np.array([1], np.int64),
                  f"{stem}_first_token_axes": np.array([1], np.int64)}
     graph.initializer.extend(numpy_helper.from_array(np.ascontiguousarray(v), k) for k, v in new_inits.items())
-    replacement = [
-        helper.make_node("Slice", [x, f"{stem}_first_token_starts", f"{stem}_first_token_ends", f"{stem}_first_token_axes"],
+    nodes = [
+        helper.make_node("Slice", [p.x, f"{stem}_first_token_starts", f"{stem}_first_token_ends", f"{stem}_first_token_axes"],
                          [x0], name=f"{stem}_first_token"),
         helper.make_node("MatMul", [x0, f"{stem}_q_weight"], [f"{stem}_q"], name=f"{stem}_q/MatMul"),
-        helper.make_node("MatMul", [x, f"{stem}_k_weight"], [f"{stem}_k"], name=f"{stem}_k/MatMul"),
-        helper.make_node("MatMul", [x, f"{stem}_v_weight"], [f"{stem}_v"], name=f"{stem}_v/MatMul"),
+        helper.make_node("MatMul", [p.x, f"{stem}_k_weight"], [f"{stem}_k"], name=f"{stem}_k/MatMul"),
+        helper.make_node("MatMul", [p.x, f"{stem}_v_weight"], [f"{stem}_v"], name=f"{stem}_v/MatMul"),
     ]
-    mha_inputs = [f"{stem}_q", f"{stem}_k", f"{stem}_v", b_name, mask]
+    mha_inputs = [f"{stem}_q", f"{stem}_k", f"{stem}_v", p.b_name, p.mask]
     while not mha_inputs[-1]:  # optional inputs: trailing ones dropped, a missing bias before a mask stays ""
         mha_inputs.pop()
-    mha = helper.make_node("MultiHeadAttention", mha_inputs,
-                           [attention.output[0]], name=f"{stem}_first_token_mha", domain="com.microsoft",
-                           num_heads=_attr(attention, "num_heads"))
+    mha = helper.make_node("MultiHeadAttention", mha_inputs, [p.attention.output[0]], name=f"{stem}_first_token_mha",
+                           domain="com.microsoft", num_heads=_attr(p.attention, "num_heads"))
     for extra in ("mask_filter_value", "scale"):
-        if _attr(attention, extra) is not None:
-            mha.attribute.append(helper.make_attribute(extra, _attr(attention, extra)))
-    replacement.append(mha)
+        if _attr(p.attention, extra) is not None:
+            mha.attribute.append(helper.make_attribute(extra, _attr(p.attention, extra)))
+    return nodes + [mha], x0
+
+
+def _trim(model) -> dict:
+    graph = model.graph
+    nodes = list(graph.node)
+    producer = {o: n for n in nodes for o in n.output}
+    consumers = defaultdict(list)
+    for n in nodes:
+        for i in n.input:
+            consumers[i].append(n)
+    consts = {i.name for i in graph.initializer} | {o for n in nodes if n.op_type == "Constant" for o in n.output}
+
+    pick = _first_token_pick(graph, consts)
+    p = _packed_attention(graph, nodes, pick.input[0], producer)
+    region = _region(graph, pick.input[0], {p.x, p.attention.output[0]}, consts, producer)
+    _check_region(region, pick, p, consumers, {o.name for o in graph.output})
+    replacement, x0 = _replacement(graph, p)
 
     sliced = 0
     for n in region:
         for k, name in enumerate(n.input):
-            if name == x:
+            if name == p.x:
                 n.input[k] = x0
                 sliced += 1
-    at = nodes.index(attention)
+    at = nodes.index(p.attention)
     del graph.node[:]
     graph.node.extend(nodes[:at] + replacement + nodes[at + 1:])
-    changed = {attention.output[0]} | {o for n in region for o in n.output}
+    changed = {p.attention.output[0]} | {o for n in region for o in n.output}
     keep_info = [v for v in graph.value_info if v.name not in changed]  # their sequence dimension is now 1
     del graph.value_info[:]
     graph.value_info.extend(keep_info)
-    if not any(w_name in n.input for n in graph.node):
-        keep = [i for i in graph.initializer if i.name != w_name]
+    if not any(p.w_name in n.input for n in graph.node):
+        keep = [i for i in graph.initializer if i.name != p.w_name]
         del graph.initializer[:]
         graph.initializer.extend(keep)
-    return {"applied": True, "attention": attention.name, "sliced_consumers": sliced, "nodes": len(region)}
+    return {"applied": True, "attention": p.attention.name, "sliced_consumers": sliced, "nodes": len(region)}

@@ -38,6 +38,40 @@ def _consumers(graph) -> dict[str, int]:
     return used
 
 
+def _fold_residual_add(add, add_producing, drop: set[int]) -> None:
+    """The residual ``Add`` feeding a LayerNorm becomes a ``Sum``, taking in the terms of a bias ``Add`` that feeds
+    only it (that Add is dropped); ``Sum`` keeps the output name (it may feed more than the LayerNorm: pre-LN)."""
+    terms: list[str] = []
+    for name in add.input:
+        inner = add_producing(name, single_use=True)
+        if inner is not None and id(inner) not in drop:
+            terms.extend(inner.input)
+            drop.add(id(inner))
+        else:
+            terms.append(name)
+    add.op_type = "Sum"
+    del add.input[:]
+    add.input.extend(terms)
+
+
+def _unfused_skip_layernorm(node) -> list | None:
+    """``Sum`` + ``LayerNormalization`` for a SkipLayerNormalization node; None when it must stay (its mean or
+    inverse std dev outputs are used: only the fused op produces them)."""
+    from onnx import helper
+
+    outs = list(node.output) + [""] * (4 - len(node.output))
+    if outs[1] or outs[2]:
+        return None
+    data, skip, gamma, beta, bias = (list(node.input) + [""] * (5 - len(node.input)))[:5]
+    total = outs[3] or f"{node.name or outs[0]}_residual_sum"
+    eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-12)
+    return [
+        helper.make_node("Sum", [data, skip] + ([bias] if bias else []), [total], name=f"{node.name}_Sum"),
+        helper.make_node("LayerNormalization", [total, gamma] + ([beta] if beta else []), [outs[0]],
+                         name=f"{node.name}_LayerNorm", axis=-1, epsilon=eps),
+    ]
+
+
 def split_skip_layernorm(model) -> dict:
     """Rewrite, in place, every residual sum feeding a LayerNorm as ``Sum`` + ``LayerNormalization``.
 
@@ -45,8 +79,6 @@ def split_skip_layernorm(model) -> dict:
     by a bias ``Add``) → ``LayerNormalization`` pairs (a plain export, which ORT would fuse at load).
     Returns {"skip_layernorm": n rewritten contrib nodes, "add_layernorm": n rewritten Add pairs, "kept": n left}.
     """
-    from onnx import helper
-
     graph = model.graph
     nodes_in = list(graph.node)  # one Python object per node, held for the whole pass: ids below stay valid
     producer = {out: node for node in nodes_in for out in node.output}
@@ -62,37 +94,17 @@ def split_skip_layernorm(model) -> dict:
 
     for node in nodes_in:
         if node.op_type == "LayerNormalization" and node.domain in ("", "ai.onnx"):
-            # the residual sum may feed more than the LayerNorm (pre-LN decoders): Sum keeps its output name
             add = add_producing(node.input[0], single_use=False)
-            if add is None or id(add) in drop or add.op_type != "Add":
-                continue
-            terms: list[str] = []
-            for name in add.input:  # fold a bias Add feeding only the residual Add: Sum takes all three
-                inner = add_producing(name, single_use=True)
-                if inner is not None and id(inner) not in drop:
-                    terms.extend(inner.input)
-                    drop.add(id(inner))
-                else:
-                    terms.append(name)
-            add.op_type = "Sum"
-            del add.input[:]
-            add.input.extend(terms)
-            rewritten_add += 1
+            if add is not None and id(add) not in drop and add.op_type == "Add":
+                _fold_residual_add(add, add_producing, drop)
+                rewritten_add += 1
         elif node.op_type == "SkipLayerNormalization" and node.domain == "com.microsoft":
-            outs = list(node.output) + [""] * (4 - len(node.output))
-            if outs[1] or outs[2]:  # mean / inverse std dev wanted: only the fused op produces them
+            pair = _unfused_skip_layernorm(node)
+            if pair is None:
                 kept += 1
-                continue
-            ins = list(node.input) + [""] * (5 - len(node.input))
-            data, skip, gamma, beta, bias = ins[:5]
-            total = outs[3] or f"{node.name or outs[0]}_residual_sum"
-            eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-12)
-            replace[id(node)] = [
-                helper.make_node("Sum", [data, skip] + ([bias] if bias else []), [total], name=f"{node.name}_Sum"),
-                helper.make_node("LayerNormalization", [total, gamma] + ([beta] if beta else []), [outs[0]],
-                                 name=f"{node.name}_LayerNorm", axis=-1, epsilon=eps),
-            ]
-            rewritten_sln += 1
+            else:
+                replace[id(node)] = pair
+                rewritten_sln += 1
     if replace or drop:
         nodes = []
         for node in nodes_in:
