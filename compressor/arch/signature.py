@@ -17,14 +17,21 @@ from typing import Any
 
 import numpy as np
 
-ENCODER_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-DECODER_INPUTS = ("input_ids", "attention_mask", "position_ids")
+from compressor.core.errors import ExportError
+
+TOKEN_IDS = "input_ids"  # the input every signature starts with: the token ids an embedding table is read with
+ENCODER_INPUTS = (TOKEN_IDS, "attention_mask", "token_type_ids")
+DECODER_INPUTS = (TOKEN_IDS, "attention_mask", "position_ids")
 BATCH, SEQ, PAST, TOTAL = "batch", "sequence", "past_sequence", "total_sequence"
 
 # attribute spellings per concept, first match wins (GPT-2 and OPT use their own names)
 _LAYERS = ("num_hidden_layers", "n_layer", "num_layers")
 _HEADS = ("num_attention_heads", "n_head")
 _HIDDEN = ("hidden_size", "n_embd", "d_model")
+
+
+class MissingInput(ExportError):
+    """A graph input that no tokenized batch provides."""
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,10 @@ class Signature:
             elif name == "position_ids":
                 pos = batch.get("position_ids")
                 out[name] = np.asarray(pos, dtype=np.int64) if pos is not None else position_ids(mask, ids.shape[1])
+            elif name in batch:  # an input of the graph's own that the batch carries
+                out[name] = np.asarray(batch[name], dtype=np.int64)
+            elif not (self.with_past and name.startswith("past_key_values.")):
+                raise MissingInput(f"the ONNX model expects an input '{name}' that the tokenizer does not produce")
         if self.with_past:
             out.update(past if past is not None else self.empty_past(ids.shape[0]))
         return out
@@ -145,10 +156,11 @@ class Signature:
                  for n in self.past_names()}
         return self.feed(data, cache)
 
-    def synthetic_inputs(self, batch: int, seq: int, past: int = 0, seed: int = 0) -> dict[str, np.ndarray]:
-        """Benchmark inputs: random tokens, a full mask, and (with past) a random cache of ``past`` positions."""
+    def synthetic_inputs(self, batch: int, seq: int, past: int = 0, seed: int = 0, low: int = 3) -> dict[str, np.ndarray]:
+        """Benchmark inputs: random tokens (ids from ``low``), a full mask, and (with past) a random cache of ``past``
+        positions."""
         rng = np.random.default_rng(seed)
-        ids = rng.integers(3, max(self.vocab_size or 8, 8), size=(batch, seq), dtype=np.int64)
+        ids = rng.integers(low, max(self.vocab_size or 8, 8, low + 1), size=(batch, seq), dtype=np.int64)
         data = {"input_ids": ids, "attention_mask": np.ones((batch, seq + (past if self.with_past else 0)), np.int64)}
         if not self.with_past:
             return self.feed(data)
@@ -164,10 +176,19 @@ def position_ids(mask: np.ndarray, new_tokens: int | None = None) -> np.ndarray:
     return pos if new_tokens is None else pos[:, mask.shape[1] - new_tokens:]
 
 
+def _num_labels(config: Any) -> int | None:
+    """The classifier's label count: ``num_labels`` of a config object, else the size of config.json's id2label."""
+    n = config_value(config, ("num_labels",))
+    if n is None:
+        n = len(config_value(config, ("id2label",), {})) or None
+    return int(n) if n else None
+
+
 def encoder_signature(config: Any = None, token_type_ids: bool = True, task: str = "sequence-classification") -> Signature:
     names = ENCODER_INPUTS if token_type_ids else ENCODER_INPUTS[:2]
     inputs = tuple(TensorSpec(n, "int64", (BATCH, SEQ)) for n in names)
-    logits_axes = (BATCH, SEQ, "vocab") if task == "causal-lm" else (BATCH, "labels")
+    labels = _num_labels(config) if config is not None else None
+    logits_axes = (BATCH, SEQ, "vocab") if task == "causal-lm" else (BATCH, labels or "labels")
     vocab = config_value(config, ("vocab_size",)) if config is not None else None
     return Signature(task, inputs, (TensorSpec("logits", "float32", logits_axes),), vocab_size=vocab)
 
@@ -200,6 +221,22 @@ def signature_for(config: Any, task: str, with_past: bool = False, token_type_id
     if task == "causal-lm":
         return decoder_signature(config, with_past)
     return encoder_signature(config, token_type_ids, task)
+
+
+def session_signature(session_inputs: list, config: Any = None) -> Signature:
+    """The signature of a graph from its ONNX Runtime session inputs: a with-past decoder's when it is one
+    (:func:`graph_signature`), else the graph's own inputs in their order (token ids, masks, token types)."""
+    sig = graph_signature(session_inputs, config)
+    if sig is not None:
+        return sig
+    vocab = config_value(config, ("vocab_size",)) if config is not None else None
+    inputs = tuple(TensorSpec(i.name, "int64", (BATCH, SEQ)) for i in session_inputs)
+    return Signature("graph", inputs, (TensorSpec("logits", "float32", (BATCH, "labels")),), vocab_size=vocab)
+
+
+def session_feed(session_inputs: list, batch: dict) -> dict[str, np.ndarray]:
+    """ONNX feeds by input name for a graph (never by position: BERT's mask and segment ids would swap)."""
+    return session_signature(session_inputs).feed(batch)
 
 
 def graph_signature(session_inputs: list, config: Any = None) -> Signature | None:

@@ -50,12 +50,14 @@ def onnx_vocab(path: Path, home: Path | None) -> int | None:
             return int(cfg["vocab_size"])
     import onnx
 
+    from compressor.arch.signature import TOKEN_IDS
+
     graph = onnx.load(str(path), load_external_data=False).graph
     inits = {i.name: list(i.dims) for i in graph.initializer}
-    for node in graph.node:  # the table that input_ids index into
-        if "input_ids" in node.input:
+    for node in graph.node:  # the table that the token ids index into
+        if TOKEN_IDS in node.input:
             data = node.input[2] if node.op_type == "EmbedLayerNormalization" else node.input[0]
-            if len(inits.get(data, [])) == 2 and data != "input_ids":
+            if len(inits.get(data, [])) == 2 and data != TOKEN_IDS:
                 return int(inits[data][0])
     for name, dims in inits.items():
         if len(dims) == 2 and any(w in name for w in ("word_embeddings", "wte", "embed_tokens")):

@@ -84,15 +84,16 @@ def _int8(model, best: Path, q: Path, batches: list[dict], source: dict) -> dict
 
 def parity_batches(tokenizer, task: str, config) -> list[dict]:
     """The sample sentences, tokenized in batches of PARITY_BATCH (padded, the longest truncated)."""
+    from compressor.arch.signature import signature_for
     from compressor.onnx.samples import sample_texts
 
+    names = signature_for(config, task).input_names
     limit = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or PARITY_MAX_LENGTH
     texts = sample_texts(PARITY_SAMPLES)
     batches = []
     for i in range(0, len(texts), PARITY_BATCH):
         enc = tokenizer(texts[i:i + PARITY_BATCH], padding=True, truncation=True, max_length=min(PARITY_MAX_LENGTH, limit),
                         return_tensors="pt")
-        if task == "causal-lm":  # LM batches carry ids and mask only (GPT-2 would embed token_type_ids with its word table)
-            enc = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask")}
-        batches.append(dict(enc))
+        # the signature's inputs only: an LM's carry ids and mask (GPT-2 would embed token_type_ids with its word table)
+        batches.append({k: v for k, v in enc.items() if k in names})
     return batches

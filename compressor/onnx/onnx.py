@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from compressor.arch.signature import ENCODER_INPUTS
+from compressor.arch.signature import signature_for
 from compressor.core.errors import ExportError
 from compressor.core.records import Provenance, read_dict, write_record
 from compressor.core.rundir import quiet_libraries, tmp_sibling
@@ -27,12 +27,23 @@ from compressor.core.writeerrors import as_write_error, writing
 from compressor.models import set_eager_attention
 
 log = logging.getLogger("compressor")
-INPUT_ORDER = ENCODER_INPUTS  # the input order of compressor.arch.signature
+
+
+def model_signature(model):
+    """The plain (no-cache) graph signature of ``model``: compressor/arch/signature.py."""
+    return signature_for(model.config, "causal-lm" if _is_causal(model) else "sequence-classification")
 
 
 def input_names_for(model, batch: dict) -> list[str]:
+    """The graph's inputs: the signature's, in its order, that the batch carries and the model's forward takes
+    (ALBERT / DistilBERT take no token types)."""
     params = inspect.signature(model.forward).parameters
-    return [n for n in INPUT_ORDER if n in batch and n in params]
+    return [n for n in model_signature(model).input_names if n in batch and n in params]
+
+
+def _dynamic_axes(model, names: list[str]) -> dict[str, dict[int, str]]:
+    """{tensor: {axis: symbol}} of the graph's inputs and outputs, from the signature."""
+    return {k: v for k, v in model_signature(model).dynamic_axes().items() if k in names or k in ("logits",)}
 
 
 class NamedInputs:
@@ -58,8 +69,7 @@ class NamedInputs:
 
 def _export_torchscript(model, inputs: dict, path: Path, opset: int) -> None:
     names = list(inputs)
-    axes = {n: {0: "batch", 1: "sequence"} for n in names}
-    axes["logits"] = {0: "batch", 1: "sequence"} if _is_causal(model) else {0: "batch"}
+    axes = _dynamic_axes(model, names)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch_onnx_export(model, path, inputs, names, axes, opset, dynamo=False)
@@ -68,8 +78,9 @@ def _export_torchscript(model, inputs: dict, path: Path, opset: int) -> None:
 def _export_dynamo(model, inputs: dict, path: Path, opset: int) -> None:
     import torch
 
-    batch, seq = torch.export.Dim("batch"), torch.export.Dim("sequence")
-    shapes = {n: {0: batch, 1: seq} for n in inputs}
+    dims: dict[str, Any] = {}
+    shapes = {n: {i: dims.setdefault(sym, torch.export.Dim(sym)) for i, sym in axes.items()}
+              for n, axes in _dynamic_axes(model, list(inputs)).items() if n in inputs}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch_onnx_export(model, path, inputs, list(inputs), None, max(opset, 18), dynamo=True, dynamic_shapes=shapes)

@@ -192,8 +192,10 @@ def _encode(tokenizer, texts: Sequence, max_length: int, **kw):
 
 
 def _logits(model, enc, use_types: bool) -> torch.Tensor:
+    from compressor.arch.signature import encoder_signature
+
     device = next(model.parameters()).device
-    names = ("input_ids", "attention_mask") + (("token_type_ids",) if use_types else ())
+    names = encoder_signature(model.config, token_type_ids=use_types).input_names
     with torch.inference_mode():
         return model(**{k: enc[k].to(device) for k in names if k in enc}).logits.float().cpu()
 

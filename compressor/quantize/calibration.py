@@ -63,26 +63,14 @@ def _read_calibration_file(ctx: RunContext):
         raise ctx.recipe.error("data.calibration", str(e)) from None
 
 
-def feeds(batches: Iterable[dict], input_names: list[str], graph_inputs: list | None = None) -> Iterator[dict[str, np.ndarray]]:
-    """ONNX feeds by input name from loader batches (token_type_ids default to zeros; a causal LM's cached graph,
-    recognised from ``graph_inputs``, gets positions from the mask and an empty cache)."""
-    from compressor.arch.signature import graph_signature
+def feeds(batches: Iterable[dict], graph_inputs: list) -> Iterator[dict[str, np.ndarray]]:
+    """ONNX feeds by input name from loader batches, from the graph's signature (compressor/arch/signature.py): token
+    types default to zeros; a causal LM's cached graph gets positions from the mask and an empty cache."""
+    from compressor.arch.signature import session_signature
 
-    sig = graph_signature(graph_inputs) if graph_inputs else None
+    sig = session_signature(graph_inputs)
     for batch in batches:
-        if sig is not None:
-            yield sig.feed(batch)
-            continue
-        ids = np.asarray(batch["input_ids"], dtype=np.int64)
-        out = {}
-        for name in input_names:
-            if name in batch:
-                out[name] = np.asarray(batch[name], dtype=np.int64)
-            elif name == "token_type_ids":
-                out[name] = np.zeros_like(ids)
-            else:
-                raise CompressorError(f"the ONNX model expects an input '{name}' that the tokenizer does not produce")
-        yield out
+        yield sig.feed(batch)
 
 
 class _One:
@@ -117,7 +105,6 @@ def calibrate(model_path: Path, tensors: set[str], batches: Iterable[dict], meth
 
     Returns ORT's ``TensorsData`` (tensor name -> range), ready for ``save_tensors_data``.
     """
-    import onnx
     from onnxruntime.quantization.calibrate import CalibrationMethod, TensorsData
 
     from compressor.onnx.session import make_session
@@ -125,7 +112,6 @@ def calibrate(model_path: Path, tensors: set[str], batches: Iterable[dict], meth
     if not tensors:  # e.g. only embedding tables to quantize: their ranges come from the weights
         return TensorsData(getattr(CalibrationMethod, METHOD_NAMES[method]), {})
     work_dir = Path(work_dir or model_path.parent)
-    inputs = [i.name for i in onnx.load(str(model_path), load_external_data=False).graph.input]
     cls = _calibrator_class(method)
     cls.tensors = set(tensors)
     kwargs: dict = {"symmetric": symmetric}
@@ -140,7 +126,7 @@ def calibrate(model_path: Path, tensors: set[str], batches: Iterable[dict], meth
         cal.augment_graph()
         # as ORT builds it (no graph optimization), but with our thread count and spinning off
         cal.infer_session = make_session(cal.augmented_model_path, threads, optimization="none")
-        for feed in feeds(batches, inputs, cal.infer_session.get_inputs()):
+        for feed in feeds(batches, cal.infer_session.get_inputs()):
             cal.collect_data(_One(feed))  # merges this batch into the running ranges / histograms
             n_batches += 1
             n_samples += len(feed["input_ids"])

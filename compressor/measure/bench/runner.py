@@ -27,9 +27,10 @@ def rss_mb() -> float:
 
 
 def synthetic_batch(batch: int, seq: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    ids = rng.integers(low=min(1000, vocab // 2), high=vocab, size=(batch, seq), dtype=np.int64)
-    return {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}
+    """The encoder signature's synthetic inputs (compressor/arch/signature.py): ids from the ordinary vocabulary."""
+    from compressor.arch.signature import encoder_signature
+
+    return encoder_signature({"vocab_size": vocab}).synthetic_inputs(batch, seq, seed=seed, low=min(1000, vocab // 2))
 
 
 def bench_torch(model, batch_sizes, seq_lengths, warmup=5, iterations=30, device="cpu", threads=None,
