@@ -3,7 +3,7 @@ with token-level KD and, as its twin, the same student trained on the same block
 next-token loss; each with full fine-tuning and with LoRA. Every piece is the library's: the student is
 ``distill.student.build_student`` (a recipe's ``student: {layers: [...]}``), the loss ``distill.losses`` (a recipe's
 ``losses: [{type: logits, alpha, temperature}]``; alpha 1 is the hard-label twin, which runs no teacher), the
-adapters ``train.adapters`` (``lora:``), the loop ``train.loop.train``, the perplexity ``measure.perplexity``.
+adapters ``train.callbacks`` / ``train.adapters`` (``lora:``), the loop ``train.loop.train``, the perplexity ``measure.perplexity``.
 
 Used by llm_pruning.py (children ``--kd VARIANT``); not meant to be run alone.
 """
@@ -79,7 +79,8 @@ def kd_child(a, variant: str, load, token_sets) -> dict:
     from compressor.distill.student import build_student
     from compressor.models import count_parameters
     from compressor.recipe.schema import Recipe
-    from compressor.train.adapters import adapter_callbacks
+    from compressor.train import adapters  # noqa: F401  (registers the lora: callback)
+    from compressor.train.callbacks import training_callbacks
     from compressor.train.loop import train
 
     torch.manual_seed(0)
@@ -94,7 +95,7 @@ def kd_child(a, variant: str, load, token_sets) -> dict:
     blocks = np.concatenate(list(pools.values()))
     loader = make_loader(encode_blocks(blocks), tok, cfg.batch_size, shuffle=True, seed=0, task="causal-lm")
     ctx = SimpleNamespace(recipe=Recipe.model_validate({"model": {"path": "m"}, "data": {"train": "t"}}), task="causal-lm")
-    callbacks = adapter_callbacks(ctx, cfg, student, "distill")
+    callbacks = training_callbacks(ctx, cfg, student, "distill")  # lora: when the variant sets it
     t0 = time.perf_counter()
     state = train(student, loader, cfg, make_loss_fn(teacher, terms, "cpu"), name=f"distill-{variant}",
                   callbacks=callbacks, seed=0)
