@@ -168,6 +168,18 @@ def perplexity(model, ids, window: int) -> float:
     return measure(torch_fn(model), ids.numpy(), window)["perplexity"]
 
 
+def peak_rss_mib() -> float:
+    """This process's own resident high-water mark: VmHWM (reset by execve). Not ru_maxrss, which Linux keeps across
+    execve, so a child would report at least the parent's resident size at the fork."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: no execve carry-over to fear
+
+
 def layer_sparsity(modules: dict) -> dict:
     from compressor.prune.sequential import out_in
 
@@ -221,7 +233,7 @@ def child(a) -> dict:
     t0 = time.perf_counter()
     info = prune_modules(model, modules, cfg, batches)
     calib_s = time.perf_counter() - t0
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss = peak_rss_mib()
     before = layer_sparsity(modules)
     ppl_pruned = perplexity(model, sets["eval"], s.window)
     summary, lora_s = lora_recover(model, tok, sets["lora"], a, s)
@@ -320,6 +332,7 @@ def main() -> int:
            "kd": {"teacher_ppl": refs.get("smollm2"), "teacher_params": refs.get("smollm2_params"), "candidates": refs.get("kd_candidates", []),
                   "rows": [done[j] for j in kd]},
            "tinyshakespeare_eval_tokens": refs.get("tinyshakespeare_eval_tokens"),
+           "rss_source": "VmHWM",
            "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
            "total_s": round(time.perf_counter() - t0, 1), "load": " / ".join(f"{x:.1f}" for x in os.getloadavg())}
     res["targets"] = targets(res)
