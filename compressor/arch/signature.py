@@ -240,10 +240,12 @@ def session_feed(session_inputs: list, batch: dict) -> dict[str, np.ndarray]:
 
 
 def graph_signature(session_inputs: list, config: Any = None) -> Signature | None:
-    """Recognise a with-past graph from an ONNX Runtime session's inputs (name, shape); None for others."""
+    """Recognise a with-past graph from an ONNX Runtime session's inputs (name, shape); None for others. A graph
+    without ``position_ids`` (onnxruntime-genai's builder: positions from the mask inside GroupQueryAttention) is
+    fed without them."""
     names = [i.name for i in session_inputs]
     past = [i for i in session_inputs if i.name.startswith("past_key_values.")]
-    if not past or "position_ids" not in names:
+    if not past or "input_ids" not in names:
         return None
     shape = past[0].shape
     kv_heads, head_dim = shape[1], shape[3]

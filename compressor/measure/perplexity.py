@@ -108,6 +108,7 @@ def onnx_fn(session, chunk: int | None = None) -> Callable[[np.ndarray], np.ndar
     from compressor.measure.feeds import onnx_feed
 
     sig = graph_signature(session.get_inputs())
+    names = [o.name for o in session.get_outputs()]
 
     def run(batch: np.ndarray) -> np.ndarray:
         if sig is None or not chunk:
@@ -118,7 +119,7 @@ def onnx_fn(session, chunk: int | None = None) -> Callable[[np.ndarray], np.ndar
             mask = np.ones((batch.shape[0], s + piece.shape[1]), dtype=np.int64)
             outs = session.run(None, sig.feed({"input_ids": piece, "attention_mask": mask}, past))
             parts.append(outs[0])
-            past = {n.replace("present.", "past_key_values.", 1): v for n, v in zip(sig.present_names(), outs[1:])}
+            past = {n.replace("present.", "past_key_values.", 1): v for n, v in zip(names, outs) if n.startswith("present.")}
         return np.concatenate(parts, axis=1)
 
     return run

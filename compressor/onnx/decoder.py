@@ -153,14 +153,19 @@ def prompts_from_batches(batches: list[dict], rows: int = 4, max_len: int = 16) 
     return out
 
 
-def _past_from(sig: Signature, outputs: list) -> dict[str, np.ndarray]:
-    return {n.replace("present.", "past_key_values.", 1): v for n, v in zip(sig.present_names(), outputs[1:])}
+def _past_from(sig: Signature, outputs: list, names: list[str] | None = None) -> dict[str, np.ndarray]:
+    """The next step's past from a step's outputs, by name (``names``: the session's output names, in order; the
+    builder's graph lists every layer's key before the values)."""
+    if names is None:
+        return {n.replace("present.", "past_key_values.", 1): v for n, v in zip(sig.present_names(), outputs[1:])}
+    return {n.replace("present.", "past_key_values.", 1): v for n, v in zip(names, outputs) if n.startswith("present.")}
 
 
 def onnx_greedy(session, sig: Signature, ids: np.ndarray, mask: np.ndarray, new_tokens: int,
                 eos: int | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
     """Greedy decoding through the cached graph: (generated ids (batch, new_tokens), last-position logits per step).
     A row that emitted ``eos`` keeps emitting it (as transformers pads finished rows)."""
+    names = [o.name for o in session.get_outputs()]
     outs = session.run(None, sig.feed({"input_ids": ids, "attention_mask": mask}))
     mask, done = mask.copy(), np.zeros(len(ids), dtype=bool)
     tokens, logits = [], []
@@ -176,21 +181,43 @@ def onnx_greedy(session, sig: Signature, ids: np.ndarray, mask: np.ndarray, new_
             break
         mask = np.concatenate([mask, np.ones((len(ids), 1), dtype=np.int64)], axis=1)
         outs = session.run(None, sig.feed({"input_ids": nxt[:, None].astype(np.int64), "attention_mask": mask},
-                                          _past_from(sig, outs)))
+                                          _past_from(sig, outs, names)))
     return np.stack(tokens, axis=1), logits
 
 
 def cached_parity(model, onnx_path: Path, prompts: list[list[int]], steps: int = 5, tolerance: float | None = 1e-3,
                   pad_id: int = 0) -> dict:
     """Left-padded prefill plus ``steps`` greedy decode steps, PyTorch (its own cache) against the ONNX graph fed
-    its own presents; both follow PyTorch's tokens. Compares logits at every real (unpadded) position."""
-    import torch
+    its own presents; both follow PyTorch's tokens. Compares logits at every real (unpadded) position.
 
+    A graph without ``position_ids`` (onnxruntime-genai's builder) takes its positions from the mask's sum, which
+    only holds without left padding: it is checked (and ``tolerance`` enforced) on the prompts cut to one length,
+    and the left-padded batch is measured and recorded under ``left_padded`` (not enforced)."""
     from compressor.onnx.session import make_session
 
-    model = prepare(model)
-    sig = decoder_signature(model.config, with_past=True)
     session = make_session(onnx_path)
+    if "position_ids" in {i.name for i in session.get_inputs()} or not prompts:
+        return _parity_run(model, session, onnx_path, prompts, steps, tolerance, pad_id)
+    width = min(len(p) for p in prompts)
+    result = _parity_run(model, session, onnx_path, [p[:width] for p in prompts], steps, tolerance, pad_id)
+    padded = _parity_run(model, session, onnx_path, prompts, steps, None, pad_id)
+    result["left_padded"] = {k: padded[k] for k in ("max_abs_diff", "prefill_max_abs_diff", "decode_max_abs_diff",
+                                                   "argmax_agreement", "left_padded")}
+    result["left_padded"]["note"] = ("no position_ids input: positions come from the attention mask's sum, exact "
+                                     "without left padding only")
+    result["equal_length_prompts"] = width
+    return result
+
+
+def _parity_run(model, session, onnx_path: Path, prompts: list[list[int]], steps: int, tolerance: float | None,
+                pad_id: int) -> dict:
+    import torch
+
+    from compressor.arch.signature import graph_signature
+
+    model = prepare(model)
+    sig = graph_signature(session.get_inputs(), model.config) or decoder_signature(model.config, with_past=True)
+    names = [o.name for o in session.get_outputs()]
     ids, mask = left_pad(prompts, pad_id)
     pos = position_ids(mask)
     with torch.inference_mode():
@@ -208,11 +235,11 @@ def cached_parity(model, onnx_path: Path, prompts: list[list[int]], steps: int =
             ref = model(input_ids=nxt, attention_mask=torch.as_tensor(mask), position_ids=torch.as_tensor(step_pos),
                         use_cache=True, return_dict=True, **{_cache_kwarg(model): cache})
         cache = _present(ref)
-        outs = session.run(None, sig.feed({"input_ids": nxt.numpy(), "attention_mask": mask}, _past_from(sig, outs)))
+        outs = session.run(None, sig.feed({"input_ids": nxt.numpy(), "attention_mask": mask},
+                                          _past_from(sig, outs, names)))
         got, want = outs[0][:, -1], ref.logits[:, -1].numpy()
         decode = max(decode, float(np.abs(got - want).max()))
         agree += int((got.argmax(-1) == want.argmax(-1)).sum())
-    del session
     worst = max(prefill, decode)
     result = {"max_abs_diff": worst, "prefill_max_abs_diff": prefill, "decode_max_abs_diff": decode,
               "decode_steps": steps, "rows": len(prompts), "left_padded": bool((mask[:, 0] == 0).any()),

@@ -170,8 +170,10 @@ def awq_transform(model, blocks: np.ndarray, block_size: int, symmetric: bool, g
 
 
 def quantize_awq(model, blocks: np.ndarray, dst: Path, block_size: int, symmetric: bool, include_lm_head: bool,
-                 accuracy_level: int | None, grid: int = 20, clip: bool = True, opset: int = 17) -> dict:
-    """AWQ on a copy of ``model``, its cached export, then MatMulNBits (RTN of the transformed weights) into ``dst``."""
+                 accuracy_level: int | None, grid: int = 20, clip: bool = True, opset: int = 17,
+                 exporter: str = "auto", tokenizer=None, include_embeddings: bool = False) -> dict:
+    """AWQ on a copy of ``model``, its cached export (ours, or with ``exporter="genai"`` onnxruntime-genai's builder:
+    the fused graph, which needs ``tokenizer``), then MatMulNBits (RTN of the transformed weights) into ``dst``."""
     from compressor.onnx.decoder import export_decoder
     from compressor.quantize.weight_only import quantize_file
 
@@ -179,11 +181,18 @@ def quantize_awq(model, blocks: np.ndarray, dst: Path, block_size: int, symmetri
     info = awq_transform(work, blocks, block_size, symmetric, grid, clip)
     tmp = tmp_sibling(dst)
     try:
-        export_decoder(work, tmp / "awq.fp32.onnx", opset=opset)
+        if exporter == "genai":
+            from compressor.onnx.genai_builder import export_genai
+
+            fp32 = tmp / "model.onnx"
+            graph = export_genai(work, tokenizer, fp32)
+        else:
+            fp32 = tmp / "awq.fp32.onnx"
+            graph = export_decoder(work, fp32, opset=opset)
         del work
-        q = quantize_file(tmp / "awq.fp32.onnx", dst, 4, block_size, symmetric, include_lm_head, accuracy_level)
+        q = quantize_file(fp32, dst, 4, block_size, symmetric, include_lm_head, accuracy_level, include_embeddings)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     log.info("AWQ: %d pairs scaled (mean α %.2f), %d layers clipped (mean kept %.3f)", info["pairs_scaled"],
              info["alpha_mean"] or 0.0, info["layers_clipped"], info["clip_kept_fraction_mean"] or 1.0)
-    return {**q, **info}
+    return {**q, **info, "exporter": graph["exporter"], "opset": graph["opset"]}

@@ -1,9 +1,10 @@
 """The calibrated decoder schemes as quantize stages: ``{type: awq}`` (INT4, model.int4.onnx) and
 ``{type: smoothquant}`` (W8A8, model.int8.onnx). Both observe the PyTorch model on calibration blocks
 (``data.calibration`` or a seeded sample of the training blocks), transform a copy of it, export that copy with its
-KV cache and quantize the graph. Both are schemes (``register_scheme``): the shared ``finalize``
-(compressor/quantize/scheme.py) checks the graph against the run's own model (recorded, not enforced: quantization
-changes logits) over a left-padded prefill and 5 decode steps, and writes its provenance."""
+KV cache (AWQ: with the run's exporter, onnxruntime-genai's builder under ``export.exporter: genai``) and quantize
+the graph. Both are schemes (``register_scheme``): the shared ``finalize`` (compressor/quantize/scheme.py) checks the
+graph against the run's own model (recorded, not enforced: quantization changes logits) over a left-padded prefill
+and 5 decode steps, and writes its provenance."""
 
 from __future__ import annotations
 
@@ -54,8 +55,10 @@ def run_awq(ctx: RunContext, cfg: AwqQuant) -> QuantizedGraph:
     blocks = _blocks(ctx, cfg.calibration_samples)
     dst = ctx.run_dir / "onnx" / "model.int4.onnx"
     try:
+        exporter = "genai" if (ctx.provenance.get("onnx") or {}).get("exporter") == "genai" else "auto"
         info = quantize_awq(ctx.model, blocks, dst, cfg.block_size, cfg.symmetric, cfg.include_lm_head,
-                            cfg.accuracy_level, grid=cfg.grid, clip=cfg.clip, opset=opset)
+                            cfg.accuracy_level, grid=cfg.grid, clip=cfg.clip, opset=opset, exporter=exporter,
+                            tokenizer=ctx.tokenizer, include_embeddings=cfg.include_embeddings)
     except CompressorError as e:
         if "block_size" in str(e):
             raise ctx.recipe.error(f"{ctx.stage_path}.block_size", str(e)) from None

@@ -7,7 +7,8 @@ CPU kernel quantizes them to int8 per block on the fly, as onnxruntime-genai's m
 
 Gemm nodes with a constant weight (GPT-2's Conv1D, OPT's projections after TorchScript export) are first rewritten
 to MatMul + Add, which is exact, since the quantizer takes MatMul only. ``include_lm_head: false`` keeps the output
-projection (the MatMul that yields ``logits``) in fp32. A block size must divide each quantized layer's input width;
+projection (the MatMul that yields ``logits``) in fp32; ``include_embeddings: true`` (INT4) stores the token
+embedding table in 4 bits too (``GatherBlockQuantized``, as onnxruntime-genai's builder does). A block size must divide each quantized layer's input width;
 ``compressor validate`` checks it against config.json (hidden and intermediate sizes) and the stage again against the
 graph itself.
 """
@@ -83,40 +84,64 @@ def lm_head_nodes(model) -> list[str]:
     return [node.name] if node is not None and node.op_type == "MatMul" else []
 
 
+def embedding_gathers(model) -> tuple[list[str], list[str]]:
+    """(Gather nodes that look up the token embedding table: a 2-D constant indexed by ``input_ids``, directly or
+    through a Cast / Reshape; every other Gather node)."""
+    inits = {i.name: i for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+
+    def from_ids(name: str) -> bool:
+        while name in producer and producer[name].op_type in ("Cast", "Reshape", "Identity", "Unsqueeze"):
+            name = producer[name].input[0]
+        return name == "input_ids"
+
+    gathers = [n for n in model.graph.node if n.op_type == "Gather"]
+    table = [n.name for n in gathers if n.input[0] in inits and len(inits[n.input[0]].dims) == 2 and from_ids(n.input[1])]
+    return table, [n.name for n in gathers if n.name not in table]
+
+
 def quantize_file(src: Path, dst: Path, bits: int, block_size: int, symmetric: bool, include_lm_head: bool,
-                  accuracy_level: int | None) -> dict:
-    """MatMulNBits quantization of ``src`` into ``dst`` (atomic). Returns what was done."""
+                  accuracy_level: int | None, include_embeddings: bool = False) -> dict:
+    """MatMulNBits quantization of ``src`` into ``dst`` (atomic); with ``include_embeddings`` (4 bits only) the token
+    embedding table too (GatherBlockQuantized, blocks along the hidden axis). Returns what was done."""
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
 
+    if include_embeddings and bits != 4:
+        raise CompressorError(f"include_embeddings: ONNX Runtime's GatherBlockQuantized takes 4-bit tables, not {bits}-bit")
     model = onnx.load(str(src))
     rewritten = gemm_to_matmul(model)
     widths = weight_matmuls(model)
     excluded = [] if include_lm_head else lm_head_nodes(model)
+    tables, other_gathers = embedding_gathers(model) if include_embeddings else ([], [])
+    if include_embeddings and not tables:
+        raise CompressorError(f"{src}: include_embeddings: no Gather of a constant table by input_ids in the graph")
     bad = {n: k for n, k in widths.items() if k % block_size and n not in excluded}
     if bad:
         name, k = next(iter(bad.items()))
         raise CompressorError(f"block_size {block_size} does not divide the input width {k} of {name} "
                               f"({len(bad)} such layer{'s' if len(bad) > 1 else ''}); pick a block size that divides it")
     cfg = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=symmetric, accuracy_level=accuracy_level,
-                                       bits=bits)
+                                       bits=bits, op_types_to_quantize=("MatMul", "Gather") if tables else None)
     qlog = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
     level, qlog.level = qlog.level, logging.WARNING
     tmp = tmp_sibling(dst)
     try:
         with warnings.catch_warnings(), quiet_libraries():
             warnings.simplefilter("ignore")
-            quantizer = MatMulNBitsQuantizer(model, algo_config=cfg, nodes_to_exclude=excluded)
+            quantizer = MatMulNBitsQuantizer(model, algo_config=cfg, nodes_to_exclude=excluded + other_gathers)
             quantizer.process()
             quantizer.model.save_model_to_file(str(tmp / dst.name), use_external_data_format=False)
         (tmp / dst.name).replace(dst)
     finally:
         qlog.level = level
         shutil.rmtree(tmp, ignore_errors=True)
-    nbits = [n for n in onnx.load(str(dst), load_external_data=False).graph.node if n.op_type == "MatMulNBits"]
+    nodes = onnx.load(str(dst), load_external_data=False).graph.node
+    nbits = [n for n in nodes if n.op_type == "MatMulNBits"]
     return {"bits": bits, "block_size": block_size, "symmetric": symmetric, "accuracy_level": accuracy_level,
             "method": "rtn", "matmulnbits_nodes": len(nbits), "fp32_matmuls": len(widths) - len(nbits),
-            "gemm_rewritten": rewritten, "excluded_nodes": excluded}
+            "gemm_rewritten": rewritten, "excluded_nodes": excluded, "include_embeddings": include_embeddings,
+            "gather_block_quantized_nodes": sum(n.op_type == "GatherBlockQuantized" for n in nodes)}
 
 
 def run_weight_only(ctx: RunContext, cfg: Int4Quant | Int8WeightQuant, bits: int) -> QuantizedGraph:
@@ -133,7 +158,8 @@ def run_weight_only(ctx: RunContext, cfg: Int4Quant | Int8WeightQuant, bits: int
     name, file = ARTIFACT[bits]
     dst = ctx.run_dir / "onnx" / file
     try:
-        info = quantize_file(source, dst, bits, cfg.block_size, cfg.symmetric, cfg.include_lm_head, cfg.accuracy_level)
+        info = quantize_file(source, dst, bits, cfg.block_size, cfg.symmetric, cfg.include_lm_head, cfg.accuracy_level,
+                             cfg.include_embeddings)
     except CompressorError as e:
         raise ctx.recipe.error(f"{ctx.stage_path}.block_size", str(e)) from None
     record = {"source": source.name, "scheme": f"weight-only int{bits} (MatMulNBits)", **info}

@@ -18,7 +18,15 @@ from pathlib import Path
 from compressor.arch.families import FAMILIES, STRUCTURE_KEY, CountError, cfg_get, find_family, structured_counts
 from compressor.core.errors import CompressorError, ModelError
 from compressor.core.registry import Registry
-from compressor.recipe.schema import AwqQuant, DistillStage, Int4Quant, Int8WeightQuant, StructuredPrune, UnstructuredPrune
+from compressor.recipe.schema import (
+    AwqQuant,
+    DistillStage,
+    ExportStage,
+    Int4Quant,
+    Int8WeightQuant,
+    StructuredPrune,
+    UnstructuredPrune,
+)
 
 # families whose position table has padding_idx + 1 rows in front of the usable positions
 _OFFSET_POSITIONS = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "longformer", "data2vec-text", "xmod"}
@@ -159,6 +167,20 @@ def _weight_only(cfg, state: ModelState) -> Problem | None:
 MODEL_CHECKS.register(Int4Quant)(_weight_only)
 MODEL_CHECKS.register(Int8WeightQuant)(_weight_only)
 MODEL_CHECKS.register(AwqQuant)(_weight_only)
+
+
+@MODEL_CHECKS.register(ExportStage)
+def _genai_exporter(cfg: ExportStage, state: ModelState) -> Problem | None:
+    """``exporter: genai``: an architecture onnxruntime-genai's builder takes, sizes from config.json alone."""
+    if cfg.exporter != "genai":
+        return None
+    from compressor.onnx.genai_builder import architecture_problem
+
+    if state.pruned:
+        return ("exporter",), ("the model was structurally pruned to per-layer sizes that config.json does not hold; "
+                               "onnxruntime-genai's builder reads its sizes from config.json: use the default exporter")
+    problem = architecture_problem(state.config)
+    return (("exporter",), f"{problem} (from {state.model_path}/config.json)") if problem else None
 
 
 @MODEL_CHECKS.register(UnstructuredPrune)

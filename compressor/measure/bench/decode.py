@@ -75,7 +75,7 @@ def decode_onnx(path: Path, prompt: int = 128, new_tokens: int = 64, batch: int 
     if sig is None:
         raise ExportError(f"{path}: not a graph with a key / value cache (export a causal LM with export.with_past)")
     ids = _prompt(vocab or 100, batch, prompt, seed)
-    names = sig.present_names()
+    names = [o.name for o in session.get_outputs()]  # by name: the builder's graph lists all keys before the values
     pre, dec = [], []
     for r in range(warmup + repeats):
         mask = np.ones_like(ids)
@@ -85,7 +85,7 @@ def decode_onnx(path: Path, prompt: int = 128, new_tokens: int = 64, batch: int 
         for _ in range(new_tokens - 1):
             nxt = outs[0][:, -1].argmax(-1)[:, None].astype(np.int64)
             mask = np.concatenate([mask, np.ones_like(nxt)], axis=1)
-            past = {n.replace("present.", "past_key_values.", 1): v for n, v in zip(names, outs[1:])}
+            past = {n.replace("present.", "past_key_values.", 1): v for n, v in zip(names, outs) if n.startswith("present.")}
             outs = session.run(None, sig.feed({"input_ids": nxt, "attention_mask": mask,
                                                "position_ids": position_ids(mask, 1)}, past))
         t2 = time.perf_counter()

@@ -124,6 +124,8 @@ class WeightOnlyQuant(GraphQuant):
     symmetric: bool = Field(default=True, description="false: a zero point per block as well")
     include_lm_head: bool = Field(default=False, description="also quantize the output projection (the MatMul that "
                                   "yields logits): smaller and faster, usually a larger perplexity cost")
+    include_embeddings: bool = Field(default=False, description="also store the token embedding table in 4 bits "
+                                     "(GatherBlockQuantized; INT4 only): smaller, as onnxruntime-genai's builder does")
     accuracy_level: Literal[0, 1, 2, 3, 4] | None = Field(
         default=4, description="MatMulNBits compute type on CPU: 4 = int8 activations per block (the fast kernel, as "
         "onnxruntime-genai's builder uses), 0 / None = fp32")
@@ -135,6 +137,14 @@ class Int4Quant(WeightOnlyQuant):
 
 class Int8WeightQuant(WeightOnlyQuant):
     type: Literal["int8_weight"] = "int8_weight"
+
+    @field_validator("include_embeddings")
+    @classmethod
+    def _four_bit_tables(cls, v: bool) -> bool:
+        if v:
+            raise ValueError("ONNX Runtime's GatherBlockQuantized takes 4-bit tables only; int8_weight keeps the "
+                             "embeddings in fp32")
+        return v
 
 
 class AwqQuant(WeightOnlyQuant):
