@@ -84,9 +84,38 @@ def lm_head_nodes(model) -> list[str]:
     return [node.name] if node is not None and node.op_type == "MatMul" else []
 
 
+def fold_table_transposes(model) -> int:
+    """A Gather by ``input_ids`` whose table is Transpose(constant) (onnxruntime-genai's builder shares a tied
+    lm_head weight that way) gets the transposed table as its own constant, so it can be quantized as a table.
+    Exact; the lm_head keeps its weight. Returns the count folded."""
+    from onnx import helper, numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    producer = {o: n for n in model.graph.node for o in n.output}
+    folded = 0
+    for n in model.graph.node:
+        src = producer.get(n.input[0]) if n.op_type == "Gather" and n.input[1] == "input_ids" else None
+        if src is None or src.op_type != "Transpose" or src.input[0] not in inits:
+            continue
+        perm = next((helper.get_attribute_value(a) for a in src.attribute if a.name == "perm"), None)
+        table = numpy_helper.to_array(inits[src.input[0]])
+        table = np.ascontiguousarray(table.transpose(perm) if perm else table.T)
+        name = n.name.strip("/").replace("/", ".") + ".table"
+        model.graph.initializer.append(numpy_helper.from_array(table, name))
+        n.input[0] = name
+        folded += 1
+    if folded:
+        used = {i for node in model.graph.node for i in node.input}
+        keep = [node for node in model.graph.node if node.op_type != "Transpose" or any(o in used for o in node.output)]
+        del model.graph.node[:]
+        model.graph.node.extend(keep)
+    return folded
+
+
 def embedding_gathers(model) -> tuple[list[str], list[str]]:
     """(Gather nodes that look up the token embedding table: a 2-D constant indexed by ``input_ids``, directly or
     through a Cast / Reshape; every other Gather node)."""
+    fold_table_transposes(model)
     inits = {i.name: i for i in model.graph.initializer}
     producer = {o: n for n in model.graph.node for o in n.output}
 
