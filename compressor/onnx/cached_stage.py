@@ -51,12 +51,12 @@ def export_cached(ctx: RunContext, cfg: ExportStage, batches: list[dict]) -> dic
     write_provenance(out, record)
     ctx.artifacts["onnx"] = out
     ctx.provenance["onnx"] = record
-    if "left_padded" in check:
+    if "left_padded_batch" in check:
         log.info("exported %s with onnxruntime-genai's builder (%s) in %.1fs; max |diff| vs PyTorch %.2e over a "
                  "prefill and %d decode steps without padding; left-padded rows differ by %.2g (the graph has no "
                  "position_ids)", out.name, ", ".join(f"{k}×{v}" for k, v in info["op_counts"].items()
                                                      if k in ("GroupQueryAttention", "MatMul")),
-                 info["seconds"], check["max_abs_diff"], check["decode_steps"], check["left_padded"]["max_abs_diff"])
+                 info["seconds"], check["max_abs_diff"], check["decode_steps"], check["left_padded_batch"]["max_abs_diff"])
     else:
         log.info("exported %s with a KV cache (%s, opset %s) in %.1fs; max |diff| vs PyTorch %.2e over a left-padded "
                  "prefill and %d decode steps", out.name, info["exporter"], info["opset"], info["seconds"],

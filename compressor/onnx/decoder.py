@@ -192,7 +192,7 @@ def cached_parity(model, onnx_path: Path, prompts: list[list[int]], steps: int =
 
     A graph without ``position_ids`` (onnxruntime-genai's builder) takes its positions from the mask's sum, which
     only holds without left padding: it is checked (and ``tolerance`` enforced) on the prompts cut to one length,
-    and the left-padded batch is measured and recorded under ``left_padded`` (not enforced)."""
+    and the left-padded batch is measured and recorded under ``left_padded_batch`` (not enforced)."""
     from compressor.onnx.session import make_session
 
     session = make_session(onnx_path)
@@ -201,10 +201,10 @@ def cached_parity(model, onnx_path: Path, prompts: list[list[int]], steps: int =
     width = min(len(p) for p in prompts)
     result = _parity_run(model, session, onnx_path, [p[:width] for p in prompts], steps, tolerance, pad_id)
     padded = _parity_run(model, session, onnx_path, prompts, steps, None, pad_id)
-    result["left_padded"] = {k: padded[k] for k in ("max_abs_diff", "prefill_max_abs_diff", "decode_max_abs_diff",
-                                                   "argmax_agreement", "left_padded")}
-    result["left_padded"]["note"] = ("no position_ids input: positions come from the attention mask's sum, exact "
-                                     "without left padding only")
+    result["left_padded_batch"] = {k: padded[k] for k in ("max_abs_diff", "prefill_max_abs_diff",
+                                                          "decode_max_abs_diff", "argmax_agreement", "left_padded")}
+    result["left_padded_batch"]["note"] = ("no position_ids input: positions come from the attention mask's sum, "
+                                           "exact without left padding only")
     result["equal_length_prompts"] = width
     return result
 

@@ -60,7 +60,7 @@ def test_export_stage_writes_the_builders_fused_graph(rtn_run):
     prov = json.loads((rtn_run / "onnx/model.onnx.json").read_text())
     assert prov["exporter"] == "genai" and prov["op_counts"]["GroupQueryAttention"] == 2
     assert prov["parity"]["max_abs_diff"] < 1e-3 and prov["parity"]["decode_steps"] == 5
-    assert "left_padded" in prov["parity"] and prov["parity"]["left_padded"]["left_padded"]
+    assert not prov["parity"]["left_padded"] and prov["parity"]["left_padded_batch"]["left_padded"]
     genai = json.loads((rtn_run / "onnx/genai_config.json").read_text())
     assert genai["search"]["past_present_share_buffer"] is True  # the builder's own config
     assert "position_ids" not in genai["model"]["decoder"]["inputs"]

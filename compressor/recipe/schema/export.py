@@ -8,7 +8,6 @@ from pydantic import Field
 
 from compressor.recipe.schema.base import CAUSAL_LM, EXPORTED, Contract, Need, StageConfig
 
-
 GENAI_MISSING = ("exporter: genai needs the onnxruntime-genai package, which is not installed: pip install "
                  "onnxruntime-genai")
 
