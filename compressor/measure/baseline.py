@@ -15,6 +15,8 @@ def export_baseline(ctx: RunContext) -> list[str]:
     if ctx.baseline is None or "onnx" not in ctx.artifacts or "baseline" not in ctx.recipe.evaluate.artifacts:
         return []
     cfg = next((c for k, c in ctx.recipe.stage_list() if isinstance(c, ExportStage)), ExportStage())
+    if cfg.exporter == "genai":  # a torch.onnx baseline beside the builder's fused graph would credit fusions to compression
+        return ["baseline: the run's graph comes from onnxruntime-genai's builder; compared in PyTorch only"]
     batches = [b for _, b in zip(range(2), baseline_loader(ctx, ctx.eval_split() or "train", 8))]
     try:
         record, opt = export_fp32(ctx.baseline, batches, ctx.run_dir / "onnx" / "baseline.onnx", cfg, "baseline-onnx",

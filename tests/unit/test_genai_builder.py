@@ -73,6 +73,18 @@ def test_builder_graph_parity_and_greedy_tokens(built, family):
 
 
 @needs_genai
+def test_decode_timing_runs_on_the_builder_graph(built):
+    """`compressor bench --prompt / --new-tokens` and the run's generation rows feed this graph its presents by name
+    (it lists every layer's key before the values)."""
+    from compressor.measure.bench.decode import decode_onnx
+
+    model, d, _ = built("qwen2")
+    row = decode_onnx(d / "model.onnx", prompt=6, new_tokens=4, batch=2, warmup=0, repeats=1,
+                      vocab=model.config.vocab_size)
+    assert row["runtime"] == "onnxruntime" and row["decode_tokens_per_s"] > 0 and row["batch"] == 2
+
+
+@needs_genai
 @pytest.mark.parametrize("block", [16, 32])
 def test_our_matmulnbits_on_the_builder_graph(built, tmp_path, block):
     import onnx
