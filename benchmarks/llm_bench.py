@@ -11,8 +11,10 @@ Models:
     128-token disjoint windows; calibration on blocks of the first 90 %.
 
 Variants: PyTorch fp32 (its KV cache), our cached ONNX export fp32, weight-only INT8 (MatMulNBits 8-bit), INT4 RTN,
-INT4 AWQ (quantize/awq.py), INT4 AWQ with the lm_head in INT4 too, W8A8 SmoothQuant (α 0.5, dynamic INT8), and
-onnxruntime-genai's model builder `-p int4 -e cpu` of the same weights. INT4 / INT8 weight-only: block 32, symmetric,
+INT4 AWQ (quantize/awq.py), INT4 AWQ with the lm_head in INT4 too, W8A8 SmoothQuant (α 0.5, dynamic INT8); the
+fused graph (`export: {exporter: genai}`: onnxruntime-genai's builder, fp32) and our INT4 RTN / AWQ on it, each with the
+lm_head and embeddings in fp32 or in INT4 (GatherBlockQuantized); and onnxruntime-genai's model builder
+`-p int4 -e cpu` of the same weights. "Our best INT4" is our fastest INT4 row, whichever graph. INT4 / INT8 weight-only: block 32, symmetric,
 accuracy_level 4 (int8 activations per block, the builder's CPU setting); the lm_head stays fp32 unless named.
 
 Timing: every ONNX artifact runs under onnxruntime-genai's generator (one C++ loop, the deployment runtime; our
@@ -408,26 +410,46 @@ def markdown(result: dict) -> str:
 
 
 NOTES = [
-    "- Load: the 2-core machine ran other agents' test suites throughout (load average 7–11, see above), so every "
-    "speed here is several times below an idle run (the issue measured PyTorch fp32 at 30 tok/s and the builder's "
-    "int4 at 134–150 tok/s on SmolLM2 when idle). Ratios within one round are fairer than absolute figures, but "
-    "noisy too: the JSON holds each variant's range over the rounds.",
-    "- Why the builder decodes faster: its graph is written with fused kernels (GroupQueryAttention with rotary "
-    "embedding, SkipSimplifiedLayerNormalization, a KV buffer shared between past and present); ours is the "
-    "TorchScript export of the transformers model (hundreds of small shape / elementwise nodes per step, no fused "
-    "attention) with MatMulNBits swapped in. At batch 1 the per-node overhead dominates, most of all on the tiny "
-    "model. Matching it needs a fused attention graph (or the builder as an exporter choice): not done.",
-    "- Size: our fp32 ONNX stores the lm_head as its own weight beside the tied embedding table (PyTorch counts the "
-    "shared tensor once); our INT4 variants keep the embedding table in fp32, while the builder's whole folder is "
-    "smaller than that fp32 table alone, so it stores the embeddings quantized as well.",
-    "- SmolLM2: despite its Q4_1 origin, symmetric INT4 (block 32) costs it a lot here; a likely reason is that a "
-    "symmetric grid cannot reproduce Q4_1's asymmetric (scale + minimum) blocks (not tested: asymmetric INT4 was not "
-    "in this run). The builder's int4 also quantizes the lm_head. Perplexity is on the first 30,000 characters only (to fit "
-    "the run in the time the shared machine allowed), so it differs from the issue's 200 KB figure (29.6).",
-    "- Our Tiny Shakespeare model was trained by recipes/tinyshakespeare.yaml for one epoch (155 steps) under the same "
-    "load: lightly trained (that run's dev perplexity 162.1 against a unigram baseline of 465.6). Every quantization "
-    "moves its perplexity by well under 1 %, and AWQ against RTN on it is within noise (+0.07 % vs +0.13 %); a longer "
-    "training would make that comparison more telling.",
+    "- Load: the 2-core machine ran other agents' work and this helper's own full test suite throughout (load average "
+    "5.6 at the start, 9–10 for most of the run, see above), so every speed here is several times below an idle run "
+    "(the issue measured PyTorch fp32 at 30 tok/s and the builder's int4 at 134–150 tok/s on SmolLM2 when idle). "
+    "Ratios within one round are fairer than absolute figures, but noisy too: the JSON holds each variant's range over "
+    "the rounds (PyTorch fp32 on SmolLM2: 5.2–14.9 tok/s; Tiny Shakespeare rows span up to 6×, so its speeds "
+    "rank nothing finer than \"fused graph vs ours\").",
+    "- Trimmed to fit the shared machine: SmolLM2 perplexity on the first 30,000 characters of WikiText-2 test only "
+    "(the issue's 200 KB gives 29.6 for fp32), 3 timing rounds; prompt, new tokens, batch, calibration (16 blocks × "
+    "256 tokens) and the AWQ grid (20) as the issue and recipes state.",
+    "- The fused rows (`export: {exporter: genai}`): onnxruntime-genai's builder writes the fp32 graph from the same "
+    "weights (GroupQueryAttention with rotary embedding, fused q/k/v, SkipSimplifiedLayerNormalization), and our own "
+    "MatMulNBits quantizer (and AWQ, transformed in PyTorch, exported by the builder, stored by RTN) runs on it. They "
+    "run under the builder's genai_config.json (KV buffer shared between past and present); our export's folders "
+    "under ours (separate past / present). The graph is what made the builder faster: on SmolLM2 the fused fp32 graph "
+    "decodes at 8.0 tok/s against 6.1 for our export, and our INT4 RTN at 17.3 on the fused graph against 12.1 on "
+    "ours, with the same quantizer, block size and accuracy_level 4 (int8 activations, the builder's CPU setting, "
+    "used by every weight-only row here: not the difference).",
+    "- lm_head and embeddings: with both in INT4 (`include_lm_head`, `include_embeddings`: GatherBlockQuantized) our "
+    "RTN on the fused graph gives exactly the builder's int4 perplexity (49.048 on SmolLM2, 94.918 on ours): the same "
+    "quantization. On SmolLM2 (vocabulary 49,152 × 576, tied) this moves decode from 17.3 to 20.9 tok/s (RTN) and from "
+    "16.7 to 24.0 (AWQ), size from 173.6 to 99.3 MiB, and perplexity up by about 5 points. The builder's folder is "
+    "82.5 MiB because its GatherBlockQuantized reads the lm_head's 4-bit weight (tied embeddings) while ours stores "
+    "the table a second time: sharing it is not done.",
+    "- Targets: \"our best INT4\" is our fastest INT4 row, whichever graph: the fused graph with AWQ and lm_head + "
+    "embeddings in INT4 on SmolLM2 (1.07× the builder's decode, its range 23.5–24.5 tok/s against the builder's "
+    "21.3–23.3), fused RTN on ours. The fused INT4 rows with lm_head + embeddings and the builder's int4 are the same "
+    "graph structure (our RTN one decoded at 0.93× the builder), so read \"≥ 1×\" as parity, not as a speed-up. "
+    "Against PyTorch fp32 the SmolLM2 ratio is 2.24× under this load, short of 4×: not met here (the idle figures of "
+    "the issue put the builder's int4, which ours matches, at 4.5–5× PyTorch, but that was not this run).",
+    "- SmolLM2's weights come from a Q4_1 GGUF; even so, symmetric INT4 (block 32) costs it a lot (+27 % RTN), perhaps "
+    "because a symmetric grid cannot reproduce Q4_1's scale + minimum blocks (asymmetric INT4 was not in this run). "
+    "AWQ cuts the loss on both graphs (39.6 against 43.8 for RTN; 44.2 against 49.0 with lm_head + embeddings).",
+    "- Our Tiny Shakespeare model is trained for 3 epochs by recipes/tinyshakespeare.yaml (465 steps; that run's dev "
+    "perplexity 95.2, 162 after one epoch). RTN INT4 costs it only +0.05 %; AWQ's clip search gets below RTN "
+    "(-0.13 %: met, but differences this small are within what another calibration sample would move; an ad-hoc check "
+    "with AWQ's scales alone, no clipping, gave +0.30 %).",
+    "- The fused graph has no position_ids input: GroupQueryAttention takes positions from the mask's sum, so a "
+    "left-padded batch is scored wrongly in its padded rows (0.3–0.4 in logits on the tiny test models; recorded by "
+    "the export's parity check). Perplexity here feeds unpadded windows and the generator runs batch 1: exact "
+    "(the fused fp32 perplexities equal PyTorch's).",
 ]
 
 
