@@ -431,8 +431,9 @@ NOTES = [
     "RTN on the fused graph gives exactly the builder's int4 perplexity (49.048 on SmolLM2, 94.918 on ours): the same "
     "quantization. On SmolLM2 (vocabulary 49,152 × 576, tied) this moves decode from 17.3 to 20.9 tok/s (RTN) and from "
     "16.7 to 24.0 (AWQ), size from 173.6 to 99.3 MiB, and perplexity up by about 5 points. The builder's folder is "
-    "82.5 MiB because its GatherBlockQuantized reads the lm_head's 4-bit weight (tied embeddings) while ours stores "
-    "the table a second time: sharing it is not done.",
+    "82.5 MiB because its GatherBlockQuantized reads the lm_head's 4-bit weight (tied embeddings) while the rows here "
+    "stored the table a second time; quantize_file shares it now (same logits, tested), a change made after this run, "
+    "so these sizes do not show it.",
     "- Targets: \"our best INT4\" is our fastest INT4 row, whichever graph: the fused graph with AWQ and lm_head + "
     "embeddings in INT4 on SmolLM2 (1.07× the builder's decode, its range 23.5–24.5 tok/s against the builder's "
     "21.3–23.3), fused RTN on ours. The fused INT4 rows with lm_head + embeddings and the builder's int4 are the same "

@@ -26,6 +26,7 @@ from compressor.core.errors import CompressorError
 from compressor.core.rundir import quiet_libraries, tmp_sibling
 from compressor.pipeline.context import RunContext
 from compressor.quantize.scheme import QuantizedGraph, register_scheme
+from compressor.quantize.tables import embedding_gathers, fold_table_transposes, share_tied_tables
 from compressor.recipe.schema import Int4Quant, Int8WeightQuant
 
 log = logging.getLogger("compressor")
@@ -84,51 +85,6 @@ def lm_head_nodes(model) -> list[str]:
     return [node.name] if node is not None and node.op_type == "MatMul" else []
 
 
-def fold_table_transposes(model) -> int:
-    """A Gather by ``input_ids`` whose table is Transpose(constant) (onnxruntime-genai's builder shares a tied
-    lm_head weight that way) gets the transposed table as its own constant, so it can be quantized as a table.
-    Exact; the lm_head keeps its weight. Returns the count folded."""
-    from onnx import helper, numpy_helper
-
-    inits = {i.name: i for i in model.graph.initializer}
-    producer = {o: n for n in model.graph.node for o in n.output}
-    folded = 0
-    for n in model.graph.node:
-        src = producer.get(n.input[0]) if n.op_type == "Gather" and n.input[1] == "input_ids" else None
-        if src is None or src.op_type != "Transpose" or src.input[0] not in inits:
-            continue
-        perm = next((helper.get_attribute_value(a) for a in src.attribute if a.name == "perm"), None)
-        table = numpy_helper.to_array(inits[src.input[0]])
-        table = np.ascontiguousarray(table.transpose(perm) if perm else table.T)
-        name = n.name.strip("/").replace("/", ".") + ".table"
-        model.graph.initializer.append(numpy_helper.from_array(table, name))
-        n.input[0] = name
-        folded += 1
-    if folded:
-        used = {i for node in model.graph.node for i in node.input}
-        keep = [node for node in model.graph.node if node.op_type != "Transpose" or any(o in used for o in node.output)]
-        del model.graph.node[:]
-        model.graph.node.extend(keep)
-    return folded
-
-
-def embedding_gathers(model) -> tuple[list[str], list[str]]:
-    """(Gather nodes that look up the token embedding table: a 2-D constant indexed by ``input_ids``, directly or
-    through a Cast / Reshape; every other Gather node)."""
-    fold_table_transposes(model)
-    inits = {i.name: i for i in model.graph.initializer}
-    producer = {o: n for n in model.graph.node for o in n.output}
-
-    def from_ids(name: str) -> bool:
-        while name in producer and producer[name].op_type in ("Cast", "Reshape", "Identity", "Unsqueeze"):
-            name = producer[name].input[0]
-        return name == "input_ids"
-
-    gathers = [n for n in model.graph.node if n.op_type == "Gather"]
-    table = [n.name for n in gathers if n.input[0] in inits and len(inits[n.input[0]].dims) == 2 and from_ids(n.input[1])]
-    return table, [n.name for n in gathers if n.name not in table]
-
-
 def quantize_file(src: Path, dst: Path, bits: int, block_size: int, symmetric: bool, include_lm_head: bool,
                   accuracy_level: int | None, include_embeddings: bool = False) -> dict:
     """MatMulNBits quantization of ``src`` into ``dst`` (atomic); with ``include_embeddings`` (4 bits only) the token
@@ -142,6 +98,7 @@ def quantize_file(src: Path, dst: Path, bits: int, block_size: int, symmetric: b
     rewritten = gemm_to_matmul(model)
     widths = weight_matmuls(model)
     excluded = [] if include_lm_head else lm_head_nodes(model)
+    tied = fold_table_transposes(model) if include_embeddings else {}
     tables, other_gathers = embedding_gathers(model) if include_embeddings else ([], [])
     if include_embeddings and not tables:
         raise CompressorError(f"{src}: include_embeddings: no Gather of a constant table by input_ids in the graph")
@@ -160,6 +117,7 @@ def quantize_file(src: Path, dst: Path, bits: int, block_size: int, symmetric: b
             warnings.simplefilter("ignore")
             quantizer = MatMulNBitsQuantizer(model, algo_config=cfg, nodes_to_exclude=excluded + other_gathers)
             quantizer.process()
+            shared = share_tied_tables(quantizer.model.model, tied) if include_lm_head else 0
             quantizer.model.save_model_to_file(str(tmp / dst.name), use_external_data_format=False)
         (tmp / dst.name).replace(dst)
     finally:
@@ -170,6 +128,7 @@ def quantize_file(src: Path, dst: Path, bits: int, block_size: int, symmetric: b
     return {"bits": bits, "block_size": block_size, "symmetric": symmetric, "accuracy_level": accuracy_level,
             "method": "rtn", "matmulnbits_nodes": len(nbits), "fp32_matmuls": len(widths) - len(nbits),
             "gemm_rewritten": rewritten, "excluded_nodes": excluded, "include_embeddings": include_embeddings,
+            "tied_tables_shared": shared,
             "gather_block_quantized_nodes": sum(n.op_type == "GatherBlockQuantized" for n in nodes)}
 
 

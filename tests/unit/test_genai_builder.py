@@ -107,6 +107,41 @@ def test_our_matmulnbits_on_the_builder_graph(built, tmp_path, block):
     assert 0 < np.abs(fp32 - q).max() < 0.5 * np.abs(fp32).max()
 
 
+@needs_genai
+def test_tied_embeddings_share_the_lm_heads_4bit_weight(tmp_path, monkeypatch):
+    """The builder's graph of a tied model reads the table as Transpose(lm_head weight); with the lm_head and the
+    embeddings in INT4 our quantizer stores it once (GatherBlockQuantized on the lm_head's MatMulNBits weight, as the
+    builder's int4 does), with the same logits as a separate 4-bit copy."""
+    import os
+
+    import onnx
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from compressor.measure.perplexity import onnx_fn
+    from compressor.onnx.genai_builder import export_genai
+    from compressor.onnx.session import make_session
+    from compressor.quantize import weight_only
+
+    T._tiny_causal(tmp_path / "hf", "LlamaConfig", "LlamaForCausalLM", 0, hidden_size=64, intermediate_size=128,
+                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
+                   tie_word_embeddings=True)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "hf")
+    src = tmp_path / "onnx" / "model.onnx"
+    export_genai(model, AutoTokenizer.from_pretrained(tmp_path / "hf"), src)
+    info = weight_only.quantize_file(src, tmp_path / "shared.onnx", 4, 32, True, True, 4, True)
+    assert info["tied_tables_shared"] == 1 and info["gather_block_quantized_nodes"] == 1
+    graph = onnx.load(str(tmp_path / "shared.onnx")).graph
+    gather = next(n for n in graph.node if n.op_type == "GatherBlockQuantized")
+    assert gather.input[2] == "lm_head.MatMul.weight_scales" and not any("table" in i.name and i.name.endswith("_Q4")
+                                                                        for i in graph.initializer)
+    monkeypatch.setattr(weight_only, "share_tied_tables", lambda model, tied: 0)
+    weight_only.quantize_file(src, tmp_path / "copy.onnx", 4, 32, True, True, 4, True)
+    ids = np.array([PROMPTS[0]], dtype=np.int64)
+    shared, copy = (onnx_fn(make_session(tmp_path / f))(ids) for f in ("shared.onnx", "copy.onnx"))
+    assert np.abs(shared - copy).max() < 1e-5
+    assert os.path.getsize(tmp_path / "shared.onnx") < os.path.getsize(tmp_path / "copy.onnx")
+
+
 # ---------------------------------------------------------------- refusals
 def _validate(recipe):
     return subprocess.run([sys.executable, "-m", "compressor", "validate", str(recipe)], capture_output=True, text=True,
