@@ -9,40 +9,61 @@ import typer
 
 from compressor.cli.support import TaskOpt, guarded, quiet_transformers, warn
 
+# the options, declared once here so that the command itself stays short
+_ARTIFACT = typer.Argument(..., help="Hugging Face model directory, or an .onnx file.")
+_DATA = typer.Option(..., "--data", metavar="FILE", help="csv / tsv / txt / jsonl / parquet table, a Hugging Face "
+                             "datasets folder or hf:NAME[:CONFIG], or a .txt file for a causal LM; a path or "
+                             "pkg://<package>/<path>.")
+_TEXT = typer.Option("text", "--text", help="Text column: a name or a 0-based position (two, comma-separated, "
+                             "for sentence pairs).")
+_LABEL = typer.Option("label", "--label", help="Label column (classifiers): a name or a 0-based position.")
+_SEP = typer.Option(None, "--sep", help="The one character between columns (default: the format's "
+                                      "own, or sniffed), as data.sep.")
+_HEADER = typer.Option(True, "--header/--no-header", help="--no-header: the first row is data (give columns "
+                                "by position, or name them with --columns), as data.header.")
+_COLUMNS = typer.Option(None, "--columns", help="Names for the columns of a headerless file, "
+                                          "comma-separated, as data.columns.")
+_LABELS = typer.Option(None, "--labels", help="Label names in id order, comma-separated "
+                                         "(default: the model's id2label).")
+_TOKENIZER = typer.Option(None, "--tokenizer", help="Folder with the tokenizer (for an .onnx file; "
+                                             "default: next to it, or ../model).")
+_MAX_LENGTH = typer.Option(128, "--max-length", min=8, help="Tokens per example (causal LM: block length).")
+_BATCH_SIZE = typer.Option(64, "--batch-size", min=1)
+_LIMIT = typer.Option(None, "--limit", min=1, help="Evaluate this many random rows (blocks) only.")
+_DATA_FORMAT = typer.Option("auto", "--format", help="auto | csv | tsv | jsonl | parquet | text.")
+_ENCODING = typer.Option("utf-8", "--encoding", help="Text encoding of the data file, e.g. latin-1.")
+_THREADS = typer.Option(None, "--threads", min=1, help="ONNX Runtime intra-op threads.")
+_JSON_OUT = typer.Option(None, "--json", metavar="FILE", help="Also write the metrics as JSON.")
+_QUOTING = typer.Option("auto", "--quoting", help="csv / tsv quoting: auto | csv (honour \"...\" fields) | none "
+                                "(quotes are plain text); as data.quoting.")
+_DEDUPE = typer.Option(True, "--dedupe/--no-dedupe", help="Drop repeated texts, as a run does with its evaluation "
+                                "files (split.dedupe).")
+_CONFLICTS = typer.Option("keep-first", "--conflicts", help="A repeated text with different labels: keep-first | "
+                                  "majority | drop (split.conflicts).")
+
 
 @guarded
 def eval_cmd(
-    artifact: Path = typer.Argument(..., help="Hugging Face model directory, or an .onnx file."),
-    data: str = typer.Option(..., "--data", metavar="FILE", help="csv / tsv / txt / jsonl / parquet table, a Hugging Face "
-                             "datasets folder or hf:NAME[:CONFIG], or a .txt file for a causal LM; a path or "
-                             "pkg://<package>/<path>."),
-    text: str = typer.Option("text", "--text", help="Text column: a name or a 0-based position (two, comma-separated, "
-                             "for sentence pairs)."),
-    label: str = typer.Option("label", "--label", help="Label column (classifiers): a name or a 0-based position."),
-    sep: Optional[str] = typer.Option(None, "--sep", help="The one character between columns (default: the format's "
-                                      "own, or sniffed), as data.sep."),
-    header: bool = typer.Option(True, "--header/--no-header", help="--no-header: the first row is data (give columns "
-                                "by position, or name them with --columns), as data.header."),
-    columns: Optional[str] = typer.Option(None, "--columns", help="Names for the columns of a headerless file, "
-                                          "comma-separated, as data.columns."),
-    labels: Optional[str] = typer.Option(None, "--labels", help="Label names in id order, comma-separated "
-                                         "(default: the model's id2label)."),
+    artifact: Path = _ARTIFACT,
+    data: str = _DATA,
+    text: str = _TEXT,
+    label: str = _LABEL,
+    sep: Optional[str] = _SEP,
+    header: bool = _HEADER,
+    columns: Optional[str] = _COLUMNS,
+    labels: Optional[str] = _LABELS,
     task: str = TaskOpt,
-    tokenizer: Optional[Path] = typer.Option(None, "--tokenizer", help="Folder with the tokenizer (for an .onnx file; "
-                                             "default: next to it, or ../model)."),
-    max_length: int = typer.Option(128, "--max-length", min=8, help="Tokens per example (causal LM: block length)."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Evaluate this many random rows (blocks) only."),
-    data_format: str = typer.Option("auto", "--format", help="auto | csv | tsv | jsonl | parquet | text."),
-    encoding: str = typer.Option("utf-8", "--encoding", help="Text encoding of the data file, e.g. latin-1."),
-    threads: Optional[int] = typer.Option(None, "--threads", min=1, help="ONNX Runtime intra-op threads."),
-    json_out: Optional[Path] = typer.Option(None, "--json", metavar="FILE", help="Also write the metrics as JSON."),
-    quoting: str = typer.Option("auto", "--quoting", help="csv / tsv quoting: auto | csv (honour \"...\" fields) | none "
-                                "(quotes are plain text); as data.quoting."),
-    dedupe: bool = typer.Option(True, "--dedupe/--no-dedupe", help="Drop repeated texts, as a run does with its evaluation "
-                                "files (split.dedupe)."),
-    conflicts: str = typer.Option("keep-first", "--conflicts", help="A repeated text with different labels: keep-first | "
-                                  "majority | drop (split.conflicts)."),
+    tokenizer: Optional[Path] = _TOKENIZER,
+    max_length: int = _MAX_LENGTH,
+    batch_size: int = _BATCH_SIZE,
+    limit: Optional[int] = _LIMIT,
+    data_format: str = _DATA_FORMAT,
+    encoding: str = _ENCODING,
+    threads: Optional[int] = _THREADS,
+    json_out: Optional[Path] = _JSON_OUT,
+    quoting: str = _QUOTING,
+    dedupe: bool = _DEDUPE,
+    conflicts: str = _CONFLICTS,
 ):
     """Evaluate a model directory or an ONNX file on a data file, with the same code `compressor run` uses."""
     from compressor.core.errors import CompressorError

@@ -122,10 +122,9 @@ def with_transfer(ctx: RunContext, cfg: DistillStage, train_set):
     return D.concat(train_set, extra)
 
 
-@STAGES.register(DistillStage)
-def run_distill(ctx: RunContext, cfg: DistillStage) -> dict:
+def _student_and_terms(ctx: RunContext, cfg: DistillStage, teacher) -> tuple:
+    """The student (built, loaded or the current model) and the loss terms; the teacher frozen on the device."""
     where = f"{ctx.stage_path}.student"
-    teacher = load_teacher(ctx, cfg)
 
     def load_student():
         return ctx.load_model(resolve(cfg.student.path, ctx.recipe_dir, f"{where}.path", must_exist=False))
@@ -146,8 +145,12 @@ def run_distill(ctx: RunContext, cfg: DistillStage) -> dict:
     teacher.to(ctx.device).eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    eval_fn = selection_eval_fn(ctx, cfg.eval_batch_size)  # chooses the student's checkpoint
-    split = ctx.eval_split()  # the teacher's figure for the report: dev / test, as every artifact's
+    return student, terms
+
+
+def _teacher_metrics(ctx: RunContext, cfg: DistillStage, teacher) -> dict:
+    """The teacher's figure for the report, on the split every artifact is scored on (dev / test)."""
+    split = ctx.eval_split()
     report_fn = dev_eval_fn(ctx, cfg.eval_batch_size)
     teacher_metrics = report_fn(teacher) if report_fn else {}
     name, _ = ctx.primary_metric
@@ -157,6 +160,16 @@ def run_distill(ctx: RunContext, cfg: DistillStage) -> dict:
         log.info("teacher: %d parameters, %s %s %.4f", count_parameters(teacher), split, name, teacher_metrics[name])
         if caveat := reference_warning(teacher_metrics, "the teacher", ctx.label_names):
             log.warning("distill: %s", caveat.replace("**Warning**: ", ""))
+    return teacher_metrics
+
+
+@STAGES.register(DistillStage)
+def run_distill(ctx: RunContext, cfg: DistillStage) -> dict:
+    teacher = load_teacher(ctx, cfg)
+    student, terms = _student_and_terms(ctx, cfg, teacher)
+    eval_fn = selection_eval_fn(ctx, cfg.eval_batch_size)  # chooses the student's checkpoint
+    split = ctx.eval_split()
+    teacher_metrics = _teacher_metrics(ctx, cfg, teacher)
     log.info("student: %d parameters, %d layers, losses %s", count_parameters(student), student.config.num_hidden_layers,
              ", ".join(c.type for c in cfg.losses))
     for t in terms:

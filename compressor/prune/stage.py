@@ -47,7 +47,7 @@ def _targets(ctx_recipe, model, cfg: UnstructuredPrune, where: str) -> dict[str,
 
 
 class GradualPruning:
-    """Training-loop callback (see compressor.train.loop.Callback) for unstructured gradual pruning."""
+    """Training-loop callback (see compressor.train.state.Callback) for unstructured gradual pruning."""
 
     name = "prune"
 

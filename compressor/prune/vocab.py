@@ -21,9 +21,7 @@ tokenizers are supported; BPE / Unigram vocabularies are merge- or score-based a
 
 from __future__ import annotations
 
-import json
 import logging
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -35,6 +33,7 @@ from compressor.core.errors import ModelError
 from compressor.core.registry import STAGES
 from compressor.models import count_parameters
 from compressor.pipeline.context import RunContext
+from compressor.prune.vocab_tokenizer import remap_tokenizer, tokenizer_json
 from compressor.recipe.schema import VocabularyPrune
 
 log = logging.getLogger("compressor")
@@ -50,16 +49,6 @@ def count_tokens(id_lists: Iterable[Sequence[int]]) -> Counter:
     for ids in id_lists:
         counts.update(int(i) for i in ids)
     return counts
-
-
-def tokenizer_json(tokenizer) -> dict:
-    """The backend tokenizer's JSON; a ModelError unless its model is WordPiece."""
-    backend = getattr(tokenizer, "backend_tokenizer", None)
-    kind = json.loads(backend.to_str())["model"]["type"] if backend is not None else "no fast (tokenizers) backend"
-    if kind != "WordPiece":
-        raise ModelError(f"vocabulary trimming supports WordPiece (BERT-family) tokenizers; this one "
-                         f"({type(tokenizer).__name__}) is {kind}")
-    return json.loads(backend.to_str())
 
 
 def _config_ids(config) -> list[int]:
@@ -137,53 +126,6 @@ def slice_vocab_rows(model, keep: Sequence[int]) -> None:
                 setattr(cfg, name, new_id.get(int(v)))
 
 
-def _remap_post_processor(pp: Any, new_id: dict[int, int]) -> None:
-    """Special token ids inside a post-processor (Template / Bert / Roberta processing, or a sequence of them)."""
-    if isinstance(pp, list):
-        for p in pp:
-            _remap_post_processor(p, new_id)
-    if not isinstance(pp, dict):
-        return
-    for spec in (pp.get("special_tokens") or {}).values():
-        spec["ids"] = [new_id[i] for i in spec["ids"]]
-    for key in ("sep", "cls"):
-        if isinstance(pp.get(key), list) and len(pp[key]) == 2:
-            pp[key][1] = new_id[pp[key][1]]
-    _remap_post_processor(pp.get("processors"), new_id)
-
-
-def remap_tokenizer(tokenizer, keep: Sequence[int]):
-    """The same tokenizer over the kept tokens only, numbered in their old order."""
-    from transformers import AutoTokenizer
-
-    new_id = {old: new for new, old in enumerate(keep)}
-    with tempfile.TemporaryDirectory(prefix="vocab-trim-") as tmp:
-        tmp_dir = Path(tmp)
-        tokenizer.save_pretrained(tmp_dir)
-        tj = json.loads((tmp_dir / "tokenizer.json").read_text(encoding="utf-8"))
-        vocab = tj["model"]["vocab"]
-        tj["model"]["vocab"] = {t: new_id[i] for t, i in sorted(vocab.items(), key=lambda kv: kv[1]) if i in new_id}
-        tj["added_tokens"] = [{**a, "id": new_id[a["id"]]} for a in tj.get("added_tokens") or [] if a["id"] in new_id]
-        _remap_post_processor(tj.get("post_processor"), new_id)
-        if tj.get("padding") and tj["padding"].get("pad_id") is not None:
-            tj["padding"]["pad_id"] = new_id.get(tj["padding"]["pad_id"], 0)
-        (tmp_dir / "tokenizer.json").write_text(json.dumps(tj, ensure_ascii=False), encoding="utf-8")
-        cfg_path = tmp_dir / "tokenizer_config.json"
-        if cfg_path.is_file():
-            tc = json.loads(cfg_path.read_text(encoding="utf-8"))
-            if isinstance(tc.get("added_tokens_decoder"), dict):
-                tc["added_tokens_decoder"] = {str(new_id[int(k)]): v for k, v in tc["added_tokens_decoder"].items()
-                                              if int(k) in new_id}
-                cfg_path.write_text(json.dumps(tc, ensure_ascii=False, indent=2), encoding="utf-8")
-        vocab_txt = tmp_dir / "vocab.txt"
-        if vocab_txt.is_file():
-            vocab_txt.write_text("".join(t + "\n" for t in tj["model"]["vocab"]), encoding="utf-8")
-        new = AutoTokenizer.from_pretrained(str(tmp_dir))
-        if new.pad_token is None and tokenizer.pad_token is not None:
-            new.pad_token = tokenizer.pad_token
-    return new
-
-
 def _encode(tokenizer, texts: Sequence, max_length: int, **kw):
     if texts and isinstance(texts[0], (tuple, list)):
         a, b = zip(*texts)
@@ -221,13 +163,23 @@ def trim_vocabulary(model, tokenizer, counts: Counter, min_count: int = 1, keep_
         raise ModelError(f"the tokenizer has ids up to {max(vocab.values())} but the embedding table only {rows} rows")
     keep, reasons = select_tokens(vocab, list(tokenizer.all_special_ids) + _config_ids(model.config), counts, rows,
                                   min_count, keep_single_chars, tj["model"].get("continuing_subword_prefix") or "##")
-    kept, new_id = set(keep), {old: new for new, old in enumerate(keep)}
+    kept = set(keep)
     total = sum(counts.values())
     covered = sum(c for i, c in counts.items() if i in kept)
     info: dict[str, Any] = {"vocab_before": rows, "vocab_after": len(keep), "params_before": count_parameters(model),
                             "embedding_params_before": embedding_parameters(model), "kept": reasons,
                             "occurrences": total, "coverage": covered / total if total else 1.0}
+    new_tok, checked = _slice_and_verify(model, tokenizer, vocab, keep, texts, max_length, check_batch)
+    info.update(params_after=count_parameters(model), embedding_params_after=embedding_parameters(model), **checked)
+    return model, new_tok, info
 
+
+def _slice_and_verify(model, tokenizer, vocab: dict[str, int], keep: Sequence[int], texts: Sequence | None,
+                      max_length: int, check_batch: int):
+    """Slice the model's rows and remap the tokenizer to ``keep``; check that texts made only of kept tokens get the
+    remapped ids and the same logits. Returns (the new tokenizer, what was verified)."""
+    rows = model.get_input_embeddings().weight.shape[0]
+    kept, new_id = set(keep), {old: new for new, old in enumerate(keep)}
     # the reference: old tokenization and logits of texts whose tokens are all kept
     made_up = _check_text(vocab, keep, set(tokenizer.all_special_ids))
     sample = list(texts or [])
@@ -259,9 +211,7 @@ def trim_vocabulary(model, tokenizer, counts: Counter, min_count: int = 1, keep_
                            f"vs {tuple(got.shape)})")
     if model.config.vocab_size != model.get_input_embeddings().weight.shape[0]:
         raise RuntimeError("vocabulary trimming: config.vocab_size disagrees with the embedding table")
-    info.update(params_after=count_parameters(model), embedding_params_after=embedding_parameters(model),
-                verified_texts=len(eligible), verified_logits=len(batch))
-    return model, new_tok, info
+    return new_tok, {"verified_texts": len(eligible), "verified_logits": len(batch)}
 
 
 def _sample(items: Sequence, n: int) -> list:
