@@ -38,8 +38,13 @@ def prepare(model_spec: str, work: Path) -> tuple[Path, Path, int]:
     model = load_model(src, "sequence-classification", 2, ["negative", "positive"])
     model.save_pretrained(work / "model")
     load_tokenizer(src).save_pretrained(work / "model")
-    subprocess.run([sys.executable, "-m", "compressor", "export", str(work / "model"), "-o", str(work / "onnx"), "--int8"],
-                   check=True, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    subprocess.run(
+        [sys.executable, "-m", "compressor", "export", str(work / "model"), "-o", str(work / "onnx"), "--int8"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     return work / "model", work / "onnx" / "model.int8.onnx", model.config.vocab_size
 
 
@@ -65,13 +70,29 @@ def fair(model_dir: Path, int8: Path, vocab: int, args) -> dict:
     from compressor.measure.bench.worker import time_artifacts
 
     base = {"task": "sequence-classification", "device": "cpu", "vocab": vocab, "num_labels": 2}
-    rows = time_artifacts([{**base, "name": "pytorch", "kind": "torch", "path": str(model_dir)},
-                           {**base, "name": "int8", "kind": "onnx", "path": str(int8)}],
-                          [args.batch], [args.seq], args.warmup, args.iterations, args.rounds, args.threads)
+    rows = time_artifacts(
+        [
+            {**base, "name": "pytorch", "kind": "torch", "path": str(model_dir)},
+            {**base, "name": "int8", "kind": "onnx", "path": str(int8)},
+        ],
+        [args.batch],
+        [args.seq],
+        args.warmup,
+        args.iterations,
+        args.rounds,
+        args.threads,
+    )
     t, q = rows["pytorch"][0], rows["int8"][0]
     v = ratio_verdict(t["round_p50_ms"], q["round_p50_ms"])
-    return {"torch_ms": t["p50_ms"], "int8_ms": q["p50_ms"], "ratio": v.ratio, "rounds": v.rounds, "claimed": v.claimed,
-            "cell": v.cell(), "reason": v.explain()}
+    return {
+        "torch_ms": t["p50_ms"],
+        "int8_ms": q["p50_ms"],
+        "ratio": v.ratio,
+        "rounds": v.rounds,
+        "claimed": v.claimed,
+        "cell": v.cell(),
+        "reason": v.explain(),
+    }
 
 
 def legacy(model_dir: Path, int8: Path, vocab: int, args) -> dict:
@@ -83,8 +104,15 @@ def legacy(model_dir: Path, int8: Path, vocab: int, args) -> dict:
     t = bench_torch(model, [args.batch], [args.seq], args.warmup, args.iterations, threads=args.threads)[0]
     q = bench_onnx(int8, vocab, [args.batch], [args.seq], args.warmup, args.iterations, threads=args.threads)[0]
     ratio = t["p50_ms"] / q["p50_ms"]
-    return {"torch_ms": t["p50_ms"], "int8_ms": q["p50_ms"], "ratio": ratio, "rounds": [], "claimed": True,
-            "cell": f"{ratio:.2f}×", "reason": "one measurement per artifact: always printed"}
+    return {
+        "torch_ms": t["p50_ms"],
+        "int8_ms": q["p50_ms"],
+        "ratio": ratio,
+        "rounds": [],
+        "claimed": True,
+        "cell": f"{ratio:.2f}×",
+        "reason": "one measurement per artifact: always printed",
+    }
 
 
 def measure(paths, args) -> dict:
@@ -93,8 +121,12 @@ def measure(paths, args) -> dict:
         procs = start_load(args.busy) if condition == "loaded" else []
         try:
             load = os.getloadavg()[0]
-            out[condition] = {"fair": fair(*paths, args), "legacy": legacy(*paths, args), "load_average": round(load, 2),
-                              "busy_processes": len(procs)}
+            out[condition] = {
+                "fair": fair(*paths, args),
+                "legacy": legacy(*paths, args),
+                "load_average": round(load, 2),
+                "busy_processes": len(procs),
+            }
         finally:
             stop_load(procs)
         print(f"{condition}: fair {out[condition]['fair']['cell']}, legacy {out[condition]['legacy']['cell']}", flush=True)
@@ -111,37 +143,57 @@ def verdict(idle: dict, loaded: dict) -> str:
 
 
 def table(results: dict) -> tuple[list[str], list[list[str]]]:
-    head = ["condition", "timing", "PyTorch fp32 p50 ms", "INT8 p50 ms", "ratio as printed", "per-round ratios",
-            "loaded vs idle"]
+    head = ["condition", "timing", "PyTorch fp32 p50 ms", "INT8 p50 ms", "ratio as printed", "per-round ratios", "loaded vs idle"]
     rows = []
-    for method, label in (("fair", "run's harness (separate process, passive waiting, interleaved rounds)"),
-                          ("legacy", "before (in-process PyTorch, spin-waiting, one artifact after the other)")):
+    for method, label in (
+        ("fair", "run's harness (separate process, passive waiting, interleaved rounds)"),
+        ("legacy", "before (in-process PyTorch, spin-waiting, one artifact after the other)"),
+    ):
         for cond in ("idle", "loaded"):
             r = results[cond][method]
             rounds = f"{min(r['rounds']):.2f}–{max(r['rounds']):.2f}×" if r["rounds"] else "—"
             cmp = verdict(results["idle"][method], r) if cond == "loaded" else ""
-            rows.append([f"{cond} (load {results[cond]['load_average']})", label, f"{r['torch_ms']:.2f}", f"{r['int8_ms']:.2f}",
-                         r["cell"], rounds, cmp])
+            rows.append(
+                [
+                    f"{cond} (load {results[cond]['load_average']})",
+                    label,
+                    f"{r['torch_ms']:.2f}",
+                    f"{r['int8_ms']:.2f}",
+                    r["cell"],
+                    rounds,
+                    cmp,
+                ]
+            )
     return head, rows
 
 
 def write(out_dir: Path, results: dict, args, fp: dict) -> None:
     head, rows = table(results)
-    md = ["# PyTorch fp32 / INT8 ratio: idle vs loaded machine", "",
-          f"Model `{args.model}`, batch {args.batch} × seq {args.seq}, {args.iterations} timed runs per artifact in "
-          f"{args.rounds} interleaved rounds, {args.warmup} warm-up, threads {args.threads or 'all cores'}; load: "
-          f"{results['loaded']['busy_processes']} busy-loop processes (one per core) during the loaded condition. "
-          f"Machine: {fp.get('cpu')}, {fp.get('cores')} cores; torch {fp.get('torch')}, onnxruntime {fp.get('onnxruntime')}.",
-          "", "Made with: `python benchmarks/busy_ratio.py " + " ".join(sys.argv[1:]) + "`", "",
-          "| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
-    md += ["", "The rule (README, 'When a speed-up is claimed'): a ratio is printed only when the per-round ratios differ by "
-           "at most 25 % and lie on one side of 1×; under load the run's harness must print a ratio within 25 % of the "
-           "idle one or withhold it. 'idle' means no load added by this script: other programs on the machine may "
-           "still run (see the load average in each row)."]
+    md = [
+        "# PyTorch fp32 / INT8 ratio: idle vs loaded machine",
+        "",
+        f"Model `{args.model}`, batch {args.batch} × seq {args.seq}, {args.iterations} timed runs per artifact in "
+        f"{args.rounds} interleaved rounds, {args.warmup} warm-up, threads {args.threads or 'all cores'}; load: "
+        f"{results['loaded']['busy_processes']} busy-loop processes (one per core) during the loaded condition. "
+        f"Machine: {fp.get('cpu')}, {fp.get('cores')} cores; torch {fp.get('torch')}, onnxruntime {fp.get('onnxruntime')}.",
+        "",
+        "Made with: `python benchmarks/busy_ratio.py " + " ".join(sys.argv[1:]) + "`",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ] + ["| " + " | ".join(r) + " |" for r in rows]
+    md += [
+        "",
+        "The rule (README, 'When a speed-up is claimed'): a ratio is printed only when the per-round ratios differ by "
+        "at most 25 % and lie on one side of 1×; under load the run's harness must print a ratio within 25 % of the "
+        "idle one or withhold it. 'idle' means no load added by this script: other programs on the machine may "
+        "still run (see the load average in each row).",
+    ]
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "BUSY_RATIO.md").write_text("\n".join(md) + "\n")
-    (out_dir / "busy_ratio.json").write_text(json.dumps({"settings": vars(args), "fingerprint": fp, "results": results},
-                                                        indent=2, default=str) + "\n")
+    (out_dir / "busy_ratio.json").write_text(
+        json.dumps({"settings": vars(args), "fingerprint": fp, "results": results}, indent=2, default=str) + "\n"
+    )
 
 
 def main() -> int:

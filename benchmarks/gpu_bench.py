@@ -50,10 +50,16 @@ def environment(install_notes: str | None) -> dict:
     import torch
     import transformers
 
-    env = {"python": platform.python_version(), "torch": torch.__version__, "torch_cuda": torch.version.cuda,
-           "transformers": transformers.__version__, "onnxruntime": ort.__version__,
-           "ort_providers": ort.get_available_providers(), "cpu_cores": os.cpu_count(),
-           "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    env = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_cuda": torch.version.cuda,
+        "transformers": transformers.__version__,
+        "onnxruntime": ort.__version__,
+        "ort_providers": ort.get_available_providers(),
+        "cpu_cores": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
     try:
         import bitsandbytes
 
@@ -62,8 +68,9 @@ def environment(install_notes: str | None) -> dict:
         env["bitsandbytes"] = f"not importable ({type(e).__name__})"
     try:
         q = "--query-gpu=name,driver_version,memory.total,clocks.max.sm"
-        env["nvidia_smi"] = subprocess.run(["nvidia-smi", q, "--format=csv,noheader"], capture_output=True, text=True,
-                                           timeout=30).stdout.strip()
+        env["nvidia_smi"] = subprocess.run(
+            ["nvidia-smi", q, "--format=csv,noheader"], capture_output=True, text=True, timeout=30
+        ).stdout.strip()
     except Exception as e:
         env["nvidia_smi"] = f"unavailable ({type(e).__name__})"
     if install_notes and Path(install_notes).is_file():
@@ -78,10 +85,15 @@ def dev_batches(tokenizer, dev_tsv: Path, batch: int = 32, max_length: int = 128
     texts, labels = df["sentence"].astype(str).tolist(), df["label"].astype(int).to_numpy()
     out = []
     for i in range(0, len(texts), batch):
-        enc = tokenizer(texts[i:i + batch], padding=True, truncation=True, max_length=max_length, return_tensors="np")
-        out.append({"input_ids": enc["input_ids"].astype(np.int64), "attention_mask": enc["attention_mask"].astype(np.int64),
-                    "token_type_ids": enc.get("token_type_ids", np.zeros_like(enc["input_ids"])).astype(np.int64),
-                    "labels": labels[i:i + batch]})
+        enc = tokenizer(texts[i : i + batch], padding=True, truncation=True, max_length=max_length, return_tensors="np")
+        out.append(
+            {
+                "input_ids": enc["input_ids"].astype(np.int64),
+                "attention_mask": enc["attention_mask"].astype(np.int64),
+                "token_type_ids": enc.get("token_type_ids", np.zeros_like(enc["input_ids"])).astype(np.int64),
+                "labels": labels[i : i + batch],
+            }
+        )
     return out
 
 
@@ -92,6 +104,7 @@ def synthetic(batch: int, seq: int, vocab: int) -> dict:
 
 
 # ---------------------------------------------------------------- variants: name -> (predict(batch)->logits, caller(batch)->fn)
+
 
 class TorchVariant:
     def __init__(self, model, dtype=None):
@@ -114,6 +127,7 @@ class TorchVariant:
         def call():
             with self.torch.inference_mode():
                 self.model(**inputs)
+
         return call
 
 
@@ -148,14 +162,21 @@ class OrtVariant:
 
         def call():
             self.session.run_with_iobinding(binding)
+
         return call
 
 
 def fp16_graph(src: Path, dst: Path, config) -> Path:
     from onnxruntime.transformers.optimizer import optimize_model
 
-    opt = optimize_model(str(src), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size,
-                         use_gpu=True, opt_level=1)
+    opt = optimize_model(
+        str(src),
+        model_type="bert",
+        num_heads=config.num_attention_heads,
+        hidden_size=config.hidden_size,
+        use_gpu=True,
+        opt_level=1,
+    )
     opt.convert_float_to_float16(keep_io_types=True)
     opt.save_model_to_file(str(dst))
     return dst
@@ -174,18 +195,35 @@ def build_variants(run_dir: Path, work: Path, which: set[str]):
     trt_common = {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(work / "trt-cache")}
     specs = {
         "torch-fp32": (lambda: TorchVariant(load_model(model_dir, "sequence-classification").cuda()), "PyTorch eager, fp32"),
-        "torch-fp16": (lambda: TorchVariant(load_model(model_dir, "sequence-classification").cuda(), torch.float16),
-                       "PyTorch eager, model.half()"),
-        "ort-cuda-fp32": (lambda: OrtVariant(onnx_dir / "model.onnx", cuda), "CUDA EP, the run's plain export (ORT fuses at load)"),
-        "ort-cuda-fp16": (lambda: OrtVariant(fp16_graph(onnx_dir / "model.onnx", work / "model.gpu.fp16.onnx", config), cuda),
-                          "CUDA EP, ORT transformer optimizer (use_gpu) + fp16 weights/activations, fp32 I/O"),
-        "trt-fp16": (lambda: OrtVariant(onnx_dir / "model.onnx",
-                                        [("TensorrtExecutionProvider", {**trt_common, "trt_fp16_enable": True}), "CUDAExecutionProvider"]),
-                     "TensorRT EP, fp16 enabled, the plain fp32 export"),
-        "trt-int8": (lambda: OrtVariant(onnx_dir / "model.int8.onnx",
-                                        [("TensorrtExecutionProvider", {**trt_common, "trt_fp16_enable": True, "trt_int8_enable": True}),
-                                         "CUDAExecutionProvider"]),
-                     "TensorRT EP, the run's static QDQ INT8 graph (explicit quantization)"),
+        "torch-fp16": (
+            lambda: TorchVariant(load_model(model_dir, "sequence-classification").cuda(), torch.float16),
+            "PyTorch eager, model.half()",
+        ),
+        "ort-cuda-fp32": (
+            lambda: OrtVariant(onnx_dir / "model.onnx", cuda),
+            "CUDA EP, the run's plain export (ORT fuses at load)",
+        ),
+        "ort-cuda-fp16": (
+            lambda: OrtVariant(fp16_graph(onnx_dir / "model.onnx", work / "model.gpu.fp16.onnx", config), cuda),
+            "CUDA EP, ORT transformer optimizer (use_gpu) + fp16 weights/activations, fp32 I/O",
+        ),
+        "trt-fp16": (
+            lambda: OrtVariant(
+                onnx_dir / "model.onnx",
+                [("TensorrtExecutionProvider", {**trt_common, "trt_fp16_enable": True}), "CUDAExecutionProvider"],
+            ),
+            "TensorRT EP, fp16 enabled, the plain fp32 export",
+        ),
+        "trt-int8": (
+            lambda: OrtVariant(
+                onnx_dir / "model.int8.onnx",
+                [
+                    ("TensorrtExecutionProvider", {**trt_common, "trt_fp16_enable": True, "trt_int8_enable": True}),
+                    "CUDAExecutionProvider",
+                ],
+            ),
+            "TensorRT EP, the run's static QDQ INT8 graph (explicit quantization)",
+        ),
         "bnb-int8": (lambda: TorchVariant(_bnb(model_dir, "int8")), "bitsandbytes LLM.int8 (8-bit weights, fp16 outliers)"),
         "bnb-nf4": (lambda: TorchVariant(_bnb(model_dir, "nf4")), "bitsandbytes 4-bit NF4, bf16 compute"),
     }
@@ -244,8 +282,14 @@ def run(args) -> dict:
     batches = dev_batches(tok, Path(args.dev))
     vocab = tok.vocab_size if hasattr(tok, "vocab_size") else 30522
     shapes = [(int(b), args.seq) for b in args.batch_sizes.split(",")]
-    result: dict = {"environment": environment(args.install_notes), "shapes": shapes, "rounds": args.rounds,
-                    "iterations": args.iterations, "warmup": args.warmup, "variants": {}}
+    result: dict = {
+        "environment": environment(args.install_notes),
+        "shapes": shapes,
+        "rounds": args.rounds,
+        "iterations": args.iterations,
+        "warmup": args.warmup,
+        "variants": {},
+    }
     live = {}
     for name, factory, note in build_variants(run_dir, work, set(args.variants.split(","))):
         rec = result["variants"][name] = {"note": note}
@@ -276,8 +320,12 @@ def run(args) -> dict:
         for key, meds in shapes_ms.items():
             b = int(key.split("x")[0])
             med = statistics.median(meds)
-            rows[key] = {"ms": med, "round_medians_ms": meds, "spread": (max(meds) - min(meds)) / med if med else None,
-                         "sequences_per_s": b / (med / 1000.0)}
+            rows[key] = {
+                "ms": med,
+                "round_medians_ms": meds,
+                "spread": (max(meds) - min(meds)) / med if med else None,
+                "sequences_per_s": b / (med / 1000.0),
+            }
         result["variants"][name]["latency"] = rows
     return result
 
@@ -296,21 +344,30 @@ def ratio_cell(ref_rounds: list | None, rounds: list) -> str:
 def render(result: dict) -> str:
     env = result["environment"]
     shapes = [f"{b}x{s}" for b, s in result["shapes"]]
-    lines = ["# GPU results: SST-2 MiniLM teacher", "",
-             "Written by `python benchmarks/gpu_bench.py` in one process (see its docstring for the method). "
-             "Machine-specific: re-run the script on yours.", "",
-             f"- GPU: {env.get('gpu')} — nvidia-smi: `{env.get('nvidia_smi')}`",
-             f"- torch {env.get('torch')} (CUDA {env.get('torch_cuda')}), transformers {env.get('transformers')}, "
-             f"onnxruntime {env.get('onnxruntime')}, bitsandbytes {env.get('bitsandbytes')}, Python {env.get('python')}",
-             f"- ORT providers: {', '.join(env.get('ort_providers', []))}",
-             f"- timing: {result['rounds']} interleaved rounds × {result['iterations']} calls per shape, CUDA events after a "
-             "synchronisation, inputs already on the GPU; ms = median of the round medians. A ratio is taken round by round "
-             "(both variants timed in the same round), then its median, with the range over rounds in brackets; a range that "
-             "reaches across 1× is marked *unstable, not claimed*", ""]
+    lines = [
+        "# GPU results: SST-2 MiniLM teacher",
+        "",
+        "Written by `python benchmarks/gpu_bench.py` in one process (see its docstring for the method). "
+        "Machine-specific: re-run the script on yours.",
+        "",
+        f"- GPU: {env.get('gpu')} — nvidia-smi: `{env.get('nvidia_smi')}`",
+        f"- torch {env.get('torch')} (CUDA {env.get('torch_cuda')}), transformers {env.get('transformers')}, "
+        f"onnxruntime {env.get('onnxruntime')}, bitsandbytes {env.get('bitsandbytes')}, Python {env.get('python')}",
+        f"- ORT providers: {', '.join(env.get('ort_providers', []))}",
+        f"- timing: {result['rounds']} interleaved rounds × {result['iterations']} calls per shape, CUDA events after a "
+        "synchronisation, inputs already on the GPU; ms = median of the round medians. A ratio is taken round by round "
+        "(both variants timed in the same round), then its median, with the range over rounds in brackets; a range that "
+        "reaches across 1× is marked *unstable, not claimed*",
+        "",
+    ]
     if env.get("install"):
         lines += ["Installed on the GPU machine:", "", "```", env["install"], "```", ""]
     ref = result["variants"].get("torch-fp32", {}).get("latency", {})
-    head = "| variant | dev accuracy (95 % CI) | " + " | ".join(f"{s} ms | {s} vs torch-fp32 [range]" for s in shapes) + " | GPU MiB |"
+    head = (
+        "| variant | dev accuracy (95 % CI) | "
+        + " | ".join(f"{s} ms | {s} vs torch-fp32 [range]" for s in shapes)
+        + " | GPU MiB |"
+    )
     lines += [head, "|" + "---|" * (3 + 2 * len(shapes))]
     skipped = []
     for name, rec in result["variants"].items():
@@ -331,8 +388,11 @@ def render(result: dict) -> str:
     lines += ["", "Variants:", ""] + [f"- {n}: {r['note']}" for n, r in result["variants"].items() if "skipped" not in r]
     if skipped:
         lines += ["", "Not measured here:", ""] + skipped
-    lines += ["", "GPU MiB: torch.cuda.max_memory_allocated while the variant was built and evaluated (PyTorch's allocator "
-              "only: ONNX Runtime's own arena is not counted there)."]
+    lines += [
+        "",
+        "GPU MiB: torch.cuda.max_memory_allocated while the variant was built and evaluated (PyTorch's allocator "
+        "only: ONNX Runtime's own arena is not counted there).",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -181,7 +181,7 @@ def perplexity(lm, tok, text: str, window: int = 512) -> dict:
     ids = tok(text, return_tensors="pt")["input_ids"][0]
     total, count = 0.0, 0
     for i in range(0, len(ids) - 1, window):
-        chunk = ids[i:i + window].unsqueeze(0).cuda()
+        chunk = ids[i : i + window].unsqueeze(0).cuda()
         if chunk.shape[1] < 2:
             break
         s, n = lm.nll(chunk)
@@ -223,13 +223,19 @@ def variants(model_dir: Path, which: set[str], work: Path = Path("/tmp/gpu_llm_b
         "torch-fp32": (plain(torch.float32), "PyTorch eager, fp32, KV cache"),
         "torch-fp16": (plain(torch.float16), "PyTorch eager, fp16, KV cache"),
         "torch-bf16": (plain(torch.bfloat16), "PyTorch eager, bf16, KV cache"),
-        "bnb-nf4": (bnb(BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)),
-                    "bitsandbytes 4-bit NF4 weights, bf16 compute, KV cache"),
+        "bnb-nf4": (
+            bnb(BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)),
+            "bitsandbytes 4-bit NF4 weights, bf16 compute, KV cache",
+        ),
         "bnb-int8": (bnb(BitsAndBytesConfig(load_in_8bit=True)), "bitsandbytes LLM.int8, KV cache"),
-        "ort-cuda-fp32": (lambda: onnx_variant(model_dir, work, None),
-                          "ONNX Runtime CUDA EP, compressor's cached graph (export/decoder.py), KV cache kept on the GPU (I/O binding)"),
-        "ort-cuda-int4": (lambda: onnx_variant(model_dir, work, 4),
-                          "the same graph weight-only INT4 (MatMulNBits, RTN, block 32, symmetric, lm_head fp32) on the CUDA EP"),
+        "ort-cuda-fp32": (
+            lambda: onnx_variant(model_dir, work, None),
+            "ONNX Runtime CUDA EP, compressor's cached graph (export/decoder.py), KV cache kept on the GPU (I/O binding)",
+        ),
+        "ort-cuda-int4": (
+            lambda: onnx_variant(model_dir, work, 4),
+            "the same graph weight-only INT4 (MatMulNBits, RTN, block 32, symmetric, lm_head fp32) on the CUDA EP",
+        ),
     }
     for name, (factory, note) in specs.items():
         if name in which:
@@ -246,8 +252,14 @@ def run(args) -> dict:
     text = wiki_text(Path(args.wiki))
     prompt = tok(text, return_tensors="pt")["input_ids"][:, : args.prompt]
     batches = [int(b) for b in args.batch_sizes.split(",")]
-    result: dict = {"environment": environment(args.install_notes), "prompt_tokens": args.prompt, "new_tokens": args.new,
-                    "batches": batches, "rounds": args.rounds, "variants": {}}
+    result: dict = {
+        "environment": environment(args.install_notes),
+        "prompt_tokens": args.prompt,
+        "new_tokens": args.new,
+        "batches": batches,
+        "rounds": args.rounds,
+        "variants": {},
+    }
     live = {}
     for name, factory, note in variants(model_dir, set(args.variants.split(",")), Path(args.work)):
         rec = result["variants"][name] = {"note": note}
@@ -277,25 +289,36 @@ def run(args) -> dict:
         print(f"[gpu_llm_bench] round {r + 1}/{args.rounds} done", flush=True)
     for name, per_b in raw.items():
         result["variants"][name]["timing"] = {
-            str(b): {"prefill_ms": statistics.median(v["prefill_ms"]), "decode_tokens_per_s": statistics.median(v["decode_tps"]),
-                     "rounds_prefill_ms": v["prefill_ms"], "rounds_decode_tps": v["decode_tps"]} for b, v in per_b.items()}
+            str(b): {
+                "prefill_ms": statistics.median(v["prefill_ms"]),
+                "decode_tokens_per_s": statistics.median(v["decode_tps"]),
+                "rounds_prefill_ms": v["prefill_ms"],
+                "rounds_decode_tps": v["decode_tps"],
+            }
+            for b, v in per_b.items()
+        }
     return result
 
 
 def render(result: dict) -> str:
     env = result["environment"]
     bs = [str(b) for b in result["batches"]]
-    lines = ["# GPU results: SmolLM2-135M-Instruct decoding", "",
-             "Written by `python benchmarks/gpu_llm_bench.py` in one process (see its docstring). Machine-specific.", "",
-             f"- GPU: {env.get('gpu')} — nvidia-smi: `{env.get('nvidia_smi')}`",
-             f"- torch {env.get('torch')} (CUDA {env.get('torch_cuda')}), transformers {env.get('transformers')}, "
-             f"bitsandbytes {env.get('bitsandbytes')}",
-             f"- prompt {result['prompt_tokens']} tokens, {result['new_tokens']} new tokens, greedy, KV cache; medians of "
-             f"{result['rounds']} interleaved rounds [range over rounds]",
-             "- perplexity: WikiText-2 raw test, first 200 KB, non-overlapping 512-token windows, token-weighted",
-             "- the GGUF weights sit on a Q4_1 grid (asymmetric, blocks of 32): an INT4 that reproduces it looks lossless and flatters; one that does not (symmetric) loses", "",
-             "| variant | perplexity | " + " | ".join(f"prefill ms b{b} | decode tok/s b{b}" for b in bs) + " | GPU MiB |",
-             "|" + "---|" * (3 + 2 * len(bs))]
+    lines = [
+        "# GPU results: SmolLM2-135M-Instruct decoding",
+        "",
+        "Written by `python benchmarks/gpu_llm_bench.py` in one process (see its docstring). Machine-specific.",
+        "",
+        f"- GPU: {env.get('gpu')} — nvidia-smi: `{env.get('nvidia_smi')}`",
+        f"- torch {env.get('torch')} (CUDA {env.get('torch_cuda')}), transformers {env.get('transformers')}, "
+        f"bitsandbytes {env.get('bitsandbytes')}",
+        f"- prompt {result['prompt_tokens']} tokens, {result['new_tokens']} new tokens, greedy, KV cache; medians of "
+        f"{result['rounds']} interleaved rounds [range over rounds]",
+        "- perplexity: WikiText-2 raw test, first 200 KB, non-overlapping 512-token windows, token-weighted",
+        "- the GGUF weights sit on a Q4_1 grid (asymmetric, blocks of 32): an INT4 that reproduces it looks lossless and flatters; one that does not (symmetric) loses",
+        "",
+        "| variant | perplexity | " + " | ".join(f"prefill ms b{b} | decode tok/s b{b}" for b in bs) + " | GPU MiB |",
+        "|" + "---|" * (3 + 2 * len(bs)),
+    ]
     skipped = []
     for name, rec in result["variants"].items():
         if "skipped" in rec:

@@ -136,8 +136,17 @@ def main() -> int:
     try:
         ctx = teacher_context(run_dir, work / "ctx")
         task = ctx.task
-        data = load_classification(DataConfig(train=str(dev), text=args.text, label=args.label, labels=args.labels.split(","),
-                                              split={"dev": 0.0, "test": 0.0, "dedupe": False}), None, 0)
+        data = load_classification(
+            DataConfig(
+                train=str(dev),
+                text=args.text,
+                label=args.label,
+                labels=args.labels.split(","),
+                split={"dev": 0.0, "test": 0.0, "dedupe": False},
+            ),
+            None,
+            0,
+        )
         enc = encode_split(data.splits["train"], ctx.tokenizer, args.max_length)
         loader = lambda bs=64: make_loader(enc, ctx.tokenizer, bs, shuffle=False)  # noqa: E731
         vocab = ctx.model.config.vocab_size
@@ -152,26 +161,47 @@ def main() -> int:
         fused_kind = "fused" if trimmed is None else "fused + CLS-only"
         t0 = time.perf_counter()
         _, ol = one_liner(run_dir / "model", work)
-        variants.append({"name": "one-liner INT8 (export + quantize_dynamic)", "path": ol, "graph": "plain",
-                         "build_seconds": round(time.perf_counter() - t0, 1)})
-        builds = [("ours dynamic, full last layer", DynamicQuant(), full), ("ours dynamic (recipe default)", DynamicQuant(), None)]
+        variants.append(
+            {
+                "name": "one-liner INT8 (export + quantize_dynamic)",
+                "path": ol,
+                "graph": "plain",
+                "build_seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
+        builds = [
+            ("ours dynamic, full last layer", DynamicQuant(), full),
+            ("ours dynamic (recipe default)", DynamicQuant(), None),
+        ]
         builds.append(("ours dynamic, SkipLayerNorm kept fused", DynamicQuant(layernorm="fused"), None))
         builds.append(("ours dynamic, per-tensor weights", DynamicQuant(per_channel=False), None))
         budget = {"max_drop": args.max_drop} if args.max_drop is not None else {}
         for graph in [g for g in args.graphs.split(",") if g]:
             for m in METHODS:
-                builds.append((f"ours static {m} ({graph})", StaticQuant(method=m, optimized=graph == "fused",
-                                                                         calibration_samples=args.calibration_samples, **budget),
-                               None))
+                builds.append(
+                    (
+                        f"ours static {m} ({graph})",
+                        StaticQuant(method=m, optimized=graph == "fused", calibration_samples=args.calibration_samples, **budget),
+                        None,
+                    )
+                )
         for name, cfg, graph_path in builds:
             ctx.artifacts["onnx-opt"] = graph_path or trimmed or full
             dest = work / (name.replace(" ", "_").replace("(", "").replace(")", "").replace(",", "") + ".onnx")
             print(f"building {name} ...", flush=True)
             res = build_variant(ctx, cfg, dest)
             graph = res.get("graph", "fused" if cfg.optimized else "plain")
-            variants.append({"name": name, "path": dest, "graph": fused_kind if graph == "fused" and graph_path is None else graph,
-                             "kept_fp32": res.get("kept_fp32", []), "fused_fallback": res.get("fused_fallback"),
-                             "budget_passed": (res.get("budget") or {}).get("passed"), "build_seconds": res["build_seconds"]})
+            variants.append(
+                {
+                    "name": name,
+                    "path": dest,
+                    "graph": fused_kind if graph == "fused" and graph_path is None else graph,
+                    "kept_fp32": res.get("kept_fp32", []),
+                    "fused_fallback": res.get("fused_fallback"),
+                    "budget_passed": (res.get("budget") or {}).get("passed"),
+                    "build_seconds": res["build_seconds"],
+                }
+            )
 
         qat = Path(args.qat_run) / "onnx" / "model.int8.onnx"
         if qat.is_file() and (Path(args.qat_run) / "status").read_text().strip() == "complete":
@@ -193,8 +223,10 @@ def main() -> int:
                 v["size_bytes"], v["gzip_bytes"] = onnx_size(v["path"]), gzip_size(v["path"])
                 if v["name"] == "fp32 ORT (plain export)":
                     fp32_ort = v["metrics_b1"]["accuracy"]
-            print(f"scored {v['name']:45s} acc {v['metrics']['accuracy'] * 100:6.2f} (b1 {v['metrics_b1']['accuracy'] * 100:6.2f})",
-                  flush=True)
+            print(
+                f"scored {v['name']:45s} acc {v['metrics']['accuracy'] * 100:6.2f} (b1 {v['metrics_b1']['accuracy'] * 100:6.2f})",
+                flush=True,
+            )
 
         batch_sizes, seqs = sorted({b for b, _ in shapes}), sorted({s for _, s in shapes})
         per_round: dict[str, dict[str, list[float]]] = {v["name"]: {} for v in variants}
@@ -203,8 +235,9 @@ def main() -> int:
                 if v.get("kind") == "torch":
                     rows = bench_torch(ctx.model, batch_sizes, seqs, warmup=5, iterations=args.iterations, threads=args.threads)
                 else:
-                    rows = bench_onnx(v["path"], vocab, batch_sizes, seqs, warmup=5, iterations=args.iterations,
-                                      threads=args.threads)
+                    rows = bench_onnx(
+                        v["path"], vocab, batch_sizes, seqs, warmup=5, iterations=args.iterations, threads=args.threads
+                    )
                 for row in rows:
                     if (row["batch"], row["seq"]) in shapes:
                         per_round[v["name"]].setdefault(f"{row['batch']}x{row['seq']}", []).append(row["p50_ms"])
@@ -218,10 +251,20 @@ def main() -> int:
         for v in variants:
             v["speedup_vs_oneliner"] = {k: ol_row["p50_ms"][k] / t for k, t in v["p50_ms"].items()}
             v["delta_pt_vs_fp32_ort"] = (v["metrics_b1"]["accuracy"] - fp32_ort) * 100
-        out = {"run": str(run_dir), "dev_set": str(dev), "n_dev": len(enc), "shapes": args.shapes, "rounds": args.rounds,
-               "iterations": args.iterations, "threads": args.threads, "max_drop": args.max_drop,
-               "calibration_samples": args.calibration_samples, "fingerprint": fingerprint(), "variants": variants,
-               "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+        out = {
+            "run": str(run_dir),
+            "dev_set": str(dev),
+            "n_dev": len(enc),
+            "shapes": args.shapes,
+            "rounds": args.rounds,
+            "iterations": args.iterations,
+            "threads": args.threads,
+            "max_drop": args.max_drop,
+            "calibration_samples": args.calibration_samples,
+            "fingerprint": fingerprint(),
+            "variants": variants,
+            "created": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        }
         outdir = Path(args.out)
         outdir.mkdir(parents=True, exist_ok=True)
         (outdir / "int8_results.json").write_text(json.dumps(out, indent=2, default=str) + "\n")
@@ -233,8 +276,11 @@ def main() -> int:
 
 
 def _flags(out: dict) -> str:
-    flags = [f"--threads {out['threads']}" if out.get("threads") else "", f"--rounds {out['rounds']}",
-             f"--max-drop {out['max_drop']}" if out.get("max_drop") is not None else ""]
+    flags = [
+        f"--threads {out['threads']}" if out.get("threads") else "",
+        f"--rounds {out['rounds']}",
+        f"--max-drop {out['max_drop']}" if out.get("max_drop") is not None else "",
+    ]
     return "".join(" " + f for f in flags if f)
 
 
@@ -246,50 +292,74 @@ def render(out: dict) -> str:
     notes = []
     for v in out["variants"]:
         b1 = v.get("metrics_b1", v["metrics"])
-        row = [v["name"], v["graph"], f"{v['metrics']['accuracy'] * 100:.2f}", f"{b1['accuracy'] * 100:.2f}",
-               f"{v['delta_pt_vs_fp32_ort']:+.2f}",
-               f"{v['size_bytes'] / 2**20:.1f}", f"{v['gzip_bytes'] / 2**20:.1f}"]
+        row = [
+            v["name"],
+            v["graph"],
+            f"{v['metrics']['accuracy'] * 100:.2f}",
+            f"{b1['accuracy'] * 100:.2f}",
+            f"{v['delta_pt_vs_fp32_ort']:+.2f}",
+            f"{v['size_bytes'] / 2**20:.1f}",
+            f"{v['gzip_bytes'] / 2**20:.1f}",
+        ]
         row += [f"{v['p50_ms'][s]:.2f}" for s in shapes]
-        row += [f"{v['speedup_vs_oneliner'][shapes[0]]:.2f}×", str(len(v.get("kept_fp32") or [])), str(v.get("build_seconds", ""))]
+        row += [
+            f"{v['speedup_vs_oneliner'][shapes[0]]:.2f}×",
+            str(len(v.get("kept_fp32") or [])),
+            str(v.get("build_seconds", "")),
+        ]
         lines.append("| " + " | ".join(row) + " |")
         if v.get("fused_fallback"):
             notes.append(f"- {v['name']}: fused graph not used: {v['fused_fallback']}")
         if v.get("kept_fp32"):
-            notes.append(f"- {v['name']}: kept in fp32 by the accuracy budget: {', '.join(v['kept_fp32'])}"
-                         + ("" if v.get("budget_passed") else " (budget still missed; best trial kept)"))
+            notes.append(
+                f"- {v['name']}: kept in fp32 by the accuracy budget: {', '.join(v['kept_fp32'])}"
+                + ("" if v.get("budget_passed") else " (budget still missed; best trial kept)")
+            )
     fp = out["fingerprint"]
-    budget = (f"Static variants ran with the accuracy budget max_drop = {out['max_drop']} pt." if out["max_drop"] is not None
-              else "Static variants ran without an accuracy budget (no fp32 fallback).")
-    return "\n".join([
-        "# INT8 schemes on the MiniLM SST-2 teacher", "",
-        f"Generated by `python benchmarks/int8_schemes.py{_flags(out)}` on {out['created']} from `{out['run']}`. Accuracy on "
-        f"{out['n_dev']} sentences of `{Path(out['dev_set']).name}` for every variant, by the same code, in batches of 64 "
-        f"(padded to the longest) and one sentence at a time (b1: how a batch-1 server sees it; dynamic INT8 scales "
-        f"activations per batch, so its accuracy moves with batching); Δ is taken at b1; latency = median over "
-        f"{out['rounds']} interleaved rounds of the median of {out['iterations']} timed runs after warm-up, one live ONNX "
-        f"Runtime session at a time with spinning off, threads = {out['threads'] or 'all cores'}. Static variants calibrate "
-        f"on {out['calibration_samples']} training sentences. {budget}", "",
-        *lines, "",
-        *(["Notes:", "", *notes, ""] if notes else []),
-        "Static INT8 is QDQ (uint8 activations, int8 per-channel weights) around the MatMuls / Gemms with constant weights "
-        "and uint8 embedding tables; on the fused graph the Attention ops become QAttention (dynamic: ONNX Runtime has no "
-        "static kernel for fused Attention). QAT: fake-quant training of every Linear layer (int8 per-channel weights, "
-        "uint8 per-tensor activations) with KD from the fp32 teacher, exported as QDQ with int8 weights, and uint8 "
-        "embedding tables only where they stay within the export's parity tolerance (else fp32 tables: a larger file; "
-        "the run's log says which).", "",
-        "Our INT8 graphs write each residual Add + LayerNorm as Sum + LayerNormalization where ONNX Runtime's fused "
-        "SkipLayerNormalization kernel measures slower on the machine that builds them (`layernorm: auto`, the default; "
-        "ORT fuses Add, not Sum, when it loads a graph, so the faster pair survives a default session). The row "
-        "'SkipLayerNorm kept fused' is the recipe-default dynamic graph without that rewrite.", "",
-        "Graph 'fused + CLS-only': ORT's fused graph with its last layer computed for the [CLS] token only "
-        "(`export.cls_only_last_layer`, the default; compressor/onnx/first_token.py). The classifier reads one row of "
-        "that layer, so its queries, attention output, feed-forward block and LayerNorms run for one token while its "
-        "keys and values still see all of them: the same logits (fp32 rows above: identical accuracy), less work. The "
-        "rows 'full last layer' are the same graphs without it, to show what each part buys.", "",
-        "## Machine", "",
-        f"{fp['cpu']}, {fp['cores']} cores, flags {', '.join(fp['cpu_flags'])}; torch {fp['torch']}, transformers "
-        f"{fp['transformers']}, onnxruntime {fp['onnxruntime']}; GPU: {fp['gpu'] or 'none'}.",
-    ])
+    budget = (
+        f"Static variants ran with the accuracy budget max_drop = {out['max_drop']} pt."
+        if out["max_drop"] is not None
+        else "Static variants ran without an accuracy budget (no fp32 fallback)."
+    )
+    return "\n".join(
+        [
+            "# INT8 schemes on the MiniLM SST-2 teacher",
+            "",
+            f"Generated by `python benchmarks/int8_schemes.py{_flags(out)}` on {out['created']} from `{out['run']}`. Accuracy on "
+            f"{out['n_dev']} sentences of `{Path(out['dev_set']).name}` for every variant, by the same code, in batches of 64 "
+            f"(padded to the longest) and one sentence at a time (b1: how a batch-1 server sees it; dynamic INT8 scales "
+            f"activations per batch, so its accuracy moves with batching); Δ is taken at b1; latency = median over "
+            f"{out['rounds']} interleaved rounds of the median of {out['iterations']} timed runs after warm-up, one live ONNX "
+            f"Runtime session at a time with spinning off, threads = {out['threads'] or 'all cores'}. Static variants calibrate "
+            f"on {out['calibration_samples']} training sentences. {budget}",
+            "",
+            *lines,
+            "",
+            *(["Notes:", "", *notes, ""] if notes else []),
+            "Static INT8 is QDQ (uint8 activations, int8 per-channel weights) around the MatMuls / Gemms with constant weights "
+            "and uint8 embedding tables; on the fused graph the Attention ops become QAttention (dynamic: ONNX Runtime has no "
+            "static kernel for fused Attention). QAT: fake-quant training of every Linear layer (int8 per-channel weights, "
+            "uint8 per-tensor activations) with KD from the fp32 teacher, exported as QDQ with int8 weights, and uint8 "
+            "embedding tables only where they stay within the export's parity tolerance (else fp32 tables: a larger file; "
+            "the run's log says which).",
+            "",
+            "Our INT8 graphs write each residual Add + LayerNorm as Sum + LayerNormalization where ONNX Runtime's fused "
+            "SkipLayerNormalization kernel measures slower on the machine that builds them (`layernorm: auto`, the default; "
+            "ORT fuses Add, not Sum, when it loads a graph, so the faster pair survives a default session). The row "
+            "'SkipLayerNorm kept fused' is the recipe-default dynamic graph without that rewrite.",
+            "",
+            "Graph 'fused + CLS-only': ORT's fused graph with its last layer computed for the [CLS] token only "
+            "(`export.cls_only_last_layer`, the default; compressor/onnx/first_token.py). The classifier reads one row of "
+            "that layer, so its queries, attention output, feed-forward block and LayerNorms run for one token while its "
+            "keys and values still see all of them: the same logits (fp32 rows above: identical accuracy), less work. The "
+            "rows 'full last layer' are the same graphs without it, to show what each part buys.",
+            "",
+            "## Machine",
+            "",
+            f"{fp['cpu']}, {fp['cores']} cores, flags {', '.join(fp['cpu_flags'])}; torch {fp['torch']}, transformers "
+            f"{fp['transformers']}, onnxruntime {fp['onnxruntime']}; GPU: {fp['gpu'] or 'none'}.",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -48,21 +48,45 @@ sys.path.insert(0, str(ROOT))
 DATA = ROOT.parent / "shared" / "data"
 
 BLOCK, ACC = 32, 4
-VARIANTS = ["torch-fp32", "onnx-fp32", "int8-weight", "int4-rtn", "int4-awq", "int4-awq-lmhead", "w8a8-smoothquant",
-            "fused-fp32", "fused-int4-rtn", "fused-int4-rtn-all", "fused-int4-awq", "fused-int4-awq-all",
-            "genai-builder-int4"]
-LABELS = {"torch-fp32": "PyTorch fp32 (KV cache)", "onnx-fp32": "ONNX fp32, our cached export",
-          "int8-weight": "weight-only INT8 (MatMulNBits)", "int4-rtn": "INT4 RTN (MatMulNBits)",
-          "int4-awq": "INT4 AWQ (calibrated)", "int4-awq-lmhead": "INT4 AWQ + INT4 lm_head",
-          "w8a8-smoothquant": "W8A8 SmoothQuant (α 0.5, dynamic)",
-          "fused-fp32": "fused graph fp32 (exporter: genai)",
-          "fused-int4-rtn": "fused graph + our INT4 RTN",
-          "fused-int4-rtn-all": "fused graph + our INT4 RTN, lm_head + embeddings INT4",
-          "fused-int4-awq": "fused graph + our INT4 AWQ",
-          "fused-int4-awq-all": "fused graph + our INT4 AWQ, lm_head + embeddings INT4",
-          "genai-builder-int4": "onnxruntime-genai builder int4"}
-OURS_INT4 = ("int4-rtn", "int4-awq", "int4-awq-lmhead", "fused-int4-rtn", "fused-int4-rtn-all", "fused-int4-awq",
-             "fused-int4-awq-all")
+VARIANTS = [
+    "torch-fp32",
+    "onnx-fp32",
+    "int8-weight",
+    "int4-rtn",
+    "int4-awq",
+    "int4-awq-lmhead",
+    "w8a8-smoothquant",
+    "fused-fp32",
+    "fused-int4-rtn",
+    "fused-int4-rtn-all",
+    "fused-int4-awq",
+    "fused-int4-awq-all",
+    "genai-builder-int4",
+]
+LABELS = {
+    "torch-fp32": "PyTorch fp32 (KV cache)",
+    "onnx-fp32": "ONNX fp32, our cached export",
+    "int8-weight": "weight-only INT8 (MatMulNBits)",
+    "int4-rtn": "INT4 RTN (MatMulNBits)",
+    "int4-awq": "INT4 AWQ (calibrated)",
+    "int4-awq-lmhead": "INT4 AWQ + INT4 lm_head",
+    "w8a8-smoothquant": "W8A8 SmoothQuant (α 0.5, dynamic)",
+    "fused-fp32": "fused graph fp32 (exporter: genai)",
+    "fused-int4-rtn": "fused graph + our INT4 RTN",
+    "fused-int4-rtn-all": "fused graph + our INT4 RTN, lm_head + embeddings INT4",
+    "fused-int4-awq": "fused graph + our INT4 AWQ",
+    "fused-int4-awq-all": "fused graph + our INT4 AWQ, lm_head + embeddings INT4",
+    "genai-builder-int4": "onnxruntime-genai builder int4",
+}
+OURS_INT4 = (
+    "int4-rtn",
+    "int4-awq",
+    "int4-awq-lmhead",
+    "fused-int4-rtn",
+    "fused-int4-rtn-all",
+    "fused-int4-awq",
+    "fused-int4-awq-all",
+)
 # (AWQ row, RTN row of the same graph and head settings): the calibrated-vs-RTN comparisons
 AWQ_PAIRS = (("int4-awq", "int4-rtn"), ("fused-int4-awq", "fused-int4-rtn"), ("fused-int4-awq-all", "fused-int4-rtn-all"))
 FUSED = {"fused-fp32", "fused-int4-rtn", "fused-int4-rtn-all", "fused-int4-awq", "fused-int4-awq-all"}
@@ -106,7 +130,7 @@ def texts(name: str) -> tuple[str, str, int]:
 def calibration_blocks(tok, text: str, length: int, n: int) -> np.ndarray:
     ids = np.asarray(tok(text, add_special_tokens=False)["input_ids"], dtype=np.int64)
     starts = np.random.default_rng(0).choice(len(ids) - length, size=n, replace=False)
-    return np.stack([ids[s:s + length] for s in sorted(starts)])
+    return np.stack([ids[s : s + length] for s in sorted(starts)])
 
 
 # ------------------------------------------------------------------ building the artifacts
@@ -150,8 +174,12 @@ def build(name: str, model, tok, src_dir: Path, calib: np.ndarray, work: Path) -
                 fused_runtime(folder, fused)
             elif variant not in FUSED and variant != "genai-builder-int4":
                 deploy(folder, model, src_dir)
-            out[variant] = {"folder": str(folder), "seconds": round(time.perf_counter() - t0, 1),
-                            "size_bytes": folder_size(folder), **{k: v for k, v in info.items() if k != "alphas"}}
+            out[variant] = {
+                "folder": str(folder),
+                "seconds": round(time.perf_counter() - t0, 1),
+                "size_bytes": folder_size(folder),
+                **{k: v for k, v in info.items() if k != "alphas"},
+            }
         except Exception as e:  # recorded, not hidden: the table says which variant failed and why
             out[variant] = {"error": f"{type(e).__name__}: {e}"}
         log(f"{name}: {variant} {out[variant].get('seconds', '')}s {out[variant].get('error', '')}")
@@ -194,8 +222,21 @@ def build(name: str, model, tok, src_dir: Path, calib: np.ndarray, work: Path) -
 
 
 def genai_builder(src_dir: Path, out: Path) -> dict:
-    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(src_dir), "-o", str(out), "-p", "int4",
-           "-e", "cpu", "-c", str(out / ".cache")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "onnxruntime_genai.models.builder",
+        "-i",
+        str(src_dir),
+        "-o",
+        str(out),
+        "-p",
+        "int4",
+        "-e",
+        "cpu",
+        "-c",
+        str(out / ".cache"),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True)
     shutil.rmtree(out / ".cache", ignore_errors=True)
     if r.returncode != 0:
@@ -303,11 +344,16 @@ def timings(model, builds: dict, threads: int, prompt: int, new: int, rounds: in
         log(f"timing round {r + 1}/{rounds} done (load {load_avg()})")
     runners.clear()
     gc.collect()
-    return {v: {"prefill_ms": round(statistics.median(pre[v]) * 1e3, 2),
-                "prefill_ms_range": [round(min(pre[v]) * 1e3, 2), round(max(pre[v]) * 1e3, 2)],
-                "decode_tokens_per_s": round(1 / statistics.median(dec[v]), 2),
-                "decode_tokens_per_s_range": [round(1 / max(dec[v]), 2), round(1 / min(dec[v]), 2)],
-                "runtime": "torch" if v == "torch-fp32" else "onnxruntime-genai"} for v in pre}
+    return {
+        v: {
+            "prefill_ms": round(statistics.median(pre[v]) * 1e3, 2),
+            "prefill_ms_range": [round(min(pre[v]) * 1e3, 2), round(max(pre[v]) * 1e3, 2)],
+            "decode_tokens_per_s": round(1 / statistics.median(dec[v]), 2),
+            "decode_tokens_per_s_range": [round(1 / max(dec[v]), 2), round(1 / min(dec[v]), 2)],
+            "runtime": "torch" if v == "torch-fp32" else "onnxruntime-genai",
+        }
+        for v in pre
+    }
 
 
 # ------------------------------------------------------------------ one model, targets, report
@@ -328,14 +374,25 @@ def bench_model(name: str, src_dir: Path, work: Path) -> dict:
     rows = {}
     for v in VARIANTS:
         b = builds.get(v, {})
-        rows[v] = {"label": LABELS[v], **({k: ppl[v][k] for k in ("perplexity", "tokens", "windows")} if v in ppl else {}),
-                   "size_bytes": torch_size if v == "torch-fp32" else b.get("size_bytes"), **speed.get(v, {}),
-                   "build": b}
+        rows[v] = {
+            "label": LABELS[v],
+            **({k: ppl[v][k] for k in ("perplexity", "tokens", "windows")} if v in ppl else {}),
+            "size_bytes": torch_size if v == "torch-fp32" else b.get("size_bytes"),
+            **speed.get(v, {}),
+            "build": b,
+        }
     del model
     gc.collect()
-    return {"rows": rows, "eval": {"window": window, "stride": window, "procedure": ppl["torch-fp32"]["procedure"],
-                                   "tokens": ppl["torch-fp32"]["tokens"]},
-            "calibration": {"blocks": int(len(calib)), "length": ARGS.calib_length}}
+    return {
+        "rows": rows,
+        "eval": {
+            "window": window,
+            "stride": window,
+            "procedure": ppl["torch-fp32"]["procedure"],
+            "tokens": ppl["torch-fp32"]["tokens"],
+        },
+        "calibration": {"blocks": int(len(calib)), "length": ARGS.calib_length},
+    }
 
 
 def targets(res: dict) -> dict:
@@ -358,11 +415,13 @@ def targets(res: dict) -> dict:
         for awq, rtn in AWQ_PAIRS:
             if p.get(awq) and p.get("torch-fp32"):
                 rel = p[awq] / p["torch-fp32"] - 1
-                t[f"{awq}_perplexity_vs_fp32"] = {"relative": round(rel, 4), "target": "<= +3 %" if name == "tinyshakespeare"
-                                                  else "(target set for our model only)", "met": rel <= 0.03}
+                t[f"{awq}_perplexity_vs_fp32"] = {
+                    "relative": round(rel, 4),
+                    "target": "<= +3 %" if name == "tinyshakespeare" else "(target set for our model only)",
+                    "met": rel <= 0.03,
+                }
             if p.get(awq) and p.get(rtn):
-                t[f"{awq}_beats_{rtn}_perplexity"] = {"awq": round(p[awq], 4), "rtn": round(p[rtn], 4),
-                                                      "met": p[awq] < p[rtn]}
+                t[f"{awq}_beats_{rtn}_perplexity"] = {"awq": round(p[awq], 4), "rtn": round(p[rtn], 4), "met": p[awq] < p[rtn]}
         out[name] = t
     return out
 
@@ -373,28 +432,42 @@ def fmt(v, spec: str) -> str:
 
 def markdown(result: dict) -> str:
     m = result["meta"]
-    lines = ["# Causal-LM compression on CPU: perplexity, size and generation speed",
-             "", f"Written by `python benchmarks/llm_bench.py` in one run ({m['started']} → {m['finished']} UTC, "
-             f"{m['seconds']:.0f} s) on {m['cpu']}, {m['threads']} intra-op threads for every runtime, "
-             f"OMP_WAIT_POLICY={m['omp_wait_policy']}. The machine is shared with other agents: load average "
-             f"{m['load_before']} before, {m['load_after']} after (1 / 5 / 15 min), so absolute times are noisy; the "
-             f"rounds are interleaved so that load hits every variant alike. Versions: {m['versions']}.", "",
-             f"Timing: prompt {m['prompt']} tokens, {m['new_tokens']} greedy new tokens, batch 1, {m['rounds']} "
-             "interleaved rounds after one warm-up each, medians (range in the JSON). ONNX artifacts run under "
-             "onnxruntime-genai's generator (our folders carry genai_config.json), PyTorch under its own KV-cache loop.",
-             "", "Perplexity: " + result["perplexity_note"], ""]
+    lines = [
+        "# Causal-LM compression on CPU: perplexity, size and generation speed",
+        "",
+        f"Written by `python benchmarks/llm_bench.py` in one run ({m['started']} → {m['finished']} UTC, "
+        f"{m['seconds']:.0f} s) on {m['cpu']}, {m['threads']} intra-op threads for every runtime, "
+        f"OMP_WAIT_POLICY={m['omp_wait_policy']}. The machine is shared with other agents: load average "
+        f"{m['load_before']} before, {m['load_after']} after (1 / 5 / 15 min), so absolute times are noisy; the "
+        f"rounds are interleaved so that load hits every variant alike. Versions: {m['versions']}.",
+        "",
+        f"Timing: prompt {m['prompt']} tokens, {m['new_tokens']} greedy new tokens, batch 1, {m['rounds']} "
+        "interleaved rounds after one warm-up each, medians (range in the JSON). ONNX artifacts run under "
+        "onnxruntime-genai's generator (our folders carry genai_config.json), PyTorch under its own KV-cache loop.",
+        "",
+        "Perplexity: " + result["perplexity_note"],
+        "",
+    ]
     for name, r in result["models"].items():
-        lines += [f"## {result['titles'][name]}", "", result["notes"][name], "",
-                  "| variant | perplexity | Δ vs fp32 | size MiB | prefill ms | decode tok/s |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"## {result['titles'][name]}",
+            "",
+            result["notes"][name],
+            "",
+            "| variant | perplexity | Δ vs fp32 | size MiB | prefill ms | decode tok/s |",
+            "|---|---|---|---|---|---|",
+        ]
         base = r["rows"]["torch-fp32"].get("perplexity")
         for row in r["rows"].values():
             p = row.get("perplexity")
             delta = f"{(p / base - 1) * 100:+.2f} %" if p and base else "—"
             err = row["build"].get("error") or row["build"].get("timing_error")
             size = row.get("size_bytes")
-            lines.append(f"| {row['label']}{' (failed: ' + err + ')' if err else ''} | {fmt(p, '.3f')} | {delta} | "
-                         f"{fmt(size / 2**20 if size else None, '.1f')} | {fmt(row.get('prefill_ms'), '.1f')} | "
-                         f"{fmt(row.get('decode_tokens_per_s'), '.1f')} |")
+            lines.append(
+                f"| {row['label']}{' (failed: ' + err + ')' if err else ''} | {fmt(p, '.3f')} | {delta} | "
+                f"{fmt(size / 2**20 if size else None, '.1f')} | {fmt(row.get('prefill_ms'), '.1f')} | "
+                f"{fmt(row.get('decode_tokens_per_s'), '.1f')} |"
+            )
         lines += ["", "Targets:"]
         for key, t in result["targets"][name].items():
             if key == "best_int4":
@@ -402,8 +475,10 @@ def markdown(result: dict) -> str:
             elif key.endswith("_perplexity_vs_fp32") and name != "tinyshakespeare":
                 lines.append(f"- {key.replace('_', ' ')}: {t['relative'] * 100:+.2f} % (no target on this model)")
             else:
-                lines.append(f"- {key.replace('_', ' ')}: {json.dumps({k: v for k, v in t.items() if k != 'met'})} → "
-                             f"**{'met' if t['met'] else 'NOT met'}**")
+                lines.append(
+                    f"- {key.replace('_', ' ')}: {json.dumps({k: v for k, v in t.items() if k != 'met'})} → "
+                    f"**{'met' if t['met'] else 'NOT met'}**"
+                )
         lines.append("")
     lines += ["## Reading these figures", "", *NOTES]
     return "\n".join(lines) + "\n"
@@ -415,7 +490,7 @@ NOTES = [
     "(the issue measured PyTorch fp32 at 30 tok/s and the builder's int4 at 134–150 tok/s on SmolLM2 when idle). "
     "Ratios within one round are fairer than absolute figures, but noisy too: the JSON holds each variant's range over "
     "the rounds (PyTorch fp32 on SmolLM2: 5.2–14.9 tok/s; Tiny Shakespeare rows span up to 6×, so its speeds "
-    "rank nothing finer than \"fused graph vs ours\").",
+    'rank nothing finer than "fused graph vs ours").',
     "- Trimmed to fit the shared machine: SmolLM2 perplexity on the first 30,000 characters of WikiText-2 test only "
     "(the issue's 200 KB gives 29.6 for fp32), 3 timing rounds; prompt, new tokens, batch, calibration (16 blocks × "
     "256 tokens) and the AWQ grid (20) as the issue and recipes state.",
@@ -434,10 +509,10 @@ NOTES = [
     "82.5 MiB because its GatherBlockQuantized reads the lm_head's 4-bit weight (tied embeddings) while the rows here "
     "stored the table a second time; quantize_file shares it now (same logits, tested), a change made after this run, "
     "so these sizes do not show it.",
-    "- Targets: \"our best INT4\" is our fastest INT4 row, whichever graph: the fused graph with AWQ and lm_head + "
+    '- Targets: "our best INT4" is our fastest INT4 row, whichever graph: the fused graph with AWQ and lm_head + '
     "embeddings in INT4 on SmolLM2 (1.07× the builder's decode, its range 23.5–24.5 tok/s against the builder's "
     "21.3–23.3), fused RTN on ours. The fused INT4 rows with lm_head + embeddings and the builder's int4 are the same "
-    "graph structure (our RTN one decoded at 0.93× the builder), so read \"≥ 1×\" as parity, not as a speed-up. "
+    'graph structure (our RTN one decoded at 0.93× the builder), so read "≥ 1×" as parity, not as a speed-up. '
     "Against PyTorch fp32 the SmolLM2 ratio is 2.24× under this load, short of 4×: not met here (the idle figures of "
     "the issue put the builder's int4, which ours matches, at 4.5–5× PyTorch, but that was not this run).",
     "- SmolLM2's weights come from a Q4_1 GGUF; even so, symmetric INT4 (block 32) costs it a lot (+27 % RTN), perhaps "
@@ -478,29 +553,46 @@ def main() -> None:
     while not (Path(ARGS.ts_dir) / "config.json").is_file() and time.time() < deadline:
         time.sleep(20)  # --wait-for-model: our model may still be training when the run starts
     if "tinyshakespeare" in wanted and not (Path(ARGS.ts_dir) / "config.json").is_file():
-        raise SystemExit(f"{ARGS.ts_dir}: train our model first: python -m compressor.scratch ... and "
-                         "compressor run recipes/tinyshakespeare.yaml")
+        raise SystemExit(
+            f"{ARGS.ts_dir}: train our model first: python -m compressor.scratch ... and "
+            "compressor run recipes/tinyshakespeare.yaml"
+        )
     if "tinyshakespeare" in wanted:
         models["tinyshakespeare"] = bench_model("tinyshakespeare", Path(ARGS.ts_dir), work / "tinyshakespeare")
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())
+    cpu = next(
+        (ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines() if ln.startswith("model name")),
+        platform.processor(),
+    )
     result = {
-        "meta": {"started": started, "finished": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
-                 "seconds": time.time() - t0, "cpu": f"{cpu} ({os.cpu_count()} cores)", "threads": ARGS.threads,
-                 "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "load_before": load_before,
-                 "load_after": load_avg(), "prompt": ARGS.prompt, "new_tokens": ARGS.new, "rounds": ARGS.rounds,
-                 "versions": f"torch {torch.__version__}, transformers {transformers.__version__}, onnxruntime "
-                             f"{onnxruntime.__version__}, onnxruntime-genai {onnxruntime_genai.__version__}"},
+        "meta": {
+            "started": started,
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()),
+            "seconds": time.time() - t0,
+            "cpu": f"{cpu} ({os.cpu_count()} cores)",
+            "threads": ARGS.threads,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+            "load_before": load_before,
+            "load_after": load_avg(),
+            "prompt": ARGS.prompt,
+            "new_tokens": ARGS.new,
+            "rounds": ARGS.rounds,
+            "versions": f"torch {torch.__version__}, transformers {transformers.__version__}, onnxruntime "
+            f"{onnxruntime.__version__}, onnxruntime-genai {onnxruntime_genai.__version__}",
+        },
         "perplexity_note": "compressor/measure/perplexity.py for every artifact: disjoint windows (stride = window), "
-                           "token-weighted NLL over every scored token; the ONNX graphs fed whole (empty past).",
-        "titles": {"smollm2": "SmolLM2-135M-Instruct (Llama layout, 30 layers, hidden 576)",
-                   "tinyshakespeare": "Our Tiny Shakespeare model (Llama layout, 4 layers, hidden 128, trained here)"},
-        "notes": {"smollm2": f"WikiText-2 raw test, first {ARGS.wiki_bytes:,} characters, 512-token windows. **Its "
-                             "weights come from a Q4_1 GGUF, i.e. they already sit on a 4-bit grid: INT4 on this "
-                             "model flatters (the quantizer finds the grid), so its INT4 perplexities are not "
-                             "evidence for other models.**",
-                  "tinyshakespeare": "Tiny Shakespeare, last 10 % of input.txt (unseen by tokenizer and training), "
-                                     "128-token windows. Weights trained here from random initialisation: on no grid."},
+        "token-weighted NLL over every scored token; the ONNX graphs fed whole (empty past).",
+        "titles": {
+            "smollm2": "SmolLM2-135M-Instruct (Llama layout, 30 layers, hidden 576)",
+            "tinyshakespeare": "Our Tiny Shakespeare model (Llama layout, 4 layers, hidden 128, trained here)",
+        },
+        "notes": {
+            "smollm2": f"WikiText-2 raw test, first {ARGS.wiki_bytes:,} characters, 512-token windows. **Its "
+            "weights come from a Q4_1 GGUF, i.e. they already sit on a 4-bit grid: INT4 on this "
+            "model flatters (the quantizer finds the grid), so its INT4 perplexities are not "
+            "evidence for other models.**",
+            "tinyshakespeare": "Tiny Shakespeare, last 10 % of input.txt (unseen by tokenizer and training), "
+            "128-token windows. Weights trained here from random initialisation: on no grid.",
+        },
         "models": models,
     }
     result["targets"] = targets(models)

@@ -35,8 +35,10 @@ def candidates(teacher, ids, window: int) -> list[dict]:
     """Perplexity of each candidate subset as the teacher's layers give it, before any training."""
     from compressor.distill.student import from_layers
 
-    return [{"name": name, "layers": layers, "ppl_init": ppl(from_layers(teacher, layers).eval(), ids, window)}
-            for name, layers in CANDIDATES.items()]
+    return [
+        {"name": name, "layers": layers, "ppl_init": ppl(from_layers(teacher, layers).eval(), ids, window)}
+        for name, layers in CANDIDATES.items()
+    ]
 
 
 def kd_blocks(tok, data: Path, a):
@@ -60,10 +62,17 @@ def stage_config(variant: str, a):
 
     kd, lora = variant.startswith("kd"), variant.endswith("lora")
     return DistillStage(
-        student={"layers": LAYERS}, max_steps=a.kd_steps, batch_size=a.kd_batch, lr=a.kd_lora_lr if lora else a.kd_lr,
-        warmup_ratio=0.1, weight_decay=0.0, mixed_precision="no", max_grad_norm=1.0,
+        student={"layers": LAYERS},
+        max_steps=a.kd_steps,
+        batch_size=a.kd_batch,
+        lr=a.kd_lora_lr if lora else a.kd_lr,
+        warmup_ratio=0.1,
+        weight_decay=0.0,
+        mixed_precision="no",
+        max_grad_norm=1.0,
         losses=[{"type": "logits", "alpha": a.kd_alpha if kd else 1.0, "temperature": a.kd_temperature}],
-        lora={"rank": a.kd_rank, "alpha": 2.0 * a.kd_rank, "dropout": 0.0} if lora else None)
+        lora={"rank": a.kd_rank, "alpha": 2.0 * a.kd_rank, "dropout": 0.0} if lora else None,
+    )
 
 
 def kd_child(a, variant: str, load, token_sets) -> dict:
@@ -97,17 +106,27 @@ def kd_child(a, variant: str, load, token_sets) -> dict:
     ctx = SimpleNamespace(recipe=Recipe.model_validate({"model": {"path": "m"}, "data": {"train": "t"}}), task="causal-lm")
     callbacks = training_callbacks(ctx, cfg, student, "distill")  # lora: when the variant sets it
     t0 = time.perf_counter()
-    state = train(student, loader, cfg, make_loss_fn(teacher, terms, "cpu"), name=f"distill-{variant}",
-                  callbacks=callbacks, seed=0)
+    state = train(
+        student, loader, cfg, make_loss_fn(teacher, terms, "cpu"), name=f"distill-{variant}", callbacks=callbacks, seed=0
+    )
     train_s = time.perf_counter() - t0
     student = state.model.eval()
     logged = [h for h in state.history if "loss" in h]  # means over the logging interval (50 steps)
     ids = token_sets(tok, a)["eval"]  # the same evaluation windows as the SmolLM2 pruning rows
     lora = next((cb.summary() for cb in callbacks if getattr(cb, "name", "") == "lora"), None)
-    return {"variant": variant, "kd": variant.startswith("kd"), "lora": lora, "layers": LAYERS,
-            "params": count_parameters(student), "trainable_params": lora["trainable_params"] if lora else count_parameters(student),
-            "steps": state.step, "tokens": state.step * cfg.batch_size * a.kd_len, "train_s": round(train_s, 1),
-            "ce_logged": [round(h["ce"], 4) for h in logged if "ce" in h],
-            "kd_logged": [round(h["kd"], 4) for h in logged if "kd" in h],
-            "lora_modules_left": sum(1 for n, _ in student.named_modules() if "lora" in n),
-            "blocks": {k: len(v) for k, v in pools.items()}, "ppl": ppl(student, ids, a.window)}
+    return {
+        "variant": variant,
+        "kd": variant.startswith("kd"),
+        "lora": lora,
+        "layers": LAYERS,
+        "params": count_parameters(student),
+        "trainable_params": lora["trainable_params"] if lora else count_parameters(student),
+        "steps": state.step,
+        "tokens": state.step * cfg.batch_size * a.kd_len,
+        "train_s": round(train_s, 1),
+        "ce_logged": [round(h["ce"], 4) for h in logged if "ce" in h],
+        "kd_logged": [round(h["kd"], 4) for h in logged if "kd" in h],
+        "lora_modules_left": sum(1 for n, _ in student.named_modules() if "lora" in n),
+        "blocks": {k: len(v) for k, v in pools.items()},
+        "ppl": ppl(student, ids, a.window),
+    }

@@ -119,10 +119,26 @@ def load(folder: Path):
 def settings(a, model: str) -> SimpleNamespace:
     """The per-model procedure: SmolLM2 takes the plain flags, the Tiny Shakespeare model the --ts-* ones."""
     if model == "smollm2":
-        return SimpleNamespace(folder=a.model_dir, window=a.window, calib_samples=a.calib_samples, calib_len=a.calib_len,
-                               lora_steps=a.lora_steps, lora_batch=a.lora_batch, lora_len=a.lora_len, lora_lr=a.lora_lr)
-    return SimpleNamespace(folder=a.ts_model, window=a.ts_window, calib_samples=a.ts_calib_samples, calib_len=a.ts_window,
-                           lora_steps=a.ts_lora_steps, lora_batch=a.ts_lora_batch, lora_len=a.ts_window, lora_lr=a.ts_lora_lr)
+        return SimpleNamespace(
+            folder=a.model_dir,
+            window=a.window,
+            calib_samples=a.calib_samples,
+            calib_len=a.calib_len,
+            lora_steps=a.lora_steps,
+            lora_batch=a.lora_batch,
+            lora_len=a.lora_len,
+            lora_lr=a.lora_lr,
+        )
+    return SimpleNamespace(
+        folder=a.ts_model,
+        window=a.ts_window,
+        calib_samples=a.ts_calib_samples,
+        calib_len=a.ts_window,
+        lora_steps=a.ts_lora_steps,
+        lora_batch=a.ts_lora_batch,
+        lora_len=a.ts_window,
+        lora_lr=a.ts_lora_lr,
+    )
 
 
 def token_sets(tok, a) -> dict:
@@ -139,8 +155,11 @@ def token_sets(tok, a) -> dict:
     vids = tok(valid[: 8 * (n_cal + n_lora)], add_special_tokens=False)["input_ids"]
     if len(vids) < n_cal + n_lora:
         raise SystemExit("WikiText-2 validation is too short for the calibration and recovery blocks asked for")
-    return {"eval": torch.tensor(ids), "calib": torch.tensor(vids[:n_cal]).reshape(a.calib_samples, a.calib_len),
-            "lora": torch.tensor(vids[n_cal:n_cal + n_lora]).reshape(-1, a.lora_len)}
+    return {
+        "eval": torch.tensor(ids),
+        "calib": torch.tensor(vids[:n_cal]).reshape(a.calib_samples, a.calib_len),
+        "lora": torch.tensor(vids[n_cal : n_cal + n_lora]).reshape(-1, a.lora_len),
+    }
 
 
 def ts_token_sets(tok, a) -> dict:
@@ -156,8 +175,11 @@ def ts_token_sets(tok, a) -> dict:
         held = held[: a.ts_windows * a.ts_window]
     s = settings(a, "tinyshakespeare")
     n_cal, n_lora = s.calib_samples * s.calib_len, s.lora_steps * s.lora_batch * s.lora_len
-    return {"eval": held, "calib": ids[:n_cal].reshape(s.calib_samples, s.calib_len),
-            "lora": ids[n_cal:n_cal + n_lora].reshape(-1, s.lora_len)}
+    return {
+        "eval": held,
+        "calib": ids[:n_cal].reshape(s.calib_samples, s.calib_len),
+        "lora": ids[n_cal : n_cal + n_lora].reshape(-1, s.lora_len),
+    }
 
 
 def perplexity(model, ids, window: int) -> float:
@@ -203,8 +225,15 @@ def lora_recover(model, tok, blocks, a, s: SimpleNamespace) -> tuple[dict, float
     from compressor.train.finetune import task_loss
     from compressor.train.loop import train
 
-    cfg = FinetuneStage(max_steps=s.lora_steps, lr=s.lora_lr, batch_size=s.lora_batch, warmup_ratio=0.0, weight_decay=0.0,
-                        mixed_precision="no", lora={"rank": a.rank, "alpha": 2.0 * a.rank, "dropout": 0.0})
+    cfg = FinetuneStage(
+        max_steps=s.lora_steps,
+        lr=s.lora_lr,
+        batch_size=s.lora_batch,
+        warmup_ratio=0.0,
+        weight_decay=0.0,
+        mixed_precision="no",
+        lora={"rank": a.rank, "alpha": 2.0 * a.rank, "dropout": 0.0},
+    )
     ctx = SimpleNamespace(recipe=Recipe.model_validate({"model": {"path": "m"}, "data": {"train": "t"}}), task="causal-lm")
     lora = LoRATuning(ctx, cfg.lora, model, "lora")
     loader = make_loader(encode_blocks(blocks.numpy()), tok, s.lora_batch, True, task="causal-lm")
@@ -229,7 +258,7 @@ def child(a) -> dict:
     modules = select_modules(model, [".*"], list(DEFAULT_EXCLUDE))
     crit = {"type": method} if method == "magnitude" else {"type": method, "samples": s.calib_samples, "batch_size": 4}
     cfg = UnstructuredPrune(sparsity=0.5, pattern=pattern, criterion=crit, scope="layer")
-    batches = [{"input_ids": sets["calib"][i:i + 4]} for i in range(0, s.calib_samples, 4)]  # 4 blocks per pass
+    batches = [{"input_ids": sets["calib"][i : i + 4]} for i in range(0, s.calib_samples, 4)]  # 4 blocks per pass
     t0 = time.perf_counter()
     info = prune_modules(model, modules, cfg, batches)
     calib_s = time.perf_counter() - t0
@@ -238,10 +267,20 @@ def child(a) -> dict:
     ppl_pruned = perplexity(model, sets["eval"], s.window)
     summary, lora_s = lora_recover(model, tok, sets["lora"], a, s)
     after = layer_sparsity(modules)
-    row = {"model": which, "method": method, "pattern": pattern, "calibration_s": round(calib_s, 1),
-           "peak_rss_mib": round(rss), "calibration_tokens": info.get("tokens", 0), "ppl_pruned": ppl_pruned,
-           "ppl_lora": perplexity(model, sets["eval"], s.window), "sparsity": before, "sparsity_after_merge": after,
-           "lora": summary, "lora_s": round(lora_s, 1)}
+    row = {
+        "model": which,
+        "method": method,
+        "pattern": pattern,
+        "calibration_s": round(calib_s, 1),
+        "peak_rss_mib": round(rss),
+        "calibration_tokens": info.get("tokens", 0),
+        "ppl_pruned": ppl_pruned,
+        "ppl_lora": perplexity(model, sets["eval"], s.window),
+        "sparsity": before,
+        "sparsity_after_merge": after,
+        "lora": summary,
+        "lora_s": round(lora_s, 1),
+    }
     if pattern == "2:4":
         row["nm_violations_after_merge"] = nm_violations(modules)
     return row
@@ -262,8 +301,11 @@ def run_child(a, job: tuple) -> dict:
     row = json.loads(out.stdout.strip().splitlines()[-1])
     row["wall_s"] = round(time.perf_counter() - t0, 1)
     if job[0] == "prune":
-        print(f"{job[1]:16s} {job[2]:10s} {job[3]:12s} ppl {row['ppl_pruned']:.2f} -> LoRA {row['ppl_lora']:.2f}  "
-              f"calib {row['calibration_s']} s  rss {row['peak_rss_mib']} MiB  ({row['wall_s']} s)", flush=True)
+        print(
+            f"{job[1]:16s} {job[2]:10s} {job[3]:12s} ppl {row['ppl_pruned']:.2f} -> LoRA {row['ppl_lora']:.2f}  "
+            f"calib {row['calibration_s']} s  rss {row['peak_rss_mib']} MiB  ({row['wall_s']} s)",
+            flush=True,
+        )
     else:
         print(f"KD student {job[1]:8s} ppl {row['ppl']:.2f}  train {row['train_s']} s  ({row['wall_s']} s)", flush=True)
     return row
@@ -321,20 +363,36 @@ def main() -> int:
     from concurrent.futures import ThreadPoolExecutor
 
     kd = [("kd", v) for v in a.kd_variants.split(",") if v]
-    prune = [("prune", m, x, p) for m in a.models.split(",") for x in reversed(a.methods.split(",")) for p in a.patterns.split(",")]
+    prune = [
+        ("prune", m, x, p) for m in a.models.split(",") for x in reversed(a.methods.split(",")) for p in a.patterns.split(",")
+    ]
     jobs = kd[:1] + [j for j in prune if j[1] == "smollm2"] + kd[1:] + [j for j in prune if j[1] != "smollm2"]  # long first
     with ThreadPoolExecutor(max_workers=a.parallel) as pool:
         done = dict(zip(jobs, pool.map(lambda job: run_child(a, job), jobs)))
-    rows = [done[j] for m in a.models.split(",") for p in a.patterns.split(",") for x in a.methods.split(",")
-            for j in [("prune", m, x, p)]]
+    rows = [
+        done[j]
+        for m in a.models.split(",")
+        for p in a.patterns.split(",")
+        for x in a.methods.split(",")
+        for j in [("prune", m, x, p)]
+    ]
     settings_ = {k: v for k, v in vars(a).items() if k not in ("child", "kd", "model_dir", "ts_model", "out", "data", "render")}
-    res = {"settings": settings_, "dense_ppl": {m: refs[m] for m in MODELS if m in refs}, "rows": rows,
-           "kd": {"teacher_ppl": refs.get("smollm2"), "teacher_params": refs.get("smollm2_params"), "candidates": refs.get("kd_candidates", []),
-                  "rows": [done[j] for j in kd]},
-           "tinyshakespeare_eval_tokens": refs.get("tinyshakespeare_eval_tokens"),
-           "rss_source": "VmHWM",
-           "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
-           "total_s": round(time.perf_counter() - t0, 1), "load": " / ".join(f"{x:.1f}" for x in os.getloadavg())}
+    res = {
+        "settings": settings_,
+        "dense_ppl": {m: refs[m] for m in MODELS if m in refs},
+        "rows": rows,
+        "kd": {
+            "teacher_ppl": refs.get("smollm2"),
+            "teacher_params": refs.get("smollm2_params"),
+            "candidates": refs.get("kd_candidates", []),
+            "rows": [done[j] for j in kd],
+        },
+        "tinyshakespeare_eval_tokens": refs.get("tinyshakespeare_eval_tokens"),
+        "rss_source": "VmHWM",
+        "machine": f"{platform.machine()} {platform.system()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
+        "total_s": round(time.perf_counter() - t0, 1),
+        "load": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
+    }
     res["targets"] = targets(res)
     out = Path(a.out)
     (out / "llm_pruning.json").write_text(json.dumps(res, indent=1))

@@ -45,17 +45,30 @@ def summarise(run_dir: Path) -> dict | None:
         return curve[max(done)] if done else 0.0
 
     return {
-        "run": run_dir.name, "student_layers": stage["student"]["layers"], "steps": stage["steps"],
-        "schedule": prune["schedule"], "scope": prune["scope"], "criterion": prune["criterion"],
-        "sparsity": prune["sparsity"], "pruned_params": prune["params"], "teacher_dev": teacher, "dev": acc,
-        "share_of_teacher": acc / teacher, "meets_target": acc / teacher >= TARGET, "best_step": stage["best_step"],
-        "seconds": stage["seconds"], "gzip_mb": arts["pytorch"]["gzip_bytes"] / 2**20, "size_mb": arts["pytorch"]["size_bytes"] / 2**20,
+        "run": run_dir.name,
+        "student_layers": stage["student"]["layers"],
+        "steps": stage["steps"],
+        "schedule": prune["schedule"],
+        "scope": prune["scope"],
+        "criterion": prune["criterion"],
+        "sparsity": prune["sparsity"],
+        "pruned_params": prune["params"],
+        "teacher_dev": teacher,
+        "dev": acc,
+        "share_of_teacher": acc / teacher,
+        "meets_target": acc / teacher >= TARGET,
+        "best_step": stage["best_step"],
+        "seconds": stage["seconds"],
+        "gzip_mb": arts["pytorch"]["gzip_bytes"] / 2**20,
+        "size_mb": arts["pytorch"]["size_bytes"] / 2**20,
         "int8_dev": arts.get("int8", {}).get("metrics", {}).get("dev", {}).get("accuracy"),
         "int8_gzip_mb": arts["int8"]["gzip_bytes"] / 2**20 if "int8" in arts else None,
         "evals": [{"step": s, "dev": a, "sparsity": sparsity_at(s)} for s, a in evals],
         "last_dev": evals[-1][1] if evals else None,
-        "mean_dev_fully_pruned": (sum(a for s, a in evals if sparsity_at(s) >= prune["sparsity"] - 0.005)
-                                  / max(1, sum(1 for s, a in evals if sparsity_at(s) >= prune["sparsity"] - 0.005))),
+        "mean_dev_fully_pruned": (
+            sum(a for s, a in evals if sparsity_at(s) >= prune["sparsity"] - 0.005)
+            / max(1, sum(1 for s, a in evals if sparsity_at(s) >= prune["sparsity"] - 0.005))
+        ),
         "layer_sparsity": {layer["name"]: layer["sparsity"] for layer in prune["layers"]},
     }
 
@@ -68,41 +81,104 @@ def summarise_vocab(run_dir: Path) -> dict | None:
     stage = next(s for s in m["stages"] if s.get("type") == "vocabulary")
     before, after = stage["dev_before"]["accuracy"], stage["dev_after"]["accuracy"]
     base, model = m["artifacts"]["baseline"], m["artifacts"]["pytorch"]
-    return {"run": run_dir.name, "extra_texts": [Path(p).name for p in stage.get("extra_texts", [])],
-            "vocab_before": stage["vocab_before"], "vocab_after": stage["vocab_after"], "params_before": stage["params_before"],
-            "params_after": stage["params_after"], "size_mb_before": base["size_bytes"] / 2**20,
-            "size_mb_after": model["size_bytes"] / 2**20, "dev_before": before, "dev_after": after,
-            "drop_pt": (before - after) * 100, "meets_target": (before - after) * 100 <= VOCAB_MAX_DROP + 1e-9}
+    return {
+        "run": run_dir.name,
+        "extra_texts": [Path(p).name for p in stage.get("extra_texts", [])],
+        "vocab_before": stage["vocab_before"],
+        "vocab_after": stage["vocab_after"],
+        "params_before": stage["params_before"],
+        "params_after": stage["params_after"],
+        "size_mb_before": base["size_bytes"] / 2**20,
+        "size_mb_after": model["size_bytes"] / 2**20,
+        "dev_before": before,
+        "dev_after": after,
+        "drop_pt": (before - after) * 100,
+        "meets_target": (before - after) * 100 <= VOCAB_MAX_DROP + 1e-9,
+    }
 
 
 def render_vocab(rows: list[dict]) -> list[str]:
-    head = ["run", "tokens kept from", "vocabulary", "parameters", "weights MB", "dev % before → after", "drop pt",
-            f"≤ {VOCAB_MAX_DROP} pt?"]
+    head = [
+        "run",
+        "tokens kept from",
+        "vocabulary",
+        "parameters",
+        "weights MB",
+        "dev % before → after",
+        "drop pt",
+        f"≤ {VOCAB_MAX_DROP} pt?",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        lines.append("| " + " | ".join([
-            r["run"], "SST-2 train" + "".join(f" + {x}" for x in r["extra_texts"]),
-            f"{r['vocab_before']:,} → {r['vocab_after']:,}", f"{r['params_before'] / 1e6:.2f} M → {r['params_after'] / 1e6:.2f} M",
-            f"{r['size_mb_before']:.1f} → {r['size_mb_after']:.1f}", f"{r['dev_before'] * 100:.2f} → {r['dev_after'] * 100:.2f}",
-            f"{r['drop_pt']:.2f}", "yes" if r["meets_target"] else "**no**"]) + " |")
-    return ["## Vocabulary trimming (no training)", "",
-            "The same teacher, its embedding table cut to the tokens that texts use; dev accuracy before and after is the "
-            "stage's own evaluation, one run each.", "", *lines, ""]
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r["run"],
+                    "SST-2 train" + "".join(f" + {x}" for x in r["extra_texts"]),
+                    f"{r['vocab_before']:,} → {r['vocab_after']:,}",
+                    f"{r['params_before'] / 1e6:.2f} M → {r['params_after'] / 1e6:.2f} M",
+                    f"{r['size_mb_before']:.1f} → {r['size_mb_after']:.1f}",
+                    f"{r['dev_before'] * 100:.2f} → {r['dev_after'] * 100:.2f}",
+                    f"{r['drop_pt']:.2f}",
+                    "yes" if r["meets_target"] else "**no**",
+                ]
+            )
+            + " |"
+        )
+    return [
+        "## Vocabulary trimming (no training)",
+        "",
+        "The same teacher, its embedding table cut to the tokens that texts use; dev accuracy before and after is the "
+        "stage's own evaluation, one run each.",
+        "",
+        *lines,
+        "",
+    ]
 
 
 def render(rows: list[dict], missing: list[str], vocab: list[dict] | None = None) -> str:
-    head = ["run", "student", "steps (pruning ends)", "scope", "sparsity", "dev % (kept checkpoint)", "dev % last step",
-            "dev % mean, fully pruned evals", "teacher %", "share of teacher",
-            "≥ 97 %?", "gzip MB (fp32)", "INT8 dev % / gzip MB", "train min"]
+    head = [
+        "run",
+        "student",
+        "steps (pruning ends)",
+        "scope",
+        "sparsity",
+        "dev % (kept checkpoint)",
+        "dev % last step",
+        "dev % mean, fully pruned evals",
+        "teacher %",
+        "share of teacher",
+        "≥ 97 %?",
+        "gzip MB (fp32)",
+        "INT8 dev % / gzip MB",
+        "train min",
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         int8 = f"{r['int8_dev'] * 100:.2f} / {r['int8_gzip_mb']:.1f}" if r["int8_dev"] is not None else "-"
-        lines.append("| " + " | ".join([
-            r["run"], f"{r['student_layers']} layers", f"{r['steps']} ({r['schedule']['end']})", r["scope"],
-            f"{r['sparsity'] * 100:.1f} %", f"{r['dev'] * 100:.2f}", f"{r['last_dev'] * 100:.2f}",
-            f"{r['mean_dev_fully_pruned'] * 100:.2f}", f"{r['teacher_dev'] * 100:.2f}",
-            f"{r['share_of_teacher'] * 100:.1f} %", "yes" if r["meets_target"] else "**no**", f"{r['gzip_mb']:.1f}", int8,
-            f"{r['seconds'] / 60:.0f}"]) + " |")
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    r["run"],
+                    f"{r['student_layers']} layers",
+                    f"{r['steps']} ({r['schedule']['end']})",
+                    r["scope"],
+                    f"{r['sparsity'] * 100:.1f} %",
+                    f"{r['dev'] * 100:.2f}",
+                    f"{r['last_dev'] * 100:.2f}",
+                    f"{r['mean_dev_fully_pruned'] * 100:.2f}",
+                    f"{r['teacher_dev'] * 100:.2f}",
+                    f"{r['share_of_teacher'] * 100:.1f} %",
+                    "yes" if r["meets_target"] else "**no**",
+                    f"{r['gzip_mb']:.1f}",
+                    int8,
+                    f"{r['seconds'] / 60:.0f}",
+                ]
+            )
+            + " |"
+        )
     curves = []
     for r in rows:
         pts = ", ".join(f"{e['step']}: {e['dev'] * 100:.1f} % @ {e['sparsity'] * 100:.0f} %" for e in r["evals"])
@@ -110,25 +186,39 @@ def render(rows: list[dict], missing: list[str], vocab: list[dict] | None = None
     spread = []
     for r in rows:
         vals = sorted(r["layer_sparsity"].values())
-        spread.append(f"- `{r['run']}`: per-matrix sparsity from {vals[0] * 100:.0f} % to {vals[-1] * 100:.0f} % "
-                      f"over {len(vals)} matrices")
-    return "\n".join([
-        "# Pruning on SST-2: 80 % unstructured sparsity during distillation, vocabulary trimming", "",
-        "Generated by `python benchmarks/pruning_runs.py` from the run directories' `metrics.json`: dev accuracy of the "
-        "saved (best fully pruned) model on the 872 SST-2 dev sentences, as the pipeline evaluated it. Target of issue 4: "
-        f"≥ {TARGET:.0%} of the teacher's dev accuracy at 80 % sparsity. Magnitude criterion, cubic schedule, KD from the "
-        "fine-tuned MiniLM-L6 teacher (soft targets + hidden states) throughout.", "",
-        *lines, "",
-        "The kept checkpoint is the best on dev among the fully pruned ones, the way the teacher's own checkpoint was "
-        "chosen (recipes/sst2-finetune.yaml keeps its best dev evaluation): the share compares like with like. The last-step "
-        "and mean columns show how much of that is selection.", "",
-        *([f"Not run (or incomplete) here: {', '.join(missing)}.", ""] if missing else []),
-        "Dev accuracy along the way:", "", *curves, "",
-        "How the pruning spread over the matrices:", "", *spread, "",
-        "Unstructured zeros make the files smaller when compressed (gzip) but not faster on dense CPU kernels; the "
-        "runs' reports carry the measured latencies.", "",
-        *(render_vocab(vocab) if vocab else []),
-    ])
+        spread.append(
+            f"- `{r['run']}`: per-matrix sparsity from {vals[0] * 100:.0f} % to {vals[-1] * 100:.0f} % over {len(vals)} matrices"
+        )
+    return "\n".join(
+        [
+            "# Pruning on SST-2: 80 % unstructured sparsity during distillation, vocabulary trimming",
+            "",
+            "Generated by `python benchmarks/pruning_runs.py` from the run directories' `metrics.json`: dev accuracy of the "
+            "saved (best fully pruned) model on the 872 SST-2 dev sentences, as the pipeline evaluated it. Target of issue 4: "
+            f"≥ {TARGET:.0%} of the teacher's dev accuracy at 80 % sparsity. Magnitude criterion, cubic schedule, KD from the "
+            "fine-tuned MiniLM-L6 teacher (soft targets + hidden states) throughout.",
+            "",
+            *lines,
+            "",
+            "The kept checkpoint is the best on dev among the fully pruned ones, the way the teacher's own checkpoint was "
+            "chosen (recipes/sst2-finetune.yaml keeps its best dev evaluation): the share compares like with like. The last-step "
+            "and mean columns show how much of that is selection.",
+            "",
+            *([f"Not run (or incomplete) here: {', '.join(missing)}.", ""] if missing else []),
+            "Dev accuracy along the way:",
+            "",
+            *curves,
+            "",
+            "How the pruning spread over the matrices:",
+            "",
+            *spread,
+            "",
+            "Unstructured zeros make the files smaller when compressed (gzip) but not faster on dense CPU kernels; the "
+            "runs' reports carry the measured latencies.",
+            "",
+            *(render_vocab(vocab) if vocab else []),
+        ]
+    )
 
 
 def main() -> int:

@@ -82,7 +82,7 @@ def partial_fusion(plain: Path, heads: int, hidden: int) -> tuple[Path | None, d
             ids = rng.integers(5, 100, size=(2, length)) if i.name == "input_ids" else np.ones((2, length))
             feed[i.name] = ids.astype(np.int64)
         if "attention_mask" in feed:
-            feed["attention_mask"][1:, length // 2:] = 0
+            feed["attention_mask"][1:, length // 2 :] = 0
         worst = max(worst, float(np.abs(a.run(None, feed)[0] - b.run(None, feed)[0]).max()))
     ok = worst <= 1e-3
     if not ok:
@@ -101,8 +101,22 @@ def quantize(src: Path) -> Path:
 
 def bench(paths: list[Path], work: Path, iterations: int, rounds: int) -> dict:
     out = work / "bench.json"
-    cli("bench", *map(str, paths), "--batch-sizes", "1", "--seq-lengths", "128", "--iterations", str(iterations),
-        "--rounds", str(rounds), "--warmup", "5", "--json", str(out))
+    cli(
+        "bench",
+        *map(str, paths),
+        "--batch-sizes",
+        "1",
+        "--seq-lengths",
+        "128",
+        "--iterations",
+        str(iterations),
+        "--rounds",
+        str(rounds),
+        "--warmup",
+        "5",
+        "--json",
+        str(out),
+    )
     return json.loads(out.read_text())
 
 
@@ -129,42 +143,70 @@ def family_rows(model_type: str, work: Path, args) -> dict:
     for label, path in graphs.items():
         r = by_path[str(path)]
         ratios = [b / x for b, x in zip(base["round_p50_ms"], r["round_p50_ms"])]
-        rows.append({"graph": label, "file": path.name, "p50_ms": round(r["p50_ms"], 3),
-                     "round_p50_ms": r["round_p50_ms"], "vs_plain": round(base["p50_ms"] / r["p50_ms"], 2),
-                     "round_ratios": [round(x, 2) for x in ratios], "size_mb": round(path.stat().st_size / 2**20, 2)})
-    return {"fusion": prov.get("fusion", {"applied": True}), "partial_fusion": partial, "rows": rows,
-            "notes": result.get("notes", []), "fingerprint": result.get("fingerprint"),
-            "timing_policy": result.get("timing_policy")}
+        rows.append(
+            {
+                "graph": label,
+                "file": path.name,
+                "p50_ms": round(r["p50_ms"], 3),
+                "round_p50_ms": r["round_p50_ms"],
+                "vs_plain": round(base["p50_ms"] / r["p50_ms"], 2),
+                "round_ratios": [round(x, 2) for x in ratios],
+                "size_mb": round(path.stat().st_size / 2**20, 2),
+            }
+        )
+    return {
+        "fusion": prov.get("fusion", {"applied": True}),
+        "partial_fusion": partial,
+        "rows": rows,
+        "notes": result.get("notes", []),
+        "fingerprint": result.get("fingerprint"),
+        "timing_policy": result.get("timing_policy"),
+    }
 
 
 def markdown(report: dict) -> str:
     s = report["settings"]
-    lines = [f"# INT8 where ONNX Runtime has no fusion (issue 18): {', '.join(report['families'])}", "",
-             f"Random-init classifiers of one shape ({s['layers']} layers, hidden {s['hidden']}, {s['heads']} heads, "
-             f"FFN {4 * s['hidden']}; latency does not depend on the weight values), batch 1 x 128 tokens, "
-             f"{s['iterations']} timed runs in {s['rounds']} interleaved rounds per family, by `compressor bench`. "
-             f"Machine: {report['machine']}. Load average {report['load_before']} before, {report['load_after']} "
-             "after (a shared machine: read ratios, not absolute times; a ratio whose rounds disagree by more than "
-             "25 % is not a claim).", "",
-             "| family | graph | fusion | p50 ms | × vs fp32 plain | per-round ratios (median) | MB |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# INT8 where ONNX Runtime has no fusion (issue 18): {', '.join(report['families'])}",
+        "",
+        f"Random-init classifiers of one shape ({s['layers']} layers, hidden {s['hidden']}, {s['heads']} heads, "
+        f"FFN {4 * s['hidden']}; latency does not depend on the weight values), batch 1 x 128 tokens, "
+        f"{s['iterations']} timed runs in {s['rounds']} interleaved rounds per family, by `compressor bench`. "
+        f"Machine: {report['machine']}. Load average {report['load_before']} before, {report['load_after']} "
+        "after (a shared machine: read ratios, not absolute times; a ratio whose rounds disagree by more than "
+        "25 % is not a claim).",
+        "",
+        "| family | graph | fusion | p50 ms | × vs fp32 plain | per-round ratios (median) | MB |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for fam, res in report["results"].items():
         fusion = res["fusion"]
-        how = ("the plain export; ORT fuses it (next rows)" if fusion.get("applied", True)
-               else "none: " + fusion.get("reason", "").split(": ", 1)[-1])
+        how = (
+            "the plain export; ORT fuses it (next rows)"
+            if fusion.get("applied", True)
+            else "none: " + fusion.get("reason", "").split(": ", 1)[-1]
+        )
         for i, r in enumerate(res["rows"]):
             spread = r["round_ratios"]
             steady = max(spread) <= 1.25 * min(spread)
-            lines.append(f"| {fam} | {r['graph']} | {how if i == 0 else ''} | {r['p50_ms']} | "
-                         f"{r['vs_plain']}{'' if steady else ' (unstable)'} | {min(spread)}–{max(spread)} "
-                         f"({statistics.median(spread):.2f}) | {r['size_mb']} |")
+            lines.append(
+                f"| {fam} | {r['graph']} | {how if i == 0 else ''} | {r['p50_ms']} | "
+                f"{r['vs_plain']}{'' if steady else ' (unstable)'} | {min(spread)}–{max(spread)} "
+                f"({statistics.median(spread):.2f}) | {r['size_mb']} |"
+            )
     lines += ["", "Partial fusion (ORT's BERT optimizer on a graph without a BERT attention pattern):", ""]
     for fam, res in report["results"].items():
         p = res["partial_fusion"]
         if p:
-            lines.append(f"- {fam}: " + (p["error"] if "error" in p else
-                         f"fusions {p['fusions'] or 'none'}, max |diff| vs plain {p['max_abs_diff']:.2e}, "
-                         + ("kept and timed" if p["kept"] else "rejected (logits differ)")))
+            lines.append(
+                f"- {fam}: "
+                + (
+                    p["error"]
+                    if "error" in p
+                    else f"fusions {p['fusions'] or 'none'}, max |diff| vs plain {p['max_abs_diff']:.2e}, "
+                    + ("kept and timed" if p["kept"] else "rejected (logits differ)")
+                )
+            )
     lines += ["", "Reading (computed from the rows above):", ""] + summary(report)
     return "\n".join(lines) + "\n"
 
@@ -180,8 +222,10 @@ def summary(report: dict) -> list[str]:
         line = f"- {fam}: {int8} {med[int8]:.2f}× fp32 plain (median of the rounds{'' if steady[int8] else ', unstable'})"
         if "fp32 partial fusion" in med:
             better = med["INT8 of partial"] > med[int8]
-            line += (f"; the partial fusion gives {med['fp32 partial fusion']:.2f}× in fp32 and {med['INT8 of partial']:.2f}× "
-                     f"in INT8, {'better' if better else 'not better'} than INT8 of the plain graph")
+            line += (
+                f"; the partial fusion gives {med['fp32 partial fusion']:.2f}× in fp32 and {med['INT8 of partial']:.2f}× "
+                f"in INT8, {'better' if better else 'not better'} than INT8 of the plain graph"
+            )
         out.append(line)
     return out
 
@@ -210,10 +254,14 @@ def main() -> None:
             results[fam] = family_rows(fam, Path(tmp), args)
             print(f"{fam}: done in {time.perf_counter() - t0:.0f}s", flush=True)
     fp = next(iter(results.values()))["fingerprint"] or {}
-    report = {"families": families, "settings": {k: getattr(args, k) for k in ("layers", "hidden", "heads", "iterations",
-                                                                              "rounds")},
-              "machine": f"{fp.get('cpu', '?')}, {fp.get('cores', '?')} cores, onnxruntime {fp.get('onnxruntime', '?')}",
-              "load_before": load_before, "load_after": round(os.getloadavg()[0], 2), "results": results}
+    report = {
+        "families": families,
+        "settings": {k: getattr(args, k) for k in ("layers", "hidden", "heads", "iterations", "rounds")},
+        "machine": f"{fp.get('cpu', '?')}, {fp.get('cores', '?')} cores, onnxruntime {fp.get('onnxruntime', '?')}",
+        "load_before": load_before,
+        "load_after": round(os.getloadavg()[0], 2),
+        "results": results,
+    }
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     args.md.write_text(markdown(report))
     print(markdown(report))

@@ -122,9 +122,12 @@ def check_resume(run_dir: Path, info: dict, recipe, recipe_dir: Path, recipe_pat
         given, _ = load_recipe(recipe_path, overrides)
         diff = recipe_differences(given.model_dump(), recipe.model_dump())
         if diff:
-            raise RecipeError(f"differs from {run_dir / 'recipe.yaml'} in {', '.join(diff[:8])}"
-                              f"{f' (and {len(diff) - 8} more)' if len(diff) > 8 else ''}; resume without a recipe to "
-                              "continue the run as it was, or start a new run with this one", str(recipe_path))
+            raise RecipeError(
+                f"differs from {run_dir / 'recipe.yaml'} in {', '.join(diff[:8])}"
+                f"{f' (and {len(diff) - 8} more)' if len(diff) > 8 else ''}; resume without a recipe to "
+                "continue the run as it was, or start a new run with this one",
+                str(recipe_path),
+            )
     if "inputs" not in info:
         log.info("%s: started by an older compressor; its inputs were not fingerprinted", run_dir)
         return None
@@ -132,8 +135,10 @@ def check_resume(run_dir: Path, info: dict, recipe, recipe_dir: Path, recipe_pat
     changed = changed_inputs(info["inputs"], inputs)
     if changed and not rerun_changed:
         what = ", ".join(f"{f} ({inputs[f]['path']})" for f in changed)
-        raise RunDirError(f"{run_dir}: {what} changed since the run started; --rerun-changed runs again the stages "
-                          "that read them, or start a new run")
+        raise RunDirError(
+            f"{run_dir}: {what} changed since the run started; --rerun-changed runs again the stages "
+            "that read them, or start a new run"
+        )
     for f in changed:
         log.info("%s changed since the run started: the stages that read it run again", f)
     return inputs

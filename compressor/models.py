@@ -71,10 +71,31 @@ def _wrap_load_error(src: Any, e: Exception) -> ModelError:
 
 # encoder-only families that AutoModelForCausalLM still maps (to *LMHeadModel / *ForCausalLM): without
 # config.is_decoder they attend in both directions, so next-token training and perplexity are meaningless
-ENCODER_ONLY = {"bert", "roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "electra", "ernie", "data2vec-text",
-                "rembert", "roc_bert", "megatron-bert", "xmod", "bert-generation"}
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model",
-                   "sentencepiece.bpe.model", "merges.txt")
+ENCODER_ONLY = {
+    "bert",
+    "roberta",
+    "xlm-roberta",
+    "xlm-roberta-xl",
+    "camembert",
+    "electra",
+    "ernie",
+    "data2vec-text",
+    "rembert",
+    "roc_bert",
+    "megatron-bert",
+    "xmod",
+    "bert-generation",
+}
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "tokenizer.model",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "merges.txt",
+)
 
 
 def _check_local_dir(src: Path | str, what: str) -> None:
@@ -98,8 +119,10 @@ def load_tokenizer(src: Path | str, trust_remote_code: bool = False, revision: s
     _check_local_dir(src, "model.path")
     if isinstance(src, Path) and src.is_dir() and not any((src / f).is_file() for f in TOKENIZER_FILES):
         # transformers >= 5 would build an empty tokenizer that maps every word to [UNK]
-        raise ModelError(f"model {src}: no tokenizer files ({', '.join(TOKENIZER_FILES[:4])}, ...); "
-                         "save the tokenizer next to the model (tokenizer.save_pretrained)")
+        raise ModelError(
+            f"model {src}: no tokenizer files ({', '.join(TOKENIZER_FILES[:4])}, ...); "
+            "save the tokenizer next to the model (tokenizer.save_pretrained)"
+        )
     try:
         tok = AutoTokenizer.from_pretrained(str(src), trust_remote_code=trust_remote_code, revision=revision)
     except Exception as e:
@@ -149,8 +172,9 @@ def load_model(
     config = load_config(src, trust_remote_code, revision)
     model_type = getattr(config, "model_type", "?")
     # shapes are checked below: a new classification head may differ, the rest of the model may not
-    kwargs: dict[str, Any] = dict(trust_remote_code=trust_remote_code, revision=revision, ignore_mismatched_sizes=True,
-                                  output_loading_info=True)
+    kwargs: dict[str, Any] = dict(
+        trust_remote_code=trust_remote_code, revision=revision, ignore_mismatched_sizes=True, output_loading_info=True
+    )
     new_head = False
     if task == "sequence-classification":
         cls = AutoModelForSequenceClassification
@@ -163,8 +187,10 @@ def load_model(
     else:
         cls = AutoModelForCausalLM
         if model_type in ENCODER_ONLY and not getattr(config, "is_decoder", False):
-            raise ModelError(f"model {src}: architecture '{model_type}' is an encoder, not a causal language model; "
-                             "use it with task: sequence-classification, or pick a decoder (gpt2, llama, ...) for causal-lm")
+            raise ModelError(
+                f"model {src}: architecture '{model_type}' is an encoder, not a causal language model; "
+                "use it with task: sequence-classification, or pick a decoder (gpt2, llama, ...) for causal-lm"
+            )
     if getattr(config, STRUCTURE_KEY, None):  # heads removed by structured pruning (see compressor/arch/slicing.py)
         from compressor.arch.slicing import load_structured
 
@@ -188,11 +214,14 @@ def load_model(
     for key, *shapes in sorted(info.get("mismatched_keys") or [], key=lambda m: str(m[0])):
         if not new_head or (prefix and str(key).startswith(prefix + ".")):
             ckpt, want = (tuple(x) for x in shapes[:2]) if len(shapes) >= 2 else ("?", "?")
-            raise ModelError(f"model {src}: config and weights disagree: {key} is {ckpt} in the weights but {want} "
-                             "by config.json (edited config, or weights from another model?)")
+            raise ModelError(
+                f"model {src}: config and weights disagree: {key} is {ckpt} in the weights but {want} "
+                "by config.json (edited config, or weights from another model?)"
+            )
     # a classifier whose task head starts random (a pretrained encoder): its accuracy means nothing before training
-    model.compressor_new_head = task == "sequence-classification" and (new_head or any(
-        prefix and not str(k).startswith(prefix + ".") for k in info.get("missing_keys") or []))
+    model.compressor_new_head = task == "sequence-classification" and (
+        new_head or any(prefix and not str(k).startswith(prefix + ".") for k in info.get("missing_keys") or [])
+    )
     _check_base_keys(src, prefix, info)
     if task == "causal-lm":
         model.config.use_cache = False
@@ -205,16 +234,23 @@ _BENIGN_KEYS = ("pooler", "position_ids", "inv_freq")  # optional heads, and buf
 def _check_base_keys(src, prefix: str, info: dict) -> None:
     """The base model (everything but the task head) must be exactly the checkpoint's: a config that declares more
     layers than the weights hold would evaluate a partly random model, one that declares fewer would drop layers."""
+
     def base(keys) -> list[str]:
-        return sorted(str(k) for k in keys or [] if prefix and str(k).startswith(prefix + ".")
-                      and not any(b in str(k) for b in _BENIGN_KEYS))
+        return sorted(
+            str(k)
+            for k in keys or []
+            if prefix and str(k).startswith(prefix + ".") and not any(b in str(k) for b in _BENIGN_KEYS)
+        )
 
     missing, unexpected = base(info.get("missing_keys")), base(info.get("unexpected_keys"))
     if missing or unexpected:
-        parts = ([f"{len(missing)} weights the config needs are not in the checkpoint (e.g. {missing[0]})"] if missing else []) + \
-                ([f"{len(unexpected)} checkpoint weights have no place in the model (e.g. {unexpected[0]})"] if unexpected else [])
-        raise ModelError(f"model {src}: config and weights disagree: {'; '.join(parts)} (edited config.json, e.g. "
-                         "num_hidden_layers, or weights from another model?)")
+        parts = (
+            [f"{len(missing)} weights the config needs are not in the checkpoint (e.g. {missing[0]})"] if missing else []
+        ) + ([f"{len(unexpected)} checkpoint weights have no place in the model (e.g. {unexpected[0]})"] if unexpected else [])
+        raise ModelError(
+            f"model {src}: config and weights disagree: {'; '.join(parts)} (edited config.json, e.g. "
+            "num_hidden_layers, or weights from another model?)"
+        )
 
 
 def set_eager_attention(model) -> None:
@@ -244,8 +280,10 @@ def task_of(config, where: Path, task: str) -> str:
         return "sequence-classification"
     if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
         return "causal-lm"
-    raise ModelError(f"model {where}: architecture {archs or getattr(config, 'model_type', '?')} is neither a sequence "
-                     "classifier nor a causal LM; pass --task")
+    raise ModelError(
+        f"model {where}: architecture {archs or getattr(config, 'model_type', '?')} is neither a sequence "
+        "classifier nor a causal LM; pass --task"
+    )
 
 
 def model_folder(path: Path, onnx_too: bool = False) -> Path:
@@ -253,8 +291,10 @@ def model_folder(path: Path, onnx_too: bool = False) -> Path:
     if not path.exists():
         raise ModelError(f"{path}: no such file or directory")
     if not path.is_dir():
-        raise ModelError(f"{path}: is a file, not a model directory: give a Hugging Face model directory (config.json, "
-                         "weights, tokenizer)" + (" or an .onnx file" if onnx_too else ""))
+        raise ModelError(
+            f"{path}: is a file, not a model directory: give a Hugging Face model directory (config.json, "
+            "weights, tokenizer)" + (" or an .onnx file" if onnx_too else "")
+        )
     if not (path / "config.json").is_file():
         raise ModelError(f"{path}: not a Hugging Face model directory (no config.json)")
     return path

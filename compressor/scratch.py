@@ -26,23 +26,43 @@ def train_tokenizer(text: str, out: Path, vocab_size: int = 2048) -> None:
     from transformers import PreTrainedTokenizerFast
 
     bpe = ByteLevelBPETokenizer(add_prefix_space=False)
-    bpe.train_from_iterator([text], vocab_size=vocab_size, min_frequency=2, special_tokens=[SPECIAL],
-                            show_progress=False)
-    fast = PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, bos_token=SPECIAL, eos_token=SPECIAL,
-                                   pad_token=SPECIAL, unk_token=SPECIAL)
+    bpe.train_from_iterator([text], vocab_size=vocab_size, min_frequency=2, special_tokens=[SPECIAL], show_progress=False)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=bpe._tokenizer, bos_token=SPECIAL, eos_token=SPECIAL, pad_token=SPECIAL, unk_token=SPECIAL
+    )
     fast.save_pretrained(out)
 
 
-def init_model(out: Path, vocab_size: int, layers: int = 4, hidden: int = 128, heads: int = 4, kv_heads: int = 4,
-               intermediate: int = 384, positions: int = 512, seed: int = 0) -> None:
+def init_model(
+    out: Path,
+    vocab_size: int,
+    layers: int = 4,
+    hidden: int = 128,
+    heads: int = 4,
+    kv_heads: int = 4,
+    intermediate: int = 384,
+    positions: int = 512,
+    seed: int = 0,
+) -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=intermediate,
-                         num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
-                         head_dim=hidden // heads, max_position_embeddings=positions, tie_word_embeddings=True,
-                         bos_token_id=0, eos_token_id=0, pad_token_id=0, rope_theta=10000.0)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv_heads,
+        head_dim=hidden // heads,
+        max_position_embeddings=positions,
+        tie_word_embeddings=True,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
+        rope_theta=10000.0,
+    )
     LlamaForCausalLM(config).save_pretrained(out)
 
 
@@ -54,9 +74,19 @@ def make(text_path: Path, out: Path, train_fraction: float = 0.9, vocab_size: in
 
     tok = AutoTokenizer.from_pretrained(out)
     init_model(out, len(tok), **model_kwargs)
-    (out / "scratch.json").write_text(json.dumps({"text": str(text_path), "train_fraction": train_fraction,
-                                                  "tokenizer": "byte-level BPE (tokenizers)", "vocab_size": len(tok),
-                                                  **model_kwargs}, indent=2) + "\n")
+    (out / "scratch.json").write_text(
+        json.dumps(
+            {
+                "text": str(text_path),
+                "train_fraction": train_fraction,
+                "tokenizer": "byte-level BPE (tokenizers)",
+                "vocab_size": len(tok),
+                **model_kwargs,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     return out
 
 
@@ -73,8 +103,18 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     if not a.text.is_file():
         raise SystemExit(f"error: --text: {a.text} is not a file")
-    make(a.text, a.out, a.train_fraction, a.vocab, layers=a.layers, hidden=a.hidden, heads=a.heads, kv_heads=a.heads,
-         intermediate=3 * a.hidden, seed=a.seed)
+    make(
+        a.text,
+        a.out,
+        a.train_fraction,
+        a.vocab,
+        layers=a.layers,
+        hidden=a.hidden,
+        heads=a.heads,
+        kv_heads=a.heads,
+        intermediate=3 * a.hidden,
+        seed=a.seed,
+    )
     print(f"{a.out}: tokenizer and an untrained model; train it with compressor run recipes/tinyshakespeare.yaml")
 
 

@@ -71,29 +71,35 @@ def write_recipe(folder: Path, text: str, name: str = "recipe.yaml") -> Path:
 
 @pytest.fixture
 def cls_recipe(tiny_dir, tmp_path) -> Path:
-    return write_recipe(tmp_path, f"""
+    return write_recipe(
+        tmp_path,
+        f"""
 name: tiny-cls
-model: {{path: {tiny_dir / 'bert'}}}
-data: {{train: {tiny_dir / 'sent.csv'}, split: {{dev: 0.2, test: 0.1}}, max_length: 32}}
+model: {{path: {tiny_dir / "bert"}}}
+data: {{train: {tiny_dir / "sent.csv"}, split: {{dev: 0.2, test: 0.1}}, max_length: 32}}
 stages:
   - finetune: {{epochs: 10, lr: 1.0e-3, batch_size: 16}}
   - export: {{}}
   - quantize: {{type: dynamic}}
 bench: {{batch_sizes: [1], seq_lengths: [32], iterations: 3, warmup: 1}}
-output: {{dir: {tmp_path / 'runs'}}}
-""")
+output: {{dir: {tmp_path / "runs"}}}
+""",
+    )
 
 
 @pytest.fixture
 def lm_recipe(tiny_dir, tmp_path) -> Path:
-    return write_recipe(tmp_path, f"""
+    return write_recipe(
+        tmp_path,
+        f"""
 name: tiny-lm
-model: {{path: {tiny_dir / 'gpt2'}, task: causal-lm}}
-data: {{train: {tiny_dir / 'lm.txt'}, split: {{dev: 0.2}}, max_length: 16}}
+model: {{path: {tiny_dir / "gpt2"}, task: causal-lm}}
+data: {{train: {tiny_dir / "lm.txt"}, split: {{dev: 0.2}}, max_length: 16}}
 stages:
   - finetune: {{epochs: 2, lr: 1.0e-3, batch_size: 8}}
   - export: {{}}
   - quantize: {{type: dynamic}}
 bench: {{batch_sizes: [1], seq_lengths: [16], iterations: 3, warmup: 1}}
-output: {{dir: {tmp_path / 'runs'}}}
-""")
+output: {{dir: {tmp_path / "runs"}}}
+""",
+    )

@@ -40,7 +40,13 @@ class Family:
 
     name = "?"
     model_types: tuple[str, ...] = ()
-    heads_key, kv_key, hidden_key, ffn_key, layers_key = "num_attention_heads", None, "hidden_size", "intermediate_size", "num_hidden_layers"
+    heads_key, kv_key, hidden_key, ffn_key, layers_key = (
+        "num_attention_heads",
+        None,
+        "hidden_size",
+        "intermediate_size",
+        "num_hidden_layers",
+    )
     head_dim_key: str | None = None  # config key that fixes the head size: pruned head counts then live in the config
     shared_heads = False  # one set of heads for every layer (a per-head table shared by all layers, e.g. MPNet's bias)
     shared_block = False  # every layer runs the same weights (ALBERT)

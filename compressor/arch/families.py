@@ -50,8 +50,11 @@ def structured_counts(fam: Family, config, heads: int | float, ffn: int | float,
         gqa = tuple(m for m, ok in (("within", remove % kv == 0), ("groups", remove % group == 0)) if ok)
         if not gqa:
             whole = f" or of {group} (whole key/value groups)" if group < h else ""
-            raise CountError("heads", f"the model groups its {h} query heads over {kv} key/value heads: remove a multiple "
-                                      f"of {kv} heads per layer (the same number from every group){whole}, not {remove}")
+            raise CountError(
+                "heads",
+                f"the model groups its {h} query heads over {kv} key/value heads: remove a multiple "
+                f"of {kv} heads per layer (the same number from every group){whole}, not {remove}",
+            )
     drop = _count(ffn, n_ffn)
     if drop >= n_ffn:
         raise CountError("ffn", f"removes {drop} of the {n_ffn} FFN neurons of every layer; at least one must stay")
@@ -70,8 +73,9 @@ def family_of(model_or_config) -> Family:
     fam = find_family(model_or_config)
     if fam is None:
         config = getattr(model_or_config, "config", model_or_config)
-        raise ModelError(f"structured pruning supports {', '.join(sorted(FAMILIES))} models, "
-                         f"not '{cfg_get(config, 'model_type', '?')}'")
+        raise ModelError(
+            f"structured pruning supports {', '.join(sorted(FAMILIES))} models, not '{cfg_get(config, 'model_type', '?')}'"
+        )
     return fam
 
 

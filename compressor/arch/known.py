@@ -16,9 +16,18 @@ class BertFamily(Family):
     ort_optimizer = "bert"
 
     def blocks(self, model):
-        return [Block(attn=b.attention.self, out=b.attention.output.dense, q=b.attention.self.query,
-                      k=b.attention.self.key, v=b.attention.self.value, ffn_in=[b.intermediate.dense],
-                      ffn_out=b.output.dense) for b in model.base_model.encoder.layer]
+        return [
+            Block(
+                attn=b.attention.self,
+                out=b.attention.output.dense,
+                q=b.attention.self.query,
+                k=b.attention.self.key,
+                v=b.attention.self.value,
+                ffn_in=[b.intermediate.dense],
+                ffn_out=b.output.dense,
+            )
+            for b in model.base_model.encoder.layer
+        ]
 
     def set_heads(self, block, n, n_kv, head_dim):
         block.attn.num_attention_heads = n
@@ -33,8 +42,18 @@ class DistilBertFamily(Family):
     ort_optimizer = "bert"
 
     def blocks(self, model):
-        return [Block(attn=b.attention, out=b.attention.out_lin, q=b.attention.q_lin, k=b.attention.k_lin,
-                      v=b.attention.v_lin, ffn_in=[b.ffn.lin1], ffn_out=b.ffn.lin2) for b in model.base_model.transformer.layer]
+        return [
+            Block(
+                attn=b.attention,
+                out=b.attention.out_lin,
+                q=b.attention.q_lin,
+                k=b.attention.k_lin,
+                v=b.attention.v_lin,
+                ffn_in=[b.ffn.lin1],
+                ffn_out=b.ffn.lin2,
+            )
+            for b in model.base_model.transformer.layer
+        ]
 
     def set_heads(self, block, n, n_kv, head_dim):
         block.attn.n_heads = n
@@ -49,14 +68,26 @@ class AlbertFamily(BertFamily):
     shared_block = True
 
     def blocks(self, model):
-        return [Block(attn=b.attention, out=b.attention.dense, q=b.attention.query, k=b.attention.key,
-                      v=b.attention.value, ffn_in=[b.ffn], ffn_out=b.ffn_output)
-                for g in model.base_model.encoder.albert_layer_groups for b in g.albert_layers]
+        return [
+            Block(
+                attn=b.attention,
+                out=b.attention.dense,
+                q=b.attention.query,
+                k=b.attention.key,
+                v=b.attention.value,
+                ffn_in=[b.ffn],
+                ffn_out=b.ffn_output,
+            )
+            for g in model.base_model.encoder.albert_layer_groups
+            for b in g.albert_layers
+        ]
 
     def student_refusal(self, config):
         if cfg_get(config, "num_hidden_groups", 1) != 1:
-            return (f"this ALBERT has {cfg_get(config, 'num_hidden_groups')} groups of shared layers: a student "
-                    "of fewer repeats is made only from one shared group")
+            return (
+                f"this ALBERT has {cfg_get(config, 'num_hidden_groups')} groups of shared layers: a student "
+                "of fewer repeats is made only from one shared group"
+            )
         return None
 
 
@@ -70,10 +101,19 @@ class DebertaV2Family(Family):
         out = []
         for b in model.base_model.encoder.layer:
             s = b.attention.self
-            out.append(Block(attn=s, out=b.attention.output.dense, q=s.query_proj, k=s.key_proj, v=s.value_proj,
-                             q_extra=[m for m in (getattr(s, "pos_query_proj", None),) if m is not None],
-                             k_extra=[m for m in (getattr(s, "pos_key_proj", None),) if m is not None],
-                             ffn_in=[b.intermediate.dense], ffn_out=b.output.dense))
+            out.append(
+                Block(
+                    attn=s,
+                    out=b.attention.output.dense,
+                    q=s.query_proj,
+                    k=s.key_proj,
+                    v=s.value_proj,
+                    q_extra=[m for m in (getattr(s, "pos_query_proj", None),) if m is not None],
+                    k_extra=[m for m in (getattr(s, "pos_key_proj", None),) if m is not None],
+                    ffn_in=[b.intermediate.dense],
+                    ffn_out=b.output.dense,
+                )
+            )
         return out
 
     def set_heads(self, block, n, n_kv, head_dim):
@@ -92,9 +132,18 @@ class MPNetFamily(Family):
     no_fusion = "ONNX Runtime's transformer optimizer has no MPNet fusion (its relative position bias is not matched)"
 
     def blocks(self, model):
-        return [Block(attn=b.attention.attn, out=b.attention.attn.o, q=b.attention.attn.q, k=b.attention.attn.k,
-                      v=b.attention.attn.v, ffn_in=[b.intermediate.dense], ffn_out=b.output.dense)
-                for b in model.base_model.encoder.layer]
+        return [
+            Block(
+                attn=b.attention.attn,
+                out=b.attention.attn.o,
+                q=b.attention.attn.q,
+                k=b.attention.attn.k,
+                v=b.attention.attn.v,
+                ffn_in=[b.intermediate.dense],
+                ffn_out=b.output.dense,
+            )
+            for b in model.base_model.encoder.layer
+        ]
 
     def set_heads(self, block, n, n_kv, head_dim):
         block.attn.num_attention_heads = n
@@ -117,8 +166,10 @@ class ModernBertFamily(Family):
     no_fusion = "ONNX Runtime's transformer optimizer has no ModernBERT fusion (rotary, gated MLP)"
 
     def blocks(self, model):
-        return [Block(attn=b.attn, out=b.attn.Wo, qkv=b.attn.Wqkv, ffn_gate_up=b.mlp.Wi, ffn_out=b.mlp.Wo)
-                for b in model.base_model.layers]
+        return [
+            Block(attn=b.attn, out=b.attn.Wo, qkv=b.attn.Wqkv, ffn_gate_up=b.mlp.Wi, ffn_out=b.mlp.Wo)
+            for b in model.base_model.layers
+        ]
 
 
 @register
@@ -130,8 +181,10 @@ class GPT2Family(Family):
     causal = True
 
     def blocks(self, model):
-        return [Block(attn=b.attn, out=b.attn.c_proj, qkv=b.attn.c_attn, ffn_in=[b.mlp.c_fc], ffn_out=b.mlp.c_proj)
-                for b in model.base_model.h]
+        return [
+            Block(attn=b.attn, out=b.attn.c_proj, qkv=b.attn.c_attn, ffn_in=[b.mlp.c_fc], ffn_out=b.mlp.c_proj)
+            for b in model.base_model.h
+        ]
 
     def ffn_size(self, config):
         return int(cfg_get(config, "n_inner", 0) or 4 * self.hidden(config))
@@ -149,8 +202,18 @@ class OPTFamily(Family):
     causal = True
 
     def blocks(self, model):
-        return [Block(attn=b.self_attn, out=b.self_attn.out_proj, q=b.self_attn.q_proj, k=b.self_attn.k_proj,
-                      v=b.self_attn.v_proj, ffn_in=[b.fc1], ffn_out=b.fc2) for b in model.base_model.decoder.layers]
+        return [
+            Block(
+                attn=b.self_attn,
+                out=b.self_attn.out_proj,
+                q=b.self_attn.q_proj,
+                k=b.self_attn.k_proj,
+                v=b.self_attn.v_proj,
+                ffn_in=[b.fc1],
+                ffn_out=b.fc2,
+            )
+            for b in model.base_model.decoder.layers
+        ]
 
     def set_heads(self, block, n, n_kv, head_dim):
         block.attn.num_heads = n
@@ -167,9 +230,18 @@ class LlamaFamily(Family):
     causal = True
 
     def blocks(self, model):
-        return [Block(attn=b.self_attn, out=b.self_attn.o_proj, q=b.self_attn.q_proj, k=b.self_attn.k_proj,
-                      v=b.self_attn.v_proj, ffn_in=[b.mlp.gate_proj, b.mlp.up_proj], ffn_out=b.mlp.down_proj)
-                for b in model.base_model.layers]
+        return [
+            Block(
+                attn=b.self_attn,
+                out=b.self_attn.o_proj,
+                q=b.self_attn.q_proj,
+                k=b.self_attn.k_proj,
+                v=b.self_attn.v_proj,
+                ffn_in=[b.mlp.gate_proj, b.mlp.up_proj],
+                ffn_out=b.mlp.down_proj,
+            )
+            for b in model.base_model.layers
+        ]
 
     def set_heads(self, block, n, n_kv, head_dim):
         block.attn.num_key_value_groups = n // n_kv
@@ -183,8 +255,18 @@ class PhiFamily(LlamaFamily):
     model_types = ("phi",)
 
     def blocks(self, model):
-        return [Block(attn=b.self_attn, out=b.self_attn.dense, q=b.self_attn.q_proj, k=b.self_attn.k_proj,
-                      v=b.self_attn.v_proj, ffn_in=[b.mlp.fc1], ffn_out=b.mlp.fc2) for b in model.base_model.layers]
+        return [
+            Block(
+                attn=b.self_attn,
+                out=b.self_attn.dense,
+                q=b.self_attn.q_proj,
+                k=b.self_attn.k_proj,
+                v=b.self_attn.v_proj,
+                ffn_in=[b.mlp.fc1],
+                ffn_out=b.mlp.fc2,
+            )
+            for b in model.base_model.layers
+        ]
 
 
 @register
@@ -193,5 +275,13 @@ class Phi3Family(LlamaFamily):
     model_types = ("phi3",)
 
     def blocks(self, model):
-        return [Block(attn=b.self_attn, out=b.self_attn.o_proj, qkv=b.self_attn.qkv_proj, ffn_gate_up=b.mlp.gate_up_proj,
-                      ffn_out=b.mlp.down_proj) for b in model.base_model.layers]
+        return [
+            Block(
+                attn=b.self_attn,
+                out=b.self_attn.o_proj,
+                qkv=b.self_attn.qkv_proj,
+                ffn_gate_up=b.mlp.gate_up_proj,
+                ffn_out=b.mlp.down_proj,
+            )
+            for b in model.base_model.layers
+        ]

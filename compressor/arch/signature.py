@@ -152,8 +152,10 @@ class Signature:
         data = {"input_ids": ids, "attention_mask": mask}
         if not self.with_past:
             return self.feed(data)
-        cache = {n: rng.standard_normal((batch, self.kv.kv_heads, past, self.kv.head_dim)).astype(np.float32)
-                 for n in self.past_names()}
+        cache = {
+            n: rng.standard_normal((batch, self.kv.kv_heads, past, self.kv.head_dim)).astype(np.float32)
+            for n in self.past_names()
+        }
         return self.feed(data, cache)
 
     def synthetic_inputs(self, batch: int, seq: int, past: int = 0, seed: int = 0, low: int = 3) -> dict[str, np.ndarray]:
@@ -164,8 +166,10 @@ class Signature:
         data = {"input_ids": ids, "attention_mask": np.ones((batch, seq + (past if self.with_past else 0)), np.int64)}
         if not self.with_past:
             return self.feed(data)
-        cache = {n: rng.standard_normal((batch, self.kv.kv_heads, past, self.kv.head_dim)).astype(np.float32)
-                 for n in self.past_names()}
+        cache = {
+            n: rng.standard_normal((batch, self.kv.kv_heads, past, self.kv.head_dim)).astype(np.float32)
+            for n in self.past_names()
+        }
         return self.feed(data, cache)
 
 
@@ -173,7 +177,7 @@ def position_ids(mask: np.ndarray, new_tokens: int | None = None) -> np.ndarray:
     """Positions under left padding: cumsum(mask) − 1, clipped at 0 (pads get 0), for the last ``new_tokens``."""
     mask = np.asarray(mask, dtype=np.int64)
     pos = np.clip(np.cumsum(mask, axis=1) - 1, 0, None)
-    return pos if new_tokens is None else pos[:, mask.shape[1] - new_tokens:]
+    return pos if new_tokens is None else pos[:, mask.shape[1] - new_tokens :]
 
 
 def _num_labels(config: Any) -> int | None:
@@ -202,8 +206,11 @@ def decoder_signature(config: Any, with_past: bool = True) -> Signature:
         inputs = tuple(TensorSpec(n, "int64", (BATCH, SEQ)) for n in DECODER_INPUTS[:2])
         return Signature("causal-lm", inputs, (logits,), vocab_size=vocab)
     kv = KVLayout.from_config(config)
-    inputs = [TensorSpec("input_ids", "int64", (BATCH, SEQ)), TensorSpec("attention_mask", "int64", (BATCH, TOTAL)),
-              TensorSpec("position_ids", "int64", (BATCH, SEQ))]
+    inputs = [
+        TensorSpec("input_ids", "int64", (BATCH, SEQ)),
+        TensorSpec("attention_mask", "int64", (BATCH, TOTAL)),
+        TensorSpec("position_ids", "int64", (BATCH, SEQ)),
+    ]
     outputs = [logits]
     for i in range(kv.layers):
         for part in ("key", "value"):
@@ -252,10 +259,11 @@ def graph_signature(session_inputs: list, config: Any = None) -> Signature | Non
     if not isinstance(kv_heads, int) or not isinstance(head_dim, int):
         return None
     kv = KVLayout(layers=len(past) // 2, kv_heads=kv_heads, head_dim=head_dim)
-    specs = tuple(TensorSpec(i.name, "float32" if i.name in {p.name for p in past} else "int64",
-                             tuple(i.shape)) for i in session_inputs)
+    specs = tuple(
+        TensorSpec(i.name, "float32" if i.name in {p.name for p in past} else "int64", tuple(i.shape)) for i in session_inputs
+    )
     vocab = config_value(config, ("vocab_size",)) if config is not None else None
     outputs = (TensorSpec("logits", "float32", (BATCH, SEQ, vocab or "vocab")),) + tuple(
-        TensorSpec(p.name.replace("past_key_values.", "present.", 1), "float32", (BATCH, kv_heads, TOTAL, head_dim))
-        for p in past)
+        TensorSpec(p.name.replace("past_key_values.", "present.", 1), "float32", (BATCH, kv_heads, TOTAL, head_dim)) for p in past
+    )
     return Signature("causal-lm", specs, outputs, kv=kv, vocab_size=vocab)

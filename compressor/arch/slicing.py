@@ -53,8 +53,7 @@ def qkv_rows(q_rows: torch.Tensor, kv_rows: torch.Tensor, n_heads: int, n_kv: in
     return torch.cat([q_rows, kv_rows + q_width, kv_rows + q_width + kv_width])
 
 
-def prune_heads(fam: Family, block: Block, keep_q: list[int], keep_kv: list[int], n_heads: int, n_kv: int,
-                head_dim: int) -> None:
+def prune_heads(fam: Family, block: Block, keep_q: list[int], keep_kv: list[int], n_heads: int, n_kv: int, head_dim: int) -> None:
     """Keep query heads ``keep_q`` and key/value heads ``keep_kv`` (sorted) of one block."""
     q_rows, kv_rows = head_rows(keep_q, head_dim), head_rows(keep_kv, head_dim)
     if block.qkv is not None:
@@ -121,10 +120,9 @@ def load_structured(cls, src, config):
     tied = set(getattr(model, "_tied_weights_keys", None) or [])
     missing = [k for k in missing if not k.endswith("position_ids") and k not in tied and "lm_head" not in k]
     if missing or unexpected:
-        raise ModelError(f"model {src}: weights do not match its pruned structure (missing {missing[:2]}, "
-                         f"unexpected {unexpected[:2]})")
+        raise ModelError(
+            f"model {src}: weights do not match its pruned structure (missing {missing[:2]}, unexpected {unexpected[:2]})"
+        )
     if hasattr(model, "tie_weights"):
         model.tie_weights()
     return model.eval()
-
-

@@ -29,15 +29,20 @@ app = typer.Typer(
 
 
 @app.callback()
-def main_options(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks before the one-line errors "
-                                            "(also accepted after the command; exit codes stay the same)."),
-                 version: bool = typer.Option(False, "--version", is_eager=True, callback=print_version,
-                                              help="Print the version and exit.")):
+def main_options(
+    debug: bool = typer.Option(
+        False,
+        "--debug",
+        help="Show full tracebacks before the one-line errors (also accepted after the command; exit codes stay the same).",
+    ),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=print_version, help="Print the version and exit."),
+):
     STATE["debug"] = debug
 
 
-SetOpt = typer.Option(None, "--set", "-s", metavar="KEY=VALUE",
-                      help="Override a recipe field, e.g. --set stages.0.finetune.epochs=1 (repeatable).")
+SetOpt = typer.Option(
+    None, "--set", "-s", metavar="KEY=VALUE", help="Override a recipe field, e.g. --set stages.0.finetune.epochs=1 (repeatable)."
+)
 
 
 def _checked(recipe: Path, overrides: list[str]):
@@ -64,15 +69,23 @@ def validate(recipe: Path = typer.Argument(..., help="Recipe YAML file."), set_:
 @guarded
 def run(
     recipe: Optional[Path] = typer.Argument(None, help="Recipe YAML file (not needed with --resume)."),
-    resume: Optional[Path] = typer.Option(None, "--resume", metavar="RUN_DIR",
-                                          help="Continue an interrupted run: completed stages are skipped, the interrupted one "
-                                               "continues from its last checkpoint."),
+    resume: Optional[Path] = typer.Option(
+        None,
+        "--resume",
+        metavar="RUN_DIR",
+        help="Continue an interrupted run: completed stages are skipped, the interrupted one continues from its last checkpoint.",
+    ),
     set_: Optional[list[str]] = SetOpt,
-    rerun_changed: bool = typer.Option(False, "--rerun-changed",
-                                       help="With --resume: when a data file, the model or another input changed since "
-                                            "the run started, run again the stages that read it (default: refuse)."),
+    rerun_changed: bool = typer.Option(
+        False,
+        "--rerun-changed",
+        help="With --resume: when a data file, the model or another input changed since "
+        "the run started, run again the stages that read it (default: refuse).",
+    ),
     force: bool = typer.Option(False, "--force", help="Replace an existing run directory."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Parent folder of the run directory (default: recipe's output.dir)."),
+    output: Optional[str] = typer.Option(
+        None, "--output", "-o", help="Parent folder of the run directory (default: recipe's output.dir)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Only warnings and the final table."),
 ):
     """Run a recipe: stages (finetune, distill, prune, export, quantize), then evaluation, benchmark and report.
@@ -86,8 +99,9 @@ def run(
     from compressor.pipeline.orchestrate import run as run_pipeline
     from compressor.report.markdown import print_table
 
-    run_dir = run_pipeline(recipe, set_ or [], force=force, output_dir=output, quiet=quiet, resume=resume,
-                           rerun_changed=rerun_changed)
+    run_dir = run_pipeline(
+        recipe, set_ or [], force=force, output_dir=output, quiet=quiet, resume=resume, rerun_changed=rerun_changed
+    )
     if os.environ.get("RANK", "0") != "0":
         return  # under `accelerate launch`, the main process reports
     print_table(read_metrics(run_dir / "metrics.json"))
@@ -113,8 +127,9 @@ def status(runs: list[Path] = typer.Argument(..., metavar="RUN_DIR...", help="Ru
 def compare(
     runs: list[Path] = typer.Argument(..., metavar="RUN_DIR...", help="Run directories (each with metrics.json and status)."),
     output: Path = typer.Option(Path("compare"), "--output", "-o", help="Folder for compare.md / compare.html / plots."),
-    allow_incomplete: bool = typer.Option(False, "--allow-incomplete",
-                                          help="Include runs whose status is not 'complete' (flagged in the report)."),
+    allow_incomplete: bool = typer.Option(
+        False, "--allow-incomplete", help="Include runs whose status is not 'complete' (flagged in the report)."
+    ),
 ):
     """Put several runs in one table and on one accuracy-vs-size / latency chart.
 
@@ -147,8 +162,12 @@ def plan(recipe: Path = typer.Argument(..., help="Recipe YAML file."), set_: Opt
     rows = make_plan(r, recipe.absolute().parent, machine)
     typer.echo(f"{recipe}: '{r.name}', {r.model.task}, model {r.model.path}")
     typer.echo(f"machine: {describe_machine(machine)}")
-    print_rows("what each stage buys here", ["stage", "verdict", "why"], [[a.stage, a.verdict, a.why] for a in rows],
-               left=("stage", "verdict", "why"))
+    print_rows(
+        "what each stage buys here",
+        ["stage", "verdict", "why"],
+        [[a.stage, a.verdict, a.why] for a in rows],
+        left=("stage", "verdict", "why"),
+    )
 
 
 @app.command()

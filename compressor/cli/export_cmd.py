@@ -18,9 +18,12 @@ def export(
     opset: int = typer.Option(17, "--opset", min=11, max=23, help="ONNX opset (the dynamo exporter uses at least 18)."),
     tolerance: float = typer.Option(1e-3, "--tolerance", min=0.0, help="Largest |ONNX - PyTorch| logit difference accepted."),
     optimize: bool = typer.Option(True, "--optimize/--no-optimize", help="ONNX Runtime transformer fusions (model.opt.onnx)."),
-    cls_only: bool = typer.Option(True, "--cls-only-last-layer/--full-last-layer",
-                                  help="In model.opt.onnx of a classifier that reads the [CLS] token, compute the last "
-                                       "layer for that token only (exact; parity-checked)."),
+    cls_only: bool = typer.Option(
+        True,
+        "--cls-only-last-layer/--full-last-layer",
+        help="In model.opt.onnx of a classifier that reads the [CLS] token, compute the last "
+        "layer for that token only (exact; parity-checked).",
+    ),
     exporter: str = typer.Option("auto", "--exporter", help="auto | torchscript | dynamo."),
     task: str = TaskOpt,
     force: bool = typer.Option(False, "--force", help="Replace ONNX files already in the output folder."),
@@ -46,26 +49,36 @@ def _say(done, tolerance: float, optimize: bool) -> None:
     from compressor.onnx.folder import PARITY_BATCH, PARITY_MAX_LENGTH, PARITY_SAMPLES
 
     record, check, task = done.record, done.record["parity"], done.task
-    typer.echo(f"{done.fp32}: {record['exporter']} exporter, opset {record['opset']}, inputs {', '.join(record['inputs'])}; "
-               f"parity max |diff| {check['max_abs_diff']:.2e} (tolerance {tolerance:g}), {agreement(check, task)}")
+    typer.echo(
+        f"{done.fp32}: {record['exporter']} exporter, opset {record['opset']}, inputs {', '.join(record['inputs'])}; "
+        f"parity max |diff| {check['max_abs_diff']:.2e} (tolerance {tolerance:g}), {agreement(check, task)}"
+    )
     opt = done.opt
     if opt is not None:
-        typer.echo(f"{opt['path']}: fusions {', '.join(f'{k}×{v}' for k, v in opt['fusions'].items()) or 'none'}; "
-                   f"parity max |diff| {opt['parity']['max_abs_diff']:.2e}"
-                   + ("; last layer for [CLS] only" if opt["cls_only_last_layer"]["applied"] else ""))
+        typer.echo(
+            f"{opt['path']}: fusions {', '.join(f'{k}×{v}' for k, v in opt['fusions'].items()) or 'none'}; "
+            f"parity max |diff| {opt['parity']['max_abs_diff']:.2e}"
+            + ("; last layer for [CLS] only" if opt["cls_only_last_layer"]["applied"] else "")
+        )
     elif optimize:
         why = record.get("fused_rejected") or (record.get("fusion") or {}).get("reason")
-        typer.echo(f"{done.fp32.name}: no ONNX Runtime fusions for model type '{done.model_type}'"
-                   + (f" ({why})" if why else "") + "; the plain graph is used")
+        typer.echo(
+            f"{done.fp32.name}: no ONNX Runtime fusions for model type '{done.model_type}'"
+            + (f" ({why})" if why else "")
+            + "; the plain graph is used"
+        )
     if done.int8 is not None:
         check_q = done.int8_parity
-        typer.echo(f"{done.int8}: dynamic INT8 of {done.best.name}; max |diff| {check_q['max_abs_diff']:.2e}, "
-                   f"{agreement(check_q, task)}")
-        typer.echo(f"  agreement = the share of the {PARITY_SAMPLES} sample sentences (a few words to {PARITY_MAX_LENGTH} "
-                   f"tokens, padded in batches of {PARITY_BATCH}) whose "
-                   + ("predicted class" if task == "sequence-classification" else "next-token prediction, at every real "
-                      "token,") + " is the same in INT8 as in fp32 PyTorch. It is not accuracy (the sentences have no "
-                   "labels): `compressor eval MODEL.int8.onnx --data FILE` measures that on your data")
+        typer.echo(
+            f"{done.int8}: dynamic INT8 of {done.best.name}; max |diff| {check_q['max_abs_diff']:.2e}, {agreement(check_q, task)}"
+        )
+        typer.echo(
+            f"  agreement = the share of the {PARITY_SAMPLES} sample sentences (a few words to {PARITY_MAX_LENGTH} "
+            f"tokens, padded in batches of {PARITY_BATCH}) whose "
+            + ("predicted class" if task == "sequence-classification" else "next-token prediction, at every real token,")
+            + " is the same in INT8 as in fp32 PyTorch. It is not accuracy (the sentences have no "
+            "labels): `compressor eval MODEL.int8.onnx --data FILE` measures that on your data"
+        )
 
 
 def agreement(check: dict, task: str) -> str:

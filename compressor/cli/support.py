@@ -56,6 +56,7 @@ class CommandGroup(TyperGroup):
 
 def _flags_as_flags(group) -> None:
     """--force, not ``--force <bool>``: boolean flags take no value, so their help shows none."""
+
     def no_type(option):
         if option is not None and getattr(option, "is_flag", False) and hasattr(option, "display_type_rich"):
             option.display_type_rich = lambda ctx: None
@@ -118,8 +119,13 @@ def guarded(fn: Callable) -> Callable:
 
             if (err := as_write_error(e, strict=True)) is not None:  # disk full, read-only: not a bug
                 _fail(escape_markup(str(err)), err.exit_code)
-            _fail(escape_markup(f"internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
-                          "(run with --debug for the traceback and please report it)"), 1)
+            _fail(
+                escape_markup(
+                    f"internal error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''} "
+                    "(run with --debug for the traceback and please report it)"
+                ),
+                1,
+            )
 
     sig = inspect.signature(fn)
     debug = inspect.Parameter("debug", inspect.Parameter.KEYWORD_ONLY, default=DebugOpt, annotation=bool)
@@ -139,8 +145,6 @@ def print_version(value: bool) -> None:
 
         typer.echo(__version__)
         raise typer.Exit(0)
-
-
 
 
 TaskOpt = typer.Option("auto", "--task", help="sequence-classification | causal-lm | auto (from config.json / the graph).")

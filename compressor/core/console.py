@@ -41,8 +41,10 @@ class PipeSafeConsole(Console):
         if first:  # said once, in log.txt (the console is gone)
             import logging
 
-            logging.getLogger("compressor").warning("stdout was closed by its reader: console output stops here, "
-                                                    "the run carries on (every line still goes to log.txt)")
+            logging.getLogger("compressor").warning(
+                "stdout was closed by its reader: console output stops here, "
+                "the run carries on (every line still goes to log.txt)"
+            )
 
 
 def stdout_console(**kwargs) -> PipeSafeConsole:

@@ -73,20 +73,28 @@ def dedupe(splits: dict, policy: str = "keep-first", apply: bool = True, first_r
                 counts[s][reason + "s" if reason != "overlap" else reason] += 1
             if reason == "kept" or not apply:
                 keep[s][i] = chosen if apply and reason == "kept" and chosen != label(s, i) else None
-            listing.append({"text": splits[s].texts[i], "split": s, "row": i + first_row.get(s, 1), "label": label(s, i),
-                            "conflict": conflict, "action": reason if apply else f"kept (would be: {reason})",
-                            "kept_label": chosen if reason == "kept" else None})
+            listing.append(
+                {
+                    "text": splits[s].texts[i],
+                    "split": s,
+                    "row": i + first_row.get(s, 1),
+                    "label": label(s, i),
+                    "conflict": conflict,
+                    "action": reason if apply else f"kept (would be: {reason})",
+                    "kept_label": chosen if reason == "kept" else None,
+                }
+            )
     out = {}
     for name in names:
         rows = sorted(keep[name])
         split = splits[name].take(rows)
         if split.labels is not None:
-            split.labels = np.asarray([keep[name][r] if keep[name][r] is not None else split.labels[j]
-                                       for j, r in enumerate(rows)], dtype=np.int64)
+            split.labels = np.asarray(
+                [keep[name][r] if keep[name][r] is not None else split.labels[j] for j, r in enumerate(rows)], dtype=np.int64
+            )
         out[name] = split
         counts[name]["kept"] = len(split)
-    report = {"policy": policy, "applied": apply, "repeated_texts": repeated, "conflicting_texts": conflicting,
-              "splits": counts}
+    report = {"policy": policy, "applied": apply, "repeated_texts": repeated, "conflicting_texts": conflicting, "splits": counts}
     return out, report, listing
 
 
@@ -95,21 +103,24 @@ def summary(report: dict) -> list[str]:
     lines = []
     verb = "dropped" if report.get("applied", True) else "found (kept: split.dedupe is off)"
     for name, c in report["splits"].items():
-        parts = [f"{c['duplicates']} duplicate(s) within the file" if c["duplicates"] else "",
-                 f"{c['overlap']} also in an earlier split (test > dev > train)" if c["overlap"] else "",
-                 f"{c['conflicts']} with conflicting labels (policy drop)" if c["conflicts"] else ""]
+        parts = [
+            f"{c['duplicates']} duplicate(s) within the file" if c["duplicates"] else "",
+            f"{c['overlap']} also in an earlier split (test > dev > train)" if c["overlap"] else "",
+            f"{c['conflicts']} with conflicting labels (policy drop)" if c["conflicts"] else "",
+        ]
         parts = [p for p in parts if p]
         if parts:
-            lines.append(f"data.{name}: {sum(c[k] for k in ('duplicates', 'overlap', 'conflicts'))} row(s) {verb}: "
-                         + ", ".join(parts))
+            lines.append(
+                f"data.{name}: {sum(c[k] for k in ('duplicates', 'overlap', 'conflicts'))} row(s) {verb}: " + ", ".join(parts)
+            )
     if report["conflicting_texts"]:
-        lines.append(f"{report['conflicting_texts']} text(s) occur with conflicting labels (split.conflicts: "
-                     f"{report['policy']})")
+        lines.append(f"{report['conflicting_texts']} text(s) occur with conflicting labels (split.conflicts: {report['policy']})")
     return lines
 
 
 def write_listing(path: Path, listing: list[dict], label_names: list[str] | None) -> None:
     """duplicates.csv: every row of every repeated text, with what was done to it."""
+
     def name(v):
         return "" if v is None else (label_names[v] if label_names and 0 <= v < len(label_names) else str(v))
 
@@ -120,13 +131,21 @@ def write_listing(path: Path, listing: list[dict], label_names: list[str] | None
         w.writerow(["text", "split", "row", "label", "conflicting_labels", "action", "label_kept"])
         for r in sorted(listing, key=lambda r: (text_key(r["text"]), ORDER.index(r["split"]), r["row"])):
             text = r["text"] if isinstance(r["text"], str) else " ||| ".join(r["text"])
-            w.writerow([text, r["split"], r["row"], name(r["label"]), "yes" if r["conflict"] else "no", r["action"],
-                        name(r["kept_label"])])
+            w.writerow(
+                [
+                    text,
+                    r["split"],
+                    r["row"],
+                    name(r["label"]),
+                    "yes" if r["conflict"] else "no",
+                    r["action"],
+                    name(r["kept_label"]),
+                ]
+            )
     tmp.replace(path)
 
 
-LIMITS = {"train": "max_train_samples", "validation": "max_eval_samples", "dev": "max_eval_samples",
-          "test": "max_eval_samples"}
+LIMITS = {"train": "max_train_samples", "validation": "max_eval_samples", "dev": "max_eval_samples", "test": "max_eval_samples"}
 
 
 def count_lines(counts: dict[str, dict], label: dict[str, str] | None = None, limits: dict[str, str] | None = None) -> list[str]:

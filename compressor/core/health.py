@@ -29,8 +29,12 @@ def class_stats(y: np.ndarray, p: np.ndarray, num_classes: int, detail: bool = T
     n = max(num_classes, int(y.max(initial=-1)) + 1, int(p.max(initial=-1)) + 1)
     support = np.bincount(y, minlength=n)
     predicted = np.bincount(p, minlength=n)
-    out = {"majority_baseline": float(support.max() / max(len(y), 1)), "majority_class": int(support.argmax()),
-           "classes_present": int((support > 0).sum()), "predicted_classes": int((predicted > 0).sum())}
+    out = {
+        "majority_baseline": float(support.max() / max(len(y), 1)),
+        "majority_class": int(support.argmax()),
+        "classes_present": int((support > 0).sum()),
+        "predicted_classes": int((predicted > 0).sum()),
+    }
     missed = (support > 0) & (predicted == 0)
     out["missed_share"] = float(support[missed].sum() / max(len(y), 1))
     if detail:
@@ -68,8 +72,10 @@ def classifier_warnings(m: dict, names: list[str] | None = None) -> list[str]:
         out.append(f"predicts only {predicted} of the {present} classes present{never}: a collapsed classifier")
     gap = m["accuracy"] - m["majority_baseline"]
     if gap <= NEAR_MAJORITY and present > 1:
-        out.append(f"scores {m['accuracy']:.2%}, {'only ' if gap >= 0 else ''}{gap * 100:+.2f} pt from the "
-                   f"majority-class baseline {m['majority_baseline']:.2%} (always '{_name(m['majority_class'], names)}')")
+        out.append(
+            f"scores {m['accuracy']:.2%}, {'only ' if gap >= 0 else ''}{gap * 100:+.2f} pt from the "
+            f"majority-class baseline {m['majority_baseline']:.2%} (always '{_name(m['majority_class'], names)}')"
+        )
     return out
 
 
@@ -78,8 +84,7 @@ def reference_warning(ref: dict, what: str, names: list[str] | None = None) -> s
     why = classifier_warnings(ref, names)
     if not why:
         return None
-    return (f"**Warning**: {what} {why[0]}; matching it says nothing about a useful model, "
-            "only that the collapse was copied")
+    return f"**Warning**: {what} {why[0]}; matching it says nothing about a useful model, only that the collapse was copied"
 
 
 # ------------------------------------------------------------------ causal LMs
@@ -107,12 +112,16 @@ def repetition(tokens: list[int]) -> float:
 def lm_warnings(m: dict) -> list[str]:
     out = []
     if m.get("unigram_perplexity") and m.get("perplexity") and m["perplexity"] >= m["unigram_perplexity"]:
-        out.append(f"perplexity {m['perplexity']:.2f} is no better than token frequencies alone "
-                   f"(unigram baseline {m['unigram_perplexity']:.2f})")
+        out.append(
+            f"perplexity {m['perplexity']:.2f} is no better than token frequencies alone "
+            f"(unigram baseline {m['unigram_perplexity']:.2f})"
+        )
     g = m.get("greedy")
     if g and g.get("degenerate"):
-        out.append(f"greedy output is degenerate (repetitive): {g['distinct_bigrams']:.0%} distinct bigrams "
-                   f"over {g['prompts']} prompts, e.g. {g['sample']!r}")
+        out.append(
+            f"greedy output is degenerate (repetitive): {g['distinct_bigrams']:.0%} distinct bigrams "
+            f"over {g['prompts']} prompts, e.g. {g['sample']!r}"
+        )
     return out
 
 
@@ -120,8 +129,9 @@ def warnings_for(m: dict, task: str, names: list[str] | None = None) -> list[str
     return classifier_warnings(m, names) if task == "sequence-classification" else lm_warnings(m)
 
 
-def grouped_warnings(evals: dict[str, dict], task: str, names: list[str] | None = None,
-                     splits: list[str] | None = None) -> list[str]:
+def grouped_warnings(
+    evals: dict[str, dict], task: str, names: list[str] | None = None, splits: list[str] | None = None
+) -> list[str]:
     """Warnings of every artifact (``{artifact: {split: metrics}}``), artifacts with the same finding on the same
     split on one line: "pytorch, onnx, int8 on dev: predicts only 2 of the 6 classes present ..."."""
     found: dict[tuple[str, str], list[str]] = {}

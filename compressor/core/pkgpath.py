@@ -12,7 +12,7 @@ PREFIX = "pkg://"
 
 def split_pkg(spec: str) -> tuple[str, str]:
     """``pkg://package/a/b`` -> ("package", "a/b"); a ValueError (one line) for a path that would leave the package."""
-    rest = spec[len(PREFIX):]
+    rest = spec[len(PREFIX) :]
     package, _, sub = rest.partition("/")
     if not package or not package.isidentifier():
         raise ValueError(f"{spec}: expected pkg://<python package>/<path inside it>")

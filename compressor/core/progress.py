@@ -15,8 +15,9 @@ EVERY_S = 5.0  # seconds between two progress lines
 class Progress:
     """``update(n)`` after each chunk of work; a line at most every ``every`` seconds, and one at the end."""
 
-    def __init__(self, what: str, total: int, unit: str = "rows", every: float = EVERY_S, clock=time.perf_counter,
-                 quiet: bool = False):
+    def __init__(
+        self, what: str, total: int, unit: str = "rows", every: float = EVERY_S, clock=time.perf_counter, quiet: bool = False
+    ):
         """``quiet``: no first line, and a last one only when the step was slow enough to show progress."""
         self.what, self.total, self.unit, self.every, self.clock = what, max(int(total), 0), unit, every, clock
         self.done, self.shown = 0, not quiet
@@ -35,8 +36,9 @@ class Progress:
         elapsed = now - self.start
         left = elapsed / self.done * (self.total - self.done) if self.done else float("nan")
         pct = 100 * self.done / self.total if self.total else 100.0
-        return (f"{self.what}: {self.done}/{self.total} {self.unit} ({pct:.0f} %), {elapsed:.0f}s elapsed"
-                + (f", ~{left:.0f}s left" if left == left else ""))
+        return f"{self.what}: {self.done}/{self.total} {self.unit} ({pct:.0f} %), {elapsed:.0f}s elapsed" + (
+            f", ~{left:.0f}s left" if left == left else ""
+        )
 
     def finish(self) -> float:
         seconds = self.clock() - self.start

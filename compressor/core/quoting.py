@@ -93,15 +93,19 @@ def likely_cause(path: Path, fmt: str, encoding: str, quoting: int, sep: str | N
     name = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}
     name = {c: name.get(c, repr(c)) for c in (sep, other)}
     if sep not in header and other in header:
-        cause = (f"separator: the header has no {name[sep]} but has {name[other]}s; "
-                 + (f"set data.format: {'tsv' if other == chr(9) else 'csv'}" if sep in ",\t" else f"set data.sep: {other!r}"))
+        cause = f"separator: the header has no {name[sep]} but has {name[other]}s; " + (
+            f"set data.format: {'tsv' if other == chr(9) else 'csv'}" if sep in ",\t" else f"set data.sep: {other!r}"
+        )
     elif '"' in text or fields == 0:
         alt = "none" if quoting != csv.QUOTE_NONE else "csv"
-        cause = (f"quoting: a '\"' in or before this line opens or closes a quoted field; set data.quoting: {alt} "
-                 f"(or --quoting {alt}) if quotes {'are plain text' if alt == 'none' else 'enclose fields'} in this file")
+        cause = (
+            f"quoting: a '\"' in or before this line opens or closes a quoted field; set data.quoting: {alt} "
+            f"(or --quoting {alt}) if quotes {'are plain text' if alt == 'none' else 'enclose fields'} in this file"
+        )
     elif header.count(sep) < text.count(sep):
-        cause = (f"separator: this line has more {name[sep]}s than the header; quote the field that contains one, "
-                 "or check the header")
+        cause = (
+            f"separator: this line has more {name[sep]}s than the header; quote the field that contains one, or check the header"
+        )
     else:
         cause = f"header: this line has fewer {name[sep]}-separated fields than the header"
     where = f"line {number} {reason}" if reason.startswith("has ") else f"line {number}: {reason}"

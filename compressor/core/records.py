@@ -33,6 +33,7 @@ class Versioned(Record):
 
 class BenchRow(Record):
     """One timed shape of one artifact (``measure/bench``)."""
+
     batch: int
     seq: int
     device: str
@@ -45,6 +46,7 @@ class BenchRow(Record):
 
 class GenerationRow(Record):
     """Generation speed of one causal-LM artifact at one batch size (``measure/run_generation.py``)."""
+
     batch: int
     prompt: int
     new_tokens: int
@@ -59,6 +61,7 @@ class GenerationRow(Record):
 
 class ArtifactRecord(Record):
     """An artifact of the run as measured: where it is, how big, its metrics per split and its latencies."""
+
     path: str
     runtime: str
     params: int
@@ -79,6 +82,7 @@ class PrimaryMetric(Record):
 
 class StageResult(Record):
     """What a stage reports (its handler's dict, with the stage kind and its time)."""
+
     stage: str
     seconds: float = 0.0
     history: list[dict[str, Any]] | None = None
@@ -99,6 +103,7 @@ class PlanRow(Record):
 
 class Metrics(Versioned):
     """metrics.json."""
+
     name: str
     task: str
     model: str
@@ -122,6 +127,7 @@ class Metrics(Versioned):
 
 class Provenance(Versioned):
     """``<artifact>.json`` beside an ONNX file: how it was made (source, exporter, scheme, parity, versions)."""
+
     artifact: str | None = None
     file: str
     created: str
@@ -133,6 +139,7 @@ class Provenance(Versioned):
 
 class StageRecord(Versioned):
     """``checkpoints/stage-<i>-<kind>/done.json``: a finished stage, for --resume."""
+
     hash: str
     result: StageResult
     model: str | None = None
@@ -163,8 +170,10 @@ def validate(kind: type[R], data: Any, source: str | Path) -> R:
     if not isinstance(version, int) or isinstance(version, bool):
         raise RecordError(f"{source}: schema_version must be a whole number (got {version!r})")
     if version > SCHEMA_VERSION:
-        raise RecordError(f"{source}: {_label(kind)} of schema_version {version}; this compressor reads up to "
-                          f"{SCHEMA_VERSION} (upgrade compressor to read it)")
+        raise RecordError(
+            f"{source}: {_label(kind)} of schema_version {version}; this compressor reads up to "
+            f"{SCHEMA_VERSION} (upgrade compressor to read it)"
+        )
     try:
         return kind.model_validate(data)
     except ValidationError as e:

@@ -194,8 +194,12 @@ def refuse_existing(run_dir: Path, force: bool) -> list[Path]:
 RUN_MARKERS = ("run.json", STATUS)  # files every run directory compressor creates carries
 
 
-def ensure_replaceable(folder: Path, markers: tuple[str, ...] = RUN_MARKERS, what: str = "a compressor run directory",
-                       hint: str = "choose another output folder or move those files away") -> None:
+def ensure_replaceable(
+    folder: Path,
+    markers: tuple[str, ...] = RUN_MARKERS,
+    what: str = "a compressor run directory",
+    hint: str = "choose another output folder or move those files away",
+) -> None:
     """Refuse to replace or write into ``folder`` when it holds files and none of ``markers`` (not made by compressor).
 
     The one check behind ``run --force``, ``compare -o`` and ``export -o``: a folder of someone's files is never
@@ -208,8 +212,7 @@ def ensure_replaceable(folder: Path, markers: tuple[str, ...] = RUN_MARKERS, wha
     children = sorted(p.name for p in folder.iterdir() if p.name != LOCK_NAME)  # a run's lock is not the user's file
     if children and not any((folder / m).exists() for m in markers):
         shown = ", ".join(children[:3]) + (f" and {len(children) - 3} more" if len(children) > 3 else "")
-        raise RunDirError(f"{folder}: not {what} (it holds {shown}; no {' or '.join(markers)}); "
-                          f"refusing to touch it: {hint}")
+        raise RunDirError(f"{folder}: not {what} (it holds {shown}; no {' or '.join(markers)}); refusing to touch it: {hint}")
 
 
 def prepare_run_dir(run_dir: Path, force: bool) -> None:

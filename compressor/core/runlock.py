@@ -140,8 +140,9 @@ class RunLock:
                 if isinstance(got, RunLock):
                     return got
                 if time.monotonic() > deadline:
-                    raise RunDirError(f"{run_dir}: in use by another compressor run ({got.describe()}); wait for it to "
-                                      "finish or stop it first")
+                    raise RunDirError(
+                        f"{run_dir}: in use by another compressor run ({got.describe()}); wait for it to finish or stop it first"
+                    )
                 time.sleep(0.02)
 
     @classmethod

@@ -65,8 +65,9 @@ def mcnemar(ref_correct: Sequence[bool], other_correct: Sequence[bool]) -> McNem
     return McNemar(b, c, min(1.0, 2 * tail / 2**n))
 
 
-def bootstrap_ci(stat: Callable[[np.ndarray], float], n: int, samples: int = BOOTSTRAP_SAMPLES,
-                 seed: int = 0) -> tuple[float, float]:
+def bootstrap_ci(
+    stat: Callable[[np.ndarray], float], n: int, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0
+) -> tuple[float, float]:
     """95 % percentile interval of ``stat(indices)`` over ``samples`` resamples of range(n) with replacement."""
     if n <= 0:
         return float("nan"), float("nan")
@@ -130,24 +131,32 @@ class RatioVerdict:
         if self.claimed:
             return f"{self.ratio:.2f}×"
         return {"overlaps 1×": "~1×, not claimed", "one round": "1 round, not claimed", "not measured": ""}.get(
-            self.reason, "unstable, not claimed")
+            self.reason, "unstable, not claimed"
+        )
 
     def explain(self) -> str:
         """Why a ratio is withheld, with the per-round ratios."""
         if self.claimed or not self.rounds:
             return self.reason
         span = f"per-round ratios {min(self.rounds):.2f}–{max(self.rounds):.2f}×"
-        return {"unstable": f"{span} differ by more than {UNSTABLE_SPREAD * 100:.0f} %",
-                "overlaps 1×": f"{span} lie on both sides of 1×",
-                "one round": "a single round: no spread to judge"}.get(self.reason, self.reason)
+        return {
+            "unstable": f"{span} differ by more than {UNSTABLE_SPREAD * 100:.0f} %",
+            "overlaps 1×": f"{span} lie on both sides of 1×",
+            "one round": "a single round: no spread to judge",
+        }.get(self.reason, self.reason)
 
     def as_dict(self) -> dict:
-        return {"ratio": self.ratio, "rounds": self.rounds, "spread": self.spread, "claimed": self.claimed,
-                "reason": self.reason, "threshold": UNSTABLE_SPREAD}
+        return {
+            "ratio": self.ratio,
+            "rounds": self.rounds,
+            "spread": self.spread,
+            "claimed": self.claimed,
+            "reason": self.reason,
+            "threshold": UNSTABLE_SPREAD,
+        }
 
 
-def ratio_verdict(ref_rounds: Sequence[float], other_rounds: Sequence[float],
-                  threshold: float = UNSTABLE_SPREAD) -> RatioVerdict:
+def ratio_verdict(ref_rounds: Sequence[float], other_rounds: Sequence[float], threshold: float = UNSTABLE_SPREAD) -> RatioVerdict:
     """The speed-up ref/other from per-round median latencies (round i of both taken together).
 
     Claimed only when every round agrees: the per-round ratios lie within ``threshold`` of each other
@@ -168,12 +177,16 @@ def ratio_verdict(ref_rounds: Sequence[float], other_rounds: Sequence[float],
     return RatioVerdict(ratio, rounds, True, "")
 
 
-SPEEDUP_RULE = (f"A speed-up is claimed only when the artifacts were timed in interleaved rounds and every round agrees: "
-                f"the per-round ratios differ by at most {UNSTABLE_SPREAD * 100:.0f} % and all lie on the same side of 1×; "
-                "otherwise the cell reads \"unstable, not claimed\" (rounds disagree: the load changed while timing) "
-                "or \"~1×, not claimed\" (no consistent difference).")
-INTERVAL_NOTE = ("Intervals are 95 %: Wilson score intervals for accuracy, bootstrap percentile intervals "
-                 f"({BOOTSTRAP_SAMPLES} resamples of rows / windows) for macro-F1 and perplexity. They describe the "
-                 "uncertainty from the finite evaluation set: another sample of the same size could land anywhere in "
-                 "them. Δ against the reference is tested on the same rows (McNemar exact test for accuracy, paired "
-                 "bootstrap for perplexity); \"n.s.\" means no significant change at the 5 % level.")
+SPEEDUP_RULE = (
+    f"A speed-up is claimed only when the artifacts were timed in interleaved rounds and every round agrees: "
+    f"the per-round ratios differ by at most {UNSTABLE_SPREAD * 100:.0f} % and all lie on the same side of 1×; "
+    'otherwise the cell reads "unstable, not claimed" (rounds disagree: the load changed while timing) '
+    'or "~1×, not claimed" (no consistent difference).'
+)
+INTERVAL_NOTE = (
+    "Intervals are 95 %: Wilson score intervals for accuracy, bootstrap percentile intervals "
+    f"({BOOTSTRAP_SAMPLES} resamples of rows / windows) for macro-F1 and perplexity. They describe the "
+    "uncertainty from the finite evaluation set: another sample of the same size could land anywhere in "
+    "them. Δ against the reference is tested on the same rows (McNemar exact test for accuracy, paired "
+    'bootstrap for perplexity); "n.s." means no significant change at the 5 % level.'
+)

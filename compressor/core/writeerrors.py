@@ -30,8 +30,14 @@ REASONS = {
 }
 ROOM = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # fixed by freeing space (or lifting a limit)
 # OS error texts as libraries quote them (strerror, Rust's io::Error); the first match wins
-_TEXTS = {"no space left on device": errno.ENOSPC, "disk quota exceeded": errno.EDQUOT, "file too large": errno.EFBIG,
-          "read-only file system": errno.EROFS, "permission denied": errno.EACCES, "input/output error": errno.EIO}
+_TEXTS = {
+    "no space left on device": errno.ENOSPC,
+    "disk quota exceeded": errno.EDQUOT,
+    "file too large": errno.EFBIG,
+    "read-only file system": errno.EROFS,
+    "permission denied": errno.EACCES,
+    "input/output error": errno.EIO,
+}
 # a write that failed without saying why (torch.save's zip writer): the free room tells
 _FAILED_WRITE = ("inline_container", "pytorchstreamwriter", "iostream error", "file write failed", "failed writing")
 
@@ -50,10 +56,14 @@ class WriteError(CompressorError):
         room = free_space(self.path)
         text = f"could not write {self.what}{where}: {reason}" + (f"; {room} free on that disk" if room else "")
         if self.resume_dir is not None:
-            fix = ("free some space" if self.code in ROOM or self.code is None else
-                   "make the folder writable" if self.code in (errno.EROFS, errno.EACCES, errno.EPERM) else "fix that")
-            text += (f"; the last checkpoint is intact: {fix}, then `compressor run --resume {self.resume_dir}` "
-                     "continues from it")
+            fix = (
+                "free some space"
+                if self.code in ROOM or self.code is None
+                else "make the folder writable"
+                if self.code in (errno.EROFS, errno.EACCES, errno.EPERM)
+                else "fix that"
+            )
+            text += f"; the last checkpoint is intact: {fix}, then `compressor run --resume {self.resume_dir}` continues from it"
         return one_line(text)
 
 
@@ -107,8 +117,9 @@ def _failed_write(exc: BaseException) -> bool:
     return False
 
 
-def as_write_error(exc: BaseException, what: str | None = None, path: Path | str | None = None,
-                   strict: bool = False) -> WriteError | None:
+def as_write_error(
+    exc: BaseException, what: str | None = None, path: Path | str | None = None, strict: bool = False
+) -> WriteError | None:
     """``exc`` as a :class:`WriteError`, or None when it is not an OS write error.
 
     Inside a write (``strict=False``) every OS error counts, and a library's bare "write failed" too. Elsewhere

@@ -20,7 +20,29 @@ from compressor.data.lm import lm_blocks, lm_text, load_causal_lm, load_lm_text
 from compressor.data.sources import check_layout, open_table
 from compressor.data.splits import Dataset, Split
 
-__all__ = ["MAX_LABELS", "Dataset", "Encoded", "LayoutError", "Split", "_fmt", "check_layout", "check_texts", "concat",
-           "encode_blocks", "encode_split", "known_texts", "label_key", "lm_blocks", "lm_text", "load_causal_lm",
-           "load_classification", "load_lm_text", "load_transfer", "make_loader", "open_table", "read_table", "read_text",
-           "table_texts"]
+__all__ = [
+    "MAX_LABELS",
+    "Dataset",
+    "Encoded",
+    "LayoutError",
+    "Split",
+    "_fmt",
+    "check_layout",
+    "check_texts",
+    "concat",
+    "encode_blocks",
+    "encode_split",
+    "known_texts",
+    "label_key",
+    "lm_blocks",
+    "lm_text",
+    "load_causal_lm",
+    "load_classification",
+    "load_lm_text",
+    "load_transfer",
+    "make_loader",
+    "open_table",
+    "read_table",
+    "read_text",
+    "table_texts",
+]

@@ -50,7 +50,9 @@ def concat(a: Encoded, b: Encoded, b_label: int = -100) -> Encoded:
     return Encoded(a.features + b.features, np.concatenate([la, lb]))
 
 
-def make_loader(encoded: Encoded, tokenizer, batch_size: int, shuffle: bool, seed: int = 0, task: str = "sequence-classification"):
+def make_loader(
+    encoded: Encoded, tokenizer, batch_size: int, shuffle: bool, seed: int = 0, task: str = "sequence-classification"
+):
     """A DataLoader with dynamic padding. Eval loaders sort by length to waste less padding."""
     import torch
     from torch.utils.data import DataLoader
@@ -72,5 +74,10 @@ def make_loader(encoded: Encoded, tokenizer, batch_size: int, shuffle: bool, see
     order = sorted(range(len(encoded)), key=lambda i: len(encoded.features[i]["input_ids"]))
     # a generator of its own: iterating an evaluation loader must not draw from the global RNG that training uses
     # (an evaluation between two steps would otherwise change the next step's dropout, and an interrupted one the resume)
-    return DataLoader(torch.utils.data.Subset(encoded, order), batch_size=batch_size, shuffle=False, collate_fn=collate,
-                      generator=torch.Generator().manual_seed(0))
+    return DataLoader(
+        torch.utils.data.Subset(encoded, order),
+        batch_size=batch_size,
+        shuffle=False,
+        collate_fn=collate,
+        generator=torch.Generator().manual_seed(0),
+    )

@@ -55,12 +55,17 @@ def _cut(splits: dict, counts: dict, cfg: DataConfig, seed: int, validation: flo
             counts["train"]["split_off"] = counts["train"].get("split_off", 0) + len(splits[name])
             counts[name] = {"from_train": len(splits[name])}
     if validation > 0:  # the selection split (see _cut_validation)
-        splits["train"], splits["validation"] = _cut_validation(splits["train"], validation, cfg.max_train_samples, seed,
-                                                                cfg.split.stratify, cfg.split.validation_max)
+        splits["train"], splits["validation"] = _cut_validation(
+            splits["train"], validation, cfg.max_train_samples, seed, cfg.split.stratify, cfg.split.validation_max
+        )
         counts["train"]["split_off"] = counts["train"].get("split_off", 0) + len(splits["validation"])
         counts["validation"] = {"from_train": len(splits["validation"])}
-    limits = {"train": cfg.max_train_samples, "validation": cfg.max_eval_samples, "dev": cfg.max_eval_samples,
-              "test": cfg.max_eval_samples}
+    limits = {
+        "train": cfg.max_train_samples,
+        "validation": cfg.max_eval_samples,
+        "dev": cfg.max_eval_samples,
+        "test": cfg.max_eval_samples,
+    }
     for name in ("train", "validation", "dev", "test"):
         if name in splits:
             before = len(splits[name])
@@ -72,8 +77,9 @@ def _cut(splits: dict, counts: dict, cfg: DataConfig, seed: int, validation: flo
             raise DataError(f"data.{name}: split is empty after de-duplication and sampling")
 
 
-def load_classification(cfg: DataConfig, base_dir: Path | None, seed: int, num_labels: int | None = None,
-                        validation: float = 0.0) -> Dataset:
+def load_classification(
+    cfg: DataConfig, base_dir: Path | None, seed: int, num_labels: int | None = None, validation: float = 0.0
+) -> Dataset:
     """train / dev / test (cut from train when not given) and, with ``validation`` > 0, a selection split held out
     from the training rows (see ``_cut_validation``). Each file is a table (csv / tsv / txt / jsonl / parquet, laid
     out as data.sep / header / columns say) or a Hugging Face dataset (see ``sources.open_table``)."""
@@ -90,8 +96,9 @@ def load_classification(cfg: DataConfig, base_dir: Path | None, seed: int, num_l
         cols = [table.df[c].tolist() for c in keys]
         texts = cols[0] if len(cols) == 1 else list(zip(*cols))
         splits[name] = Split(texts, labels.encode(table.source, table.df[label]))
-    splits, report, listing = dedupe(splits, cfg.split.conflicts, cfg.split.dedupe,
-                                     {n: _first_row(t.source) for n, (t, _, _) in tables.items()})
+    splits, report, listing = dedupe(
+        splits, cfg.split.conflicts, cfg.split.dedupe, {n: _first_row(t.source) for n, (t, _, _) in tables.items()}
+    )
     for line in dup_summary(report):
         log.info("%s", line)
     counts = {n: dict(c) for n, c in report["splits"].items()}

@@ -18,8 +18,16 @@ from compressor.data.layout import LayoutError, sniff_sep
 def _fmt(path: Path, fmt: str) -> str:
     if fmt != "auto":
         return fmt
-    suffixes = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".txt": "text",
-                ".raw": "text", ".tokens": "text"}
+    suffixes = {
+        ".csv": "csv",
+        ".tsv": "tsv",
+        ".jsonl": "jsonl",
+        ".json": "jsonl",
+        ".parquet": "parquet",
+        ".txt": "text",
+        ".raw": "text",
+        ".tokens": "text",
+    }
     try:
         return suffixes[path.suffix.lower()]
     except KeyError:
@@ -40,8 +48,15 @@ class Source:
 DELIMITED_DEFAULT = {"csv": ",", "tsv": "\t", "text": None}
 
 
-def read_table(path: Path, fmt: str, encoding: str, quoting: str = "auto", sep: str | None = None, header: bool = True,
-               columns: list[str] | None = None):
+def read_table(
+    path: Path,
+    fmt: str,
+    encoding: str,
+    quoting: str = "auto",
+    sep: str | None = None,
+    header: bool = True,
+    columns: list[str] | None = None,
+):
     """Read a table with pandas, turning every parser complaint into a one-line DataError.
 
     ``quoting`` (auto | csv | none) is how fields in quotes are read: see ``compressor.core.quoting``. ``sep``: the
@@ -61,23 +76,26 @@ def read_table(path: Path, fmt: str, encoding: str, quoting: str = "auto", sep: 
         raise DataError(f"{path}: format 'text' is not a table; set data.sep to read it as a table of separated columns")
     delimited = kind in DELIMITED_DEFAULT
     if not delimited and (not header or columns):
-        raise LayoutError("data.header" if not header else "data.columns",
-                          f"{path} is {kind}, whose columns have names; header: false and columns are for csv / tsv / "
-                          "txt tables")
+        raise LayoutError(
+            "data.header" if not header else "data.columns",
+            f"{path} is {kind}, whose columns have names; header: false and columns are for csv / tsv / txt tables",
+        )
     quote = csv.QUOTE_MINIMAL
     try:
         if delimited:
             sep, kind = _separator(path, kind, encoding, sep)
             quote = table_quoting(path, kind, encoding, quoting, sep)
-            df = pd.read_csv(path, sep=sep, encoding=encoding, dtype=str, keep_default_na=False, quoting=quote,
-                             header=0 if header else None)
+            df = pd.read_csv(
+                path, sep=sep, encoding=encoding, dtype=str, keep_default_na=False, quoting=quote, header=0 if header else None
+            )
         elif kind == "jsonl":
             df = _read_jsonl(path, encoding)
         else:
             df = pd.read_parquet(path)
     except UnicodeDecodeError:
-        raise DataError(f"{path}: not valid {encoding} text ({_bad_byte(path, encoding)}); set data.encoding "
-                        "(e.g. latin-1)") from None
+        raise DataError(
+            f"{path}: not valid {encoding} text ({_bad_byte(path, encoding)}); set data.encoding (e.g. latin-1)"
+        ) from None
     except LookupError:
         raise DataError(f"{path}: unknown encoding '{encoding}' (data.encoding)") from None
     except ImportError as e:
@@ -94,8 +112,10 @@ def read_table(path: Path, fmt: str, encoding: str, quoting: str = "auto", sep: 
         _check_ragged(path, kind, encoding, len(df.columns), quote, sep)
         if columns:
             if len(columns) != len(df.columns):
-                raise LayoutError("data.columns", f"names {len(columns)} column{'s' if len(columns) != 1 else ''} but "
-                                                  f"{path} has {len(df.columns)}")
+                raise LayoutError(
+                    "data.columns",
+                    f"names {len(columns)} column{'s' if len(columns) != 1 else ''} but {path} has {len(df.columns)}",
+                )
             df.columns = list(columns)
     df.attrs["first_row"] = 2 if delimited and header else 1
     return df
@@ -105,8 +125,11 @@ def _separator(path: Path, kind: str, encoding: str, sep: str | None) -> tuple[s
     """(separator, csv or tsv) of a delimited file: ``sep`` when given, else sniffed."""
     sep = sep or sniff_sep(path, encoding, DELIMITED_DEFAULT[kind])
     if sep is None:
-        raise LayoutError("data.sep", f"cannot tell what separates the columns of {path} (tried comma, tab, "
-                                      "semicolon, pipe); set data.sep, or data.format: text for plain text")
+        raise LayoutError(
+            "data.sep",
+            f"cannot tell what separates the columns of {path} (tried comma, tab, "
+            "semicolon, pipe); set data.sep, or data.format: text for plain text",
+        )
     return sep, {",": "csv", "\t": "tsv"}.get(sep, "csv" if kind == "text" else kind)
 
 
@@ -125,8 +148,9 @@ def _read_jsonl(path: Path, encoding: str):
             try:
                 obj = json.loads(line)
             except ValueError as e:
-                raise DataError(f"{path}: malformed jsonl: line {n}: {getattr(e, 'msg', e)} (column "
-                                f"{getattr(e, 'colno', '?')})") from None
+                raise DataError(
+                    f"{path}: malformed jsonl: line {n}: {getattr(e, 'msg', e)} (column {getattr(e, 'colno', '?')})"
+                ) from None
             if not isinstance(obj, dict):
                 raise DataError(f"{path}: malformed jsonl: line {n} is a JSON {type(obj).__name__}, not an object")
             rows.append(obj)
@@ -142,12 +166,13 @@ def _bad_byte(path: Path, encoding: str) -> str:
         raw.decode(encoding)
     except UnicodeDecodeError as e:
         line = raw.count(b"\n", 0, e.start) + 1
-        return f"line {line}, byte offset {e.start}: {raw[e.start:e.start + 1]!r}"
+        return f"line {line}, byte offset {e.start}: {raw[e.start : e.start + 1]!r}"
     return "a byte that does not decode"
 
 
-def _check_ragged(path: Path, fmt: str, encoding: str, ncols: int, quoting: int = csv.QUOTE_MINIMAL,
-                  sep: str | None = None) -> None:
+def _check_ragged(
+    path: Path, fmt: str, encoding: str, ncols: int, quoting: int = csv.QUOTE_MINIMAL, sep: str | None = None
+) -> None:
     """pandas rejects rows with too many fields but pads short ones with empty values: reject those too."""
     sep = sep or ("\t" if fmt == "tsv" else ",")
     try:
@@ -155,8 +180,13 @@ def _check_ragged(path: Path, fmt: str, encoding: str, ncols: int, quoting: int 
             reader = csv.reader(f, delimiter=sep, quoting=quoting)
             for row in reader:
                 if row and len(row) != ncols:
-                    raise DataError(f"{path}: malformed {fmt}: " + (likely_cause(path, fmt, encoding, quoting, sep) or
-                                    f"line {reader.line_num} has {len(row)} fields, the header has {ncols}"))
+                    raise DataError(
+                        f"{path}: malformed {fmt}: "
+                        + (
+                            likely_cause(path, fmt, encoding, quoting, sep)
+                            or f"line {reader.line_num} has {len(row)} fields, the header has {ncols}"
+                        )
+                    )
     except csv.Error:
         pass  # pandas read it; the csv module is only the second opinion (it has a field size limit)
 
@@ -203,10 +233,15 @@ def check_texts(df, path: Path, cols: list[str], allow_empty: bool = False) -> N
                 empty.append(row)
             elif not isinstance(v, str):
                 v = v.item() if isinstance(v, np.generic) else v
-                kind = {bool: "boolean", int: "number", float: "number", list: "list", dict: "mapping"}.get(type(v), type(v).__name__)
-                raise DataError(f"{path}: row {row + _first_row(path)}: text column '{c}' holds a {kind} ({repr(v)[:40]}), "
-                                "not a string")
+                kind = {bool: "boolean", int: "number", float: "number", list: "list", dict: "mapping"}.get(
+                    type(v), type(v).__name__
+                )
+                raise DataError(
+                    f"{path}: row {row + _first_row(path)}: text column '{c}' holds a {kind} ({repr(v)[:40]}), not a string"
+                )
     if empty and not allow_empty:
         empty = sorted(set(empty))
-        raise DataError(f"{path}: {len(empty)} row(s) with an empty text in {', '.join(repr(c) for c in cols)} (first: row "
-                        f"{empty[0] + _first_row(path)}); fill them in or remove them")
+        raise DataError(
+            f"{path}: {len(empty)} row(s) with an empty text in {', '.join(repr(c) for c in cols)} (first: row "
+            f"{empty[0] + _first_row(path)}); fill them in or remove them"
+        )

@@ -51,7 +51,7 @@ def is_dataset(path: Path) -> bool:
 
 
 def saved_kind(folder: Path) -> str | None:
-    """"dict" / "dataset" for a folder ``save_to_disk`` wrote, else None."""
+    """ "dict" / "dataset" for a folder ``save_to_disk`` wrote, else None."""
     if (folder / "dataset_dict.json").is_file():
         return "dict"
     if (folder / "state.json").is_file() and (folder / "dataset_info.json").is_file():
@@ -63,7 +63,9 @@ def _datasets():
     try:
         import datasets
     except ImportError:
-        raise DataError("reading Hugging Face datasets needs the 'datasets' package: pip install 'compressor[datasets]'") from None
+        raise DataError(
+            "reading Hugging Face datasets needs the 'datasets' package: pip install 'compressor[datasets]'"
+        ) from None
     datasets.disable_progress_bars()
     datasets.logging.set_verbosity_error()
     return datasets
@@ -85,8 +87,11 @@ def pick_split(obj, where: str, field_name: str):
     if len(names) == 1:
         log.info("%s: %s holds one split, '%s': read for %s", field_name, where, names[0], field_name)
         return obj[names[0]], f"{where} (split {names[0]})"
-    raise LayoutError(field_name, f"{where} holds the splits {', '.join(names)}, none named "
-                                  f"{' / '.join(repr(w) for w in wanted)}; name the split's own folder or file")
+    raise LayoutError(
+        field_name,
+        f"{where} holds the splits {', '.join(names)}, none named "
+        f"{' / '.join(repr(w) for w in wanted)}; name the split's own folder or file",
+    )
 
 
 def to_frame(dataset, where: str) -> Frame:
@@ -101,15 +106,22 @@ def to_frame(dataset, where: str) -> Frame:
 
 
 def _data_files(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in DATA_SUFFIXES
-            and not any(part.startswith(".") for part in p.relative_to(folder).parts)]
+    return [
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in DATA_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    ]
 
 
 def not_a_dataset(folder: Path) -> str | None:
     """Why ``folder`` cannot be read as a dataset, or None."""
     if saved_kind(folder) is None and not _data_files(folder):
-        return (f"{folder} is a folder but not a saved dataset (no dataset_dict.json or state.json + dataset_info.json "
-                f"from save_to_disk) and holds no data files ({', '.join(sorted(DATA_SUFFIXES))})")
+        return (
+            f"{folder} is a folder but not a saved dataset (no dataset_dict.json or state.json + dataset_info.json "
+            f"from save_to_disk) and holds no data files ({', '.join(sorted(DATA_SUFFIXES))})"
+        )
     return None
 
 
@@ -167,7 +179,7 @@ def hub_unreachable(timeout: float = 5.0) -> str | None:
 
 
 def parse_hub(spec: str, field_name: str) -> tuple[str, str | None]:
-    name, _, config = spec[len(HUB):].partition(":")
+    name, _, config = spec[len(HUB) :].partition(":")
     if not name.strip():
         raise LayoutError(field_name, f"{spec!r}: name a dataset: hf:NAME or hf:NAME:CONFIG")
     return name.strip(), config.strip() or None
@@ -185,12 +197,15 @@ def load_hub(spec: str, field_name: str) -> Frame:
     except ConnectionError as e:
         raise DataError(hub_message(spec, field_name, why or _first_line(e))) from None
     except Exception as e:
-        raise DataError(f"{field_name}: {spec}: cannot load it from the Hugging Face Hub ({type(e).__name__}: "
-                        f"{_first_line(e)})") from None
+        raise DataError(
+            f"{field_name}: {spec}: cannot load it from the Hugging Face Hub ({type(e).__name__}: {_first_line(e)})"
+        ) from None
     split, where = pick_split(obj, spec, field_name)
     return to_frame(split, where)
 
 
 def hub_message(spec: str, field_name: str, why: str) -> str:
-    return (f"{field_name}: {spec}: the Hugging Face Hub is not reachable from this machine ({why}); where it is, run "
-            "datasets.load_dataset(...).save_to_disk(FOLDER) and give that folder")
+    return (
+        f"{field_name}: {spec}: the Hugging Face Hub is not reachable from this machine ({why}); where it is, run "
+        "datasets.load_dataset(...).save_to_disk(FOLDER) and give that folder"
+    )

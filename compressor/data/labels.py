@@ -66,8 +66,10 @@ class _Labels:
             hi = max(int(v) for v in all_vals)
             if self.num_labels is None and hi >= MAX_LABELS:
                 path, row = next((p, r) for p, vals in values_per_file for r, v in _rows(vals) if int(label_key(v)) == hi)
-                raise DataError(f"{path}: row {row + _first_row(path)}: label {hi} is not a class id below {MAX_LABELS}; "
-                                "set model.num_labels or data.labels")
+                raise DataError(
+                    f"{path}: row {row + _first_row(path)}: label {hi} is not a class id below {MAX_LABELS}; "
+                    "set model.num_labels or data.labels"
+                )
             n = self.num_labels or hi + 1
             self.names = [str(i) for i in range(n)]
             self._ints = True

@@ -69,8 +69,12 @@ def sniff_sep(path: Path, encoding: str, default: str | None) -> str | None:
         return default
     found = [c for c in CANDIDATES if c != default and splits_evenly(path, encoding, c)]
     if len(found) == 1:
-        log.info("%s: columns separated by %s (sniffed from the first %d records; data.sep sets it)", path,
-                 sep_name(found[0]), SAMPLE_RECORDS)
+        log.info(
+            "%s: columns separated by %s (sniffed from the first %d records; data.sep sets it)",
+            path,
+            sep_name(found[0]),
+            SAMPLE_RECORDS,
+        )
         return found[0]
     return default
 
@@ -80,8 +84,10 @@ def header_hint(columns) -> str:
     record of a headerless file."""
     names = [str(c) for c in columns]
     if any(len(n) > 40 or n.count(" ") >= 3 for n in names):
-        return ("; likely cause: the file has no header row (its first row reads like data): set data.header: false "
-                "and give columns by position (data.text: 0) or name them (data.columns)")
+        return (
+            "; likely cause: the file has no header row (its first row reads like data): set data.header: false "
+            "and give columns by position (data.text: 0) or name them (data.columns)"
+        )
     return ""
 
 
@@ -92,14 +98,19 @@ def pick_column(df, source: Any, spec: str | int, field: str) -> Any:
     cols = list(df.columns)
     if isinstance(spec, int) and not isinstance(spec, bool):
         if not 0 <= spec < len(cols):
-            raise LayoutError(field, f"column {spec} is out of range: {source} has {len(cols)} column"
-                                     f"{'s' if len(cols) != 1 else ''} (positions 0..{len(cols) - 1})")
+            raise LayoutError(
+                field,
+                f"column {spec} is out of range: {source} has {len(cols)} column"
+                f"{'s' if len(cols) != 1 else ''} (positions 0..{len(cols) - 1})",
+            )
         return cols[spec]
     if spec in cols:
         return spec
     shown = ", ".join(map(str, cols))
-    raise DataError(f"{source}: missing column '{spec}' ({field}); columns are: {shown}"
-                    + ((separator_hint(cols) if len(cols) == 1 else "") or header_hint(cols)))
+    raise DataError(
+        f"{source}: missing column '{spec}' ({field}); columns are: {shown}"
+        + ((separator_hint(cols) if len(cols) == 1 else "") or header_hint(cols))
+    )
 
 
 def pick_columns(df, source: Any, specs: list, field: str) -> list:

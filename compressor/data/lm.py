@@ -32,8 +32,11 @@ def lm_text(spec: str, cfg, base_dir: Path | None, field: str) -> str:
 
 def load_lm_text(cfg: DataConfig, base_dir: Path | None) -> dict[str, str]:
     """Raw text per split for a causal LM (see :func:`lm_text`)."""
-    return {name: lm_text(getattr(cfg, name), cfg, base_dir, f"data.{name}") for name in ("train", "dev", "test")
-            if getattr(cfg, name)}
+    return {
+        name: lm_text(getattr(cfg, name), cfg, base_dir, f"data.{name}")
+        for name in ("train", "dev", "test")
+        if getattr(cfg, name)
+    }
 
 
 def lm_blocks(text: str, tokenizer, block: int) -> np.ndarray:
@@ -44,7 +47,9 @@ def lm_blocks(text: str, tokenizer, block: int) -> np.ndarray:
     return np.asarray(ids[: n * block], dtype=np.int64).reshape(n, block)
 
 
-def load_causal_lm(cfg: DataConfig, base_dir: Path | None, tokenizer, seed: int, validation: float = 0.0) -> dict[str, np.ndarray]:
+def load_causal_lm(
+    cfg: DataConfig, base_dir: Path | None, tokenizer, seed: int, validation: float = 0.0
+) -> dict[str, np.ndarray]:
     """Blocks per split; with ``validation`` > 0 a contiguous tail of the training blocks is the selection split."""
     texts = load_lm_text(cfg, base_dir)
     blocks = {name: lm_blocks(t, tokenizer, cfg.max_length) for name, t in texts.items()}
@@ -60,13 +65,20 @@ def load_causal_lm(cfg: DataConfig, base_dir: Path | None, tokenizer, seed: int,
         tr = blocks["train"]
         k = min(cfg.split.validation_max, max(1, int(round(len(tr) * validation))))
         if k >= len(tr):
-            raise DataError(f"data.train: {len(tr)} blocks are too few to hold out a validation split "
-                            "(data.split.validation); add text or set data.split.select_on: dev")
+            raise DataError(
+                f"data.train: {len(tr)} blocks are too few to hold out a validation split "
+                "(data.split.validation); add text or set data.split.select_on: dev"
+            )
         blocks["train"], blocks["validation"] = tr[:-k], tr[-k:]
     rng = np.random.default_rng(seed)
     if cfg.max_train_samples and cfg.max_train_samples < len(blocks["train"]):
-        log.info("data.train: %d blocks of %d tokens, %d left out by data.max_train_samples, %d used", len(blocks["train"]),
-                 cfg.max_length, len(blocks["train"]) - cfg.max_train_samples, cfg.max_train_samples)
+        log.info(
+            "data.train: %d blocks of %d tokens, %d left out by data.max_train_samples, %d used",
+            len(blocks["train"]),
+            cfg.max_length,
+            len(blocks["train"]) - cfg.max_train_samples,
+            cfg.max_train_samples,
+        )
         blocks["train"] = blocks["train"][np.sort(rng.choice(len(blocks["train"]), cfg.max_train_samples, replace=False))]
     for name in ("validation", "dev", "test"):
         if name in blocks and cfg.max_eval_samples:

@@ -43,8 +43,10 @@ def _layout_unused(cfg, where: str) -> None:
     """sep / header / columns describe delimited text; a dataset's columns have names of their own."""
     for name, unset in (("sep", None), ("header", True), ("columns", None)):
         if getattr(cfg, name, unset) != unset:
-            raise LayoutError(f"data.{name}", f"{where} is a Hugging Face dataset, whose columns have names; {name} is for "
-                                              "csv / tsv / txt tables")
+            raise LayoutError(
+                f"data.{name}",
+                f"{where} is a Hugging Face dataset, whose columns have names; {name} is for csv / tsv / txt tables",
+            )
 
 
 def is_dataset_spec(spec: str, base_dir: Path | None, field_name: str) -> bool:
@@ -62,8 +64,15 @@ def open_table(spec: str, cfg, base_dir: Path | None, field_name: str, fmt: str 
         _layout_unused(cfg, str(path))
         frame = hf.load_local(path, field_name)
         return Table(frame.df, Source(frame.name, 0), frame.class_names)
-    df = read_table(path, fmt or cfg.format, cfg.encoding, getattr(cfg, "quoting", "auto"), getattr(cfg, "sep", None),
-                    getattr(cfg, "header", True), getattr(cfg, "columns", None))
+    df = read_table(
+        path,
+        fmt or cfg.format,
+        cfg.encoding,
+        getattr(cfg, "quoting", "auto"),
+        getattr(cfg, "sep", None),
+        getattr(cfg, "header", True),
+        getattr(cfg, "columns", None),
+    )
     return Table(df, source_of(path, df))
 
 
@@ -93,8 +102,11 @@ def _saved_features(folder: Path, field_name: str) -> list[str] | None:
         wanted = hf.SPLITS.get(field_name.rsplit(".", 1)[-1], ())
         name = next((s for s in wanted if s in splits), splits[0] if len(splits) == 1 else None)
         if name is None:
-            raise LayoutError(field_name, f"{folder} holds the splits {', '.join(splits)}, none named "
-                                          f"{' / '.join(repr(w) for w in wanted)}; name the split's own folder")
+            raise LayoutError(
+                field_name,
+                f"{folder} holds the splits {', '.join(splits)}, none named "
+                f"{' / '.join(repr(w) for w in wanted)}; name the split's own folder",
+            )
         folder = folder / name
     try:
         return list(json.loads((folder / "dataset_info.json").read_text()).get("features") or {})
@@ -115,8 +127,11 @@ def peek_columns(path: Path, cfg, task: str) -> list | None:
     if kind in DELIMITED_DEFAULT:
         sep = sep or sniff_sep(path, cfg.encoding, DELIMITED_DEFAULT[kind])
         if sep is None:
-            raise LayoutError("data.sep", f"cannot tell what separates the columns of {path} (tried comma, tab, "
-                                          "semicolon, pipe); set data.sep, or data.format: text for plain text")
+            raise LayoutError(
+                "data.sep",
+                f"cannot tell what separates the columns of {path} (tried comma, tab, "
+                "semicolon, pipe); set data.sep, or data.format: text for plain text",
+            )
         first = _first_record(path, cfg.encoding, sep)
         return first if getattr(cfg, "header", True) else list(range(len(first)))
     if kind == "parquet":
@@ -134,8 +149,9 @@ def _check_columns(columns: list, cfg, where: str, task: str) -> None:
     n = len(columns)
     if getattr(cfg, "columns", None):
         if len(cfg.columns) != n:
-            raise LayoutError("data.columns", f"names {len(cfg.columns)} column{'s' if len(cfg.columns) != 1 else ''} "
-                                              f"but {where} has {n}")
+            raise LayoutError(
+                "data.columns", f"names {len(cfg.columns)} column{'s' if len(cfg.columns) != 1 else ''} but {where} has {n}"
+            )
         columns = list(cfg.columns)
     checks = [("data.text", s) for s in text_specs(cfg)]
     if task != "causal-lm" and cfg.label is not None:
@@ -143,12 +159,16 @@ def _check_columns(columns: list, cfg, where: str, task: str) -> None:
     headerless = not getattr(cfg, "header", True) and not getattr(cfg, "columns", None)
     for field_name, spec in checks:
         if isinstance(spec, int) and spec >= n:
-            raise LayoutError(field_name, f"column {spec} is out of range: {where} has {n} column{'s' if n != 1 else ''} "
-                                          f"(positions 0..{n - 1})")
+            raise LayoutError(
+                field_name, f"column {spec} is out of range: {where} has {n} column{'s' if n != 1 else ''} (positions 0..{n - 1})"
+            )
         if isinstance(spec, str) and headerless:
-            raise LayoutError(field_name, f"{spec!r} names no column: {where} is read without a header row (header: "
-                                          f"false); give a position ({field_name.split('.')[1]}: 0) or name the columns "
-                                          "(data.columns)")
+            raise LayoutError(
+                field_name,
+                f"{spec!r} names no column: {where} is read without a header row (header: "
+                f"false); give a position ({field_name.split('.')[1]}: 0) or name the columns "
+                "(data.columns)",
+            )
         if isinstance(spec, str) and getattr(cfg, "columns", None) and spec not in columns:
             raise LayoutError(field_name, f"{spec!r} is not one of data.columns ({', '.join(columns)})")
 

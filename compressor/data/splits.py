@@ -71,8 +71,9 @@ def _subsample(split: Split, n: int | None, seed: int) -> Split:
     return split.take(sorted(rng.choice(len(split), size=n, replace=False)))
 
 
-def _cut_validation(train: Split, frac: float, max_train: int | None, seed: int, stratify: bool,
-                    cap: int = 2000) -> tuple[Split, Split]:
+def _cut_validation(
+    train: Split, frac: float, max_train: int | None, seed: int, stratify: bool, cap: int = 2000
+) -> tuple[Split, Split]:
     """Hold out ``frac`` of the training rows used (stratified, at most ``cap``) as the selection split.
 
     When ``max_train`` leaves enough rows unused, the validation rows come from those and the training rows are
@@ -86,6 +87,8 @@ def _cut_validation(train: Split, frac: float, max_train: int | None, seed: int,
         _, val = _split_off(train.take(rest), k, seed, stratify)
         return train.take(chosen), val
     if k >= len(train):
-        raise DataError(f"data.train: {len(train)} rows are too few to hold out a validation split "
-                        "(data.split.validation); add rows or set data.split.select_on: dev")
+        raise DataError(
+            f"data.train: {len(train)} rows are too few to hold out a validation split "
+            "(data.split.validation); add rows or set data.split.select_on: dev"
+        )
     return _split_off(train, k, seed, stratify)

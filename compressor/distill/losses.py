@@ -77,7 +77,11 @@ class LogitTerm(Term):
             target = labels[:, 1:] if labels is not None else None
             mask = (target != -100) if target is not None else batch["attention_mask"][:, 1:].bool()
             kd = kd_kl(s, t, self.t, mask)
-            ce = F.cross_entropy(s.reshape(-1, s.shape[-1]).float(), target.reshape(-1), ignore_index=-100) if target is not None else None
+            ce = (
+                F.cross_entropy(s.reshape(-1, s.shape[-1]).float(), target.reshape(-1), ignore_index=-100)
+                if target is not None
+                else None
+            )
         else:
             kd = kd_kl(s_out.logits, t_out.logits, self.t)
             ce = None
@@ -127,8 +131,9 @@ class AttentionTerm(Term):
         hs, ht = attention_heads(student_cfg), attention_heads(teacher_cfg)
         for s, t in self.layer_map.items():
             if hs[s] != ht[t]:
-                raise ValueError(f"attention transfer needs equal head counts (student layer {s} has {hs[s]}, "
-                                 f"teacher layer {t} has {ht[t]})")
+                raise ValueError(
+                    f"attention transfer needs equal head counts (student layer {s} has {hs[s]}, teacher layer {t} has {ht[t]})"
+                )
 
     def forward(self, s_out, t_out, batch) -> tuple[torch.Tensor, dict]:
         mask = _mask(batch)  # rows of real query tokens

@@ -30,8 +30,9 @@ def load_teacher(ctx: RunContext, cfg: DistillStage):
 def check_vocab(teacher, student) -> None:
     vt, vs = teacher.config.vocab_size, student.config.vocab_size
     if vt != vs:
-        raise ModelError(f"teacher and student vocabularies differ ({vt} vs {vs} tokens): token-level distillation "
-                         "needs the same tokenizer")
+        raise ModelError(
+            f"teacher and student vocabularies differ ({vt} vs {vs} tokens): token-level distillation needs the same tokenizer"
+        )
 
 
 INDEX = "_index"
@@ -170,8 +171,12 @@ def run_distill(ctx: RunContext, cfg: DistillStage) -> dict:
     eval_fn = selection_eval_fn(ctx, cfg.eval_batch_size)  # chooses the student's checkpoint
     split = ctx.eval_split()
     teacher_metrics = _teacher_metrics(ctx, cfg, teacher)
-    log.info("student: %d parameters, %d layers, losses %s", count_parameters(student), student.config.num_hidden_layers,
-             ", ".join(c.type for c in cfg.losses))
+    log.info(
+        "student: %d parameters, %d layers, losses %s",
+        count_parameters(student),
+        student.config.num_hidden_layers,
+        ", ".join(c.type for c in cfg.losses),
+    )
     for t in terms:
         t.to(ctx.device)
     cached = None
@@ -180,32 +185,55 @@ def run_distill(ctx: RunContext, cfg: DistillStage) -> dict:
         train_set = with_transfer(ctx, cfg, train_set)
     if cfg.cache_teacher_logits:
         if ctx.task != "sequence-classification" or any(t.needs_hidden or t.needs_attentions for t in terms):
-            raise ctx.recipe.error(f"{ctx.stage_path}.cache_teacher_logits",
-                                   "caching works for classifiers with logit losses only (hidden / attention "
-                                   "transfer need the teacher's forward pass)")
+            raise ctx.recipe.error(
+                f"{ctx.stage_path}.cache_teacher_logits",
+                "caching works for classifiers with logit losses only (hidden / attention "
+                "transfer need the teacher's forward pass)",
+            )
         cached = teacher_logits_cache(ctx, teacher, cfg.eval_batch_size, train_set)
         train_set = Indexed(train_set)
     from compressor.data import make_loader
 
     loader = make_loader(train_set, ctx.tokenizer, cfg.batch_size, shuffle=True, seed=ctx.seed, task=ctx.task)
     callbacks = training_callbacks(ctx, cfg, student, ctx.stage_path)
-    state = train(student, loader, cfg, make_loss_fn(teacher, terms, ctx.device, cached),
-                  name="distill", device=ctx.device, eval_fn=eval_fn, metric=ctx.primary_metric, callbacks=callbacks,
-                  extra_modules=[t for t in terms if any(True for _ in t.parameters())], seed=ctx.seed,
-                  checkpoint_dir=ctx.stage_dir, resume=ctx.resuming)
+    state = train(
+        student,
+        loader,
+        cfg,
+        make_loss_fn(teacher, terms, ctx.device, cached),
+        name="distill",
+        device=ctx.device,
+        eval_fn=eval_fn,
+        metric=ctx.primary_metric,
+        callbacks=callbacks,
+        extra_modules=[t for t in terms if any(True for _ in t.parameters())],
+        seed=ctx.seed,
+        checkpoint_dir=ctx.stage_dir,
+        resume=ctx.resuming,
+    )
     if not state.history:
         raise CompressorError("distill: no training step ran")
     teacher.to("cpu")
     if ctx.baseline is None:  # the uncompressed reference of the report: what the student replaces
-        ctx.baseline, ctx.baseline_tokenizer, ctx.baseline_source = teacher, ctx.tokenizer, f"distillation teacher ({cfg.teacher or 'the model before this stage'})"
+        ctx.baseline, ctx.baseline_tokenizer, ctx.baseline_source = (
+            teacher,
+            ctx.tokenizer,
+            f"distillation teacher ({cfg.teacher or 'the model before this stage'})",
+        )
     ctx.model = state.model  # the projections stay behind: they are not part of the student
     return {
         **summarize(state, ctx),
-        "teacher": {"params": count_parameters(teacher), "layers": teacher.config.num_hidden_layers,
-                    "metrics": {split: teacher_metrics} if split else {}},
-        "student": {"params": count_parameters(ctx.model), "layers": ctx.model.config.num_hidden_layers,
-                    "hidden_size": getattr(ctx.model.config, "hidden_size", None),
-                    "built_from": cfg.student.model_dump(exclude_defaults=True)},
+        "teacher": {
+            "params": count_parameters(teacher),
+            "layers": teacher.config.num_hidden_layers,
+            "metrics": {split: teacher_metrics} if split else {},
+        },
+        "student": {
+            "params": count_parameters(ctx.model),
+            "layers": ctx.model.config.num_hidden_layers,
+            "hidden_size": getattr(ctx.model.config, "hidden_size", None),
+            "built_from": cfg.student.model_dump(exclude_defaults=True),
+        },
         "losses": [c.model_dump() for c in cfg.losses],
         **summaries(callbacks),
     }

@@ -77,11 +77,11 @@ def from_layers(teacher, layers: list[int]):
     prefix = path + "."
     for key, value in teacher.state_dict().items():
         if key.startswith(prefix):
-            idx = key[len(prefix):].split(".", 1)[0]
+            idx = key[len(prefix) :].split(".", 1)[0]
             src = f"{prefix}{idx}."
             if src not in remap:
                 continue
-            key = remap[src] + key[len(src):]
+            key = remap[src] + key[len(src) :]
         state[key] = value.detach().clone()
     # a module the config builds by position (ModernBERT's first layer has no attention norm) follows the config
     own = student.state_dict()
@@ -119,7 +119,9 @@ def build_student(teacher, cfg: StudentConfig, load_path=None):
         student = from_layers(teacher, list(cfg.layers))
     elif cfg.every is not None:
         student = from_layers(teacher, list(range(0, teacher.config.num_hidden_layers, cfg.every)))
-    elif any(getattr(cfg, f) is not None for f in ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads")):
+    elif any(
+        getattr(cfg, f) is not None for f in ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads")
+    ):
         student = from_config(teacher, cfg)
     else:
         raise ValueError("say how to build the student: layers, every, path, or size overrides")

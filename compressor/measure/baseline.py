@@ -19,14 +19,17 @@ def export_baseline(ctx: RunContext) -> list[str]:
         return ["baseline: the run's graph comes from onnxruntime-genai's builder; compared in PyTorch only"]
     batches = [b for _, b in zip(range(2), baseline_loader(ctx, ctx.eval_split() or "train", 8))]
     try:
-        record, opt = export_fp32(ctx.baseline, batches, ctx.run_dir / "onnx" / "baseline.onnx", cfg, "baseline-onnx",
-                                  {"source": ctx.baseline_source})
+        record, opt = export_fp32(
+            ctx.baseline, batches, ctx.run_dir / "onnx" / "baseline.onnx", cfg, "baseline-onnx", {"source": ctx.baseline_source}
+        )
     except CompressorError as e:
         return [f"baseline: no ONNX export to compare with ({e})"]
     trimmed = [(o or {}).get("cls_only_last_layer", {}).get("applied", False) for o in (opt, ctx.provenance.get("onnx-opt"))]
     if opt is not None and "onnx-opt" in ctx.artifacts and trimmed[0] != trimmed[1]:
-        return ["baseline: the [CLS]-only last layer applies to one of the two fused graphs but not the other; "
-                "compared in PyTorch only"]
+        return [
+            "baseline: the [CLS]-only last layer applies to one of the two fused graphs but not the other; "
+            "compared in PyTorch only"
+        ]
     if opt is not None and "onnx-opt" in ctx.artifacts:  # the run's fp32 ONNX artifact is its fused graph
         ctx.artifacts["baseline-onnx"], ctx.provenance["baseline-onnx"] = opt.pop("path"), opt
     elif opt is None and "onnx-opt" not in ctx.artifacts:

@@ -33,8 +33,9 @@ def load(model_dir: Path, task: str, mode: str):
         q = BitsAndBytesConfig(load_in_8bit=True)
     else:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        q = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype,
-                               bnb_4bit_use_double_quant=False)
+        q = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype, bnb_4bit_use_double_quant=False
+        )
     cls = AutoModelForSequenceClassification if task == "sequence-classification" else AutoModelForCausalLM
     # LLM.int8 casts fp32 activations to fp16 and says so on every call (thousands of lines in a run's log)
     logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)

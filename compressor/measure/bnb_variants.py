@@ -23,8 +23,10 @@ def bitsandbytes_variants(ctx: RunContext, evals: dict, bench: dict) -> dict[str
         bench.setdefault("notes", []).append(why)
         return {}
     if getattr(ctx.model.config, "compressor_structure", None):
-        bench.setdefault("notes", []).append("bitsandbytes 8-bit / NF4: skipped (heads removed by structured pruning: "
-                                             "transformers' from_pretrained cannot rebuild this model)")
+        bench.setdefault("notes", []).append(
+            "bitsandbytes 8-bit / NF4: skipped (heads removed by structured pruning: "
+            "transformers' from_pretrained cannot rebuild this model)"
+        )
         return {}
     records = {}
     splits = [s for s in ctx.recipe.evaluate.splits if s in ctx.encoded]
@@ -35,16 +37,32 @@ def bitsandbytes_variants(ctx: RunContext, evals: dict, bench: dict) -> dict[str
         except Exception as e:  # an architecture bitsandbytes cannot take must not lose the rest of the report
             bench.setdefault("notes", []).append(f"{name}: not loaded ({str(e).splitlines()[0][:200]})")
             continue
-        evals[name] = {s: evaluate_torch(model, ctx.loader(s, ctx.recipe.evaluate.batch_size), ctx.task, "cuda", True,
-                                      f"eval {name} on {s}", intervals=True) for s in splits}
+        evals[name] = {
+            s: evaluate_torch(
+                model,
+                ctx.loader(s, ctx.recipe.evaluate.batch_size),
+                ctx.task,
+                "cuda",
+                True,
+                f"eval {name} on {s}",
+                intervals=True,
+            )
+            for s in splits
+        }
         for m in evals[name].values():
             m.pop("_rows", None)
         if b.enabled:
-            bench.setdefault("rows", {})[name] = bench_torch(model, b.batch_sizes, b.seq_lengths, b.warmup, b.iterations, "cuda",
-                                                             rounds=b.rounds)
-        records[name] = {"path": "model", "runtime": f"torch + bitsandbytes {mode}", "params": model.num_parameters(),
-                         "size_bytes": footprint(model), "gzip_bytes": footprint(model),
-                         "note": "size = GPU memory footprint (quantized on load; no file)"}
+            bench.setdefault("rows", {})[name] = bench_torch(
+                model, b.batch_sizes, b.seq_lengths, b.warmup, b.iterations, "cuda", rounds=b.rounds
+            )
+        records[name] = {
+            "path": "model",
+            "runtime": f"torch + bitsandbytes {mode}",
+            "params": model.num_parameters(),
+            "size_bytes": footprint(model),
+            "gzip_bytes": footprint(model),
+            "note": "size = GPU memory footprint (quantized on load; no file)",
+        }
         del model
         gc.collect()
         import torch

@@ -21,11 +21,22 @@ log = logging.getLogger("compressor")
 
 
 # recipe key (as the data layer names it) -> eval option
-OPTIONS = {"data.train": "--data", "data.encoding": "--encoding", "data.format": "--format", "data.text": "--text",
-           "data.labels": "--labels", "data.label": "--label", "data.max_length": "--max-length",
-           "data.max_train_samples": "--limit", "data.quoting": "--quoting", "data.sep": "--sep",
-           "data.header": "--no-header", "data.columns": "--columns", "data.conflicts": "--conflicts",
-           "data.split.conflicts": "--conflicts"}
+OPTIONS = {
+    "data.train": "--data",
+    "data.encoding": "--encoding",
+    "data.format": "--format",
+    "data.text": "--text",
+    "data.labels": "--labels",
+    "data.label": "--label",
+    "data.max_length": "--max-length",
+    "data.max_train_samples": "--limit",
+    "data.quoting": "--quoting",
+    "data.sep": "--sep",
+    "data.header": "--no-header",
+    "data.columns": "--columns",
+    "data.conflicts": "--conflicts",
+    "data.split.conflicts": "--conflicts",
+}
 
 
 def as_options(message: str) -> str:
@@ -53,14 +64,27 @@ def data_config(data: str, *, text: str, label: str | None, names: list[str] | N
 
     columns = options.get("columns")
     try:
-        return DataConfig(train=data, format=options.get("format", "auto"), encoding=options.get("encoding", "utf-8"),
-                          quoting=options.get("quoting", "auto"), sep=options.get("sep"), header=options.get("header", True),
-                          columns=[c.strip() for c in columns.split(",")] if columns else None,
-                          text=column_option(text), label=column_option(label) if label is not None else None,
-                          labels=names, max_length=options.get("max_length", 128),
-                          max_train_samples=options.get("limit"),
-                          split=SplitConfig(dev=0.0, test=0.0, stratify=False, dedupe=options.get("dedupe", True),
-                                            conflicts=options.get("conflicts", "keep-first")))
+        return DataConfig(
+            train=data,
+            format=options.get("format", "auto"),
+            encoding=options.get("encoding", "utf-8"),
+            quoting=options.get("quoting", "auto"),
+            sep=options.get("sep"),
+            header=options.get("header", True),
+            columns=[c.strip() for c in columns.split(",")] if columns else None,
+            text=column_option(text),
+            label=column_option(label) if label is not None else None,
+            labels=names,
+            max_length=options.get("max_length", 128),
+            max_train_samples=options.get("limit"),
+            split=SplitConfig(
+                dev=0.0,
+                test=0.0,
+                stratify=False,
+                dedupe=options.get("dedupe", True),
+                conflicts=options.get("conflicts", "keep-first"),
+            ),
+        )
     except pydantic.ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
@@ -88,8 +112,9 @@ def label_names(config, cfg, labels: str | None) -> tuple[list[str] | None, str 
         return names, None
     if class_names:
         return class_names, None  # the dataset's own id order
-    return None, ("the model's labels are unnamed (LABEL_0, ...): text labels are mapped in sorted order; "
-                  "pass --labels to give the order")
+    return None, (
+        "the model's labels are unnamed (LABEL_0, ...): text labels are mapped in sorted order; pass --labels to give the order"
+    )
 
 
 def load_classification_file(cfg, num_labels: int | None, tokenizer, max_length: int):
@@ -119,19 +144,33 @@ def health_lines(metrics: dict, task: str, names: list[str] | None) -> tuple[lis
     if task == "sequence-classification" and "per_class_recall" in metrics:
         n = len(metrics["support"])
         label = [names[i] if names and i < len(names) else str(i) for i in range(n)]
-        facts.append(f"majority-class baseline {metrics['majority_baseline']:.2%} (always "
-                     f"'{label[metrics['majority_class']]}'); accuracy {metrics['accuracy']:.2%}")
-        facts.append("per-class recall: " + ", ".join(
-            f"{label[i]} {r:.2%} (n={metrics['support'][i]})" for i, r in enumerate(metrics["per_class_recall"]) if r is not None))
-        facts.append("confusion matrix (rows: true, columns: predicted): "
-                     + "; ".join(f"{label[i]}: {row}" for i, row in enumerate(metrics["confusion"])))
+        facts.append(
+            f"majority-class baseline {metrics['majority_baseline']:.2%} (always "
+            f"'{label[metrics['majority_class']]}'); accuracy {metrics['accuracy']:.2%}"
+        )
+        facts.append(
+            "per-class recall: "
+            + ", ".join(
+                f"{label[i]} {r:.2%} (n={metrics['support'][i]})"
+                for i, r in enumerate(metrics["per_class_recall"])
+                if r is not None
+            )
+        )
+        facts.append(
+            "confusion matrix (rows: true, columns: predicted): "
+            + "; ".join(f"{label[i]}: {row}" for i, row in enumerate(metrics["confusion"]))
+        )
     elif "unigram_perplexity" in metrics:
-        facts.append(f"perplexity {metrics['perplexity']:.3f} beside a unigram baseline of {metrics['unigram_perplexity']:.3f} "
-                     "(token frequencies of the evaluated text)")
+        facts.append(
+            f"perplexity {metrics['perplexity']:.3f} beside a unigram baseline of {metrics['unigram_perplexity']:.3f} "
+            "(token frequencies of the evaluated text)"
+        )
         if "greedy" in metrics:
             g = metrics["greedy"]
-            facts.append(f"greedy output: {g['distinct_bigrams']:.0%} distinct bigrams over {g['prompts']} prompts"
-                         + (" (degenerate)" if g["degenerate"] else ""))
+            facts.append(
+                f"greedy output: {g['distinct_bigrams']:.0%} distinct bigrams over {g['prompts']} prompts"
+                + (" (degenerate)" if g["degenerate"] else "")
+            )
     warnings = grouped_warnings({"the model": {"this file": metrics}}, task, names)
     return facts, [w.replace("the model on this file: ", "") for w in warnings]
 
@@ -144,7 +183,13 @@ def data_summary(ds) -> dict:
         out["duplicate_summary"] = lines
     conflicts = [r for r in ds.duplicate_rows if r["conflict"]]
     if conflicts:
-        out["conflicting_rows"] = [{"row": r["row"], "text": r["text"], "action": r["action"],
-                                    "label": ds.label_names[r["label"]] if ds.label_names else r["label"]}
-                                   for r in conflicts]
+        out["conflicting_rows"] = [
+            {
+                "row": r["row"],
+                "text": r["text"],
+                "action": r["action"],
+                "label": ds.label_names[r["label"]] if ds.label_names else r["label"],
+            }
+            for r in conflicts
+        ]
     return out

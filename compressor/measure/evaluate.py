@@ -48,8 +48,12 @@ class MetricAccumulator:
             from compressor.core.health import class_stats
 
             y, p = np.concatenate(self.labels), np.concatenate(self.preds)
-            out: dict[str, Any] = {"accuracy": float(accuracy_score(y, p)), "f1_macro": float(f1_score(y, p, average="macro")),
-                                   "n": int(len(y)), **class_stats(y, p, self.num_classes, self.detail)}
+            out: dict[str, Any] = {
+                "accuracy": float(accuracy_score(y, p)),
+                "f1_macro": float(f1_score(y, p, average="macro")),
+                "n": int(len(y)),
+                **class_stats(y, p, self.num_classes, self.detail),
+            }
             if self.intervals:
                 out["accuracy_ci"] = list(wilson(int((y == p).sum()), len(y)))
                 out["f1_macro_ci"] = list(f1_interval(y, p))
@@ -92,8 +96,15 @@ def _batches(loader, progress: str | None, task: str = "sequence-classification"
     bar.finish()
 
 
-def evaluate_torch(model, loader: Iterable[dict], task: str, device: str = "cpu", detail: bool = False,
-                   progress: str | None = None, intervals: bool = False) -> dict[str, Any]:
+def evaluate_torch(
+    model,
+    loader: Iterable[dict],
+    task: str,
+    device: str = "cpu",
+    detail: bool = False,
+    progress: str | None = None,
+    intervals: bool = False,
+) -> dict[str, Any]:
     """Metrics of a PyTorch model; ``detail``: per-class recall and confusion matrix too; ``progress``: the step's
     name for progress lines; ``intervals``: 95 % intervals and per-row outcomes (see ``MetricAccumulator``)."""
     was_training = model.training
@@ -109,8 +120,16 @@ def onnx_logits(session, batch: dict) -> np.ndarray:
     return session.run(None, onnx_feed(session, batch))[0]
 
 
-def evaluate_onnx(path, loader: Iterable[dict], task: str, threads: int | None = None, detail: bool = False,
-                  progress: str | None = None, intervals: bool = False, num_labels: int | None = None) -> dict[str, Any]:
+def evaluate_onnx(
+    path,
+    loader: Iterable[dict],
+    task: str,
+    threads: int | None = None,
+    detail: bool = False,
+    progress: str | None = None,
+    intervals: bool = False,
+    num_labels: int | None = None,
+) -> dict[str, Any]:
     """Metrics of an ONNX graph; a graph whose first output cannot be this task's logits is an ExportError
     (a classifier's (batch, num_labels) floats, a causal LM's (batch, seq, vocab) floats)."""
     from compressor.onnx.session import make_session
@@ -126,8 +145,9 @@ def evaluate_onnx(path, loader: Iterable[dict], task: str, threads: int | None =
     return acc.result()
 
 
-def greedy_check(model, blocks: list, device: str = "cpu", prompts: int = 4, prompt_len: int = 16,
-                 new_tokens: int = 32, tokenizer=None) -> dict:
+def greedy_check(
+    model, blocks: list, device: str = "cpu", prompts: int = 4, prompt_len: int = 16, new_tokens: int = 32, tokenizer=None
+) -> dict:
     """Greedy continuations of the first tokens of a few evaluation blocks: is the output degenerate (repetitive)?"""
     import torch
 
@@ -148,16 +168,24 @@ def greedy_check(model, blocks: list, device: str = "cpu", prompts: int = 4, pro
             sample = tokenizer.decode(out)[:120]
     model.train(was_training)
     distinct = float(np.mean(ratios)) if ratios else 1.0
-    return {"distinct_bigrams": distinct, "prompts": len(ratios), "new_tokens": new_tokens,
-            "degenerate": bool(ratios) and distinct < DISTINCT_MIN, "sample": sample}
+    return {
+        "distinct_bigrams": distinct,
+        "prompts": len(ratios),
+        "new_tokens": new_tokens,
+        "degenerate": bool(ratios) and distinct < DISTINCT_MIN,
+        "sample": sample,
+    }
 
 
 _FLOATS = ("tensor(float)", "tensor(float16)", "tensor(double)", "tensor(bfloat16)")
 
 
 def _expected(task: str, num_labels: int | None) -> str:
-    return (f"(batch, {num_labels or 'labels'}) float logits" if task == "sequence-classification"
-            else "(batch, sequence, vocabulary) float logits")
+    return (
+        f"(batch, {num_labels or 'labels'}) float logits"
+        if task == "sequence-classification"
+        else "(batch, sequence, vocabulary) float logits"
+    )
 
 
 def check_output_spec(session, path, task: str, num_labels: int | None) -> None:
@@ -188,5 +216,7 @@ def check_logits(logits: np.ndarray, path, task: str, num_labels: int | None, ba
     if not bad and rank == 2 and num_labels and logits.shape[1] != num_labels:
         bad = True
     if bad:
-        raise ExportError(f"{path}: not a {task} graph for this data: a batch of {batch} gave {logits.dtype} of shape "
-                          f"{list(logits.shape)}; expected {_expected(task, num_labels)}")
+        raise ExportError(
+            f"{path}: not a {task} graph for this data: a batch of {batch} gave {logits.dtype} of shape "
+            f"{list(logits.shape)}; expected {_expected(task, num_labels)}"
+        )

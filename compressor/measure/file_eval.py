@@ -46,9 +46,18 @@ class EvalOptions:
 
     def layout(self) -> dict:
         """How to read the file, as measure.eval_file.data_config takes it."""
-        return dict(format=self.data_format, encoding=self.encoding, quoting=self.quoting, sep=self.sep,
-                    header=self.header, columns=self.columns, dedupe=self.dedupe, conflicts=self.conflicts,
-                    max_length=self.max_length, limit=self.limit)
+        return dict(
+            format=self.data_format,
+            encoding=self.encoding,
+            quoting=self.quoting,
+            sep=self.sep,
+            header=self.header,
+            columns=self.columns,
+            dedupe=self.dedupe,
+            conflicts=self.conflicts,
+            max_length=self.max_length,
+            limit=self.limit,
+        )
 
 
 def _task(artifact: Path, home: Path, config, task: str) -> str:
@@ -100,8 +109,9 @@ def evaluate_file(artifact: Path, o: EvalOptions) -> FileEval:
     loader = D.make_loader(encoded, tok, o.batch_size, shuffle=False, task=task)
     model: Any = None
     if is_onnx:
-        metrics = evaluate_onnx(artifact, loader, task, o.threads, detail=True, progress=f"eval {artifact.name}",
-                                intervals=True, num_labels=n_labels)
+        metrics = evaluate_onnx(
+            artifact, loader, task, o.threads, detail=True, progress=f"eval {artifact.name}", intervals=True, num_labels=n_labels
+        )
     else:
         model = load_model(home, task)
         metrics = evaluate_torch(model, loader, task, detail=True, progress=f"eval {artifact.name}", intervals=True)

@@ -65,22 +65,35 @@ def window_nll(logits: np.ndarray, ids: np.ndarray, score_from: int | np.ndarray
     return (nll * keep).sum(1).numpy(), keep.sum(1).numpy()
 
 
-def perplexity(logits_fn: Callable[[np.ndarray], np.ndarray], ids: np.ndarray, length: int, stride: int | None = None,
-               batch_size: int = 4, what: str = "the text") -> dict:
+def perplexity(
+    logits_fn: Callable[[np.ndarray], np.ndarray],
+    ids: np.ndarray,
+    length: int,
+    stride: int | None = None,
+    batch_size: int = 4,
+    what: str = "the text",
+) -> dict:
     """Perplexity of the model behind ``logits_fn`` ((rows, L) ids → (rows, L, V) logits) over ``ids`` (1-D)."""
     ids = np.asarray(ids, dtype=np.int64)
     win = make_windows(len(ids), length, stride, what)
     nll_rows, tok_rows = [], []
     for b in range(0, len(win.starts), batch_size):
         idx = list(range(b, min(b + batch_size, len(win.starts))))
-        batch = np.stack([ids[win.starts[i]:win.starts[i] + length] for i in idx])
+        batch = np.stack([ids[win.starts[i] : win.starts[i] + length] for i in idx])
         nll, tok = window_nll(logits_fn(batch), batch, np.array([win.score_from(i) for i in idx]))
         nll_rows.append(nll)
         tok_rows.append(tok)
     nll, tok = np.concatenate(nll_rows), np.concatenate(tok_rows)
     loss = float(nll.sum() / tok.sum())
-    return {"perplexity": math.exp(min(loss, 700)), "loss": loss, "tokens": int(tok.sum()), "windows": len(win.starts),
-            "window": length, "stride": win.stride, "procedure": describe(length, win.stride)}
+    return {
+        "perplexity": math.exp(min(loss, 700)),
+        "loss": loss,
+        "tokens": int(tok.sum()),
+        "windows": len(win.starts),
+        "window": length,
+        "stride": win.stride,
+        "procedure": describe(length, win.stride),
+    }
 
 
 def describe(length: int, stride: int) -> str:
@@ -115,7 +128,7 @@ def onnx_fn(session, chunk: int | None = None) -> Callable[[np.ndarray], np.ndar
             return session.run(None, onnx_feed(session, {"input_ids": batch, "attention_mask": np.ones_like(batch)}))[0]
         parts, past = [], None
         for s in range(0, batch.shape[1], chunk):
-            piece = batch[:, s:s + chunk]
+            piece = batch[:, s : s + chunk]
             mask = np.ones((batch.shape[0], s + piece.shape[1]), dtype=np.int64)
             outs = session.run(None, sig.feed({"input_ids": piece, "attention_mask": mask}, past))
             parts.append(outs[0])

@@ -17,22 +17,36 @@ def collect_results(ctx: RunContext, evals: dict, bench: dict, started: float, e
 
     def torch_record(folder: Path, model) -> dict:
         weights = sorted(folder.glob("*.safetensors"))
-        return {"path": str(folder.relative_to(ctx.run_dir)), "runtime": "torch", "params": count_parameters(model),
-                "nonzero_params": nonzero_parameters(model), "size_bytes": sum(w.stat().st_size for w in weights),
-                "gzip_bytes": sum(gzip_size(w) for w in weights)}
+        return {
+            "path": str(folder.relative_to(ctx.run_dir)),
+            "runtime": "torch",
+            "params": count_parameters(model),
+            "nonzero_params": nonzero_parameters(model),
+            "size_bytes": sum(w.stat().st_size for w in weights),
+            "gzip_bytes": sum(gzip_size(w) for w in weights),
+        }
 
     def onnx_record(path: Path, params: int, provenance: dict) -> dict:
-        return {"path": str(path.relative_to(ctx.run_dir)), "runtime": "onnxruntime", "params": params,
-                "size_bytes": onnx_size(path), "gzip_bytes": gzip_size(path), "provenance": provenance}
+        return {
+            "path": str(path.relative_to(ctx.run_dir)),
+            "runtime": "onnxruntime",
+            "params": params,
+            "size_bytes": onnx_size(path),
+            "gzip_bytes": gzip_size(path),
+            "provenance": provenance,
+        }
 
     params = count_parameters(ctx.model)
     artifacts: dict[str, dict] = {}
     if "baseline" in evals:  # the uncompressed reference first, as the report's Δ and speed-up refer to it
-        artifacts["baseline"] = {**torch_record(ctx.run_dir / "checkpoints" / BASELINE_DIR, ctx.baseline),
-                                 "source": ctx.baseline_source}
+        artifacts["baseline"] = {
+            **torch_record(ctx.run_dir / "checkpoints" / BASELINE_DIR, ctx.baseline),
+            "source": ctx.baseline_source,
+        }
         if "baseline-onnx" in evals:
-            artifacts["baseline-onnx"] = onnx_record(ctx.artifacts["baseline-onnx"], artifacts["baseline"]["params"],
-                                                     ctx.provenance.get("baseline-onnx", {}))
+            artifacts["baseline-onnx"] = onnx_record(
+                ctx.artifacts["baseline-onnx"], artifacts["baseline"]["params"], ctx.provenance.get("baseline-onnx", {})
+            )
     artifacts["pytorch"] = torch_record(ctx.run_dir / "model", ctx.model)
     for name, path in artifact_files(ctx).items():
         artifacts[name] = onnx_record(path, params, ctx.provenance.get("onnx-opt" if path.name == "model.opt.onnx" else name, {}))

@@ -25,18 +25,27 @@ def _timing_targets(ctx: RunContext, dev: str) -> tuple[list[dict], list[str]]:
     baseline_dir = ctx.run_dir / "checkpoints" / BASELINE_DIR
     if dev != "tensorrt":  # TensorRT runs the ONNX graphs only
         if with_baseline and (baseline_dir / "config.json").is_file():
-            targets.append({**base, "name": "baseline", "kind": "torch", "path": str(baseline_dir),
-                            "vocab": ctx.baseline.config.vocab_size})
-        targets.append({**base, "name": "pytorch", "kind": "torch", "path": str(ctx.run_dir / "model"),
-                        "vocab": ctx.model.config.vocab_size})
+            targets.append(
+                {**base, "name": "baseline", "kind": "torch", "path": str(baseline_dir), "vocab": ctx.baseline.config.vocab_size}
+            )
+        targets.append(
+            {**base, "name": "pytorch", "kind": "torch", "path": str(ctx.run_dir / "model"), "vocab": ctx.model.config.vocab_size}
+        )
     for name, path in artifact_files(ctx).items():
         if dev != "cpu" and name in ("int8", "int4"):
             notes.append(f"{dev}: the {name.upper()} graph targets ONNX Runtime's CPU kernels; measured on CPU only")
             continue
         targets.append({**base, "name": name, "kind": "onnx", "path": str(path), "vocab": ctx.model.config.vocab_size})
     if with_baseline and "baseline-onnx" in ctx.artifacts:
-        targets.append({**base, "name": "baseline-onnx", "kind": "onnx", "path": str(ctx.artifacts["baseline-onnx"]),
-                        "vocab": ctx.baseline.config.vocab_size})
+        targets.append(
+            {
+                **base,
+                "name": "baseline-onnx",
+                "kind": "onnx",
+                "path": str(ctx.artifacts["baseline-onnx"]),
+                "vocab": ctx.baseline.config.vocab_size,
+            }
+        )
     return targets, notes
 
 
@@ -68,8 +77,18 @@ def run_benchmarks(ctx: RunContext) -> dict:
         targets, notes = _timing_targets(ctx, dev)
         out["notes"] += notes
         try:
-            got = timed(f"{len(targets)} artifacts in {min(b.rounds, b.iterations)} interleaved rounds", dev, time_artifacts, targets, b.batch_sizes, b.seq_lengths, b.warmup,
-                        b.iterations, b.rounds, b.threads)
+            got = timed(
+                f"{len(targets)} artifacts in {min(b.rounds, b.iterations)} interleaved rounds",
+                dev,
+                time_artifacts,
+                targets,
+                b.batch_sizes,
+                b.seq_lengths,
+                b.warmup,
+                b.iterations,
+                b.rounds,
+                b.threads,
+            )
         except CompressorError as e:
             out["notes"].append(f"{dev}: not measured ({e})")
             continue
@@ -93,7 +112,9 @@ class BenchProgress:
         self.total -= 1
 
     def __call__(self, name: str, where: str, fn, *args, **kwargs):
-        log.info("benchmark %d/%d: %s on %s, %d timed and warm-up runs each ...", self.done + 1, self.total, name, where, self.runs)
+        log.info(
+            "benchmark %d/%d: %s on %s, %d timed and warm-up runs each ...", self.done + 1, self.total, name, where, self.runs
+        )
         t0 = time.perf_counter()
         try:
             return fn(*args, **kwargs)
@@ -102,5 +123,12 @@ class BenchProgress:
             self.done += 1
             self.seconds += took
             left = self.seconds / self.done * (self.total - self.done)
-            log.info("benchmark %d/%d: %s on %s done in %.1fs%s", self.done, self.total, name, where, took,
-                     f", ~{left:.0f}s left" if self.done < self.total else "")
+            log.info(
+                "benchmark %d/%d: %s on %s done in %.1fs%s",
+                self.done,
+                self.total,
+                name,
+                where,
+                took,
+                f", ~{left:.0f}s left" if self.done < self.total else "",
+            )

@@ -25,27 +25,57 @@ def evaluate_artifacts(ctx: RunContext) -> dict[str, dict]:
         return f"eval {name} on {s}"
 
     if "torch" in cfg.artifacts:
-        out["pytorch"] = {s: evaluate_torch(ctx.model.to(ctx.device), ctx.loader(s, bs), ctx.task, ctx.device, True,
-                                            step("pytorch", s), intervals=True) for s in splits}
+        out["pytorch"] = {
+            s: evaluate_torch(
+                ctx.model.to(ctx.device), ctx.loader(s, bs), ctx.task, ctx.device, True, step("pytorch", s), intervals=True
+            )
+            for s in splits
+        }
         ctx.model.to("cpu")
     for name, path in artifact_files(ctx).items():
         if name in cfg.artifacts:
-            out[name] = {s: evaluate_onnx(path, ctx.loader(s, bs), ctx.task, threads, True, step(name, s), True, n_labels)
-                         for s in splits}
+            out[name] = {
+                s: evaluate_onnx(path, ctx.loader(s, bs), ctx.task, threads, True, step(name, s), True, n_labels) for s in splits
+            }
     if ctx.baseline is not None and "baseline" in cfg.artifacts:
-        out["baseline"] = {s: evaluate_torch(ctx.baseline.to(ctx.device), baseline_loader(ctx, s, bs), ctx.task,
-                                             ctx.device, True, step("baseline", s), intervals=True) for s in splits}
+        out["baseline"] = {
+            s: evaluate_torch(
+                ctx.baseline.to(ctx.device),
+                baseline_loader(ctx, s, bs),
+                ctx.task,
+                ctx.device,
+                True,
+                step("baseline", s),
+                intervals=True,
+            )
+            for s in splits
+        }
         ctx.baseline.to("cpu")
         if "baseline-onnx" in ctx.artifacts:
-            out["baseline-onnx"] = {s: evaluate_onnx(ctx.artifacts["baseline-onnx"], baseline_loader(ctx, s, bs), ctx.task,
-                                                     threads, True, step("baseline-onnx", s), True, n_labels)
-                                    for s in splits}
+            out["baseline-onnx"] = {
+                s: evaluate_onnx(
+                    ctx.artifacts["baseline-onnx"],
+                    baseline_loader(ctx, s, bs),
+                    ctx.task,
+                    threads,
+                    True,
+                    step("baseline-onnx", s),
+                    True,
+                    n_labels,
+                )
+                for s in splits
+            }
     if ctx.task == "causal-lm":
         lm_health(ctx, out, splits)
     paired_tests(out)
     for name, per_split in out.items():
         for s, m in per_split.items():
-            log.info("eval %-8s %-4s %s", name, s, "  ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float) and k != "missed_share"))
+            log.info(
+                "eval %-8s %-4s %s",
+                name,
+                s,
+                "  ".join(f"{k} {v:.4f}" for k, v in m.items() if isinstance(v, float) and k != "missed_share"),
+            )
     from compressor.core.health import grouped_warnings
 
     for line in grouped_warnings(out, ctx.task, ctx.label_names):
@@ -92,8 +122,10 @@ def paired_tests(evals: dict[str, dict]) -> None:
                 if "correct" in mine:
                     m["paired"] = {"vs": ref, **mcnemar(theirs["correct"], mine["correct"]).as_dict()}
                 else:
-                    m["paired"] = {"vs": ref, **paired_perplexity((theirs["nll"], theirs["tokens"]),
-                                                                  (mine["nll"], mine["tokens"]))}
+                    m["paired"] = {
+                        "vs": ref,
+                        **paired_perplexity((theirs["nll"], theirs["tokens"]), (mine["nll"], mine["tokens"])),
+                    }
             except ValueError as e:  # different row counts: no paired test
                 m["paired"] = {"vs": ref, "error": str(e)}
     for per_split in evals.values():

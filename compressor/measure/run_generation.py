@@ -45,10 +45,14 @@ def _measure_one(target: dict, gen: dict, threads: int, vocab: int, timeout: flo
     with tempfile.TemporaryDirectory(prefix="compressor-gen-") as tmp:
         spec = Path(tmp) / "spec.json"
         out = Path(tmp) / "rows.json"
-        spec.write_text(json.dumps({"target": target, "generation": gen, "threads": threads, "vocab": vocab,
-                                    "out": str(out)}))
-        proc = subprocess.run([sys.executable, "-m", "compressor.measure.run_generation", str(spec)],
-                              env=worker_env(threads), capture_output=True, text=True, timeout=timeout)
+        spec.write_text(json.dumps({"target": target, "generation": gen, "threads": threads, "vocab": vocab, "out": str(out)}))
+        proc = subprocess.run(
+            [sys.executable, "-m", "compressor.measure.run_generation", str(spec)],
+            env=worker_env(threads),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
         if proc.returncode != 0 or not out.is_file():
             tail = [ln for ln in proc.stderr.splitlines() if ln.strip()][-1:] or ["no output"]
             raise CompressorError(f"generation timing of {target['name']} failed (exit {proc.returncode}): {tail[0]}")
@@ -69,14 +73,25 @@ def run_generation(ctx) -> dict:
     targets, notes = _targets(ctx)
     rows: dict[str, list[dict]] = {}
     for i, target in enumerate(targets, 1):
-        log.info("generation %d/%d: %s, prompt %d + %d new tokens, batch %s, %d timed runs each ...", i, len(targets),
-                 target["name"], gen["prompt"], gen["new_tokens"], "/".join(map(str, gen["batch_sizes"])), gen["repeats"])
+        log.info(
+            "generation %d/%d: %s, prompt %d + %d new tokens, batch %s, %d timed runs each ...",
+            i,
+            len(targets),
+            target["name"],
+            gen["prompt"],
+            gen["new_tokens"],
+            "/".join(map(str, gen["batch_sizes"])),
+            gen["repeats"],
+        )
         try:
             rows[target["name"]] = _measure_one(target, gen, threads, ctx.model.config.vocab_size, timeout=3600)
         except (CompressorError, subprocess.TimeoutExpired) as e:
             notes.append(f"generation: {target['name']} not measured ({e})")
-    return {"rows": rows, "notes": notes,
-            "settings": {**gen, "threads": threads, "order": "one artifact after another, each in its own process"}}
+    return {
+        "rows": rows,
+        "notes": notes,
+        "settings": {**gen, "threads": threads, "order": "one artifact after another, each in its own process"},
+    }
 
 
 def _peak_rss_mb() -> float:

@@ -33,7 +33,7 @@ def parity_rows(lengths: list[int], batch_size: int = PARITY_BATCH, seed: int = 
     order = sorted(range(n), key=lambda i: (-lengths[i], i))  # longest first; ties by position, deterministic
     longest = order[:batch_size]
     half = batch_size // 2
-    mixed = order[:half] + order[::-1][:batch_size - half]
+    mixed = order[:half] + order[::-1][: batch_size - half]
     rng = np.random.default_rng(seed)
     sample = sorted(int(i) for i in rng.choice(n, size=batch_size, replace=False))
     out: list[list[int]] = []

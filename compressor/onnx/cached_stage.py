@@ -40,25 +40,46 @@ def export_cached(ctx: RunContext, cfg: ExportStage, batches: list[dict]) -> dic
     else:
         info = export_decoder(ctx.model, out, opset=cfg.opset, exporter=cfg.exporter)
     pad = getattr(ctx.tokenizer, "pad_token_id", None)
-    check = cached_parity(ctx.model, out, prompts_from_batches(batches), steps=5, tolerance=cfg.tolerance,
-                          pad_id=0 if pad is None else pad)
+    check = cached_parity(
+        ctx.model, out, prompts_from_batches(batches), steps=5, tolerance=cfg.tolerance, pad_id=0 if pad is None else pad
+    )
     if cfg.exporter != "genai":
         if ctx.tokenizer is not None:
             ctx.tokenizer.save_pretrained(out.parent)
         files = write_runtime_files(out.parent, ctx.model.config, out.name)
-    record = {"artifact": "onnx", "recipe": ctx.recipe.name, "seed": ctx.seed, **info, "parity": check,
-              "runtime_files": files, "optimized": False}
+    record = {
+        "artifact": "onnx",
+        "recipe": ctx.recipe.name,
+        "seed": ctx.seed,
+        **info,
+        "parity": check,
+        "runtime_files": files,
+        "optimized": False,
+    }
     write_provenance(out, record)
     ctx.artifacts["onnx"] = out
     ctx.provenance["onnx"] = record
     if "left_padded_batch" in check:
-        log.info("exported %s with onnxruntime-genai's builder (%s) in %.1fs; max |diff| vs PyTorch %.2e over a "
-                 "prefill and %d decode steps without padding; left-padded rows differ by %.2g (the graph has no "
-                 "position_ids)", out.name, ", ".join(f"{k}×{v}" for k, v in info["op_counts"].items()
-                                                     if k in ("GroupQueryAttention", "MatMul")),
-                 info["seconds"], check["max_abs_diff"], check["decode_steps"], check["left_padded_batch"]["max_abs_diff"])
+        log.info(
+            "exported %s with onnxruntime-genai's builder (%s) in %.1fs; max |diff| vs PyTorch %.2e over a "
+            "prefill and %d decode steps without padding; left-padded rows differ by %.2g (the graph has no "
+            "position_ids)",
+            out.name,
+            ", ".join(f"{k}×{v}" for k, v in info["op_counts"].items() if k in ("GroupQueryAttention", "MatMul")),
+            info["seconds"],
+            check["max_abs_diff"],
+            check["decode_steps"],
+            check["left_padded_batch"]["max_abs_diff"],
+        )
     else:
-        log.info("exported %s with a KV cache (%s, opset %s) in %.1fs; max |diff| vs PyTorch %.2e over a left-padded "
-                 "prefill and %d decode steps", out.name, info["exporter"], info["opset"], info["seconds"],
-                 check["max_abs_diff"], check["decode_steps"])
+        log.info(
+            "exported %s with a KV cache (%s, opset %s) in %.1fs; max |diff| vs PyTorch %.2e over a left-padded "
+            "prefill and %d decode steps",
+            out.name,
+            info["exporter"],
+            info["opset"],
+            info["seconds"],
+            check["max_abs_diff"],
+            check["decode_steps"],
+        )
     return {"artifact": "onnx/model.onnx", **{k: v for k, v in record.items() if k != "artifact"}}

@@ -65,8 +65,14 @@ class CachedLM:
                 self.model = model
 
             def forward(self, input_ids, attention_mask, position_ids, *past):
-                out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                                 use_cache=True, return_dict=True, **{kwarg: make_cache(list(past))})
+                out = self.model(
+                    input_ids=input_ids,
+                    attention_mask=attention_mask,
+                    position_ids=position_ids,
+                    use_cache=True,
+                    return_dict=True,
+                    **{kwarg: make_cache(list(past))},
+                )
                 return (out.logits, *flatten_cache(_present(out)))
 
         return _Wrapper().eval()
@@ -75,8 +81,17 @@ class CachedLM:
 def _export_torchscript(wrapped, args: tuple, path: Path, sig: Signature, opset: int) -> int:
     import torch
 
-    torch.onnx.export(wrapped, args, str(path), input_names=sig.input_names, output_names=sig.output_names,
-                      dynamic_axes=sig.dynamic_axes(), opset_version=opset, do_constant_folding=True, dynamo=False)
+    torch.onnx.export(
+        wrapped,
+        args,
+        str(path),
+        input_names=sig.input_names,
+        output_names=sig.output_names,
+        dynamic_axes=sig.dynamic_axes(),
+        opset_version=opset,
+        do_constant_folding=True,
+        dynamo=False,
+    )
     return opset
 
 
@@ -91,8 +106,17 @@ def _export_dynamo(wrapped, args: tuple, path: Path, sig: Signature, opset: int)
     specs = {t.name: t for t in sig.inputs}
     fixed = tuple(shape(specs[n]) for n in sig.input_names[:3])
     past = tuple(shape(specs[n]) for n in sig.past_names())
-    torch.onnx.export(wrapped, args, str(path), input_names=sig.input_names, output_names=sig.output_names,
-                      dynamic_shapes=(*fixed, past), opset_version=max(opset, 18), dynamo=True, report=False)
+    torch.onnx.export(
+        wrapped,
+        args,
+        str(path),
+        input_names=sig.input_names,
+        output_names=sig.output_names,
+        dynamic_shapes=(*fixed, past),
+        opset_version=max(opset, 18),
+        dynamo=True,
+        report=False,
+    )
     return max(opset, 18)
 
 
@@ -119,10 +143,17 @@ def export_decoder(model, out_path: Path, opset: int = 17, exporter: str = "auto
         return (_export_torchscript if kind == "torchscript" else _export_dynamo)(wrapped, args, target, sig, opset)
 
     used, used_opset, tried, seconds = export_with_fallback(out_path, exporter, attempt, "ONNX export with KV cache")
-    return {"exporter": used, "opset": used_opset, "with_past": True, "inputs": sig.input_names,
-            "outputs": sig.output_names, "kv_cache": {"layers": sig.kv.layers, "kv_heads": sig.kv.kv_heads,
-                                                      "head_dim": sig.kv.head_dim},
-            "notes": list(sig.notes), "seconds": seconds, "failed_exporters": tried}
+    return {
+        "exporter": used,
+        "opset": used_opset,
+        "with_past": True,
+        "inputs": sig.input_names,
+        "outputs": sig.output_names,
+        "kv_cache": {"layers": sig.kv.layers, "kv_heads": sig.kv.kv_heads, "head_dim": sig.kv.head_dim},
+        "notes": list(sig.notes),
+        "seconds": seconds,
+        "failed_exporters": tried,
+    }
 
 
 # ---------------------------------------------------------------- running the cached graph
@@ -133,8 +164,8 @@ def left_pad(rows: list[list[int]], pad_id: int = 0) -> tuple[np.ndarray, np.nda
     mask = np.zeros((len(rows), width), dtype=np.int64)
     for i, r in enumerate(rows):
         if r:
-            ids[i, width - len(r):] = r
-            mask[i, width - len(r):] = 1
+            ids[i, width - len(r) :] = r
+            mask[i, width - len(r) :] = 1
     return ids, mask
 
 
@@ -161,8 +192,9 @@ def _past_from(sig: Signature, outputs: list, names: list[str] | None = None) ->
     return {n.replace("present.", "past_key_values.", 1): v for n, v in zip(names, outputs) if n.startswith("present.")}
 
 
-def onnx_greedy(session, sig: Signature, ids: np.ndarray, mask: np.ndarray, new_tokens: int,
-                eos: int | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
+def onnx_greedy(
+    session, sig: Signature, ids: np.ndarray, mask: np.ndarray, new_tokens: int, eos: int | None = None
+) -> tuple[np.ndarray, list[np.ndarray]]:
     """Greedy decoding through the cached graph: (generated ids (batch, new_tokens), last-position logits per step).
     A row that emitted ``eos`` keeps emitting it (as transformers pads finished rows)."""
     names = [o.name for o in session.get_outputs()]
@@ -180,13 +212,15 @@ def onnx_greedy(session, sig: Signature, ids: np.ndarray, mask: np.ndarray, new_
         if step == new_tokens - 1:
             break
         mask = np.concatenate([mask, np.ones((len(ids), 1), dtype=np.int64)], axis=1)
-        outs = session.run(None, sig.feed({"input_ids": nxt[:, None].astype(np.int64), "attention_mask": mask},
-                                          _past_from(sig, outs, names)))
+        outs = session.run(
+            None, sig.feed({"input_ids": nxt[:, None].astype(np.int64), "attention_mask": mask}, _past_from(sig, outs, names))
+        )
     return np.stack(tokens, axis=1), logits
 
 
-def cached_parity(model, onnx_path: Path, prompts: list[list[int]], steps: int = 5, tolerance: float | None = 1e-3,
-                  pad_id: int = 0) -> dict:
+def cached_parity(
+    model, onnx_path: Path, prompts: list[list[int]], steps: int = 5, tolerance: float | None = 1e-3, pad_id: int = 0
+) -> dict:
     """Left-padded prefill plus ``steps`` greedy decode steps, PyTorch (its own cache) against the ONNX graph fed
     its own presents; both follow PyTorch's tokens. Compares logits at every real (unpadded) position.
 
@@ -201,16 +235,19 @@ def cached_parity(model, onnx_path: Path, prompts: list[list[int]], steps: int =
     width = min(len(p) for p in prompts)
     result = _parity_run(model, session, onnx_path, [p[:width] for p in prompts], steps, tolerance, pad_id)
     padded = _parity_run(model, session, onnx_path, prompts, steps, None, pad_id)
-    result["left_padded_batch"] = {k: padded[k] for k in ("max_abs_diff", "prefill_max_abs_diff",
-                                                          "decode_max_abs_diff", "argmax_agreement", "left_padded")}
-    result["left_padded_batch"]["note"] = ("no position_ids input: positions come from the attention mask's sum, "
-                                           "exact without left padding only")
+    result["left_padded_batch"] = {
+        k: padded[k] for k in ("max_abs_diff", "prefill_max_abs_diff", "decode_max_abs_diff", "argmax_agreement", "left_padded")
+    }
+    result["left_padded_batch"]["note"] = (
+        "no position_ids input: positions come from the attention mask's sum, exact without left padding only"
+    )
     result["equal_length_prompts"] = width
     return result
 
 
-def _parity_run(model, session, onnx_path: Path, prompts: list[list[int]], steps: int, tolerance: float | None,
-                pad_id: int) -> dict:
+def _parity_run(
+    model, session, onnx_path: Path, prompts: list[list[int]], steps: int, tolerance: float | None, pad_id: int
+) -> dict:
     import torch
 
     from compressor.arch.signature import graph_signature
@@ -221,8 +258,13 @@ def _parity_run(model, session, onnx_path: Path, prompts: list[list[int]], steps
     ids, mask = left_pad(prompts, pad_id)
     pos = position_ids(mask)
     with torch.inference_mode():
-        ref = model(input_ids=torch.as_tensor(ids), attention_mask=torch.as_tensor(mask),
-                    position_ids=torch.as_tensor(pos), use_cache=True, return_dict=True)
+        ref = model(
+            input_ids=torch.as_tensor(ids),
+            attention_mask=torch.as_tensor(mask),
+            position_ids=torch.as_tensor(pos),
+            use_cache=True,
+            return_dict=True,
+        )
     outs = session.run(None, sig.feed({"input_ids": ids, "attention_mask": mask}))
     prefill = float(np.abs(ref.logits.numpy() - outs[0])[mask.astype(bool)].max())
     decode, agree = 0.0, 0
@@ -232,19 +274,33 @@ def _parity_run(model, session, onnx_path: Path, prompts: list[list[int]], steps
         mask = np.concatenate([mask, np.ones((len(ids), 1), dtype=np.int64)], axis=1)
         step_pos = position_ids(mask, 1)
         with torch.inference_mode():
-            ref = model(input_ids=nxt, attention_mask=torch.as_tensor(mask), position_ids=torch.as_tensor(step_pos),
-                        use_cache=True, return_dict=True, **{_cache_kwarg(model): cache})
+            ref = model(
+                input_ids=nxt,
+                attention_mask=torch.as_tensor(mask),
+                position_ids=torch.as_tensor(step_pos),
+                use_cache=True,
+                return_dict=True,
+                **{_cache_kwarg(model): cache},
+            )
         cache = _present(ref)
-        outs = session.run(None, sig.feed({"input_ids": nxt.numpy(), "attention_mask": mask},
-                                          _past_from(sig, outs, names)))
+        outs = session.run(None, sig.feed({"input_ids": nxt.numpy(), "attention_mask": mask}, _past_from(sig, outs, names)))
         got, want = outs[0][:, -1], ref.logits[:, -1].numpy()
         decode = max(decode, float(np.abs(got - want).max()))
         agree += int((got.argmax(-1) == want.argmax(-1)).sum())
     worst = max(prefill, decode)
-    result = {"max_abs_diff": worst, "prefill_max_abs_diff": prefill, "decode_max_abs_diff": decode,
-              "decode_steps": steps, "rows": len(prompts), "left_padded": bool((mask[:, 0] == 0).any()),
-              "argmax_agreement": agree / max(steps * len(prompts), 1), "tolerance": tolerance}
+    result = {
+        "max_abs_diff": worst,
+        "prefill_max_abs_diff": prefill,
+        "decode_max_abs_diff": decode,
+        "decode_steps": steps,
+        "rows": len(prompts),
+        "left_padded": bool((mask[:, 0] == 0).any()),
+        "argmax_agreement": agree / max(steps * len(prompts), 1),
+        "tolerance": tolerance,
+    }
     if tolerance is not None and not worst <= tolerance:
-        raise ExportError(f"{onnx_path}: the cached graph differs from PyTorch by {worst:.3g} (tolerance {tolerance:g}) "
-                          f"over a left-padded prefill and {steps} decode steps; the export is wrong")
+        raise ExportError(
+            f"{onnx_path}: the cached graph differs from PyTorch by {worst:.3g} (tolerance {tolerance:g}) "
+            f"over a left-padded prefill and {steps} decode steps; the export is wrong"
+        )
     return result

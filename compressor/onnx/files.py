@@ -23,8 +23,9 @@ def readable_onnx(path: Path) -> None:
     try:
         onnx.load(str(path), load_external_data=False)
     except Exception as e:  # protobuf's DecodeError, OSError, ...
-        raise ModelError(f"{path}: not a readable ONNX model ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-
+        raise ModelError(
+            f"{path}: not a readable ONNX model ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
 
 
 def companion(artifact: Path, explicit: Path | None) -> Path | None:
@@ -37,7 +38,6 @@ def companion(artifact: Path, explicit: Path | None) -> Path | None:
         if d.is_dir() and any((d / f).is_file() for f in TOKENIZER_FILES):
             return d
     return None
-
 
 
 def onnx_vocab(path: Path, home: Path | None) -> int | None:

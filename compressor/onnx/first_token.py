@@ -26,9 +26,26 @@ import numpy as np
 
 # ops that compute each token's row from that row alone (given constant per-feature operands)
 TOKENWISE = {
-    "SkipLayerNormalization", "SkipSimplifiedLayerNormalization", "LayerNormalization", "SimplifiedLayerNormalization",
-    "Add", "Sum", "Sub", "Mul", "Div", "MatMul", "BiasGelu", "Gelu", "FastGelu", "QuickGelu", "Relu", "Tanh", "Erf",
-    "Sigmoid", "Cast", "Identity",
+    "SkipLayerNormalization",
+    "SkipSimplifiedLayerNormalization",
+    "LayerNormalization",
+    "SimplifiedLayerNormalization",
+    "Add",
+    "Sum",
+    "Sub",
+    "Mul",
+    "Div",
+    "MatMul",
+    "BiasGelu",
+    "Gelu",
+    "FastGelu",
+    "QuickGelu",
+    "Relu",
+    "Tanh",
+    "Erf",
+    "Sigmoid",
+    "Cast",
+    "Identity",
 }
 ELEMENTWISE = {"Add", "Sum", "Sub", "Mul", "Div"}
 # Attention attributes MultiHeadAttention takes the same way (or that this rewrite reads); any other: no rewrite
@@ -200,13 +217,22 @@ def _replacement(graph, p: _Packed) -> tuple[list, str]:
     stem = p.attention.name or "attention"
     x0 = f"{p.x}_first_token"
     q_w, k_w, v_w = np.split(p.weight, np.cumsum(p.sizes)[:2], axis=1)
-    new_inits = {f"{stem}_q_weight": q_w, f"{stem}_k_weight": k_w, f"{stem}_v_weight": v_w,
-                 f"{stem}_first_token_starts": np.array([0], np.int64), f"{stem}_first_token_ends": np.array([1], np.int64),
-                 f"{stem}_first_token_axes": np.array([1], np.int64)}
+    new_inits = {
+        f"{stem}_q_weight": q_w,
+        f"{stem}_k_weight": k_w,
+        f"{stem}_v_weight": v_w,
+        f"{stem}_first_token_starts": np.array([0], np.int64),
+        f"{stem}_first_token_ends": np.array([1], np.int64),
+        f"{stem}_first_token_axes": np.array([1], np.int64),
+    }
     graph.initializer.extend(numpy_helper.from_array(np.ascontiguousarray(v), k) for k, v in new_inits.items())
     nodes = [
-        helper.make_node("Slice", [p.x, f"{stem}_first_token_starts", f"{stem}_first_token_ends", f"{stem}_first_token_axes"],
-                         [x0], name=f"{stem}_first_token"),
+        helper.make_node(
+            "Slice",
+            [p.x, f"{stem}_first_token_starts", f"{stem}_first_token_ends", f"{stem}_first_token_axes"],
+            [x0],
+            name=f"{stem}_first_token",
+        ),
         helper.make_node("MatMul", [x0, f"{stem}_q_weight"], [f"{stem}_q"], name=f"{stem}_q/MatMul"),
         helper.make_node("MatMul", [p.x, f"{stem}_k_weight"], [f"{stem}_k"], name=f"{stem}_k/MatMul"),
         helper.make_node("MatMul", [p.x, f"{stem}_v_weight"], [f"{stem}_v"], name=f"{stem}_v/MatMul"),
@@ -214,8 +240,14 @@ def _replacement(graph, p: _Packed) -> tuple[list, str]:
     mha_inputs = [f"{stem}_q", f"{stem}_k", f"{stem}_v", p.b_name, p.mask]
     while not mha_inputs[-1]:  # optional inputs: trailing ones dropped, a missing bias before a mask stays ""
         mha_inputs.pop()
-    mha = helper.make_node("MultiHeadAttention", mha_inputs, [p.attention.output[0]], name=f"{stem}_first_token_mha",
-                           domain="com.microsoft", num_heads=_attr(p.attention, "num_heads"))
+    mha = helper.make_node(
+        "MultiHeadAttention",
+        mha_inputs,
+        [p.attention.output[0]],
+        name=f"{stem}_first_token_mha",
+        domain="com.microsoft",
+        num_heads=_attr(p.attention, "num_heads"),
+    )
     for extra in ("mask_filter_value", "scale"):
         if _attr(p.attention, extra) is not None:
             mha.attribute.append(helper.make_attribute(extra, _attr(p.attention, extra)))
@@ -246,7 +278,7 @@ def _trim(model) -> dict:
                 sliced += 1
     at = nodes.index(p.attention)
     del graph.node[:]
-    graph.node.extend(nodes[:at] + replacement + nodes[at + 1:])
+    graph.node.extend(nodes[:at] + replacement + nodes[at + 1 :])
     changed = {p.attention.output[0]} | {o for n in region for o in n.output}
     keep_info = [v for v in graph.value_info if v.name not in changed]  # their sequence dimension is now 1
     del graph.value_info[:]

@@ -30,15 +30,13 @@ def _prepare(model_dir: Path, out: Path, force: bool) -> None:
     from compressor.core.rundir import ensure_replaceable
 
     if out.resolve() != model_dir.resolve():  # ONNX files next to the model's own files: the user asked for that
-        ensure_replaceable(out, NAMES + tuple(f"{n}.json" for n in NAMES), "an export folder",
-                           "choose an empty or new -o folder")
+        ensure_replaceable(out, NAMES + tuple(f"{n}.json" for n in NAMES), "an export folder", "choose an empty or new -o folder")
     existing = [out / n for n in NAMES if (out / n).exists()]
     if existing and not force:
         raise RunDirError(f"{existing[0]}: already exists; use --force to replace it")
 
 
-def export_folder(model_dir: Path, out: Path, cfg, task: str = "auto", int8: bool = False,
-                  force: bool = False) -> FolderExport:
+def export_folder(model_dir: Path, out: Path, cfg, task: str = "auto", int8: bool = False, force: bool = False) -> FolderExport:
     """Export ``model_dir`` (a Hugging Face model directory) into ``out`` as ``cfg`` (an ExportStage) says."""
     from compressor.models import load_config, load_model, load_tokenizer, model_folder, save_tokenizer, task_of
     from compressor.onnx.stage import export_fp32
@@ -54,14 +52,16 @@ def export_folder(model_dir: Path, out: Path, cfg, task: str = "auto", int8: boo
         for f in (out / n, out / f"{n}.json"):
             f.unlink(missing_ok=True)
     batches = parity_batches(tokenizer, task, model.config)
-    source = {"source": str(model_dir.resolve()), "task": task,
-              "parity_inputs": f"{PARITY_SAMPLES} sample sentences in padded batches of {PARITY_BATCH}"}
+    source = {
+        "source": str(model_dir.resolve()),
+        "task": task,
+        "parity_inputs": f"{PARITY_SAMPLES} sample sentences in padded batches of {PARITY_BATCH}",
+    }
     record, opt = export_fp32(model, batches, out / "model.onnx", cfg, "onnx", source)
     done = FolderExport(task, str(getattr(model.config, "model_type", "?")), out / "model.onnx", record, opt)
     done.best = opt["path"] if opt is not None else done.fp32
     if int8:
-        done.int8, done.int8_parity = out / "model.int8.onnx", _int8(model, done.best, out / "model.int8.onnx", batches,
-                                                                      source)
+        done.int8, done.int8_parity = out / "model.int8.onnx", _int8(model, done.best, out / "model.int8.onnx", batches, source)
     if out.resolve() != model_dir.resolve():  # the folder stands on its own: eval / bench find the tokenizer there
         save_tokenizer(tokenizer, out)
         model.config.save_pretrained(out)
@@ -78,8 +78,9 @@ def _int8(model, best: Path, q: Path, batches: list[dict], source: dict) -> dict
     qcfg = DynamicQuant()
     quantize_dynamic_file(best, q, qcfg)
     details = {"source_graph": best.name, "scheme": "dynamic", "weight_type": "int8", "per_channel": qcfg.per_channel}
-    return finish_file(QuantizedGraph(q, "int8", "INT8", details, layernorm=qcfg.layernorm), model, batches,
-                       extra=source)["parity"]
+    return finish_file(QuantizedGraph(q, "int8", "INT8", details, layernorm=qcfg.layernorm), model, batches, extra=source)[
+        "parity"
+    ]
 
 
 def parity_batches(tokenizer, task: str, config) -> list[dict]:
@@ -92,8 +93,13 @@ def parity_batches(tokenizer, task: str, config) -> list[dict]:
     texts = sample_texts(PARITY_SAMPLES)
     batches = []
     for i in range(0, len(texts), PARITY_BATCH):
-        enc = tokenizer(texts[i:i + PARITY_BATCH], padding=True, truncation=True, max_length=min(PARITY_MAX_LENGTH, limit),
-                        return_tensors="pt")
+        enc = tokenizer(
+            texts[i : i + PARITY_BATCH],
+            padding=True,
+            truncation=True,
+            max_length=min(PARITY_MAX_LENGTH, limit),
+            return_tensors="pt",
+        )
         # the signature's inputs only: an LM's carry ids and mask (GPT-2 would embed token_type_ids with its word table)
         batches.append({k: v for k, v in enc.items() if k in names})
     return batches

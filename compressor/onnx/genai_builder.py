@@ -35,9 +35,21 @@ log = logging.getLogger("compressor")
 
 # text decoders whose config.json architectures onnxruntime-genai 0.18's builder dispatches on (builder.py)
 ARCHITECTURES = (
-    "ChatGLMModel", "Ernie4_5ForCausalLM", "GemmaForCausalLM", "Gemma2ForCausalLM", "Gemma3ForCausalLM",
-    "GraniteForCausalLM", "InternLM2ForCausalLM", "LlamaForCausalLM", "MistralForCausalLM", "NemotronForCausalLM",
-    "OlmoForCausalLM", "PhiForCausalLM", "Phi3ForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
+    "ChatGLMModel",
+    "Ernie4_5ForCausalLM",
+    "GemmaForCausalLM",
+    "Gemma2ForCausalLM",
+    "Gemma3ForCausalLM",
+    "GraniteForCausalLM",
+    "InternLM2ForCausalLM",
+    "LlamaForCausalLM",
+    "MistralForCausalLM",
+    "NemotronForCausalLM",
+    "OlmoForCausalLM",
+    "PhiForCausalLM",
+    "Phi3ForCausalLM",
+    "Qwen2ForCausalLM",
+    "Qwen3ForCausalLM",
     "SmolLM3ForCausalLM",
 )
 
@@ -47,16 +59,22 @@ def architecture_problem(cfg: dict) -> str | None:
     arch = cfg.get("architectures")
     name = arch[0] if isinstance(arch, list) and arch and isinstance(arch[0], str) else None
     if name is None:
-        return (f"onnxruntime-genai's builder picks its graph from config.json 'architectures', which this model "
-                f"(model_type '{cfg.get('model_type', '?')}') does not set")
+        return (
+            f"onnxruntime-genai's builder picks its graph from config.json 'architectures', which this model "
+            f"(model_type '{cfg.get('model_type', '?')}') does not set"
+        )
     if name not in ARCHITECTURES:
-        return (f"onnxruntime-genai's builder does not support {name} (model_type '{cfg.get('model_type', '?')}'); "
-                f"it takes {', '.join(ARCHITECTURES)}; use the default exporter (auto)")
+        return (
+            f"onnxruntime-genai's builder does not support {name} (model_type '{cfg.get('model_type', '?')}'); "
+            f"it takes {', '.join(ARCHITECTURES)}; use the default exporter (auto)"
+        )
     heads, hidden = cfg.get("num_attention_heads"), cfg.get("hidden_size")
     head = cfg.get("head_dim") or (hidden // heads if isinstance(hidden, int) and isinstance(heads, int) and heads else None)
     if isinstance(head, int) and head % 16:
-        return (f"head size {head} (hidden_size / num_attention_heads): GroupQueryAttention on CPU, which the builder's "
-                f"graph uses, needs a multiple of 16; use the default exporter (auto)")
+        return (
+            f"head size {head} (hidden_size / num_attention_heads): GroupQueryAttention on CPU, which the builder's "
+            f"graph uses, needs a multiple of 16; use the default exporter (auto)"
+        )
     return None
 
 
@@ -86,8 +104,21 @@ def run_builder(src: Path, out: Path, precision: str = "fp32", options: dict | N
     if not genai_available():
         raise ExportError(GENAI_MISSING)
     extra = [f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in (options or {}).items()]
-    cmd = [sys.executable, "-m", "onnxruntime_genai.models.builder", "-i", str(src), "-o", str(out), "-p", precision,
-           "-e", "cpu", "-c", str(Path(out) / ".cache")] + (["--extra_options", *extra] if extra else [])
+    cmd = [
+        sys.executable,
+        "-m",
+        "onnxruntime_genai.models.builder",
+        "-i",
+        str(src),
+        "-o",
+        str(out),
+        "-p",
+        precision,
+        "-e",
+        "cpu",
+        "-c",
+        str(Path(out) / ".cache"),
+    ] + (["--extra_options", *extra] if extra else [])
     t0 = time.perf_counter()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -96,8 +127,10 @@ def run_builder(src: Path, out: Path, precision: str = "fp32", options: dict | N
         tail = [ln for ln in (r.stderr or r.stdout).strip().splitlines() if ln.strip()][-1:] or [f"exit {r.returncode}"]
         raise ExportError(f"onnxruntime-genai's model builder failed: {tail[0]}")
     shown = ["python", "-m", "onnxruntime_genai.models.builder", "-i", "MODEL", "-o", "OUT", "-p", precision, "-e", "cpu"]
-    return {"command": " ".join(shown + (["--extra_options", *extra] if extra else [])),
-            "seconds": round(time.perf_counter() - t0, 2)}
+    return {
+        "command": " ".join(shown + (["--extra_options", *extra] if extra else [])),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
 
 
 def pin_head_size(model_path: Path, head_size: int) -> int:
@@ -154,9 +187,19 @@ def export_genai(model, tokenizer, out_path: Path, options: dict | None = None) 
     ops, opset = op_counts(out_path)
     if not ops.get("GroupQueryAttention"):
         raise ExportError(f"{out_path}: the builder's graph has no GroupQueryAttention node ({ops})")
-    return {"exporter": "genai", "opset": opset, "builder": f"onnxruntime-genai {_version()}", **info, "with_past": True,
-            "precision": "fp32", "op_counts": ops, "position_ids": False, "external_data": "model.onnx.data",
-            "builder_options": dict(options or {}), "seconds": round(time.perf_counter() - t0, 2)}
+    return {
+        "exporter": "genai",
+        "opset": opset,
+        "builder": f"onnxruntime-genai {_version()}",
+        **info,
+        "with_past": True,
+        "precision": "fp32",
+        "op_counts": ops,
+        "position_ids": False,
+        "external_data": "model.onnx.data",
+        "builder_options": dict(options or {}),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
 
 
 def _version() -> str:

@@ -79,8 +79,11 @@ def _export_dynamo(model, inputs: dict, path: Path, opset: int) -> None:
     import torch
 
     dims: dict[str, Any] = {}
-    shapes = {n: {i: dims.setdefault(sym, torch.export.Dim(sym)) for i, sym in axes.items()}
-              for n, axes in _dynamic_axes(model, list(inputs)).items() if n in inputs}
+    shapes = {
+        n: {i: dims.setdefault(sym, torch.export.Dim(sym)) for i, sym in axes.items()}
+        for n, axes in _dynamic_axes(model, list(inputs)).items()
+        if n in inputs
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch_onnx_export(model, path, inputs, list(inputs), None, max(opset, 18), dynamo=True, dynamic_shapes=shapes)
@@ -125,12 +128,18 @@ def _export_model(model, batch: dict, out_path: Path, opset: int = 17, exporter:
         model.config.use_cache = False
     names = input_names_for(model, batch)
     inputs = {n: torch.as_tensor(np.asarray(batch[n]), dtype=torch.long)[:2] for n in names}
+
     def attempt(kind: str, target: Path) -> None:
         (_export_torchscript if kind == "torchscript" else _export_dynamo)(model, inputs, target, opset)
 
     used, _, tried, seconds = export_with_fallback(out_path, exporter, attempt, "ONNX export")
-    return {"exporter": used, "opset": opset if used == "torchscript" else max(opset, 18), "inputs": names,
-            "seconds": seconds, "failed_exporters": tried}
+    return {
+        "exporter": used,
+        "opset": opset if used == "torchscript" else max(opset, 18),
+        "inputs": names,
+        "seconds": seconds,
+        "failed_exporters": tried,
+    }
 
 
 def export_with_fallback(out_path: Path, exporter: str, attempt, what: str) -> tuple[str, Any, list[str], float]:
@@ -267,8 +276,13 @@ def write_provenance(artifact: Path, record: dict) -> None:
         inherited = source_fusion(artifact, record)
         if inherited is not None:
             record["fusion"] = inherited
-    record["versions"] = {"compressor": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
-                          "onnx": onnx.__version__, "onnxruntime": onnxruntime.__version__}
+    record["versions"] = {
+        "compressor": __version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+    }
     record["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     write_record(provenance_path(artifact), Provenance, record)
 
@@ -283,8 +297,12 @@ def source_fusion(artifact: Path, record: dict) -> dict | None:
     src = read_provenance(artifact.with_name(name))
     if src.get("fusions") is not None:
         trim = src.get("cls_only_last_layer") or {}
-        return {"applied": True, "source_graph": name, "fusions": src["fusions"],
-                "cls_only_last_layer": bool(trim.get("applied")) if isinstance(trim, dict) else bool(trim)}
+        return {
+            "applied": True,
+            "source_graph": name,
+            "fusions": src["fusions"],
+            "cls_only_last_layer": bool(trim.get("applied")) if isinstance(trim, dict) else bool(trim),
+        }
     if isinstance(src.get("fusion"), dict):
         return {**src["fusion"], "source_graph": name}
     return None

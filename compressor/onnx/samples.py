@@ -10,19 +10,51 @@ from __future__ import annotations
 
 import random
 
-OPENERS = ("The film", "This phone", "The hotel", "Our dinner", "The book", "The service", "The update", "The concert",
-           "The new album", "The course", "The game", "The apartment")
+OPENERS = (
+    "The film",
+    "This phone",
+    "The hotel",
+    "Our dinner",
+    "The book",
+    "The service",
+    "The update",
+    "The concert",
+    "The new album",
+    "The course",
+    "The game",
+    "The apartment",
+)
 CLAUSES = (
-    "was a delight from start to finish", "fell apart in the second half", "is neither good nor bad",
-    "made me laugh more than I expected", "was slow, loud and overpriced", "exceeded every expectation we had",
-    "had a few good moments", "felt rushed and careless", "is exactly what the reviews promised",
-    "left us cold", "kept surprising me until the very last page", "could have been half as long",
-    "deserves every award it will get", "was fine, I suppose", "broke after two days of ordinary use",
-    "was warm, friendly and quick", "never quite found its voice", "is the best thing I have bought this year",
+    "was a delight from start to finish",
+    "fell apart in the second half",
+    "is neither good nor bad",
+    "made me laugh more than I expected",
+    "was slow, loud and overpriced",
+    "exceeded every expectation we had",
+    "had a few good moments",
+    "felt rushed and careless",
+    "is exactly what the reviews promised",
+    "left us cold",
+    "kept surprising me until the very last page",
+    "could have been half as long",
+    "deserves every award it will get",
+    "was fine, I suppose",
+    "broke after two days of ordinary use",
+    "was warm, friendly and quick",
+    "never quite found its voice",
+    "is the best thing I have bought this year",
 )
 JOINERS = (", although", ", and", "; still,", ", but", ". On the other hand,", ", while")
-SHORT = ("Terrible.", "ok", "What a pleasant surprise!", "Nothing about this worked for me.", "Loved it.", "Meh.",
-         "Never again.", "Five stars.")
+SHORT = (
+    "Terrible.",
+    "ok",
+    "What a pleasant surprise!",
+    "Nothing about this worked for me.",
+    "Loved it.",
+    "Meh.",
+    "Never again.",
+    "Five stars.",
+)
 
 
 def sample_texts(n: int = 64, seed: int = 0) -> list[str]:

@@ -21,18 +21,29 @@ def providers_for(device: str) -> list[str]:
                 pass
         wanted = GPU_PROVIDERS[device][0]
         if wanted not in ort.get_available_providers():
-            raise ExportError(f"{wanted} is not available (install compressor[gpu] on a CUDA machine"
-                              + (", with TensorRT" if device == "tensorrt" else "") + ")")
+            raise ExportError(
+                f"{wanted} is not available (install compressor[gpu] on a CUDA machine"
+                + (", with TensorRT" if device == "tensorrt" else "")
+                + ")"
+            )
         return GPU_PROVIDERS[device] + ["CPUExecutionProvider"]
     return ["CPUExecutionProvider"]
 
 
-OPTIMIZATION = {"none": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
-                "all": "ORT_ENABLE_ALL"}
+OPTIMIZATION = {
+    "none": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
 
 
-def session_options(threads: int | None = None, optimization: str = "all", optimized_model_path: Path | str | None = None,
-                    config: dict[str, str] | None = None):
+def session_options(
+    threads: int | None = None,
+    optimization: str = "all",
+    optimized_model_path: Path | str | None = None,
+    config: dict[str, str] | None = None,
+):
     """The one place ONNX Runtime ``SessionOptions`` are built: ``threads`` intra-op threads (one inter-op thread),
     idle-thread spinning off (so several live sessions do not steal cores), warnings only; ``optimization`` is the
     graph optimization level (none, basic, extended, all); ``optimized_model_path`` makes ORT save the graph it runs;
@@ -54,8 +65,14 @@ def session_options(threads: int | None = None, optimization: str = "all", optim
     return opts
 
 
-def make_session(path: Path | str | bytes, threads: int | None = None, device: str = "cpu", optimization: str = "all",
-                 optimized_model_path: Path | str | None = None, config: dict[str, str] | None = None):
+def make_session(
+    path: Path | str | bytes,
+    threads: int | None = None,
+    device: str = "cpu",
+    optimization: str = "all",
+    optimized_model_path: Path | str | None = None,
+    config: dict[str, str] | None = None,
+):
     """A session on ``device`` with ``session_options``; ``path`` may also be a serialized model (bytes)."""
     import onnxruntime as ort
 
@@ -64,8 +81,9 @@ def make_session(path: Path | str | bytes, threads: int | None = None, device: s
     opts = session_options(threads, optimization, optimized_model_path, config)
     where = "the serialized model" if isinstance(path, bytes) else path
     try:
-        session = ort.InferenceSession(path if isinstance(path, bytes) else str(path), sess_options=opts,
-                                       providers=providers_for(device))
+        session = ort.InferenceSession(
+            path if isinstance(path, bytes) else str(path), sess_options=opts, providers=providers_for(device)
+        )
     except ExportError:
         raise
     except Exception as e:

@@ -36,8 +36,14 @@ def export_fp32(model, batches: list[dict], out: Path, cfg: ExportStage, artifac
     info = export_model(model, batches[0], out, opset=cfg.opset, exporter=cfg.exporter)
     record = {"artifact": artifact, **extra, **info, "parity": parity(model, out, batches, cfg.tolerance)}
     write_provenance(out, record)
-    log.info("exported %s with %s (opset %s) in %.1fs; max |diff| vs PyTorch %.2e",
-             out.name, info["exporter"], info["opset"], info["seconds"], record["parity"]["max_abs_diff"])
+    log.info(
+        "exported %s with %s (opset %s) in %.1fs; max |diff| vs PyTorch %.2e",
+        out.name,
+        info["exporter"],
+        info["opset"],
+        info["seconds"],
+        record["parity"]["max_abs_diff"],
+    )
     if not cfg.optimize:
         return record, None
     opt_path = out.with_name(out.stem + ".opt.onnx")
@@ -62,13 +68,22 @@ def export_fp32(model, batches: list[dict], out: Path, cfg: ExportStage, artifac
         opt_path.unlink(missing_ok=True)
         record["fused_rejected"] = str(e)
         return record, None
-    opt = {"artifact": f"{artifact}-opt", "source": out.name, "fusions": fusions, "cls_only_last_layer": trim,
-           "parity": check, "path": opt_path}
+    opt = {
+        "artifact": f"{artifact}-opt",
+        "source": out.name,
+        "fusions": fusions,
+        "cls_only_last_layer": trim,
+        "parity": check,
+        "path": opt_path,
+    }
     write_provenance(opt_path, {k: v for k, v in opt.items() if k != "path"})
     log.info("ORT optimizer fusions: %s", ", ".join(f"{k}×{v}" for k, v in fusions.items()) or "none")
     if trim["applied"]:
-        log.info("last layer computed for the first token only (%s → MultiHeadAttention on x[:, 0:1]; %d token-wise nodes)",
-                 trim["attention"], trim["nodes"])
+        log.info(
+            "last layer computed for the first token only (%s → MultiHeadAttention on x[:, 0:1]; %d token-wise nodes)",
+            trim["attention"],
+            trim["nodes"],
+        )
     return record, opt
 
 

@@ -71,8 +71,14 @@ def build_context(recipe, recipe_dir: Path, run_dir: Path) -> RunContext:
         ctx.encoded = {k: D.encode_blocks(b) for k, b in blocks.items()}
     ctx.task_trained = not getattr(ctx.model, "compressor_new_head", False)
     sizes = ", ".join(f"{k} {len(v)}" for k, v in ctx.encoded.items())
-    log.info("loaded %s (%s) and data (%s) in %.1fs; device %s", m.path, type(ctx.model).__name__, sizes,
-             time.perf_counter() - t0, ctx.device)
+    log.info(
+        "loaded %s (%s) and data (%s) in %.1fs; device %s",
+        m.path,
+        type(ctx.model).__name__,
+        sizes,
+        time.perf_counter() - t0,
+        ctx.device,
+    )
     return ctx
 
 
@@ -85,8 +91,12 @@ def report_data(dataset, run_dir: Path) -> None:
     listing = run_dir / "duplicates.csv"
     if dataset.duplicate_rows:
         write_listing(listing, dataset.duplicate_rows, dataset.label_names)
-        log.info("duplicates: %d repeated text(s), %d with conflicting labels: every row listed in %s",
-                 dataset.duplicates["repeated_texts"], dataset.duplicates["conflicting_texts"], listing)
+        log.info(
+            "duplicates: %d repeated text(s), %d with conflicting labels: every row listed in %s",
+            dataset.duplicates["repeated_texts"],
+            dataset.duplicates["conflicting_texts"],
+            listing,
+        )
     else:
         listing.unlink(missing_ok=True)
 

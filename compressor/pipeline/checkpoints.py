@@ -54,8 +54,10 @@ def keep_baseline(ctx: RunContext, kind: str, cfg) -> None:
     if "baseline" not in ctx.recipe.evaluate.artifacts:
         return
     if not ctx.task_trained:
-        log.info("no baseline for the report: the model's task head is untrained before %s (fine-tune it first to compare)",
-                 ctx.stage_path)
+        log.info(
+            "no baseline for the report: the model's task head is untrained before %s (fine-tune it first to compare)",
+            ctx.stage_path,
+        )
         return
     ctx.baseline, ctx.baseline_tokenizer = copy.deepcopy(ctx.model).cpu().eval(), ctx.tokenizer
     ctx.baseline_source = f"the model before {ctx.stage_path}"
@@ -140,8 +142,10 @@ def restore_completed(ctx: RunContext, hashes: list[str]) -> int:
             shutil.rmtree(path)  # stale: from a recipe that has changed since
     _restore_baseline(ctx, first)
     if snapshot and not (ctx.run_dir / snapshot).is_dir():  # removed when the run completed (run_end.prune_checkpoints)
-        raise RunDirError(f"{ctx.run_dir}: {snapshot}, the model stage {first - 1} left, was removed when the run "
-                          "completed (output.keep_checkpoints: false); run it again with --force")
+        raise RunDirError(
+            f"{ctx.run_dir}: {snapshot}, the model stage {first - 1} left, was removed when the run "
+            "completed (output.keep_checkpoints: false); run it again with --force"
+        )
     if snapshot:
         m = ctx.recipe.model
         ctx.model = ctx.load_model(ctx.run_dir / snapshot)
@@ -167,9 +171,13 @@ def record_stage(ctx: RunContext, i: int, kind: str, cfg, digest: str, result: d
             save_model_state(ctx.model, tmp)  # what the weights do not hold (compressor/train/model_state.py)
             replace_dir(tmp, snap)
         model_rel = str(snap.relative_to(ctx.run_dir))
-    rec = {"hash": digest, "result": result, "model": model_rel,
-           "artifacts": {k: str(v.relative_to(ctx.run_dir)) for k, v in ctx.artifacts.items()},
-           "provenance": ctx.provenance}
+    rec = {
+        "hash": digest,
+        "result": result,
+        "model": model_rel,
+        "artifacts": {k: str(v.relative_to(ctx.run_dir)) for k, v in ctx.artifacts.items()},
+        "provenance": ctx.provenance,
+    }
     write_record(folder / "done.json", StageRecord, rec)
     train_state = folder / "train"
     if train_state.exists():  # only once the stage is recorded done: its optimizer state is no longer needed

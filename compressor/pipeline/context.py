@@ -49,8 +49,14 @@ class RunContext:
         from compressor.models import load_model
 
         m = self.recipe.model
-        return load_model(path, self.task, len(self.label_names) if self.label_names else None, self.label_names,
-                          m.trust_remote_code, m.revision)
+        return load_model(
+            path,
+            self.task,
+            len(self.label_names) if self.label_names else None,
+            self.label_names,
+            m.trust_remote_code,
+            m.revision,
+        )
 
     def encode(self, split: str, tokenizer=None):
         """The ``split`` of the classification data set tokenized by ``tokenizer`` (default: the run's)."""
@@ -80,8 +86,11 @@ class RunContext:
         if split is None:
             return None
         sc = self.recipe.data.split
-        how = (f"{sc.validation * 100:g} % of the training rows held out" + (", stratified" if sc.stratify else "")
-               if split == "validation" else "the user's evaluation split: its figure is the selection metric")
+        how = (
+            f"{sc.validation * 100:g} % of the training rows held out" + (", stratified" if sc.stratify else "")
+            if split == "validation"
+            else "the user's evaluation split: its figure is the selection metric"
+        )
         return {"split": split, "rows": len(self.encoded[split]), "how": how}
 
     def eval_split(self) -> str | None:

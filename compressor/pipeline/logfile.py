@@ -25,8 +25,9 @@ class LogToFile:
         fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
         self.file = QuietFileHandler(self.path, encoding="utf-8", delay=True) if self.path else logging.NullHandler()
         self.file.setFormatter(fmt)
-        self.console = RichHandler(console=stdout_console(), show_path=False, show_time=False, markup=False,
-                                   rich_tracebacks=False)
+        self.console = RichHandler(
+            console=stdout_console(), show_path=False, show_time=False, markup=False, rich_tracebacks=False
+        )
         self.console.setLevel(logging.WARNING if self.quiet else logging.INFO)
         # a line marked file_only (the failure the command line prints itself) is not said twice on the console
         self.console.addFilter(lambda record: not getattr(record, "file_only", False))

@@ -119,14 +119,22 @@ def _new_start(lock: LockSlot, procs: Processes, recipe_path, overrides, force, 
         refuse_existing(run_dir, force)  # an existing run is refused without touching it (nor its lock)
         lock.take(run_dir)
         prepare_run_dir(run_dir, force)
-        atomic_write_json(run_dir / RUN_INFO, {"recipe": str(recipe_path), "recipe_dir": str(recipe_dir),
-                                                "overrides": list(overrides or []), "inputs": inputs})
+        atomic_write_json(
+            run_dir / RUN_INFO,
+            {"recipe": str(recipe_path), "recipe_dir": str(recipe_dir), "overrides": list(overrides or []), "inputs": inputs},
+        )
     return _Start(recipe, raw, recipe_dir, run_dir, inputs)
 
 
-def run(recipe_path: str | Path | None = None, overrides: list[str] | None = None, force: bool = False,
-        output_dir: str | None = None, quiet: bool = False, resume: str | Path | None = None,
-        rerun_changed: bool = False) -> Path:
+def run(
+    recipe_path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    force: bool = False,
+    output_dir: str | None = None,
+    quiet: bool = False,
+    resume: str | Path | None = None,
+    rerun_changed: bool = False,
+) -> Path:
     """Run a recipe end to end and return the run directory; or, with ``resume=RUN_DIR``, continue one
     (``recipe_path`` then must be the run's recipe; ``rerun_changed``: inputs that changed are read again).
 
@@ -197,8 +205,7 @@ def _run_stages(ctx: RunContext, procs: Processes, hashes: list[str], resuming: 
         # a resumed stage counts the time its interrupted process(es) spent too
         seconds = time.perf_counter() - t0 + result.get("resumed_seconds", 0.0)
         own = result.pop("seconds", None)  # an export stage's exporter call alone: not the stage's time
-        result = {"stage": kind, "seconds": round(seconds, 2), **result,
-                  **({"exporter_seconds": own} if own is not None else {})}
+        result = {"stage": kind, "seconds": round(seconds, 2), **result, **({"exporter_seconds": own} if own is not None else {})}
         ctx.stage_results.append(result)
         ctx.task_trained = ctx.task_trained or contract.trains
         t_save = time.perf_counter()
@@ -207,8 +214,9 @@ def _run_stages(ctx: RunContext, procs: Processes, hashes: list[str], resuming: 
             model_rel = record_stage(ctx, i, kind, cfg, hashes[i], result, model_rel)
         procs.wait()
         # the figure the report shows, then the checkpoint write that follows it (not part of the stage)
-        log.info("stage %d: %s done in %.1fs (checkpoint saved in %.1fs)", i, kind, result["seconds"],
-                 time.perf_counter() - t_save)
+        log.info(
+            "stage %d: %s done in %.1fs (checkpoint saved in %.1fs)", i, kind, result["seconds"], time.perf_counter() - t_save
+        )
 
 
 def _measure(ctx: RunContext, started: float) -> None:

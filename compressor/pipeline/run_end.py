@@ -56,5 +56,8 @@ def tidy_checkpoints(run_dir: Path) -> None:
         log.warning("could not remove the stage snapshots under %s: %s", run_dir / "checkpoints", e)
         return
     if freed:
-        log.info("removed %.1f MiB of stage snapshots from checkpoints/ (model/ holds the final model; "
-                 "output.keep_checkpoints: true keeps them)", freed / 2**20)
+        log.info(
+            "removed %.1f MiB of stage snapshots from checkpoints/ (model/ holds the final model; "
+            "output.keep_checkpoints: true keeps them)",
+            freed / 2**20,
+        )

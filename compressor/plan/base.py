@@ -45,16 +45,26 @@ class PlanContext:
         causal = recipe.model.task == "causal-lm"
         cfg = read_model_config(recipe.model.path, recipe_dir)
         gpu = machine.get("gpu")
-        return cls(Shape.from_config(cfg, causal) if cfg else None, cfg, causal, recipe_dir, machine.get("cores"),
-                   list(machine.get("cpu_flags", [])), gpu, machine.get("arch", ""),
-                   "cuda" if (recipe.device == "cuda" or (recipe.device == "auto" and gpu)) else "cpu")
+        return cls(
+            Shape.from_config(cfg, causal) if cfg else None,
+            cfg,
+            causal,
+            recipe_dir,
+            machine.get("cores"),
+            list(machine.get("cpu_flags", [])),
+            gpu,
+            machine.get("arch", ""),
+            "cuda" if (recipe.device == "cuda" or (recipe.device == "auto" and gpu)) else "cpu",
+        )
 
 
 # advice(stage config, PlanContext) -> Advice (its ``stage`` left empty: make_plan names the row)
 ADVICE: Registry = Registry("plan advice")
 
-UNSTRUCTURED = ("unstructured sparsity: the zeros stay in dense matrices; ONNX Runtime CPU and PyTorch have no sparse "
-                "kernels, so no speed-up; the gzip size shrinks")
+UNSTRUCTURED = (
+    "unstructured sparsity: the zeros stay in dense matrices; ONNX Runtime CPU and PyTorch have no sparse "
+    "kernels, so no speed-up; the gzip size shrinks"
+)
 
 
 def training_extras(cfg) -> str:

@@ -37,18 +37,36 @@ def bench_rows(b, machine: dict[str, Any]) -> list[Advice]:
     for dev in b.devices:
         if dev == "cpu":
             threads = b.threads or machine.get("cores")
-            rows.append(Advice("bench cpu", "measured", f"batch {b.batch_sizes} × seq {b.seq_lengths}, {b.iterations} "
-                               f"iterations, {threads} threads on {machine.get('cpu') or 'this CPU'}"))
+            rows.append(
+                Advice(
+                    "bench cpu",
+                    "measured",
+                    f"batch {b.batch_sizes} × seq {b.seq_lengths}, {b.iterations} "
+                    f"iterations, {threads} threads on {machine.get('cpu') or 'this CPU'}",
+                )
+            )
         elif not gpu:
             rows.append(Advice(f"bench {dev}", "skipped", "no CUDA GPU visible: the report will have CPU rows only"))
         elif dev == "tensorrt":
             trt = "TensorrtExecutionProvider" in machine.get("ort_providers", [])
-            rows.append(Advice("bench tensorrt", "measured" if trt else "skipped",
-                               f"on {gpu}: the fp32 ONNX graphs on ORT's TensorRT EP" if trt else
-                               "onnxruntime has no TensorRT EP here (install onnxruntime-gpu with TensorRT)"))
+            rows.append(
+                Advice(
+                    "bench tensorrt",
+                    "measured" if trt else "skipped",
+                    f"on {gpu}: the fp32 ONNX graphs on ORT's TensorRT EP"
+                    if trt
+                    else "onnxruntime has no TensorRT EP here (install onnxruntime-gpu with TensorRT)",
+                )
+            )
         else:
             ep = "CUDAExecutionProvider" in machine.get("ort_providers", [])
-            rows.append(Advice("bench cuda", "measured", f"on {gpu}: PyTorch" + (", ONNX fp32 (CUDA EP)" if ep else
-                               "; ONNX skipped (onnxruntime has no CUDA EP: install compressor[gpu])")
-                               + "; INT8 stays on CPU"))
+            rows.append(
+                Advice(
+                    "bench cuda",
+                    "measured",
+                    f"on {gpu}: PyTorch"
+                    + (", ONNX fp32 (CUDA EP)" if ep else "; ONNX skipped (onnxruntime has no CUDA EP: install compressor[gpu])")
+                    + "; INT8 stays on CPU",
+                )
+            )
     return rows

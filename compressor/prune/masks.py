@@ -29,8 +29,9 @@ def linear_modules(model) -> dict[str, torch.nn.Module]:
     return {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear | Conv1D)}
 
 
-def select_modules(model, include: list[str], exclude: list[str], user_exclude: list[str] | None = None,
-                   where: str = "prune") -> dict[str, torch.nn.Module]:
+def select_modules(
+    model, include: list[str], exclude: list[str], user_exclude: list[str] | None = None, where: str = "prune"
+) -> dict[str, torch.nn.Module]:
     """Linear modules whose name matches an ``include`` regex and no ``exclude`` regex.
 
     Raises ``ValueError(field, message)``-style errors (as ``PatternError``) naming the pattern that
@@ -41,14 +42,17 @@ def select_modules(model, include: list[str], exclude: list[str], user_exclude: 
     names = list(modules)
     for i, p in enumerate(include):
         if not any(re.search(p, n) for n in names):
-            raise PatternError(f"{where}.include.{i}", f"pattern {p!r} matches no Linear module "
-                                                        f"(names look like {_examples(names)})")
+            raise PatternError(
+                f"{where}.include.{i}", f"pattern {p!r} matches no Linear module (names look like {_examples(names)})"
+            )
     for i, p in enumerate(exclude):
         if p in (user_exclude or []) and not any(re.search(p, n) for n in modules):
-            raise PatternError(f"{where}.exclude.{i}", f"pattern {p!r} matches no Linear module "
-                                                        f"(names look like {_examples(names)})")
-    chosen = {n: m for n, m in modules.items()
-              if any(re.search(p, n) for p in include) and not any(re.search(p, n) for p in exclude)}
+            raise PatternError(
+                f"{where}.exclude.{i}", f"pattern {p!r} matches no Linear module (names look like {_examples(names)})"
+            )
+    chosen = {
+        n: m for n, m in modules.items() if any(re.search(p, n) for p in include) and not any(re.search(p, n) for p in exclude)
+    }
     if not chosen:
         raise PatternError(where, f"include {include} and exclude {exclude} leave no Linear module to prune")
     return chosen
@@ -82,8 +86,10 @@ class ImportanceObserver:
             return
         for name, w in self.weights.items():
             if w.grad is None:
-                raise CompressorError(f"{self.kind} importance needs gradients, but none reached {name} "
-                                      "(frozen weights, or a loss that does not depend on them?)")
+                raise CompressorError(
+                    f"{self.kind} importance needs gradients, but none reached {name} "
+                    "(frozen weights, or a loss that does not depend on them?)"
+                )
             with torch.no_grad():
                 s = self.criterion.gradient_score(w, w.grad)
                 if name in self.acc:
@@ -126,7 +132,7 @@ def masks_for(scores: dict[str, torch.Tensor], sparsity: float, scope: str) -> d
     keep = keep_top(flat, sparsity)
     out, i = {}, 0
     for n, s in scores.items():
-        out[n] = keep[i:i + s.numel()].reshape(s.shape)
+        out[n] = keep[i : i + s.numel()].reshape(s.shape)
         i += s.numel()
     return out
 

@@ -29,8 +29,9 @@ def check_pattern(pattern: Pattern, modules: dict[str, torch.nn.Module], field: 
         pattern.check(name, out_in(m).shape[1], field)
 
 
-def prune_modules(model, modules: dict[str, torch.nn.Module], cfg, batches=None, field: str = "prune",
-                  observe_gradients=None) -> dict:
+def prune_modules(
+    model, modules: dict[str, torch.nn.Module], cfg, batches=None, field: str = "prune", observe_gradients=None
+) -> dict:
     """Prune ``modules`` (name -> Linear) of ``model`` in place as ``cfg`` (an UnstructuredPrune) says.
 
     ``batches``: calibration batches (criteria needing input statistics); ``observe_gradients(on_backward)``:
@@ -62,10 +63,18 @@ def prune_modules(model, modules: dict[str, torch.nn.Module], cfg, batches=None,
             masks = masks_for(scores, cfg.sparsity, "global")
         apply_masks(weights, masks)
     table = sparsity_table({n: m.weight.detach() for n, m in modules.items()})
-    return {"type": "unstructured", "mode": "one-shot", "criterion": criterion.name, "pattern": str(pattern),
-            "scope": "row" if criterion.rows else cfg.scope, "target": cfg.sparsity,
-            "seconds": round(time.perf_counter() - t0, 2),
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), **info, **table}
+    return {
+        "type": "unstructured",
+        "mode": "one-shot",
+        "criterion": criterion.name,
+        "pattern": str(pattern),
+        "scope": "row" if criterion.rows else cfg.scope,
+        "target": cfg.sparsity,
+        "seconds": round(time.perf_counter() - t0, 2),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        **info,
+        **table,
+    }
 
 
 def calibration_batches(ctx, crit_cfg, field: str) -> list[dict]:
@@ -86,19 +95,34 @@ def run_oneshot(ctx, cfg, modules: dict[str, torch.nn.Module]) -> dict:
     batches = None
     if criterion.needs & {INPUT_NORMS, HESSIAN}:
         if ctx.task != "causal-lm":
-            raise ctx.recipe.error(f"{field}.criterion.type", f"criterion {criterion.name} calibrates decoder layers "
-                                   f"one by one: it needs model.task causal-lm, not {ctx.task}")
+            raise ctx.recipe.error(
+                f"{field}.criterion.type",
+                f"criterion {criterion.name} calibrates decoder layers one by one: it needs model.task causal-lm, not {ctx.task}",
+            )
         batches = calibration_batches(ctx, cfg.criterion, f"{field}.criterion")
     device = ctx.device
     ctx.model.to(device)
     try:
-        info = prune_modules(ctx.model, modules, cfg, batches, field,
-                             lambda on_backward: observe_gradients(ctx, ctx.model, cfg.criterion.batches, on_backward))
+        info = prune_modules(
+            ctx.model,
+            modules,
+            cfg,
+            batches,
+            field,
+            lambda on_backward: observe_gradients(ctx, ctx.model, cfg.criterion.batches, on_backward),
+        )
     except PatternError as e:
         raise ctx.recipe.error(e.field, e.message) from None
     finally:
         ctx.model.to("cpu")
-    log.info("one-shot pruning (%s, %s%s): %.2f %% of %d weights in %d matrices are zero (%.1f s)", info["criterion"],
-             info["pattern"], f", {info['scope']} scope" if info["pattern"] == "unstructured" else "",
-             100 * info["sparsity"], info["params"], len(modules), info["seconds"])
+    log.info(
+        "one-shot pruning (%s, %s%s): %.2f %% of %d weights in %d matrices are zero (%.1f s)",
+        info["criterion"],
+        info["pattern"],
+        f", {info['scope']} scope" if info["pattern"] == "unstructured" else "",
+        100 * info["sparsity"],
+        info["params"],
+        len(modules),
+        info["seconds"],
+    )
     return info

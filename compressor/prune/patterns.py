@@ -58,8 +58,11 @@ class Pattern:
 
     def check(self, name: str, in_features: int, field: str) -> None:
         if self.m and in_features % self.m:
-            raise PatternError(field, f"{self} needs every pruned layer's input width to be a multiple of {self.m}, "
-                                      f"but {name} has {in_features} inputs")
+            raise PatternError(
+                field,
+                f"{self} needs every pruned layer's input width to be a multiple of {self.m}, "
+                f"but {name} has {in_features} inputs",
+            )
 
     def keep(self, score: torch.Tensor, sparsity: float, rows: bool = False) -> torch.Tensor:
         """Boolean keep-mask of the (out × in) ``score``: N:M groups, or the top scores per layer / per row."""

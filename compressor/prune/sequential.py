@@ -59,8 +59,7 @@ def capture_inputs(model, layer, batches) -> list[tuple[torch.Tensor, tuple, dic
     try:
         for batch in batches:
             try:
-                model(**{k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")},
-                      use_cache=False)
+                model(**{k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}, use_cache=False)
             except _Captured:
                 pass
     finally:
@@ -97,6 +96,7 @@ class StatsObserver:
                     self.stats[name] = LayerStats()
             if self.leader[name] == name:
                 self.stats[name].add(x, self.needs)
+
         return fn
 
     def end_batch(self) -> None:
@@ -115,16 +115,19 @@ def _bytes(items) -> int:
 
 
 @torch.no_grad()
-def prune_sequential(model, batches, criterion, pattern, sparsity: float, targets: dict[str, torch.nn.Module],
-                     field: str) -> dict:
+def prune_sequential(
+    model, batches, criterion, pattern, sparsity: float, targets: dict[str, torch.nn.Module], field: str
+) -> dict:
     """Prune ``targets`` (name -> Linear, all inside the decoder layers) layer by layer; returns a summary."""
     if GRADIENTS in criterion.needs:
         raise CompressorError(f"{criterion.name} needs gradients: it prunes inside training, not layer by layer")
     prefix, layers = decoder_layers(model)
     outside = [n for n in targets if not n.startswith(prefix + ".")]
     if outside:
-        raise CompressorError(f"{field}: {criterion.name} prunes the decoder layers' Linear modules only; "
-                              f"{outside[0]} is outside {prefix} (exclude it)")
+        raise CompressorError(
+            f"{field}: {criterion.name} prunes the decoder layers' Linear modules only; "
+            f"{outside[0]} is outside {prefix} (exclude it)"
+        )
     was_training = model.training
     model.eval()
     t0 = time.perf_counter()
@@ -150,7 +153,18 @@ def prune_sequential(model, batches, criterion, pattern, sparsity: float, target
         peak_bytes = max(peak_bytes, _bytes(items))
     model.train(was_training)
     seconds = time.perf_counter() - t0
-    log.info("sequential calibration: %d layers, %d batches, %d tokens, %.1f s, %.1f MiB of layer activations held",
-             len(layers), len(items), tokens, seconds, peak_bytes / 2**20)
-    return {"layers": len(layers), "batches": len(items), "tokens": tokens, "seconds": round(seconds, 2),
-            "activation_bytes": peak_bytes}
+    log.info(
+        "sequential calibration: %d layers, %d batches, %d tokens, %.1f s, %.1f MiB of layer activations held",
+        len(layers),
+        len(items),
+        tokens,
+        seconds,
+        peak_bytes / 2**20,
+    )
+    return {
+        "layers": len(layers),
+        "batches": len(items),
+        "tokens": tokens,
+        "seconds": round(seconds, 2),
+        "activation_bytes": peak_bytes,
+    }

@@ -66,14 +66,23 @@ class GradualPruning:
         self.end = schedules.resolve_end(self.cfg.schedule, state.total_steps)
         if self.end > state.total_steps or self.cfg.schedule.start > state.total_steps:
             field = "end" if self.cfg.schedule.end is not None else "start"
-            raise self.recipe.error(f"{self.where}.schedule.{field}",
-                                    f"step {getattr(self.cfg.schedule, field)} is beyond the stage's {state.total_steps} "
-                                    "training steps")
+            raise self.recipe.error(
+                f"{self.where}.schedule.{field}",
+                f"step {getattr(self.cfg.schedule, field)} is beyond the stage's {state.total_steps} training steps",
+            )
         if state.step == 0:
             self._maybe_update(0)
-        log.info("gradual pruning: %s to %.0f %% sparsity (%s, %s scope) over steps %d..%d of %d, %d weight matrices",
-                 self.cfg.schedule.type, 100 * self.cfg.sparsity, self.cfg.criterion.type, self.cfg.scope,
-                 self.cfg.schedule.start, self.end, state.total_steps, len(self.weights))
+        log.info(
+            "gradual pruning: %s to %.0f %% sparsity (%s, %s scope) over steps %d..%d of %d, %d weight matrices",
+            self.cfg.schedule.type,
+            100 * self.cfg.sparsity,
+            self.cfg.criterion.type,
+            self.cfg.scope,
+            self.cfg.schedule.start,
+            self.end,
+            state.total_steps,
+            len(self.weights),
+        )
 
     def on_gradients(self, state) -> None:
         if self.observer.needs_gradients and (state.step < self.end or not self.ready(state)):
@@ -91,14 +100,21 @@ class GradualPruning:
 
     def on_train_end(self, state) -> None:
         if not self.ready(state):
-            raise self.recipe.error(f"{self.where}.schedule", f"training ended at step {state.step} before the schedule "
-                                    f"reached {self.cfg.sparsity:.0%} sparsity (now {self.current:.0%}); "
-                                    "end the schedule earlier or train longer")
+            raise self.recipe.error(
+                f"{self.where}.schedule",
+                f"training ended at step {state.step} before the schedule "
+                f"reached {self.cfg.sparsity:.0%} sparsity (now {self.current:.0%}); "
+                "end the schedule earlier or train longer",
+            )
         apply_masks(self.weights, self.masks)  # the kept (best) weights carry the masks already; make sure
 
     def state_dict(self) -> dict:
-        return {"masks": {k: v.cpu() for k, v in self.masks.items()}, "current": self.current,
-                "observer": self.observer.state_dict(), "curve": [list(c) for c in self.curve]}
+        return {
+            "masks": {k: v.cpu() for k, v in self.masks.items()},
+            "current": self.current,
+            "observer": self.observer.state_dict(),
+            "curve": [list(c) for c in self.curve],
+        }
 
     def load_state_dict(self, state: dict) -> None:
         device = next(iter(self.weights.values())).device
@@ -136,9 +152,16 @@ class GradualPruning:
 
     def summary(self) -> dict:
         table = sparsity_table({n: w.detach() for n, w in self.weights.items()})
-        return {"type": "unstructured", "mode": "gradual", "criterion": self.cfg.criterion.type, "scope": self.cfg.scope,
-                "schedule": {**self.cfg.schedule.model_dump(), "end": self.end}, "target": self.cfg.sparsity,
-                "curve": [{"step": s, "sparsity": v} for s, v in self.curve], **table}
+        return {
+            "type": "unstructured",
+            "mode": "gradual",
+            "criterion": self.cfg.criterion.type,
+            "scope": self.cfg.scope,
+            "schedule": {**self.cfg.schedule.model_dump(), "end": self.end},
+            "target": self.cfg.sparsity,
+            "curve": [{"step": s, "sparsity": v} for s, v in self.curve],
+            **table,
+        }
 
 
 # ---------------------------------------------------------------- one-shot stages
@@ -155,8 +178,12 @@ def _warn_emptied(masks: dict[str, torch.Tensor], warned: set[str]) -> None:
         kept = m.float().mean().item() if m.numel() else 1.0
         if name not in warned and kept < 0.01:
             warned.add(name)
-            log.warning("pruning removes %.1f %% of %s: it now passes on (almost) only its bias; exclude it "
-                        "(prune `exclude:`) or use `scope: layer` if accuracy collapses", 100 * (1 - kept), name)
+            log.warning(
+                "pruning removes %.1f %% of %s: it now passes on (almost) only its bias; exclude it "
+                "(prune `exclude:`) or use `scope: layer` if accuracy collapses",
+                100 * (1 - kept),
+                name,
+            )
 
 
 @TRAINING_CALLBACKS.register(UnstructuredPrune)

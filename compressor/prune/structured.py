@@ -81,11 +81,13 @@ class MaskGradients:
             x = args[0]
             m = self.head_masks[i].repeat_interleave(head_dim).to(x.dtype)
             return (x * m, *args[1:])
+
         return hook
 
     def _ffn_hook(self, i: int):
         def hook(module, args):
             return (args[0] * self.ffn_masks[i].to(args[0].dtype), *args[1:])
+
         return hook
 
     def observe(self) -> None:
@@ -110,7 +112,7 @@ def _within_groups(scores: torch.Tensor, remove: int, n_kv: int) -> tuple[list[i
         return keep, keep
     per_group, keep = h // n_kv, []
     for g in range(n_kv):
-        group = scores[g * per_group:(g + 1) * per_group]
+        group = scores[g * per_group : (g + 1) * per_group]
         keep += [g * per_group + int(i) for i in torch.topk(group, per_group - remove // n_kv).indices]
     return sorted(keep), list(range(n_kv))
 
@@ -190,15 +192,31 @@ def prune_structured(ctx, cfg: StructuredPrune) -> dict:
     kv_after = len(choice[0][1]) if kv != h else h - counts.remove
     fam.rewrite_config(config, h - counts.remove, kv_after, d, counts.ffn_keep)
     after = count_parameters(model)
-    log.info("structured pruning (%s%s): heads %d -> %d per layer%s, FFN %d -> %d per layer; parameters %.2f M -> %.2f M",
-             cfg.criterion.type, f", {batches} batches" if batches else "", h, h - counts.remove,
-             f" (key/value heads {kv} -> {kv_after})" if kv != h else "", n_ffn, counts.ffn_keep, before / 1e6, after / 1e6)
+    log.info(
+        "structured pruning (%s%s): heads %d -> %d per layer%s, FFN %d -> %d per layer; parameters %.2f M -> %.2f M",
+        cfg.criterion.type,
+        f", {batches} batches" if batches else "",
+        h,
+        h - counts.remove,
+        f" (key/value heads {kv} -> {kv_after})" if kv != h else "",
+        n_ffn,
+        counts.ffn_keep,
+        before / 1e6,
+        after / 1e6,
+    )
     kept = [q for q, _ in choice]
     if fam.shared_block:  # one shared block: the same heads in every layer
         kept = kept[:1] * fam.layers(config)
-    result = {"type": "structured", "family": fam.name, "criterion": cfg.criterion.type, "batches_observed": batches,
-              "heads": {"before": h, "after": h - counts.remove, "kept": kept},
-              "ffn": {"before": n_ffn, "after": counts.ffn_keep}, "params_before": before, "params_after": after}
+    result = {
+        "type": "structured",
+        "family": fam.name,
+        "criterion": cfg.criterion.type,
+        "batches_observed": batches,
+        "heads": {"before": h, "after": h - counts.remove, "kept": kept},
+        "ffn": {"before": n_ffn, "after": counts.ffn_keep},
+        "params_before": before,
+        "params_after": after,
+    }
     if kv != h:
         result["kv_heads"] = {"before": kv, "after": kv_after, "kept": [g for _, g in choice]}
     return result

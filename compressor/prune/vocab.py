@@ -38,8 +38,7 @@ from compressor.recipe.schema import VocabularyPrune
 
 log = logging.getLogger("compressor")
 
-CONFIG_TOKEN_IDS = ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id",
-                    "decoder_start_token_id")
+CONFIG_TOKEN_IDS = ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id", "decoder_start_token_id")
 ATOL = 1e-5
 
 
@@ -59,22 +58,32 @@ def _config_ids(config) -> list[int]:
     return out
 
 
-def select_tokens(vocab: dict[str, int], special: Iterable[int], counts: Counter, rows: int, min_count: int,
-                  keep_single_chars: bool, prefix: str = "##") -> tuple[list[int], dict[str, int]]:
+def select_tokens(
+    vocab: dict[str, int],
+    special: Iterable[int],
+    counts: Counter,
+    rows: int,
+    min_count: int,
+    keep_single_chars: bool,
+    prefix: str = "##",
+) -> tuple[list[int], dict[str, int]]:
     """Sorted old ids to keep, and how many were kept for each reason (special / frequent / single chars)."""
     special_ids = {i for i in special if 0 <= i < rows}
     frequent = {i for i, c in counts.items() if c >= min_count and 0 <= i < rows} - special_ids
     chars: set[int] = set()
     if keep_single_chars:
-        chars = {i for t, i in vocab.items() if 0 <= i < rows and (len(t) == 1 or (t.startswith(prefix) and len(t) == len(prefix) + 1))}
+        chars = {
+            i for t, i in vocab.items() if 0 <= i < rows and (len(t) == 1 or (t.startswith(prefix) and len(t) == len(prefix) + 1))
+        }
         chars -= special_ids | frequent
     keep = sorted(special_ids | frequent | chars)
     return keep, {"special": len(special_ids), "frequent": len(frequent), "single_chars": len(chars)}
 
 
 def embedding_parameters(model) -> int:
-    params = {id(p): p for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None
-              for p in m.parameters()}
+    params = {
+        id(p): p for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None for p in m.parameters()
+    }
     return sum(p.numel() for p in params.values())
 
 
@@ -88,8 +97,9 @@ def slice_vocab_rows(model, keep: Sequence[int]) -> None:
     rows = emb.weight.shape[0]
     out = model.get_output_embeddings()
     if out is not None and out.weight.shape[0] != rows:
-        raise ModelError(f"the output embeddings have {out.weight.shape[0]} rows but the input embeddings {rows}; "
-                         "cannot trim the vocabulary")
+        raise ModelError(
+            f"the output embeddings have {out.weight.shape[0]} rows but the input embeddings {rows}; cannot trim the vocabulary"
+        )
     replaced: dict[int, tuple[torch.nn.Parameter, torch.nn.Parameter]] = {}
 
     def slice_(p: torch.nn.Parameter) -> None:
@@ -148,8 +158,16 @@ def _check_text(vocab: dict[str, int], keep: Sequence[int], special: set[int], n
     return " ".join([t for t, i in sorted(vocab.items(), key=lambda kv: kv[1]) if i in kept and not t.startswith("##")][:n])
 
 
-def trim_vocabulary(model, tokenizer, counts: Counter, min_count: int = 1, keep_single_chars: bool = True,
-                    texts: Sequence | None = None, max_length: int = 128, check_batch: int = 16):
+def trim_vocabulary(
+    model,
+    tokenizer,
+    counts: Counter,
+    min_count: int = 1,
+    keep_single_chars: bool = True,
+    texts: Sequence | None = None,
+    max_length: int = 128,
+    check_batch: int = 16,
+):
     """Trim ``model`` (in place) and ``tokenizer`` to the kept tokens; returns (model, tokenizer, info).
 
     ``texts`` (e.g. a sample of the training texts) are used to verify that texts made of kept tokens
@@ -161,21 +179,35 @@ def trim_vocabulary(model, tokenizer, counts: Counter, min_count: int = 1, keep_
     rows = model.get_input_embeddings().weight.shape[0]
     if max(vocab.values()) >= rows:
         raise ModelError(f"the tokenizer has ids up to {max(vocab.values())} but the embedding table only {rows} rows")
-    keep, reasons = select_tokens(vocab, list(tokenizer.all_special_ids) + _config_ids(model.config), counts, rows,
-                                  min_count, keep_single_chars, tj["model"].get("continuing_subword_prefix") or "##")
+    keep, reasons = select_tokens(
+        vocab,
+        list(tokenizer.all_special_ids) + _config_ids(model.config),
+        counts,
+        rows,
+        min_count,
+        keep_single_chars,
+        tj["model"].get("continuing_subword_prefix") or "##",
+    )
     kept = set(keep)
     total = sum(counts.values())
     covered = sum(c for i, c in counts.items() if i in kept)
-    info: dict[str, Any] = {"vocab_before": rows, "vocab_after": len(keep), "params_before": count_parameters(model),
-                            "embedding_params_before": embedding_parameters(model), "kept": reasons,
-                            "occurrences": total, "coverage": covered / total if total else 1.0}
+    info: dict[str, Any] = {
+        "vocab_before": rows,
+        "vocab_after": len(keep),
+        "params_before": count_parameters(model),
+        "embedding_params_before": embedding_parameters(model),
+        "kept": reasons,
+        "occurrences": total,
+        "coverage": covered / total if total else 1.0,
+    }
     new_tok, checked = _slice_and_verify(model, tokenizer, vocab, keep, texts, max_length, check_batch)
     info.update(params_after=count_parameters(model), embedding_params_after=embedding_parameters(model), **checked)
     return model, new_tok, info
 
 
-def _slice_and_verify(model, tokenizer, vocab: dict[str, int], keep: Sequence[int], texts: Sequence | None,
-                      max_length: int, check_batch: int):
+def _slice_and_verify(
+    model, tokenizer, vocab: dict[str, int], keep: Sequence[int], texts: Sequence | None, max_length: int, check_batch: int
+):
     """Slice the model's rows and remap the tokenizer to ``keep``; check that texts made only of kept tokens get the
     remapped ids and the same logits. Returns (the new tokenizer, what was verified)."""
     rows = model.get_input_embeddings().weight.shape[0]
@@ -198,8 +230,10 @@ def _slice_and_verify(model, tokenizer, vocab: dict[str, int], keep: Sequence[in
         for j in eligible:
             want = [new_id[i] for i in old_enc["input_ids"][j]]
             if new_enc["input_ids"][j] != want:
-                raise RuntimeError(f"vocabulary trimming: the trimmed tokenizer disagrees on {sample[j]!r}: "
-                                   f"{new_enc['input_ids'][j][:20]} vs remapped {want[:20]}")
+                raise RuntimeError(
+                    f"vocabulary trimming: the trimmed tokenizer disagrees on {sample[j]!r}: "
+                    f"{new_enc['input_ids'][j][:20]} vs remapped {want[:20]}"
+                )
         got = _logits(model, _encode(new_tok, batch, max_length, padding=True, return_tensors="pt"), use_types)
     finally:
         model.train(was_training)
@@ -207,8 +241,9 @@ def _slice_and_verify(model, tokenizer, vocab: dict[str, int], keep: Sequence[in
         ref = ref[..., torch.as_tensor(keep)]
     if ref.shape != got.shape or not torch.allclose(ref, got, atol=ATOL, rtol=ATOL):
         diff = (ref - got).abs().max().item() if ref.shape == got.shape else float("nan")
-        raise RuntimeError(f"vocabulary trimming: logits changed (max |diff| {diff:.3g}, shapes {tuple(ref.shape)} "
-                           f"vs {tuple(got.shape)})")
+        raise RuntimeError(
+            f"vocabulary trimming: logits changed (max |diff| {diff:.3g}, shapes {tuple(ref.shape)} vs {tuple(got.shape)})"
+        )
     if model.config.vocab_size != model.get_input_embeddings().weight.shape[0]:
         raise RuntimeError("vocabulary trimming: config.vocab_size disagrees with the embedding table")
     return new_tok, {"verified_texts": len(eligible), "verified_logits": len(batch)}
@@ -238,23 +273,53 @@ def run_vocabulary(ctx: RunContext, cfg: VocabularyPrune) -> dict:
     eval_fn = dev_eval_fn(ctx, 64)
     dev_before = eval_fn(ctx.model) if eval_fn else None
     max_length = ctx.recipe.data.max_length
-    ctx.model, ctx.tokenizer, info = trim_vocabulary(ctx.model, ctx.tokenizer, counts, cfg.min_count, cfg.keep_single_chars,
-                                                     texts=_sample(ctx.dataset.splits["train"].texts, 256),
-                                                     max_length=max_length)
+    ctx.model, ctx.tokenizer, info = trim_vocabulary(
+        ctx.model,
+        ctx.tokenizer,
+        counts,
+        cfg.min_count,
+        cfg.keep_single_chars,
+        texts=_sample(ctx.dataset.splits["train"].texts, 256),
+        max_length=max_length,
+    )
     ctx.retokenize(ctx.tokenizer)
     eval_fn = dev_eval_fn(ctx, 64)
     dev_after = eval_fn(ctx.model) if eval_fn else None
     metric = ctx.primary_metric[0]
     dev = "" if dev_before is None else f"; dev {metric} {dev_before[metric]:.4f} -> {dev_after[metric]:.4f}"
-    log.info("vocabulary: %d -> %d tokens (%d special, %d frequent, %d single chars, %.2f%% of training tokens covered); "
-             "parameters %.2fM -> %.2fM%s", info["vocab_before"], info["vocab_after"], info["kept"]["special"],
-             info["kept"]["frequent"], info["kept"]["single_chars"], 100 * info["coverage"], info["params_before"] / 1e6,
-             info["params_after"] / 1e6, dev)
-    return {"type": "vocabulary", **{k: info[k] for k in ("vocab_before", "vocab_after", "params_before", "params_after",
-                                                          "embedding_params_before", "embedding_params_after", "kept",
-                                                          "coverage")},
-            "extra_texts": list(cfg.extra_texts), "tokens_only_in_extra_texts": added,
-            "dev_before": dev_before, "dev_after": dev_after}
+    log.info(
+        "vocabulary: %d -> %d tokens (%d special, %d frequent, %d single chars, %.2f%% of training tokens covered); "
+        "parameters %.2fM -> %.2fM%s",
+        info["vocab_before"],
+        info["vocab_after"],
+        info["kept"]["special"],
+        info["kept"]["frequent"],
+        info["kept"]["single_chars"],
+        100 * info["coverage"],
+        info["params_before"] / 1e6,
+        info["params_after"] / 1e6,
+        dev,
+    )
+    return {
+        "type": "vocabulary",
+        **{
+            k: info[k]
+            for k in (
+                "vocab_before",
+                "vocab_after",
+                "params_before",
+                "params_after",
+                "embedding_params_before",
+                "embedding_params_after",
+                "kept",
+                "coverage",
+            )
+        },
+        "extra_texts": list(cfg.extra_texts),
+        "tokens_only_in_extra_texts": added,
+        "dev_before": dev_before,
+        "dev_after": dev_after,
+    }
 
 
 def extra_counts(ctx: RunContext, cfg: VocabularyPrune) -> Counter:
@@ -275,7 +340,8 @@ def extra_counts(ctx: RunContext, cfg: VocabularyPrune) -> Counter:
             raise ctx.recipe.error(field, f"{path}: no text in it")
         before = len(counts)
         for i in range(0, len(lines), 1024):
-            counts.update(count_tokens(ctx.tokenizer(lines[i:i + 1024], add_special_tokens=False, verbose=False)["input_ids"]))
-        log.info("vocabulary: %s: %d lines, %d tokens not seen in the files before it", path.name, len(lines),
-                 len(counts) - before)
+            counts.update(count_tokens(ctx.tokenizer(lines[i : i + 1024], add_special_tokens=False, verbose=False)["input_ids"]))
+        log.info(
+            "vocabulary: %s: %d lines, %d tokens not seen in the files before it", path.name, len(lines), len(counts) - before
+        )
     return counts

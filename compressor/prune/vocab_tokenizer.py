@@ -18,8 +18,9 @@ def tokenizer_json(tokenizer) -> dict:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     kind = json.loads(backend.to_str())["model"]["type"] if backend is not None else "no fast (tokenizers) backend"
     if kind != "WordPiece":
-        raise ModelError(f"vocabulary trimming supports WordPiece (BERT-family) tokenizers; this one "
-                         f"({type(tokenizer).__name__}) is {kind}")
+        raise ModelError(
+            f"vocabulary trimming supports WordPiece (BERT-family) tokenizers; this one ({type(tokenizer).__name__}) is {kind}"
+        )
     return json.loads(backend.to_str())
 
 
@@ -58,8 +59,9 @@ def remap_tokenizer(tokenizer, keep: Sequence[int]):
         if cfg_path.is_file():
             tc = json.loads(cfg_path.read_text(encoding="utf-8"))
             if isinstance(tc.get("added_tokens_decoder"), dict):
-                tc["added_tokens_decoder"] = {str(new_id[int(k)]): v for k, v in tc["added_tokens_decoder"].items()
-                                              if int(k) in new_id}
+                tc["added_tokens_decoder"] = {
+                    str(new_id[int(k)]): v for k, v in tc["added_tokens_decoder"].items() if int(k) in new_id
+                }
                 cfg_path.write_text(json.dumps(tc, ensure_ascii=False, indent=2), encoding="utf-8")
         vocab_txt = tmp_dir / "vocab.txt"
         if vocab_txt.is_file():

@@ -47,7 +47,7 @@ def fake_quant(w, block_size: int, symmetric: bool, bits: int = 4):
 
     out, k = w.shape
     g = w.reshape(out, k // block_size, block_size)
-    levels = 2 ** bits
+    levels = 2**bits
     if symmetric:
         idx = g.abs().argmax(-1, keepdim=True)
         signed_max = torch.gather(g, -1, idx)
@@ -138,8 +138,16 @@ def standalone_pairs(model, pairs: list[Pair]) -> list[Pair]:
     return out
 
 
-def awq_transform(model, blocks: np.ndarray, block_size: int, symmetric: bool, grid: int = 20, clip: bool = True,
-                  keep_rows: int = 512, clip_rows: int = 256) -> dict:
+def awq_transform(
+    model,
+    blocks: np.ndarray,
+    block_size: int,
+    symmetric: bool,
+    grid: int = 20,
+    clip: bool = True,
+    keep_rows: int = 512,
+    clip_rows: int = 256,
+) -> dict:
     """Scale search (on ``keep_rows`` sampled input rows per layer group) and clip search (on ``clip_rows`` of them)
     on ``model`` in place (pass a copy). Returns what was done."""
     pairs = find_pairs(model)
@@ -148,8 +156,9 @@ def awq_transform(model, blocks: np.ndarray, block_size: int, symmetric: bool, g
         if in_features(p.consumers[0]) % block_size:
             from compressor.core.errors import CompressorError
 
-            raise CompressorError(f"block_size {block_size} does not divide the input width "
-                                  f"{in_features(p.consumers[0])} of {p.consumer_names[0]}")
+            raise CompressorError(
+                f"block_size {block_size} does not divide the input width {in_features(p.consumers[0])} of {p.consumer_names[0]}"
+            )
     check_blocks = blocks[: min(2, len(blocks))]
     before = logits_of(model, check_blocks)
     observe(model, pairs + loose, blocks, keep_rows=keep_rows)
@@ -160,18 +169,43 @@ def awq_transform(model, blocks: np.ndarray, block_size: int, symmetric: bool, g
         alphas.append(alpha)
         gains.append(err / base if base > 0 else 1.0)
     drift = check_unchanged(before, model, check_blocks)
-    kept = [search_clip(c, p.samples[:clip_rows], block_size, symmetric, grid) for p in pairs + loose
-            for c in p.consumers] if clip else []
-    return {"method": "awq", "pairs_scaled": len(pairs), "alpha_mean": float(np.mean(alphas)) if alphas else None,
-            "alphas": alphas, "search_error_ratio_mean": float(np.mean(gains)) if gains else None,
-            "rescale_relative_logit_change": drift, "clip": clip,
-            "clip_kept_fraction_mean": float(np.mean(kept)) if kept else None, "layers_clipped": len(kept),
-            "calibration_blocks": int(len(blocks)), "calibration_rows_kept": keep_rows, "clip_rows": clip_rows, "grid": grid}
+    kept = (
+        [search_clip(c, p.samples[:clip_rows], block_size, symmetric, grid) for p in pairs + loose for c in p.consumers]
+        if clip
+        else []
+    )
+    return {
+        "method": "awq",
+        "pairs_scaled": len(pairs),
+        "alpha_mean": float(np.mean(alphas)) if alphas else None,
+        "alphas": alphas,
+        "search_error_ratio_mean": float(np.mean(gains)) if gains else None,
+        "rescale_relative_logit_change": drift,
+        "clip": clip,
+        "clip_kept_fraction_mean": float(np.mean(kept)) if kept else None,
+        "layers_clipped": len(kept),
+        "calibration_blocks": int(len(blocks)),
+        "calibration_rows_kept": keep_rows,
+        "clip_rows": clip_rows,
+        "grid": grid,
+    }
 
 
-def quantize_awq(model, blocks: np.ndarray, dst: Path, block_size: int, symmetric: bool, include_lm_head: bool,
-                 accuracy_level: int | None, grid: int = 20, clip: bool = True, opset: int = 17,
-                 exporter: str = "auto", tokenizer=None, include_embeddings: bool = False) -> dict:
+def quantize_awq(
+    model,
+    blocks: np.ndarray,
+    dst: Path,
+    block_size: int,
+    symmetric: bool,
+    include_lm_head: bool,
+    accuracy_level: int | None,
+    grid: int = 20,
+    clip: bool = True,
+    opset: int = 17,
+    exporter: str = "auto",
+    tokenizer=None,
+    include_embeddings: bool = False,
+) -> dict:
     """AWQ on a copy of ``model``, its cached export (ours, or with ``exporter="genai"`` onnxruntime-genai's builder:
     the fused graph, which needs ``tokenizer``), then MatMulNBits (RTN of the transformed weights) into ``dst``."""
     from compressor.onnx.decoder import export_decoder
@@ -193,6 +227,11 @@ def quantize_awq(model, blocks: np.ndarray, dst: Path, block_size: int, symmetri
         q = quantize_file(fp32, dst, 4, block_size, symmetric, include_lm_head, accuracy_level, include_embeddings)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log.info("AWQ: %d pairs scaled (mean α %.2f), %d layers clipped (mean kept %.3f)", info["pairs_scaled"],
-             info["alpha_mean"] or 0.0, info["layers_clipped"], info["clip_kept_fraction_mean"] or 1.0)
+    log.info(
+        "AWQ: %d pairs scaled (mean α %.2f), %d layers clipped (mean kept %.3f)",
+        info["pairs_scaled"],
+        info["alpha_mean"] or 0.0,
+        info["layers_clipped"],
+        info["clip_kept_fraction_mean"] or 1.0,
+    )
     return {**q, **info, "exporter": graph["exporter"], "opset": graph["opset"]}

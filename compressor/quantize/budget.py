@@ -28,7 +28,8 @@ def drop_of(fp32: float, value: float, higher_is_better: bool, points: bool) -> 
 
 def within(cfg: StaticQuant, drop: float, rel: float) -> bool:
     return (cfg.max_drop is None or drop <= cfg.max_drop + 1e-9) and (
-        cfg.max_drop_relative is None or rel <= cfg.max_drop_relative + 1e-12)
+        cfg.max_drop_relative is None or rel <= cfg.max_drop_relative + 1e-12
+    )
 
 
 def fit_budget(cfg: StaticQuant, fp32: float, higher: bool, points: bool, quantize, score, ranking) -> dict:
@@ -43,11 +44,23 @@ def fit_budget(cfg: StaticQuant, fp32: float, higher: bool, points: bool, quanti
         path = quantize(keep)
         value = score(path)
         drop, rel = drop_of(fp32, value, higher, points)
-        rec = {"kept_fp32": list(keep), "value": value, "drop": drop, "drop_relative": rel, "passed": within(cfg, drop, rel),
-               "path": path}
+        rec = {
+            "kept_fp32": list(keep),
+            "value": value,
+            "drop": drop,
+            "drop_relative": rel,
+            "passed": within(cfg, drop, rel),
+            "path": path,
+        }
         trials.append(rec)
-        log.info("budget trial %d: %d node(s) in fp32 -> %.4f (drop %.4g%s)", len(trials) - 1, len(keep), value, drop,
-                 ", within budget" if rec["passed"] else "")
+        log.info(
+            "budget trial %d: %d node(s) in fp32 -> %.4f (drop %.4g%s)",
+            len(trials) - 1,
+            len(keep),
+            value,
+            drop,
+            ", within budget" if rec["passed"] else "",
+        )
         return rec
 
     best = trial([])
@@ -55,7 +68,7 @@ def fit_budget(cfg: StaticQuant, fp32: float, higher: bool, points: bool, quanti
     if not best["passed"] and cfg.fallback_trials:
         sens = ranking()
         for t in range(cfg.fallback_trials):
-            k = min(2 ** t, len(sens) - 1)  # never all of them: that would be the fp32 model
+            k = min(2**t, len(sens) - 1)  # never all of them: that would be the fp32 model
             if k <= len(trials[-1]["kept_fp32"]):
                 break
             rec = trial([n for n, _ in sens[:k]])
@@ -64,9 +77,13 @@ def fit_budget(cfg: StaticQuant, fp32: float, higher: bool, points: bool, quanti
                 break
             if (rec["value"] > best["value"]) if higher else (rec["value"] < best["value"]):
                 best = rec
-    return {"path": best["path"], "kept_fp32": best["kept_fp32"], "passed": best["passed"],
-            "trials": [{k: v for k, v in r.items() if k != "path"} for r in trials],
-            "sensitivity": [{"node": n, "error": e} for n, e in sens[:20]]}
+    return {
+        "path": best["path"],
+        "kept_fp32": best["kept_fp32"],
+        "passed": best["passed"],
+        "trials": [{k: v for k, v in r.items() if k != "path"} for r in trials],
+        "sensitivity": [{"node": n, "error": e} for n, e in sens[:20]],
+    }
 
 
 def _logits_error(path: Path, batches: list[dict], ref: list[np.ndarray], threads: int | None) -> float:
@@ -96,6 +113,9 @@ def sensitivity(plan, cfg: StaticQuant, cache: Path, work: Path, batches: list[d
     for node in plan.static + plan.dynamic:
         path = quantize_plan(plan, cfg, cache, work / "alone.onnx", only=node)
         out.append((node, _logits_error(path, batches, ref, threads)))
-    log.info("sensitivity of %d nodes measured (most sensitive: %s)", len(out),
-             ", ".join(n for n, _ in sorted(out, key=lambda x: -x[1])[:3]))
+    log.info(
+        "sensitivity of %d nodes measured (most sensitive: %s)",
+        len(out),
+        ", ".join(n for n, _ in sorted(out, key=lambda x: -x[1])[:3]),
+    )
     return sorted(out, key=lambda x: -x[1])

@@ -33,8 +33,9 @@ def _needs(ctx: RunContext, kind: str) -> int:
     if ctx.task != "causal-lm":
         raise ctx.recipe.error(f"{ctx.stage_path}.type", f"{kind} quantizes causal language models (model.task: causal-lm)")
     if ctx.artifacts.get("onnx") is None:
-        raise CompressorError(f"quantize: {{type: {kind}}} needs an ONNX model; put an 'export' stage "
-                              "(with_past: true) before it")
+        raise CompressorError(
+            f"quantize: {{type: {kind}}} needs an ONNX model; put an 'export' stage (with_past: true) before it"
+        )
     return int((ctx.provenance.get("onnx") or {}).get("opset") or 17)
 
 
@@ -56,9 +57,21 @@ def run_awq(ctx: RunContext, cfg: AwqQuant) -> QuantizedGraph:
     dst = ctx.run_dir / "onnx" / "model.int4.onnx"
     try:
         exporter = "genai" if (ctx.provenance.get("onnx") or {}).get("exporter") == "genai" else "auto"
-        info = quantize_awq(ctx.model, blocks, dst, cfg.block_size, cfg.symmetric, cfg.include_lm_head,
-                            cfg.accuracy_level, grid=cfg.grid, clip=cfg.clip, opset=opset, exporter=exporter,
-                            tokenizer=ctx.tokenizer, include_embeddings=cfg.include_embeddings)
+        info = quantize_awq(
+            ctx.model,
+            blocks,
+            dst,
+            cfg.block_size,
+            cfg.symmetric,
+            cfg.include_lm_head,
+            cfg.accuracy_level,
+            grid=cfg.grid,
+            clip=cfg.clip,
+            opset=opset,
+            exporter=exporter,
+            tokenizer=ctx.tokenizer,
+            include_embeddings=cfg.include_embeddings,
+        )
     except CompressorError as e:
         if "block_size" in str(e):
             raise ctx.recipe.error(f"{ctx.stage_path}.block_size", str(e)) from None

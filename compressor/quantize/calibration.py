@@ -42,8 +42,11 @@ def calibration_split(ctx: RunContext, samples: int, field: str):
     if len(enc) == 0:
         raise ctx.recipe.error("data.calibration" if cfg.calibration else "data.train", "calibration data is empty")
     if len(enc) < samples:
-        raise ctx.recipe.error(field, f"{where} holds {len(enc)} samples, fewer than calibration_samples={samples}; "
-                                      "lower calibration_samples or give more calibration data")
+        raise ctx.recipe.error(
+            field,
+            f"{where} holds {len(enc)} samples, fewer than calibration_samples={samples}; "
+            "lower calibration_samples or give more calibration data",
+        )
     rng = np.random.default_rng(ctx.seed)
     idx = np.sort(rng.choice(len(enc), size=samples, replace=False)) if samples < len(enc) else np.arange(len(enc))
     return D.Encoded([enc.features[i] for i in idx], None), where
@@ -99,8 +102,16 @@ def _calibrator_class(method: str):
     return Restricted
 
 
-def calibrate(model_path: Path, tensors: set[str], batches: Iterable[dict], method: str, percentile: float = 99.99,
-              symmetric: bool = False, work_dir: Path | None = None, threads: int | None = None):
+def calibrate(
+    model_path: Path,
+    tensors: set[str],
+    batches: Iterable[dict],
+    method: str,
+    percentile: float = 99.99,
+    symmetric: bool = False,
+    work_dir: Path | None = None,
+    threads: int | None = None,
+):
     """Ranges of ``tensors`` over ``batches`` (loader batches), one batch in memory at a time.
 
     Returns ORT's ``TensorsData`` (tensor name -> range), ready for ``save_tensors_data``.

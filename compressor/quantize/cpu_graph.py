@@ -67,8 +67,14 @@ def _unfused_skip_layernorm(node) -> list | None:
     eps = next((a.f for a in node.attribute if a.name == "epsilon"), 1e-12)
     return [
         helper.make_node("Sum", [data, skip] + ([bias] if bias else []), [total], name=f"{node.name}_Sum"),
-        helper.make_node("LayerNormalization", [total, gamma] + ([beta] if beta else []), [outs[0]],
-                         name=f"{node.name}_LayerNorm", axis=-1, epsilon=eps),
+        helper.make_node(
+            "LayerNormalization",
+            [total, gamma] + ([beta] if beta else []),
+            [outs[0]],
+            name=f"{node.name}_LayerNorm",
+            axis=-1,
+            epsilon=eps,
+        ),
     ]
 
 
@@ -126,16 +132,25 @@ def _layernorm_models(width: int) -> tuple[bytes, bytes]:
 
     def build(fused: bool) -> bytes:
         inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["b", "s", width]) for n in ("x", "y")]
-        consts = [numpy_helper.from_array(np.ones(width, np.float32), "g"),
-                  numpy_helper.from_array(np.zeros(width, np.float32), "b0"),
-                  numpy_helper.from_array(np.full(width, 0.1, np.float32), "bias")]
+        consts = [
+            numpy_helper.from_array(np.ones(width, np.float32), "g"),
+            numpy_helper.from_array(np.zeros(width, np.float32), "b0"),
+            numpy_helper.from_array(np.full(width, 0.1, np.float32), "bias"),
+        ]
         if fused:
-            nodes = [helper.make_node("SkipLayerNormalization", ["x", "y", "g", "b0", "bias"], ["o"], domain="com.microsoft",
-                                      epsilon=1e-12)]
+            nodes = [
+                helper.make_node(
+                    "SkipLayerNormalization", ["x", "y", "g", "b0", "bias"], ["o"], domain="com.microsoft", epsilon=1e-12
+                )
+            ]
         else:
-            nodes = [helper.make_node("Sum", ["x", "y", "bias"], ["t"]),
-                     helper.make_node("LayerNormalization", ["t", "g", "b0"], ["o"], axis=-1, epsilon=1e-12)]
-        graph = helper.make_graph(nodes, "ln", inputs, [helper.make_tensor_value_info("o", TensorProto.FLOAT, ["b", "s", width])], consts)
+            nodes = [
+                helper.make_node("Sum", ["x", "y", "bias"], ["t"]),
+                helper.make_node("LayerNormalization", ["t", "g", "b0"], ["o"], axis=-1, epsilon=1e-12),
+            ]
+        graph = helper.make_graph(
+            nodes, "ln", inputs, [helper.make_tensor_value_info("o", TensorProto.FLOAT, ["b", "s", width])], consts
+        )
         opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
         return helper.make_model(graph, opset_imports=opsets, ir_version=8).SerializeToString()
 
@@ -202,17 +217,25 @@ def tune_layernorm(path: Path, mode: str, threads: int | None = None) -> dict:
         timing = time_layernorm_kernels(width, threads)
         record["timing"] = {**timing, "width": width, "tokens": 128, "threads": threads or 1}
         if not timing["fused_us"] > SLOWER * timing["split_us"]:
-            record["decision"] = (f"fused: SkipLayerNormalization {timing['fused_us']:.0f} us is not slower than "
-                                  f"Sum + LayerNormalization {timing['split_us']:.0f} us here")
+            record["decision"] = (
+                f"fused: SkipLayerNormalization {timing['fused_us']:.0f} us is not slower than "
+                f"Sum + LayerNormalization {timing['split_us']:.0f} us here"
+            )
             return record
-        record["decision"] = (f"split: SkipLayerNormalization {timing['fused_us']:.0f} us vs Sum + LayerNormalization "
-                              f"{timing['split_us']:.0f} us at width {width} here")
+        record["decision"] = (
+            f"split: SkipLayerNormalization {timing['fused_us']:.0f} us vs Sum + LayerNormalization "
+            f"{timing['split_us']:.0f} us at width {width} here"
+        )
     else:
         record["decision"] = "split (as asked)"
     counts = split_skip_layernorm(model)
     record.update(counts)
     if counts["skip_layernorm"] or counts["add_layernorm"]:
         atomic_write_onnx(model, path)
-    log.info("INT8 LayerNorm kernels: %s (%d SkipLayerNormalization and %d Add → LayerNorm rewritten as Sum + "
-             "LayerNormalization)", record["decision"], counts["skip_layernorm"], counts["add_layernorm"])
+    log.info(
+        "INT8 LayerNorm kernels: %s (%d SkipLayerNormalization and %d Add → LayerNorm rewritten as Sum + LayerNormalization)",
+        record["decision"],
+        counts["skip_layernorm"],
+        counts["add_layernorm"],
+    )
     return record

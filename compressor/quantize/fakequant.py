@@ -138,8 +138,10 @@ def prepare_qat(model, cfg: QATConfig) -> list[str]:
         elif isinstance(mod, (nn.Linear, Conv1D)) and mod.weight.ndim == 2:
             chosen.append((name, mod))
     if not chosen and not wrapped:
-        raise CompressorError(f"qat: no Linear layer matches include {list(cfg.include)} without matching exclude "
-                              f"{list(cfg.exclude)}; nothing to quantize")
+        raise CompressorError(
+            f"qat: no Linear layer matches include {list(cfg.include)} without matching exclude "
+            f"{list(cfg.exclude)}; nothing to quantize"
+        )
     for name, mod in chosen:
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent), child, FakeQuantLinear(mod, cfg))
@@ -188,8 +190,9 @@ def load_qat_state(model, state: dict[str, torch.Tensor]) -> None:
     expected = {f"{n}.{k}" for n, _ in layers for k in ("act_min", "act_max", *FLAGS)}
     if set(state) != expected:
         missing, extra = sorted(expected - set(state)), sorted(set(state) - expected)
-        raise CompressorError(f"QAT state does not match the model's fake-quantized layers (missing {missing[:3]}, "
-                              f"unexpected {extra[:3]})")
+        raise CompressorError(
+            f"QAT state does not match the model's fake-quantized layers (missing {missing[:3]}, unexpected {extra[:3]})"
+        )
     for name, m in layers:
         m.act_min.copy_(torch.as_tensor(state[f"{name}.act_min"]))
         m.act_max.copy_(torch.as_tensor(state[f"{name}.act_max"]))
@@ -203,9 +206,12 @@ def activation_ranges(model) -> dict[str, list[float]]:
 
 def range_summary(model) -> dict:
     r = activation_ranges(model)
-    return {"observed_layers": len(r), "min": min((lo for lo, _ in r.values()), default=None),
-            "max": max((hi for _, hi in r.values()), default=None),
-            "median_width": float(np.median([hi - lo for lo, hi in r.values()])) if r else None}
+    return {
+        "observed_layers": len(r),
+        "min": min((lo for lo, _ in r.values()), default=None),
+        "max": max((hi for _, hi in r.values()), default=None),
+        "median_width": float(np.median([hi - lo for lo, hi in r.values()])) if r else None,
+    }
 
 
 def strip_qat(model):
@@ -216,4 +222,3 @@ def strip_qat(model):
         parent, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent), child, plain)
     return model
-

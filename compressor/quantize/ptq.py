@@ -58,7 +58,13 @@ def run_dynamic(ctx: RunContext, cfg: DynamicQuant) -> QuantizedGraph:
         check_node_names(ctx, graph, cfg.exclude_nodes, "exclude_nodes")
     dst = ctx.run_dir / "onnx" / "model.int8.onnx"
     quantize_dynamic_file(source, dst, cfg)
-    record = {"source": source.name, "scheme": "dynamic", "weight_type": "int8", "per_channel": cfg.per_channel,
-              "reduce_range": cfg.reduce_range, "included_nodes": list(cfg.include_nodes),
-              "excluded_nodes": list(cfg.exclude_nodes)}
+    record = {
+        "source": source.name,
+        "scheme": "dynamic",
+        "weight_type": "int8",
+        "per_channel": cfg.per_channel,
+        "reduce_range": cfg.reduce_range,
+        "included_nodes": list(cfg.include_nodes),
+        "excluded_nodes": list(cfg.exclude_nodes),
+    }
     return QuantizedGraph(dst, "int8", "dynamic INT8", record, layernorm=cfg.layernorm)

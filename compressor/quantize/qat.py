@@ -34,9 +34,25 @@ from compressor.quantize.qdq_export import INTEGER_KERNELS, export_qdq, ort_kern
 from compressor.quantize.scheme import QuantizedGraph, register_scheme
 from compressor.recipe.schema import QATQuant
 
-__all__ = ["FakeQuantLinear", "QATCallback", "activation_qparams", "activation_ranges", "export_qdq",
-           "fake_quant_disabled", "is_qat", "load_qat_state", "ort_kernels", "prepare_qat", "qat_state", "qdq_structure",
-           "range_summary", "run_qat_export", "set_flags", "strip_qat", "weight_qparams"]
+__all__ = [
+    "FakeQuantLinear",
+    "QATCallback",
+    "activation_qparams",
+    "activation_ranges",
+    "export_qdq",
+    "fake_quant_disabled",
+    "is_qat",
+    "load_qat_state",
+    "ort_kernels",
+    "prepare_qat",
+    "qat_state",
+    "qdq_structure",
+    "range_summary",
+    "run_qat_export",
+    "set_flags",
+    "strip_qat",
+    "weight_qparams",
+]
 
 log = logging.getLogger("compressor")
 
@@ -70,26 +86,49 @@ def _kernels(path) -> dict:
 @register_scheme(QATQuant)
 def run_qat_export(ctx: RunContext, cfg: QATQuant) -> QuantizedGraph:
     if not is_qat(ctx.model):
-        raise CompressorError("quantize: {type: qat} needs a model trained with fake quantization: add `qat: {}` "
-                              "to a finetune or distill stage before it")
+        raise CompressorError(
+            "quantize: {type: qat} needs a model trained with fake quantization: add `qat: {}` "
+            "to a finetune or distill stage before it"
+        )
     dst = ctx.run_dir / "onnx" / "model.int8.onnx"
     dst.parent.mkdir(parents=True, exist_ok=True)
     info, check, embedding_note = _export_checked(ctx, cfg, dst)
     layer = next(m for _, m in wrappers(ctx.model))
-    record = {"scheme": "qat", "format": "QDQ", "observer": layer.observer,
-              "ema_decay": layer.ema_decay if layer.observer == "ema" else None,
-              "weights": "int8, symmetric, per output channel (scale max|w|/127, zero point 0)",
-              "activations": "uint8, asymmetric, per tensor (observed ranges, frozen in training)",
-              "embeddings": "uint8, asymmetric, per tensor, weight-only" if info["embeddings_quantized"] else "fp32",
-              **info, "embedding_fallback": embedding_note, "activation_ranges": activation_ranges(ctx.model)}
-    result = {"scheme": "qat",
-              **{k: info[k] for k in ("quantized_linears", "quantized_matmuls", "activation_qdq_pairs", "weight_bytes_fp32",
-                                      "weight_bytes_int8")},
-              "embeddings_quantized": len(info["embeddings_quantized"]), "ranges": range_summary(ctx.model)}
-    q = QuantizedGraph(dst, "int8", "QAT INT8", record, result, layernorm=cfg.layernorm, reference=ctx.model,
-                       tolerance=cfg.tolerance, parity=check, inspect=_kernels,
-                       summary=f"{info['quantized_linears']} layers, weights {info['weight_bytes_fp32'] / 1e6:.2f} -> "
-                               f"{info['weight_bytes_int8'] / 1e6:.2f} MB")
+    record = {
+        "scheme": "qat",
+        "format": "QDQ",
+        "observer": layer.observer,
+        "ema_decay": layer.ema_decay if layer.observer == "ema" else None,
+        "weights": "int8, symmetric, per output channel (scale max|w|/127, zero point 0)",
+        "activations": "uint8, asymmetric, per tensor (observed ranges, frozen in training)",
+        "embeddings": "uint8, asymmetric, per tensor, weight-only" if info["embeddings_quantized"] else "fp32",
+        **info,
+        "embedding_fallback": embedding_note,
+        "activation_ranges": activation_ranges(ctx.model),
+    }
+    result = {
+        "scheme": "qat",
+        **{
+            k: info[k]
+            for k in ("quantized_linears", "quantized_matmuls", "activation_qdq_pairs", "weight_bytes_fp32", "weight_bytes_int8")
+        },
+        "embeddings_quantized": len(info["embeddings_quantized"]),
+        "ranges": range_summary(ctx.model),
+    }
+    q = QuantizedGraph(
+        dst,
+        "int8",
+        "QAT INT8",
+        record,
+        result,
+        layernorm=cfg.layernorm,
+        reference=ctx.model,
+        tolerance=cfg.tolerance,
+        parity=check,
+        inspect=_kernels,
+        summary=f"{info['quantized_linears']} layers, weights {info['weight_bytes_fp32'] / 1e6:.2f} -> "
+        f"{info['weight_bytes_int8'] / 1e6:.2f} MB",
+    )
 
     def after(ctx: RunContext, stage_result: dict) -> None:  # the integer kernels into the result; plain layers back
         stage_result["ort_integer_kernels"] = ctx.provenance["int8"]["ort_integer_kernels"]

@@ -88,12 +88,21 @@ class QATCallback:
         return {"qat_frozen": int(self.frozen)}
 
     def summary(self) -> dict:
-        return {"layers": len(self.layers), "observer": self.cfg.observer, "calibration_batches": self.calibrated_on,
-                "frozen_at_step": self.frozen_at, "ranges": range_summary(self.model)}
+        return {
+            "layers": len(self.layers),
+            "observer": self.cfg.observer,
+            "calibration_batches": self.calibrated_on,
+            "frozen_at_step": self.frozen_at,
+            "ranges": range_summary(self.model),
+        }
 
     def state_dict(self) -> dict:
-        return {"frozen": self.frozen, "frozen_at": self.frozen_at, "calibrated_on": self.calibrated_on,
-                "model": qat_state(self.model)}
+        return {
+            "frozen": self.frozen,
+            "frozen_at": self.frozen_at,
+            "calibrated_on": self.calibrated_on,
+            "model": qat_state(self.model),
+        }
 
     def load_state_dict(self, d: dict) -> None:
         load_qat_state(self.model, d["model"])

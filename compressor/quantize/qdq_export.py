@@ -95,25 +95,37 @@ def _quantize_tables(model) -> list[str]:
     done, nodes = [], list(g.node)
     for init in list(g.initializer):
         name, users = init.name, readers.get(init.name, [])
-        if (len(init.dims) != 2 or init.data_type != 1 or not users or min(init.dims) < 2
-                or any(u.op_type != "Gather" or u.input[0] != name or any(a.i for a in u.attribute) for u in users)):
+        if (
+            len(init.dims) != 2
+            or init.data_type != 1
+            or not users
+            or min(init.dims) < 2
+            or any(u.op_type != "Gather" or u.input[0] != name or any(a.i for a in u.attribute) for u in users)
+        ):
             continue
         table = numpy_helper.to_array(init)
         scale, zp = (t.item() for t in activation_qparams(torch.tensor(float(table.min())), torch.tensor(float(table.max()))))
         q = np.clip(np.rint(table / np.float32(scale)) + zp, A_QMIN, A_QMAX).astype(np.uint8)
         g.initializer.remove(init)
-        g.initializer.extend([numpy_helper.from_array(q, f"{name}.uint8"),
-                              numpy_helper.from_array(np.array(scale, np.float32), f"{name}.scale"),
-                              numpy_helper.from_array(np.array(zp, np.uint8), f"{name}.zero_point")])
+        g.initializer.extend(
+            [
+                numpy_helper.from_array(q, f"{name}.uint8"),
+                numpy_helper.from_array(np.array(scale, np.float32), f"{name}.scale"),
+                numpy_helper.from_array(np.array(zp, np.uint8), f"{name}.zero_point"),
+            ]
+        )
         qp = [f"{name}.scale", f"{name}.zero_point"]
-        nodes.insert(nodes.index(users[0]), helper.make_node("DequantizeLinear", [f"{name}.uint8", *qp], [f"{name}.dq"],
-                                                             name=f"{name}/DQ"))
+        nodes.insert(
+            nodes.index(users[0]), helper.make_node("DequantizeLinear", [f"{name}.uint8", *qp], [f"{name}.dq"], name=f"{name}/DQ")
+        )
         for j, u in enumerate(users):
             out = u.output[0]
             u.input[0], u.output[0] = f"{name}.dq", f"{out}.gathered"
             at = nodes.index(u) + 1
-            nodes[at:at] = [helper.make_node("QuantizeLinear", [f"{out}.gathered", *qp], [f"{out}.q"], name=f"{name}/Q{j}"),
-                            helper.make_node("DequantizeLinear", [f"{out}.q", *qp], [out], name=f"{name}/DQ{j}")]
+            nodes[at:at] = [
+                helper.make_node("QuantizeLinear", [f"{out}.gathered", *qp], [f"{out}.q"], name=f"{name}/Q{j}"),
+                helper.make_node("DequantizeLinear", [f"{out}.q", *qp], [out], name=f"{name}/DQ{j}"),
+            ]
         done.append(name)
     del g.node[:]
     g.node.extend(nodes)
@@ -129,8 +141,12 @@ def qdq_structure(model) -> dict:
     wdq = {n.output[0] for n in g.node if n.op_type == "DequantizeLinear" and n.input[0] in int8}
     mm = [n for n in g.node if n.op_type == "MatMul" and n.input[1] in wdq]
     full = sum(1 for n in mm if prod.get(n.input[0]) == "DequantizeLinear")
-    return {"activation_qdq_pairs": act, "weight_dequantize": len(wdq), "quantized_matmuls": full,
-            "weight_only_matmuls": len(mm) - full}
+    return {
+        "activation_qdq_pairs": act,
+        "weight_dequantize": len(wdq),
+        "quantized_matmuls": full,
+        "weight_only_matmuls": len(mm) - full,
+    }
 
 
 def ort_kernels(path: Path) -> dict[str, int]:
@@ -141,8 +157,11 @@ def ort_kernels(path: Path) -> dict[str, int]:
 
     tmp = tmp_sibling(Path(path))
     try:
-        make_session(path, optimized_model_path=tmp / "ort.onnx",
-                     config={"session.optimized_model_external_initializers_file_name": "ort.onnx.data"})
+        make_session(
+            path,
+            optimized_model_path=tmp / "ort.onnx",
+            config={"session.optimized_model_external_initializers_file_name": "ort.onnx.data"},
+        )
         ops = Counter(n.op_type for n in onnx.load(str(tmp / "ort.onnx"), load_external_data=False).graph.node)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -185,6 +204,11 @@ def export_qdq(model, batch: dict, out_path: Path, opset: int = 17, quantize_emb
         shutil.rmtree(work, ignore_errors=True)
     if structure["quantized_matmuls"] == 0:
         raise ExportError(f"{out_path}: no MatMul reads int8 weights after export; the QDQ pattern was not produced")
-    return {**{k: info[k] for k in ("exporter", "opset", "inputs", "seconds")}, "quantized_linears": len(layers),
-            **structure, **folded, "embeddings_quantized": tables, "quantize_embeddings": quantize_embeddings}
-
+    return {
+        **{k: info[k] for k in ("exporter", "opset", "inputs", "seconds")},
+        "quantized_linears": len(layers),
+        **structure,
+        **folded,
+        "embeddings_quantized": tables,
+        "quantize_embeddings": quantize_embeddings,
+    }

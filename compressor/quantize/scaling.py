@@ -29,15 +29,19 @@ from compressor.core.errors import CompressorError
 
 # (producer attribute of a layer, consumer attributes) per layout; a dotted name reads through submodules
 _LAYOUTS: dict[str, list[tuple[str, tuple[str, ...]]]] = {
-    "llama": [("input_layernorm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
-              ("post_attention_layernorm", ("mlp.gate_proj", "mlp.up_proj")),
-              ("mlp.up_proj", ("mlp.down_proj",)),
-              ("self_attn.v_proj", ("self_attn.o_proj",))],
-    "phi3": [("input_layernorm", ("self_attn.qkv_proj",)),
-             ("post_attention_layernorm", ("mlp.gate_up_proj",))],
+    "llama": [
+        ("input_layernorm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
+        ("post_attention_layernorm", ("mlp.gate_proj", "mlp.up_proj")),
+        ("mlp.up_proj", ("mlp.down_proj",)),
+        ("self_attn.v_proj", ("self_attn.o_proj",)),
+    ],
+    "phi3": [("input_layernorm", ("self_attn.qkv_proj",)), ("post_attention_layernorm", ("mlp.gate_up_proj",))],
     "gpt2": [("ln_1", ("attn.c_attn",)), ("ln_2", ("mlp.c_fc",))],
-    "opt": [("self_attn_layer_norm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
-            ("final_layer_norm", ("fc1",)), ("fc1", ("fc2",))],
+    "opt": [
+        ("self_attn_layer_norm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
+        ("final_layer_norm", ("fc1",)),
+        ("fc1", ("fc2",)),
+    ],
 }
 _LAYOUT_OF = {"llama": "llama", "mistral": "llama", "qwen2": "llama", "phi3": "phi3", "gpt2": "gpt2", "opt": "opt"}
 
@@ -119,15 +123,13 @@ def find_pairs(model) -> list[Pair]:
                 continue  # only a positively homogeneous activation lets a scale pass through
             producer = _get(layer, prod_name)
             consumers = [_get(layer, c) for c in cons_names]
-            if producer is None or any(c is None for c in consumers) or not _scalable_producer(producer, model.config,
-                                                                                                prod_name):
+            if producer is None or any(c is None for c in consumers) or not _scalable_producer(producer, model.config, prod_name):
                 continue
             pairs.append(Pair(prefix[id(producer)], producer, consumers, [prefix[id(c)] for c in consumers]))
     return pairs
 
 
-def observe(model, pairs: list[Pair], blocks: np.ndarray, batch_size: int = 4, keep_rows: int = 512,
-            seed: int = 0) -> None:
+def observe(model, pairs: list[Pair], blocks: np.ndarray, batch_size: int = 4, keep_rows: int = 512, seed: int = 0) -> None:
     """One pass over calibration ``blocks`` (token ids, (n, length)): per pair the per-channel max |x| and mean |x| of
     the consumers' input, and up to ``keep_rows`` input rows sampled uniformly (reservoir) for error estimates."""
     import torch
@@ -149,6 +151,7 @@ def observe(model, pairs: list[Pair], blocks: np.ndarray, batch_size: int = 4, k
             pkeys = keys if "keys" not in pair.extra else torch.cat([pair.extra["keys"], keys])
             order = pkeys.argsort()[:keep_rows]
             pair.samples, pair.extra["keys"] = pool[order].clone(), pkeys[order]
+
         return hook
 
     for pair in pairs:
@@ -158,7 +161,7 @@ def observe(model, pairs: list[Pair], blocks: np.ndarray, batch_size: int = 4, k
     try:
         with torch.inference_mode():
             for i in range(0, len(blocks), batch_size):
-                model(input_ids=torch.as_tensor(np.asarray(blocks[i:i + batch_size], dtype=np.int64)))
+                model(input_ids=torch.as_tensor(np.asarray(blocks[i : i + batch_size], dtype=np.int64)))
     finally:
         for h in hooks:
             h.remove()
@@ -204,6 +207,8 @@ def check_unchanged(before, model, blocks: np.ndarray, tolerance: float = 1e-3) 
     after = logits_of(model, blocks)
     diff = float((after - before).abs().max() / before.abs().max().clamp_min(1e-6))
     if not diff <= tolerance:
-        raise CompressorError(f"per-channel re-scaling changed the fp32 logits by {diff:.3g} (relative; tolerance "
-                              f"{tolerance:g}): a scaled producer is not linear in its output; this is a bug")
+        raise CompressorError(
+            f"per-channel re-scaling changed the fp32 logits by {diff:.3g} (relative; tolerance "
+            f"{tolerance:g}): a scaled producer is not linear in its output; this is a bug"
+        )
     return diff

@@ -84,13 +84,13 @@ def check_graph(model, path: Path, batches: list[dict], tolerance: float | None,
     if graph_signature(make_session(path).get_inputs()) is not None:
         from compressor.onnx.decoder import cached_parity, prompts_from_batches
 
-        return cached_parity(model, path, prompts_from_batches(batches), steps=DECODE_STEPS, tolerance=tolerance,
-                             pad_id=pad_id)
+        return cached_parity(model, path, prompts_from_batches(batches), steps=DECODE_STEPS, tolerance=tolerance, pad_id=pad_id)
     return parity(model, path, batches, tolerance, what=what)
 
 
-def finish_file(q: QuantizedGraph, model, batches: list[dict], threads: int | None = None, extra: dict | None = None,
-                pad_id: int = 0) -> dict:
+def finish_file(
+    q: QuantizedGraph, model, batches: list[dict], threads: int | None = None, extra: dict | None = None, pad_id: int = 0
+) -> dict:
     """LayerNorm rewrite, parity against ``model`` on ``batches``, provenance. Returns the provenance record."""
     kernels = tune_layernorm(q.path, q.layernorm, threads) if q.layernorm is not None else None
     rewritten = bool(kernels and (kernels.get("skip_layernorm") or kernels.get("add_layernorm")))
@@ -114,13 +114,19 @@ def finalize(ctx: RunContext, q: QuantizedGraph) -> dict:
     model = q.reference if q.reference is not None else ctx.model
     tok = ctx.tokenizer
     pad = tok.pad_token_id if tok is not None and tok.pad_token_id is not None else 0
-    record = finish_file(q, model, parity_batches(ctx), ctx.recipe.bench.threads,
-                         {"recipe": ctx.recipe.name, "seed": ctx.seed}, pad)
+    record = finish_file(
+        q, model, parity_batches(ctx), ctx.recipe.bench.threads, {"recipe": ctx.recipe.name, "seed": ctx.seed}, pad
+    )
     check = record["parity"]
     ctx.artifacts[q.artifact], ctx.provenance[q.artifact] = q.path, record
-    log.info("%s: %s%s; max |diff| vs PyTorch %.4g, argmax agreement %.4f", q.what, q.path.name,
-             f", {q.summary}" if q.summary else "", check.get("max_abs_diff", float("nan")),
-             check.get("argmax_agreement", float("nan")))
+    log.info(
+        "%s: %s%s; max |diff| vs PyTorch %.4g, argmax agreement %.4f",
+        q.what,
+        q.path.name,
+        f", {q.summary}" if q.summary else "",
+        check.get("max_abs_diff", float("nan")),
+        check.get("argmax_agreement", float("nan")),
+    )
     result = {"artifact": str(q.path.relative_to(ctx.run_dir)), **q.result, "parity": check}
     if q.after is not None:
         q.after(ctx, result)

@@ -47,10 +47,14 @@ def smooth(model, blocks: np.ndarray, alpha: float) -> dict:
         apply_scales(p, s)
         ratios.append((before_ratio, float(p.absmax.max() / p.absmax.median())))
     drift = check_unchanged(before, model, check_blocks)
-    return {"alpha": alpha, "pairs_smoothed": len(pairs), "rescale_relative_logit_change": drift,
-            "activation_outlier_ratio_before": float(np.mean([r[0] for r in ratios])) if ratios else None,
-            "activation_outlier_ratio_after": float(np.mean([r[1] for r in ratios])) if ratios else None,
-            "calibration_blocks": int(len(blocks))}
+    return {
+        "alpha": alpha,
+        "pairs_smoothed": len(pairs),
+        "rescale_relative_logit_change": drift,
+        "activation_outlier_ratio_before": float(np.mean([r[0] for r in ratios])) if ratios else None,
+        "activation_outlier_ratio_after": float(np.mean([r[1] for r in ratios])) if ratios else None,
+        "calibration_blocks": int(len(blocks)),
+    }
 
 
 def _matmuls(path: Path) -> list[str]:
@@ -79,18 +83,39 @@ def int8_file(src: Path, dst: Path, mode: str, feeds: list[dict], exclude: list[
     with warnings.catch_warnings(), quiet_libraries():
         warnings.simplefilter("ignore")
         if mode == "dynamic":
-            quantize_dynamic(str(src), str(dst), op_types_to_quantize=["MatMul"], nodes_to_quantize=nodes,
-                             per_channel=True, weight_type=QuantType.QInt8)
+            quantize_dynamic(
+                str(src),
+                str(dst),
+                op_types_to_quantize=["MatMul"],
+                nodes_to_quantize=nodes,
+                per_channel=True,
+                weight_type=QuantType.QInt8,
+            )
         else:
             reader = type("Reader", (_Reader, CalibrationDataReader), {})(feeds)
-            quantize_static(str(src), str(dst), reader, quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul"],
-                            nodes_to_quantize=nodes, per_channel=True, activation_type=QuantType.QUInt8,
-                            weight_type=QuantType.QInt8)
+            quantize_static(
+                str(src),
+                str(dst),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=["MatMul"],
+                nodes_to_quantize=nodes,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
     return nodes
 
 
-def quantize_smoothquant(model, blocks: np.ndarray, dst: Path, alpha: float = 0.5, mode: str = "dynamic",
-                         include_lm_head: bool = False, opset: int = 17) -> dict:
+def quantize_smoothquant(
+    model,
+    blocks: np.ndarray,
+    dst: Path,
+    alpha: float = 0.5,
+    mode: str = "dynamic",
+    include_lm_head: bool = False,
+    opset: int = 17,
+) -> dict:
     """SmoothQuant on a copy of ``model``, its cached export, then INT8 (W8A8) into ``dst`` (atomic)."""
     import onnx
 
@@ -114,7 +139,13 @@ def quantize_smoothquant(model, blocks: np.ndarray, dst: Path, alpha: float = 0.
         (tmp / dst.name).replace(dst)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log.info("SmoothQuant W8A8 (%s, α %.2f): %d pairs smoothed, %d MatMuls in INT8", mode, alpha,
-             info["pairs_smoothed"], len(nodes))
-    return {**info, "mode": mode, "int8_matmuls": len(nodes), "excluded_nodes": excluded,
-            "scheme": f"W8A8 SmoothQuant ({mode} activations)"}
+    log.info(
+        "SmoothQuant W8A8 (%s, α %.2f): %d pairs smoothed, %d MatMuls in INT8", mode, alpha, info["pairs_smoothed"], len(nodes)
+    )
+    return {
+        **info,
+        "mode": mode,
+        "int8_matmuls": len(nodes),
+        "excluded_nodes": excluded,
+        "scheme": f"W8A8 SmoothQuant ({mode} activations)",
+    }

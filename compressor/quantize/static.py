@@ -67,8 +67,16 @@ class _Trials:
         ctx, cfg = self.ctx, self.cfg
         cache = self.work / f"calibration-{plan.graph}.json"
         batches = make_loader(self.calib, ctx.tokenizer, cfg.calibration_batch_size, False, ctx.seed, ctx.task)
-        ranges = calibrate(plan.src, plan.tensors, batches, cfg.method, cfg.percentile, cfg.activation_type == "int8",
-                           self.work, ctx.recipe.bench.threads)
+        ranges = calibrate(
+            plan.src,
+            plan.tensors,
+            batches,
+            cfg.method,
+            cfg.percentile,
+            cfg.activation_type == "int8",
+            self.work,
+            ctx.recipe.bench.threads,
+        )
         save_tensors_data(ranges, cache)
         self.ranges = range_table(ranges)
         return cache
@@ -126,15 +134,34 @@ def _fit(ctx: RunContext, cfg: StaticQuant, trials: _Trials, split: str) -> tupl
         probe.append(b)
         if sum(len(x["input_ids"]) for x in probe) >= SENSITIVITY_SAMPLES:
             break
-    fit = fit_budget(cfg, fp32, higher, metric == "accuracy", trials.quantize, score,
-                     lambda: sensitivity(plan, cfg, trials.cache, trials.work, probe, threads))
-    budget = {"metric": metric, "split": split, "fp32": fp32, "reference_warning": caveat, "max_drop": cfg.max_drop,
-              "max_drop_relative": cfg.max_drop_relative, "units": "points" if metric == "accuracy" else metric,
-              **{k: v for k, v in fit.items() if k != "path"}}
+    fit = fit_budget(
+        cfg,
+        fp32,
+        higher,
+        metric == "accuracy",
+        trials.quantize,
+        score,
+        lambda: sensitivity(plan, cfg, trials.cache, trials.work, probe, threads),
+    )
+    budget = {
+        "metric": metric,
+        "split": split,
+        "fp32": fp32,
+        "reference_warning": caveat,
+        "max_drop": cfg.max_drop,
+        "max_drop_relative": cfg.max_drop_relative,
+        "units": "points" if metric == "accuracy" else metric,
+        **{k: v for k, v in fit.items() if k != "path"},
+    }
     kept = fit["kept_fp32"]
     if not fit["passed"]:
-        log.warning("static INT8 misses the accuracy budget after %d trial(s); keeping the best (%s %.4f vs fp32 %.4f)",
-                    len(fit["trials"]), metric, next(t["value"] for t in fit["trials"] if t["kept_fp32"] == kept), fp32)
+        log.warning(
+            "static INT8 misses the accuracy budget after %d trial(s); keeping the best (%s %.4f vs fp32 %.4f)",
+            len(fit["trials"]),
+            metric,
+            next(t["value"] for t in fit["trials"] if t["kept_fp32"] == kept),
+            fp32,
+        )
     return fit["path"], kept, budget
 
 
@@ -153,17 +180,49 @@ def run_static(ctx: RunContext, cfg: StaticQuant) -> QuantizedGraph:
     plan = trials.plan
     quantized = [n for n in plan.static + plan.dynamic if n not in set(kept)]
     record = {
-        "source": plan.fp32.name, "graph": plan.graph, "fused_fallback": plan.note, "scheme": "static", "format": "QDQ",
-        "calibration": {"method": cfg.method, "percentile": cfg.percentile if cfg.method == "percentile" else None,
-                        "samples": len(trials.calib), "batch_size": cfg.calibration_batch_size, "data": trials.where,
-                        "tensors": len(trials.ranges), "streamed": "one batch at a time"},
-        "activation_type": cfg.activation_type, "weight_type": cfg.weight_type, "per_channel": cfg.per_channel,
-        "reduce_range": cfg.reduce_range, "op_types": list(cfg.op_types), "quantize_embeddings": cfg.quantize_embeddings,
-        "quantized_nodes": len(quantized), "dynamic_nodes": [n for n in plan.dynamic if n in quantized],
-        "skipped": plan.skipped, "included_nodes": list(cfg.include_nodes), "excluded_nodes": list(cfg.exclude_nodes),
-        "excluded_op_types": list(cfg.exclude_op_types), "kept_fp32": kept, "budget": budget,
+        "source": plan.fp32.name,
+        "graph": plan.graph,
+        "fused_fallback": plan.note,
+        "scheme": "static",
+        "format": "QDQ",
+        "calibration": {
+            "method": cfg.method,
+            "percentile": cfg.percentile if cfg.method == "percentile" else None,
+            "samples": len(trials.calib),
+            "batch_size": cfg.calibration_batch_size,
+            "data": trials.where,
+            "tensors": len(trials.ranges),
+            "streamed": "one batch at a time",
+        },
+        "activation_type": cfg.activation_type,
+        "weight_type": cfg.weight_type,
+        "per_channel": cfg.per_channel,
+        "reduce_range": cfg.reduce_range,
+        "op_types": list(cfg.op_types),
+        "quantize_embeddings": cfg.quantize_embeddings,
+        "quantized_nodes": len(quantized),
+        "dynamic_nodes": [n for n in plan.dynamic if n in quantized],
+        "skipped": plan.skipped,
+        "included_nodes": list(cfg.include_nodes),
+        "excluded_nodes": list(cfg.exclude_nodes),
+        "excluded_op_types": list(cfg.exclude_op_types),
+        "kept_fp32": kept,
+        "budget": budget,
     }
-    result = {"scheme": "static", "method": cfg.method, "graph": plan.graph, "fused_fallback": plan.note,
-              "kept_fp32": kept, "budget": budget}
-    return QuantizedGraph(dst, "int8", "static INT8", record, result, layernorm=cfg.layernorm,
-                          summary=f"{cfg.method}, {plan.graph} graph, {len(quantized)} nodes quantized, {len(kept)} kept fp32")
+    result = {
+        "scheme": "static",
+        "method": cfg.method,
+        "graph": plan.graph,
+        "fused_fallback": plan.note,
+        "kept_fp32": kept,
+        "budget": budget,
+    }
+    return QuantizedGraph(
+        dst,
+        "int8",
+        "static INT8",
+        record,
+        result,
+        layernorm=cfg.layernorm,
+        summary=f"{cfg.method}, {plan.graph} graph, {len(quantized)} nodes quantized, {len(kept)} kept fp32",
+    )

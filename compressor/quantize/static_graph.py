@@ -121,8 +121,9 @@ def make_plan(ctx: RunContext, cfg: StaticQuant, work: Path, force_plain: str | 
 
     plan.static, plan.dynamic = [n for n in static if chosen(n)], [n for n in dynamic if chosen(n)]
     if not plan.static and not plan.dynamic:
-        raise ctx.recipe.error(ctx.stage_path, "no node left to quantize (check op_types, include_nodes, exclude_nodes, "
-                                               "exclude_op_types)")
+        raise ctx.recipe.error(
+            ctx.stage_path, "no node left to quantize (check op_types, include_nodes, exclude_nodes, exclude_op_types)"
+        )
     return plan
 
 
@@ -168,8 +169,9 @@ def _unshare_initializers(model, max_elements: int = 1 << 20) -> int:
     return copies
 
 
-def quantize_plan(plan: Plan, cfg: StaticQuant, cache: Path, dst: Path, keep_fp32: frozenset[str] = frozenset(),
-                  only: str | None = None) -> Path:
+def quantize_plan(
+    plan: Plan, cfg: StaticQuant, cache: Path, dst: Path, keep_fp32: frozenset[str] = frozenset(), only: str | None = None
+) -> Path:
     """Write the INT8 graph to ``dst``: QDQ for plan.static, then dynamic QAttention / QEmbedLayerNorm for plan.dynamic.
 
     ``keep_fp32`` nodes are left alone; ``only`` quantizes that one node (for sensitivity).
@@ -188,20 +190,34 @@ def quantize_plan(plan: Plan, cfg: StaticQuant, cache: Path, dst: Path, keep_fp3
         current = plan.src
         if static:
             quantize_static(
-                str(plan.src), str(dst), calibration_data_reader=None, calibration_cache_path=str(cache),
-                quant_format=QuantFormat.QDQ, op_types_to_quantize=sorted({plan.op_of[n] for n in static}),
-                nodes_to_quantize=static, per_channel=cfg.per_channel, reduce_range=cfg.reduce_range,
-                activation_type=qtype[cfg.activation_type], weight_type=qtype[cfg.weight_type],
+                str(plan.src),
+                str(dst),
+                calibration_data_reader=None,
+                calibration_cache_path=str(cache),
+                quant_format=QuantFormat.QDQ,
+                op_types_to_quantize=sorted({plan.op_of[n] for n in static}),
+                nodes_to_quantize=static,
+                per_channel=cfg.per_channel,
+                reduce_range=cfg.reduce_range,
+                activation_type=qtype[cfg.activation_type],
+                weight_type=qtype[cfg.weight_type],
                 calibrate_method=getattr(CalibrationMethod, METHOD_NAMES[cfg.method]),
-                extra_options={"OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"],
-                               "ActivationSymmetric": cfg.activation_type == "int8",
-                               "DefaultTensorType": onnx.TensorProto.FLOAT},
+                extra_options={
+                    "OpTypesToExcludeOutputQuantization": ["MatMul", "Gemm"],
+                    "ActivationSymmetric": cfg.activation_type == "int8",
+                    "DefaultTensorType": onnx.TensorProto.FLOAT,
+                },
             )
             current = dst
         if dynamic:
             quantize_dynamic(
-                str(current), str(dst), op_types_to_quantize=sorted({plan.op_of[n] for n in dynamic}),
-                nodes_to_quantize=dynamic, per_channel=False, reduce_range=cfg.reduce_range, weight_type=QuantType.QInt8,
+                str(current),
+                str(dst),
+                op_types_to_quantize=sorted({plan.op_of[n] for n in dynamic}),
+                nodes_to_quantize=dynamic,
+                per_channel=False,
+                reduce_range=cfg.reduce_range,
+                weight_type=QuantType.QInt8,
                 extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
             )
     return dst

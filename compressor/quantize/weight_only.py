@@ -43,8 +43,13 @@ def gemm_to_matmul(model) -> int:
     nodes, done = [], 0
     for n in g.node:
         attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
-        if (n.op_type != "Gemm" or n.input[1] not in inits or attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0
-                or attrs.get("beta", 1.0) != 1.0):
+        if (
+            n.op_type != "Gemm"
+            or n.input[1] not in inits
+            or attrs.get("transA", 0)
+            or attrs.get("alpha", 1.0) != 1.0
+            or attrs.get("beta", 1.0) != 1.0
+        ):
             nodes.append(n)
             continue
         weight = numpy_helper.to_array(inits[n.input[1]])
@@ -72,8 +77,11 @@ def gemm_to_matmul(model) -> int:
 def weight_matmuls(model) -> dict[str, int]:
     """Constant-weight MatMul node -> input width K (rows of its weight)."""
     inits = {i.name: i for i in model.graph.initializer}
-    return {n.name: int(inits[n.input[1]].dims[0]) for n in model.graph.node
-            if n.op_type == "MatMul" and n.input[1] in inits and len(inits[n.input[1]].dims) == 2}
+    return {
+        n.name: int(inits[n.input[1]].dims[0])
+        for n in model.graph.node
+        if n.op_type == "MatMul" and n.input[1] in inits and len(inits[n.input[1]].dims) == 2
+    }
 
 
 def lm_head_nodes(model) -> list[str]:
@@ -85,8 +93,16 @@ def lm_head_nodes(model) -> list[str]:
     return [node.name] if node is not None and node.op_type == "MatMul" else []
 
 
-def quantize_file(src: Path, dst: Path, bits: int, block_size: int, symmetric: bool, include_lm_head: bool,
-                  accuracy_level: int | None, include_embeddings: bool = False) -> dict:
+def quantize_file(
+    src: Path,
+    dst: Path,
+    bits: int,
+    block_size: int,
+    symmetric: bool,
+    include_lm_head: bool,
+    accuracy_level: int | None,
+    include_embeddings: bool = False,
+) -> dict:
     """MatMulNBits quantization of ``src`` into ``dst`` (atomic); with ``include_embeddings`` (4 bits only) the token
     embedding table too (GatherBlockQuantized, blocks along the hidden axis). Returns what was done."""
     import onnx
@@ -105,10 +121,17 @@ def quantize_file(src: Path, dst: Path, bits: int, block_size: int, symmetric: b
     bad = {n: k for n, k in widths.items() if k % block_size and n not in excluded}
     if bad:
         name, k = next(iter(bad.items()))
-        raise CompressorError(f"block_size {block_size} does not divide the input width {k} of {name} "
-                              f"({len(bad)} such layer{'s' if len(bad) > 1 else ''}); pick a block size that divides it")
-    cfg = DefaultWeightOnlyQuantConfig(block_size=block_size, is_symmetric=symmetric, accuracy_level=accuracy_level,
-                                       bits=bits, op_types_to_quantize=("MatMul", "Gather") if tables else None)
+        raise CompressorError(
+            f"block_size {block_size} does not divide the input width {k} of {name} "
+            f"({len(bad)} such layer{'s' if len(bad) > 1 else ''}); pick a block size that divides it"
+        )
+    cfg = DefaultWeightOnlyQuantConfig(
+        block_size=block_size,
+        is_symmetric=symmetric,
+        accuracy_level=accuracy_level,
+        bits=bits,
+        op_types_to_quantize=("MatMul", "Gather") if tables else None,
+    )
     qlog = logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer")
     level, qlog.level = qlog.level, logging.WARNING
     tmp = tmp_sibling(dst)
@@ -125,11 +148,20 @@ def quantize_file(src: Path, dst: Path, bits: int, block_size: int, symmetric: b
         shutil.rmtree(tmp, ignore_errors=True)
     nodes = onnx.load(str(dst), load_external_data=False).graph.node
     nbits = [n for n in nodes if n.op_type == "MatMulNBits"]
-    return {"bits": bits, "block_size": block_size, "symmetric": symmetric, "accuracy_level": accuracy_level,
-            "method": "rtn", "matmulnbits_nodes": len(nbits), "fp32_matmuls": len(widths) - len(nbits),
-            "gemm_rewritten": rewritten, "excluded_nodes": excluded, "include_embeddings": include_embeddings,
-            "tied_tables_shared": shared,
-            "gather_block_quantized_nodes": sum(n.op_type == "GatherBlockQuantized" for n in nodes)}
+    return {
+        "bits": bits,
+        "block_size": block_size,
+        "symmetric": symmetric,
+        "accuracy_level": accuracy_level,
+        "method": "rtn",
+        "matmulnbits_nodes": len(nbits),
+        "fp32_matmuls": len(widths) - len(nbits),
+        "gemm_rewritten": rewritten,
+        "excluded_nodes": excluded,
+        "include_embeddings": include_embeddings,
+        "tied_tables_shared": shared,
+        "gather_block_quantized_nodes": sum(n.op_type == "GatherBlockQuantized" for n in nodes),
+    }
 
 
 def run_weight_only(ctx: RunContext, cfg: Int4Quant | Int8WeightQuant, bits: int) -> QuantizedGraph:
@@ -146,14 +178,21 @@ def run_weight_only(ctx: RunContext, cfg: Int4Quant | Int8WeightQuant, bits: int
     name, file = ARTIFACT[bits]
     dst = ctx.run_dir / "onnx" / file
     try:
-        info = quantize_file(source, dst, bits, cfg.block_size, cfg.symmetric, cfg.include_lm_head, cfg.accuracy_level,
-                             cfg.include_embeddings)
+        info = quantize_file(
+            source, dst, bits, cfg.block_size, cfg.symmetric, cfg.include_lm_head, cfg.accuracy_level, cfg.include_embeddings
+        )
     except CompressorError as e:
         raise ctx.recipe.error(f"{ctx.stage_path}.block_size", str(e)) from None
     record = {"source": source.name, "scheme": f"weight-only int{bits} (MatMulNBits)", **info}
-    return QuantizedGraph(dst, name, f"weight-only INT{bits}", record, dict(info),
-                          summary=f"{info['matmulnbits_nodes']} MatMulNBits (block {cfg.block_size}, "
-                                  f"{'symmetric' if cfg.symmetric else 'asymmetric'})")
+    return QuantizedGraph(
+        dst,
+        name,
+        f"weight-only INT{bits}",
+        record,
+        dict(info),
+        summary=f"{info['matmulnbits_nodes']} MatMulNBits (block {cfg.block_size}, "
+        f"{'symmetric' if cfg.symmetric else 'asymmetric'})",
+    )
 
 
 @register_scheme(Int4Quant)

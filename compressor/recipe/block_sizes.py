@@ -41,6 +41,8 @@ def layer_widths(config: Any) -> dict[str, int]:
 def block_size_problem(config: Any, block_size: int) -> str | None:
     for field, width in layer_widths(config).items():
         if width % block_size:
-            return (f"block_size {block_size} does not divide the model's {field} {width} (the input width of layers "
-                    f"it would quantize); use a block size that divides it")
+            return (
+                f"block_size {block_size} does not divide the model's {field} {width} (the input width of layers "
+                f"it would quantize); use a block size that divides it"
+            )
     return None

@@ -67,8 +67,10 @@ def bench_problem(recipe) -> Problem | None:
     """Generation timing asks for a causal LM."""
     gen = recipe.bench.generation
     if gen is not None and recipe.bench.enabled and recipe.model.task != "causal-lm":
-        return ("bench", "generation"), (f"times generation (prefill and decode), which needs a causal LM; model.task is "
-                                         f"{recipe.model.task}: remove bench.generation")
+        return ("bench", "generation"), (
+            f"times generation (prefill and decode), which needs a causal LM; model.task is "
+            f"{recipe.model.task}: remove bench.generation"
+        )
     return None
 
 

@@ -59,15 +59,21 @@ def _type_tags(loc: tuple) -> list:
         tp = _step(tp, seg)
         if tp is None:
             return []
-    return [opt.model_fields["type"].default for opt in _options(tp)
-            if isinstance(opt, type) and issubclass(opt, BaseModel) and "type" in opt.model_fields]
+    return [
+        opt.model_fields["type"].default
+        for opt in _options(tp)
+        if isinstance(opt, type) and issubclass(opt, BaseModel) and "type" in opt.model_fields
+    ]
 
 
 def display_path(loc: tuple, data: Any) -> tuple:
     """Drop the union tags pydantic adds to a location, keeping the user's own keys."""
     # a stage item's tag repeats its one key: ("stages", 2, "quantize", "quantize", ...)
-    loc = tuple(seg for i, seg in enumerate(loc)
-                if not (i >= 2 and isinstance(seg, str) and seg == loc[i - 1] and isinstance(loc[i - 2], int)))
+    loc = tuple(
+        seg
+        for i, seg in enumerate(loc)
+        if not (i >= 2 and isinstance(seg, str) and seg == loc[i - 1] and isinstance(loc[i - 2], int))
+    )
     out: list = []
     cur = data
     for i, seg in enumerate(loc):
@@ -112,12 +118,14 @@ def message(err: dict, loc: tuple, data: Any) -> str:
         return "required field is missing" + (f"; one of: {', '.join(repr(t) for t in tags)}" if tags else "")
     msg = err["msg"]
     if msg.startswith("Value error, "):
-        msg = msg[len("Value error, "):]
+        msg = msg[len("Value error, ") :]
     if kind == "stage" and isinstance(err.get("input"), dict):
         keys = list(err["input"])
         if len(keys) == 1:
             close = difflib.get_close_matches(str(keys[0]), STAGE_NAMES, n=1, cutoff=0.6)
-            msg = f"unknown stage {segment(keys[0])!r}" + (f"; did you mean '{close[0]}'?" if close else f"; expected one of: {', '.join(STAGE_NAMES)}")
+            msg = f"unknown stage {segment(keys[0])!r}" + (
+                f"; did you mean '{close[0]}'?" if close else f"; expected one of: {', '.join(STAGE_NAMES)}"
+            )
     return msg[0].lower() + msg[1:] if msg else msg
 
 

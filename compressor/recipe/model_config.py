@@ -90,12 +90,15 @@ def lm_head_problem(cfg: dict) -> str | None:
     (``LlamaModel``, ``GPT2Model``: by transformers' naming, the class without a task head) has none, and loading it
     for causal-lm would put an untrained head (or, tied, the embeddings) on top."""
     arch = cfg.get("architectures")
+
     def base(a) -> bool:  # LlamaModel, GPT2Model; not GPT2LMHeadModel / GPT2DoubleHeadsModel / *For*
         return isinstance(a, str) and a.endswith("Model") and not a.endswith(("HeadModel", "HeadsModel")) and "For" not in a
 
     if isinstance(arch, list) and arch and all(base(a) for a in arch):
-        return (f"architectures {arch} is a base model without a language-model head; task: causal-lm needs a "
-                f"checkpoint saved from a *ForCausalLM / *LMHeadModel class")
+        return (
+            f"architectures {arch} is a base model without a language-model head; task: causal-lm needs a "
+            f"checkpoint saved from a *ForCausalLM / *LMHeadModel class"
+        )
     return None
 
 
@@ -113,8 +116,9 @@ def _lengths(recipe, cfg: dict) -> Problem | None:
                 return ("bench", "seq_lengths", i), f"{s} is too long: {why}"
         gen = recipe.bench.generation
         if gen is not None and gen.prompt + gen.new_tokens > n:
-            return ("bench", "generation", "prompt"), (f"a prompt of {gen.prompt} plus {gen.new_tokens} new tokens is too "
-                                                      f"long: {why}")
+            return ("bench", "generation", "prompt"), (
+                f"a prompt of {gen.prompt} plus {gen.new_tokens} new tokens is too long: {why}"
+            )
     return None
 
 
@@ -145,8 +149,9 @@ def _layers(cfg: dict) -> int:
 def _structured(cfg: StructuredPrune, state: ModelState) -> Problem | None:
     fam = find_family(state.config)
     if fam is None:
-        return (), (f"structured pruning supports {', '.join(sorted(FAMILIES))} models, "
-                    f"not '{cfg_get(state.config, 'model_type', '?')}'")
+        return (), (
+            f"structured pruning supports {', '.join(sorted(FAMILIES))} models, not '{cfg_get(state.config, 'model_type', '?')}'"
+        )
     if state.pruned:
         return (), "the model was structurally pruned already; prune it once, with the final sizes"
     try:
@@ -177,8 +182,10 @@ def _genai_exporter(cfg: ExportStage, state: ModelState) -> Problem | None:
     from compressor.onnx.genai_builder import architecture_problem
 
     if state.pruned:
-        return ("exporter",), ("the model was structurally pruned to per-layer sizes that config.json does not hold; "
-                               "onnxruntime-genai's builder reads its sizes from config.json: use the default exporter")
+        return ("exporter",), (
+            "the model was structurally pruned to per-layer sizes that config.json does not hold; "
+            "onnxruntime-genai's builder reads its sizes from config.json: use the default exporter"
+        )
     problem = architecture_problem(state.config)
     return (("exporter",), f"{problem} (from {state.model_path}/config.json)") if problem else None
 
@@ -194,8 +201,10 @@ def _nm_width(cfg: UnstructuredPrune, state: ModelState) -> Problem | None:
     bad = next(((f, w) for f, w in layer_widths(state.config).items() if w % m), None)
     if bad is None:
         return None
-    return ("pattern",), (f"{cfg.pattern} needs every pruned layer's input width to be a multiple of {m}, but the "
-                          f"model's {bad[0]} is {bad[1]} (from {state.model_path}/config.json)")
+    return ("pattern",), (
+        f"{cfg.pattern} needs every pruned layer's input width to be a multiple of {m}, but the "
+        f"model's {bad[0]} is {bad[1]} (from {state.model_path}/config.json)"
+    )
 
 
 def _student_layers(cfg: DistillStage, teacher: dict) -> Problem | None:

@@ -18,8 +18,9 @@ from compressor.recipe.schema import DistillStage, Recipe, VocabularyPrune
 def path_fields(recipe: Recipe) -> list[tuple[str, str, bool]]:
     """(dotted field, path as written, is a model folder) for every path in ``recipe``."""
     out = [("model.path", recipe.model.path, True)]
-    out += [(f"data.{name}", spec, False) for name in ("train", "dev", "test", "calibration")
-            if (spec := getattr(recipe.data, name))]
+    out += [
+        (f"data.{name}", spec, False) for name in ("train", "dev", "test", "calibration") if (spec := getattr(recipe.data, name))
+    ]
     for i, (kind, cfg) in enumerate(recipe.stage_list()):
         here = f"stages.{i}.{kind}"
         if isinstance(cfg, DistillStage):
@@ -47,7 +48,7 @@ def check_paths(recipe: Recipe, base_dir: Path, models_must_exist: bool) -> list
             resolve(spec, base_dir, field, must_exist=not is_model)
         except CompressorError as e:
             text = str(e)
-            text = text[len(field) + 2:] if text.startswith(f"{field}: ") else text
+            text = text[len(field) + 2 :] if text.startswith(f"{field}: ") else text
             err = recipe.error(field, text)
             if not is_model or models_must_exist or spec.startswith("pkg://"):
                 raise err from None
@@ -64,4 +65,3 @@ def _check_layout(recipe: Recipe, base_dir: Path) -> None:
         check_layout(recipe.data, base_dir, recipe.model.task)
     except LayoutError as e:
         raise recipe.error(e.field, e.detail) from None
-

@@ -32,7 +32,9 @@ class Tree:
     def _tick(self, node: yaml.Node) -> None:
         self.count += 1
         if self.count > MAX_NODES:
-            raise RecipeError(f"document expands to more than {MAX_NODES} nodes (alias bomb?)", self.file, node.start_mark.line + 1)
+            raise RecipeError(
+                f"document expands to more than {MAX_NODES} nodes (alias bomb?)", self.file, node.start_mark.line + 1
+            )
 
     def flatten(self, node: yaml.MappingNode, depth: int = 0) -> None:
         """Resolve "<<" merge keys in place, like PyYAML's flatten_mapping, but without its blow-up.
@@ -115,8 +117,9 @@ class Tree:
             return self.loader.construct_object(node)
         except ValueError:  # int() of more than sys.get_int_max_str_digits() digits
             text = str(getattr(node, "value", ""))
-            raise RecipeError(f"a number of {len(text)} digits is far out of range ({text[:12]}...)", self.file,
-                              node.start_mark.line + 1) from None
+            raise RecipeError(
+                f"a number of {len(text)} digits is far out of range ({text[:12]}...)", self.file, node.start_mark.line + 1
+            ) from None
 
     def line_of(self, path: tuple) -> int | None:
         while path:
@@ -211,7 +214,9 @@ def apply_override(data: dict, assignment: str) -> tuple:
         else:
             if isinstance(cur, dict) and cur.get(idx) is None:
                 if parts[i + 1].lstrip("-").isdigit():
-                    raise RecipeError(f"--set {short(assignment)!r}: {'.'.join(parts[: i + 1])} is not set, so it has no item {parts[i + 1]}")
+                    raise RecipeError(
+                        f"--set {short(assignment)!r}: {'.'.join(parts[: i + 1])} is not set, so it has no item {parts[i + 1]}"
+                    )
                 cur[idx] = {}
             cur = cur[idx]
     return tuple(path)

@@ -8,8 +8,12 @@ from pathlib import Path
 from compressor.core.stats import ratio_verdict
 
 NOISE = 0.05  # latency ratios within 5 % of 1 are reported as "the same": that is run-to-run noise here
-PLOT_TITLES = {"size": "{metric} vs size", "latency": "{metric} vs latency", "training": "training curves",
-               "confusion": "confusion matrix"}
+PLOT_TITLES = {
+    "size": "{metric} vs size",
+    "latency": "{metric} vs latency",
+    "training": "training curves",
+    "confusion": "confusion matrix",
+}
 
 
 def metric_value(rec: dict, split: str, name: str) -> float | None:
@@ -62,7 +66,7 @@ def speedup(results: dict, name: str, shape: tuple[int, int], device: str, ref: 
 
 
 def metric_cell(m: dict, name: str, with_ci: bool = True) -> str:
-    """"87.50 % [85.1, 89.6]" (accuracy, %) or "12.345 [12.1, 12.6]" (perplexity); the interval when recorded."""
+    """ "87.50 % [85.1, 89.6]" (accuracy, %) or "12.345 [12.1, 12.6]" (perplexity); the interval when recorded."""
     v = m.get(name)
     if v is None:
         return ""

@@ -59,8 +59,9 @@ def load_run(path: Path | str, allow_incomplete: bool = False) -> Run:
     if not metrics.is_file():
         raise RunDirError(f"{path}: no metrics.json (status: {describe_status(path)}); nothing to compare")
     if status != "complete" and not allow_incomplete:
-        raise RunDirError(f"{path}: run is not complete (status: {describe_status(path)}); pass --allow-incomplete to "
-                          "include it anyway")
+        raise RunDirError(
+            f"{path}: run is not complete (status: {describe_status(path)}); pass --allow-incomplete to include it anyway"
+        )
     return Run(path, path.name, status, read_metrics(metrics))
 
 
@@ -114,8 +115,9 @@ def notes_for(runs: list[Run]) -> tuple[list[str], dict[str, str]]:
     for key in VERSION_KEYS:
         versions = {r.results.get("fingerprint", {}).get(key) for r in runs}
         if len(versions) > 1:
-            notes.append(f"different {key} versions: " + ", ".join(f"{r.label} {r.results.get('fingerprint', {}).get(key)}"
-                                                                    for r in runs))
+            notes.append(
+                f"different {key} versions: " + ", ".join(f"{r.label} {r.results.get('fingerprint', {}).get(key)}" for r in runs)
+            )
     for r in runs:
         if not r.complete:
             notes.append(f"{r.label} is not complete (status: {r.status}); its numbers may be partial")
@@ -170,13 +172,32 @@ def compare(paths: list[Path | str], out_dir: Path | str, allow_incomplete: bool
     files = write_figures(out_dir, "compare", figures)
     atomic_write_text(out_dir / "compare.md", md)
     atomic_write_text(out_dir / "compare.html", html)
-    atomic_write_json(out_dir / "compare.json", {
-        "runs": [{"label": r.label, "path": str(r.path.resolve()), "status": r.status, "name": r.results.get("name"),
-                  "fingerprint": r.results.get("fingerprint", {})} for r in runs],
-        "primary_metric": runs[0].results["primary_metric"], "latency_shape": cmp.shape, "notes": cmp.notes,
-        "head": cmp.head, "rows": cmp.rows})
-    cmp.files = {"md": out_dir / "compare.md", "html": out_dir / "compare.html", "json": out_dir / "compare.json",
-                 **{k: out_dir / v for k, v in files.items()}}
+    atomic_write_json(
+        out_dir / "compare.json",
+        {
+            "runs": [
+                {
+                    "label": r.label,
+                    "path": str(r.path.resolve()),
+                    "status": r.status,
+                    "name": r.results.get("name"),
+                    "fingerprint": r.results.get("fingerprint", {}),
+                }
+                for r in runs
+            ],
+            "primary_metric": runs[0].results["primary_metric"],
+            "latency_shape": cmp.shape,
+            "notes": cmp.notes,
+            "head": cmp.head,
+            "rows": cmp.rows,
+        },
+    )
+    cmp.files = {
+        "md": out_dir / "compare.md",
+        "html": out_dir / "compare.html",
+        "json": out_dir / "compare.json",
+        **{k: out_dir / v for k, v in files.items()},
+    }
     return cmp
 
 
@@ -214,9 +235,19 @@ RELATIVE = "Δ and speed-up are relative to each run's own PyTorch model, measur
 
 def _runs_table(cmp: Comparison) -> tuple[list[str], list[list[str]]]:
     head = ["run", "status", "model", "task", "seed", "stages", "machine", "path"]
-    rows = [[r.label, r.status, str(r.results.get("model", "")), str(r.results.get("task", "")), str(r.results.get("seed", "")),
-             " → ".join(s["stage"] for s in r.results.get("stages", [])) or "none", _describe(r.hardware), str(r.path)]
-            for r in cmp.runs]
+    rows = [
+        [
+            r.label,
+            r.status,
+            str(r.results.get("model", "")),
+            str(r.results.get("task", "")),
+            str(r.results.get("seed", "")),
+            " → ".join(s["stage"] for s in r.results.get("stages", [])) or "none",
+            _describe(r.hardware),
+            str(r.path),
+        ]
+        for r in cmp.runs
+    ]
     return head, rows
 
 
@@ -238,8 +269,8 @@ def render_html(cmp: Comparison, figures: dict[str, bytes]) -> str:
     metric = cmp.runs[0].results["primary_metric"]["name"]
     title = f"compressor compare: {', '.join(r.label for r in cmp.runs)}"
     body = [f"<h1>{escape(title)}</h1>"]
-    body += [f"<div class=\"warn\"><b>warning:</b> {escape(n)}</div>" for n in cmp.notes]
-    body += ["<h2>Variants</h2>", table_html(cmp.head, cmp.rows), f"<p class=\"note\">{escape(RELATIVE)}</p>"]
+    body += [f'<div class="warn"><b>warning:</b> {escape(n)}</div>' for n in cmp.notes]
+    body += ["<h2>Variants</h2>", table_html(cmp.head, cmp.rows), f'<p class="note">{escape(RELATIVE)}</p>']
     if figures:
         body += ["<h2>Plots</h2>", figures_html(figures, metric, "Circled points are on the Pareto front over all runs.")]
     body += ["<h2>Runs</h2>", table_html(*_runs_table(cmp))]

@@ -45,11 +45,19 @@ def _noise_caveat(results: dict, speed: str, what: str) -> str:
     """A latency gap between two models of the same size and architecture is timing noise: say so."""
     arts = results["artifacts"]
     base, mine = arts.get("baseline", {}), arts.get("pytorch", {})
-    if "(the same within" in speed or "not claimed" in speed or not base.get("params") or base.get("params") != mine.get("params"):
+    if (
+        "(the same within" in speed
+        or "not claimed" in speed
+        or not base.get("params")
+        or base.get("params") != mine.get("params")
+    ):
         return speed
     busy = any("busy" in n for n in results.get("bench_notes", []))
-    return (speed + f"; the same architecture runs the same dense kernels, so a gap this size is timing noise, {what}"
-            + (" (the machine was busy while timing: see the benchmark notes)" if busy else ""))
+    return (
+        speed
+        + f"; the same architecture runs the same dense kernels, so a gap this size is timing noise, {what}"
+        + (" (the machine was busy while timing: see the benchmark notes)" if busy else "")
+    )
 
 
 def _metric_sentence(results: dict) -> str | None:
@@ -76,8 +84,10 @@ def _unstructured(p: dict, results: dict, where: str) -> Section:
     if mode == "gradual":
         s = p["schedule"]
         how += f", {s['type']} schedule from step {s['start']} to {s['end']} every {s['every']} steps"
-    sec.lines.append(f"{pct(p['sparsity'])} of the {p['params']:,} weights in {len(p['layers'])} Linear layers are zero "
-                     f"(target {pct(p['target'])}; {mode}, {how}).")
+    sec.lines.append(
+        f"{pct(p['sparsity'])} of the {p['params']:,} weights in {len(p['layers'])} Linear layers are zero "
+        f"(target {pct(p['target'])}; {mode}, {how})."
+    )
     arts = results["artifacts"]
     mine = arts.get("pytorch", {})
     base = arts.get("baseline")
@@ -87,13 +97,17 @@ def _unstructured(p: dict, results: dict, where: str) -> Section:
     sec.lines.append(size + ".")
     speed = _speed_sentence(results)
     if speed and base and base.get("params") and mine.get("params") and base["params"] != mine["params"]:
-        speed += (f"; the baseline is another architecture ({base['params'] / 1e6:.2f} M vs {mine['params'] / 1e6:.2f} M "
-                  "parameters, e.g. the distillation teacher), so this difference comes from the architecture, not from the zeros")
+        speed += (
+            f"; the baseline is another architecture ({base['params'] / 1e6:.2f} M vs {mine['params'] / 1e6:.2f} M "
+            "parameters, e.g. the distillation teacher), so this difference comes from the architecture, not from the zeros"
+        )
     elif speed:
         speed = _noise_caveat(results, speed, "not the zeros")
-    sec.lines.append(f"**{SMALLER_NOT_FASTER.capitalize()}**: the zeros stay in dense matrices and ONNX Runtime CPU / "
-                     "PyTorch have no sparse kernels for them. "
-                     + (f"Measured: {speed}." if speed else "No same-run latency of the unpruned model to compare with."))
+    sec.lines.append(
+        f"**{SMALLER_NOT_FASTER.capitalize()}**: the zeros stay in dense matrices and ONNX Runtime CPU / "
+        "PyTorch have no sparse kernels for them. "
+        + (f"Measured: {speed}." if speed else "No same-run latency of the unpruned model to compare with.")
+    )
     rows = [[r["name"], f"{r['params']:,}", f"{r['zeros']:,}", pct(r["sparsity"])] for r in p["layers"]]
     sec.tables.append(("Per-layer sparsity", ["layer", "weights", "zeros", "sparsity"], rows))
     return sec
@@ -102,11 +116,16 @@ def _unstructured(p: dict, results: dict, where: str) -> Section:
 def _structured(p: dict, results: dict, where: str) -> Section:
     sec = Section(f"Structured pruning ({where})")
     h, f = p["heads"], p["ffn"]
-    sec.lines.append(f"Attention heads {h['before']} → {h['after']} per layer, FFN neurons {f['before']} → {f['after']} per "
-                     f"layer ({p['criterion']} importance" + (f", {p['batches_observed']} batches" if p.get("batches_observed")
-                                                              else "") + "); the matrices are physically smaller.")
-    sec.lines.append(f"Parameters {p['params_before'] / 1e6:.2f} M → {p['params_after'] / 1e6:.2f} M "
-                     f"({p['params_before'] / max(p['params_after'], 1):.2f}× fewer).")
+    sec.lines.append(
+        f"Attention heads {h['before']} → {h['after']} per layer, FFN neurons {f['before']} → {f['after']} per "
+        f"layer ({p['criterion']} importance"
+        + (f", {p['batches_observed']} batches" if p.get("batches_observed") else "")
+        + "); the matrices are physically smaller."
+    )
+    sec.lines.append(
+        f"Parameters {p['params_before'] / 1e6:.2f} M → {p['params_after'] / 1e6:.2f} M "
+        f"({p['params_before'] / max(p['params_after'], 1):.2f}× fewer)."
+    )
     speed, metric = _speed_sentence(results), _metric_sentence(results)
     sec.lines.append(f"Measured speed: {speed}." if speed else "Speed: not measured against the unpruned model in this run.")
     if metric:
@@ -119,9 +138,11 @@ def _structured(p: dict, results: dict, where: str) -> Section:
 
 def _vocabulary(p: dict, results: dict, where: str) -> Section:
     sec = Section(f"Vocabulary trimming ({where})")
-    sec.lines.append(f"Vocabulary {p['vocab_before']:,} → {p['vocab_after']:,} tokens; parameters "
-                     f"{p['params_before'] / 1e6:.2f} M → {p['params_after'] / 1e6:.2f} M (embeddings "
-                     f"{p['embedding_params_before'] / 1e6:.2f} M → {p['embedding_params_after'] / 1e6:.2f} M).")
+    sec.lines.append(
+        f"Vocabulary {p['vocab_before']:,} → {p['vocab_after']:,} tokens; parameters "
+        f"{p['params_before'] / 1e6:.2f} M → {p['params_after'] / 1e6:.2f} M (embeddings "
+        f"{p['embedding_params_before'] / 1e6:.2f} M → {p['embedding_params_after'] / 1e6:.2f} M)."
+    )
     kept = p.get("kept") or {}
     if kept:
         sec.lines.append("Kept: " + ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in kept.items()) + ".")
@@ -129,8 +150,10 @@ def _vocabulary(p: dict, results: dict, where: str) -> Section:
     name = results["primary_metric"]["name"]
     if name in before and name in after:
         scale = 100 if name == "accuracy" else 1
-        sec.lines.append(f"dev {name} {before[name] * scale:.2f} → {after[name] * scale:.2f} right after trimming "
-                         "(texts re-tokenized with the trimmed tokenizer).")
+        sec.lines.append(
+            f"dev {name} {before[name] * scale:.2f} → {after[name] * scale:.2f} right after trimming "
+            "(texts re-tokenized with the trimmed tokenizer)."
+        )
     sec.lines.append("Embedding lookups cost no compute: smaller, about as fast.")
     return sec
 
@@ -143,13 +166,21 @@ def _distill(s: dict, results: dict, where: str) -> Section:
     tm = tmetrics.get(name)
     scale = 100 if name == "accuracy" else 1
     sel = (s.get("selection") or {}).get("split", "dev")
-    sec.lines.append(f"Teacher: {t.get('layers')} layers, {t.get('params', 0) / 1e6:.2f} M parameters"
-                     + (f", {where} {name} {tm * scale:.2f}" if tm is not None else "") + ".")
-    sec.lines.append(f"Student: {st.get('layers')} layers, {st.get('params', 0) / 1e6:.2f} M parameters, built from "
-                     f"{_built_from(st.get('built_from'))}; losses: " + ", ".join(_loss(x) for x in s.get("losses", [])) + ".")
+    sec.lines.append(
+        f"Teacher: {t.get('layers')} layers, {t.get('params', 0) / 1e6:.2f} M parameters"
+        + (f", {where} {name} {tm * scale:.2f}" if tm is not None else "")
+        + "."
+    )
+    sec.lines.append(
+        f"Student: {st.get('layers')} layers, {st.get('params', 0) / 1e6:.2f} M parameters, built from "
+        f"{_built_from(st.get('built_from'))}; losses: " + ", ".join(_loss(x) for x in s.get("losses", [])) + "."
+    )
     if s.get("best_dev") is not None:
-        sec.lines.append(f"Best student {sel} {name} {s['best_dev'] * scale:.2f} (the checkpoint kept) at step {s.get('best_step')} of {s.get('steps')}"
-                         + (f" ({s['best_dev'] / tm:.1%} of the teacher)" if tm and name == "accuracy" else "") + ".")
+        sec.lines.append(
+            f"Best student {sel} {name} {s['best_dev'] * scale:.2f} (the checkpoint kept) at step {s.get('best_step')} of {s.get('steps')}"
+            + (f" ({s['best_dev'] / tm:.1%} of the teacher)" if tm and name == "accuracy" else "")
+            + "."
+        )
     sec.lines += _collapse_caveats(results, next(iter(t.get("metrics", {}).values()), {}), "the teacher", "the student")
     speed = _speed_sentence(results)
     if speed:
@@ -187,17 +218,26 @@ def _int8(s: dict, results: dict, where: str) -> Section | None:
     if s.get("scheme") != "static" and not kept and not budget:
         return None
     sec = Section(f"INT8 ({where})")
-    sec.lines.append(f"Static INT8 ({s.get('method')}) on the {s.get('graph')} graph"
-                     + (f"; fused graph not used: {s['fused_fallback']}" if s.get("fused_fallback") else "") + ".")
+    sec.lines.append(
+        f"Static INT8 ({s.get('method')}) on the {s.get('graph')} graph"
+        + (f"; fused graph not used: {s['fused_fallback']}" if s.get("fused_fallback") else "")
+        + "."
+    )
     if budget:
         verdict = "met" if budget.get("passed") else "missed (the best trial is kept)"
         sec.lines.append(f"Accuracy budget {verdict} after {len(budget.get('trials', []))} trial(s).")
         ref = results["artifacts"].get("onnx") or results["artifacts"].get("pytorch") or {}
-        sec.lines += ([budget["reference_warning"]] if budget.get("reference_warning") else
-                      _collapse_caveats(results, ref.get("metrics", {}).get(budget.get("split"), {}),
-                                        "the fp32 reference", "the INT8 graph"))
-        rows = [[str(i), str(len(t["kept_fp32"])), f"{t['value']:.4f}", f"{t['drop']:+.3f}", "yes" if t["passed"] else "no"]
-                for i, t in enumerate(budget.get("trials", []))]
+        sec.lines += (
+            [budget["reference_warning"]]
+            if budget.get("reference_warning")
+            else _collapse_caveats(
+                results, ref.get("metrics", {}).get(budget.get("split"), {}), "the fp32 reference", "the INT8 graph"
+            )
+        )
+        rows = [
+            [str(i), str(len(t["kept_fp32"])), f"{t['value']:.4f}", f"{t['drop']:+.3f}", "yes" if t["passed"] else "no"]
+            for i, t in enumerate(budget.get("trials", []))
+        ]
         sec.tables.append(("Budget trials", ["trial", "nodes in fp32", "metric", "drop", "within budget"], rows))
     if kept:
         sec.tables.append(("Kept in fp32 (most sensitive first)", ["node"], [[n] for n in kept]))

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 @dataclass
 class Para:
     """A paragraph; ``note`` paragraphs are set smaller in HTML, ``warn`` ones highlighted."""
+
     text: str
     kind: str = "note"
 
@@ -22,6 +23,7 @@ class Para:
 @dataclass
 class Notes:
     """Caveats about the measurement: "Notes:" and a list in Markdown, one highlighted box each in HTML."""
+
     items: list[str]
 
 
@@ -36,6 +38,7 @@ class Table:
 class Figures:
     """Figures by name (size, latency, training, confusion); a renderer shows the ones it has, then ``caption`` when
     one of ``caption_for`` (default: any) was shown."""
+
     names: list[str]
     caption: str = ""
     caption_for: tuple[str, ...] = ()
@@ -61,6 +64,7 @@ Block = Para | Notes | Table | Figures | Code | KeyValue
 class Section:
     """A titled part of the report, rendered in this order: ``lines`` (a bulleted list), ``tables``
     ((caption, head, rows) each), ``blocks`` (anything else), then ``subsections`` one heading level down."""
+
     title: str
     lines: list[str] = field(default_factory=list)
     tables: list[tuple[str, list[str], list[list[str]]]] = field(default_factory=list)
@@ -108,5 +112,3 @@ class SectionRegistry:
             if sec is not None and not sec.empty():
                 out.append(sec)
         return out
-
-

@@ -31,13 +31,21 @@ def majority_line(results: dict) -> str | None:
     split = eval_split(results)
     if not split or results["task"] != "sequence-classification":
         return None
-    m = next((a["metrics"][split] for a in results["artifacts"].values()
-              if "majority_baseline" in a.get("metrics", {}).get(split, {})), None)
+    m = next(
+        (
+            a["metrics"][split]
+            for a in results["artifacts"].values()
+            if "majority_baseline" in a.get("metrics", {}).get(split, {})
+        ),
+        None,
+    )
     if m is None:
         return None
     name = class_names(results, m["majority_class"] + 1)[m["majority_class"]]
-    return (f"Majority-class baseline on {split}: {m['majority_baseline']:.2%} (always answering '{name}'); "
-            "an accuracy near it means the classifier has learnt little.")
+    return (
+        f"Majority-class baseline on {split}: {m['majority_baseline']:.2%} (always answering '{name}'); "
+        "an accuracy near it means the classifier has learnt little."
+    )
 
 
 def warnings(results: dict) -> list[str]:
@@ -64,8 +72,13 @@ def _classifier(results: dict, split: str, sec: Section) -> None:
         rows.append(row)
     sec.tables.append((f"Per-class recall on {split}", ["class", "support"] + with_recall, rows))
     cm = m["confusion"]
-    sec.tables.append((f"Confusion matrix of {main} on {split} (rows: true class, columns: predicted class)",
-                       ["true \\ predicted"] + names, [[names[i]] + [str(v) for v in row] for i, row in enumerate(cm)]))
+    sec.tables.append(
+        (
+            f"Confusion matrix of {main} on {split} (rows: true class, columns: predicted class)",
+            ["true \\ predicted"] + names,
+            [[names[i]] + [str(v) for v in row] for i, row in enumerate(cm)],
+        )
+    )
 
 
 def _lm(results: dict, split: str, sec: Section) -> None:
@@ -74,18 +87,29 @@ def _lm(results: dict, split: str, sec: Section) -> None:
         m = rec.get("metrics", {}).get(split, {})
         if "perplexity" in m:
             uni = m.get("unigram_perplexity")
-            rows.append([a, f"{m['perplexity']:.3f}", "" if uni is None else f"{uni:.3f}",
-                         "" if not uni else f"{m['perplexity'] / uni:.2f}"])
+            rows.append(
+                [
+                    a,
+                    f"{m['perplexity']:.3f}",
+                    "" if uni is None else f"{uni:.3f}",
+                    "" if not uni else f"{m['perplexity'] / uni:.2f}",
+                ]
+            )
         g = m.get("greedy")
         if g:
-            greedy.append(f"{a}: greedy output {'**degenerate** (repetitive)' if g['degenerate'] else 'not repetitive'}: "
-                          f"{g['distinct_bigrams']:.0%} distinct bigrams over {g['prompts']} prompts × {g['new_tokens']} "
-                          f"tokens" + (f", e.g. {g['sample']!r}" if g.get("sample") else "") + ".")
+            greedy.append(
+                f"{a}: greedy output {'**degenerate** (repetitive)' if g['degenerate'] else 'not repetitive'}: "
+                f"{g['distinct_bigrams']:.0%} distinct bigrams over {g['prompts']} prompts × {g['new_tokens']} "
+                f"tokens" + (f", e.g. {g['sample']!r}" if g.get("sample") else "") + "."
+            )
     if rows:
-        sec.lines.append("Unigram baseline: the perplexity of add-one smoothed token frequencies of the training split "
-                         "on the same tokens; a model should be far below it.")
-        sec.tables.append((f"Perplexity on {split} beside the unigram baseline",
-                           ["artifact", "perplexity", "unigram baseline", "ratio"], rows))
+        sec.lines.append(
+            "Unigram baseline: the perplexity of add-one smoothed token frequencies of the training split "
+            "on the same tokens; a model should be far below it."
+        )
+        sec.tables.append(
+            (f"Perplexity on {split} beside the unigram baseline", ["artifact", "perplexity", "unigram baseline", "ratio"], rows)
+        )
     sec.lines += greedy
 
 

@@ -42,9 +42,11 @@ table.kv td { text-align: left; } table.kv td:first-child { color: #566074; }
 
 
 def page(title: str, body: list[str]) -> str:
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>{escape(title)}</title>\n"
-            f"<style>{CSS}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">\n<title>{escape(title)}</title>\n'
+        f"<style>{CSS}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
+    )
 
 
 NUMERIC = re.compile(r"^[-+]?[\d.,]+\s*(%|×|M)?$")
@@ -52,20 +54,22 @@ NUMERIC = re.compile(r"^[-+]?[\d.,]+\s*(%|×|M)?$")
 
 def table_html(head: list[str], rows: list[list[str]]) -> str:
     """A table; columns holding only numbers (or blanks) are right-aligned, text columns left-aligned."""
-    numeric = [all(NUMERIC.match(str(r[i]).strip()) or not str(r[i]).strip() for r in rows) and any(str(r[i]).strip() for r in rows)
-               for i in range(len(head))]
+    numeric = [
+        all(NUMERIC.match(str(r[i]).strip()) or not str(r[i]).strip() for r in rows) and any(str(r[i]).strip() for r in rows)
+        for i in range(len(head))
+    ]
 
     def cell(tag: str, i: int, value: str) -> str:
-        return f"<{tag} class=\"{'num' if numeric[i] else 'txt'}\">{escape(str(value))}</{tag}>"
+        return f'<{tag} class="{"num" if numeric[i] else "txt"}">{escape(str(value))}</{tag}>'
 
     th = "".join(cell("th", i, h) for i, h in enumerate(head))
     trs = "".join("<tr>" + "".join(cell("td", i, c) for i, c in enumerate(r)) + "</tr>\n" for r in rows)
-    return f"<div class=\"scroll\"><table>\n<thead><tr>{th}</tr></thead>\n<tbody>\n{trs}</tbody></table></div>"
+    return f'<div class="scroll"><table>\n<thead><tr>{th}</tr></thead>\n<tbody>\n{trs}</tbody></table></div>'
 
 
 def kv_table(items: dict) -> str:
     rows = "".join(f"<tr><td>{escape(str(k))}</td><td>{escape(_value(v))}</td></tr>\n" for k, v in items.items())
-    return f"<table class=\"kv\">\n{rows}</table>"
+    return f'<table class="kv">\n{rows}</table>'
 
 
 def _value(v) -> str:
@@ -77,7 +81,7 @@ def _value(v) -> str:
 
 
 def img(png: bytes, alt: str) -> str:
-    return f"<img src=\"data:image/png;base64,{base64.b64encode(png).decode('ascii')}\" alt=\"{escape(alt)}\">"
+    return f'<img src="data:image/png;base64,{base64.b64encode(png).decode("ascii")}" alt="{escape(alt)}">'
 
 
 def figures_html(figures: dict[str, bytes], metric: str, caption: str = "", names: list[str] | None = None) -> str:
@@ -87,8 +91,10 @@ def figures_html(figures: dict[str, bytes], metric: str, caption: str = "", name
     if not names:
         return ""
     wide = ' class="wide"'
-    figs = [f"<figure{wide if n == 'training' else ''}>{img(figures[n], PLOT_TITLES.get(n, n).format(metric=metric))}</figure>"
-            for n in names]
+    figs = [
+        f"<figure{wide if n == 'training' else ''}>{img(figures[n], PLOT_TITLES.get(n, n).format(metric=metric))}</figure>"
+        for n in names
+    ]
     out = ['<div class="plots">\n' + "\n".join(figs) + "\n</div>"]
     if caption:
         out.append(f'<p class="note">{escape(caption)}</p>')
@@ -102,11 +108,11 @@ def _inline(text: str) -> str:
 
 def block_html(b, figures: dict[str, bytes], metric: str) -> list[str]:
     if isinstance(b, Para):
-        return [f"<p class=\"{'warn' if b.kind == 'warn' else 'note'}\">{_inline(b.text)}</p>"]
+        return [f'<p class="{"warn" if b.kind == "warn" else "note"}">{_inline(b.text)}</p>']
     if isinstance(b, Notes):
-        return [f"<div class=\"warn\">{escape(n)}</div>" for n in b.items]
+        return [f'<div class="warn">{escape(n)}</div>' for n in b.items]
     if isinstance(b, Table):
-        return ([f"<p class=\"note\">{escape(b.caption)}</p>"] if b.caption else []) + [table_html(b.head, b.rows)]
+        return ([f'<p class="note">{escape(b.caption)}</p>'] if b.caption else []) + [table_html(b.head, b.rows)]
     if isinstance(b, Figures):
         got = figures_html(figures, metric, b.caption if b.caption_shown(figures) else "", b.names)
         return [got] if got else []
@@ -120,12 +126,12 @@ def block_html(b, figures: dict[str, bytes], metric: str) -> list[str]:
 def section_html(sec: Section, figures: dict[str, bytes], metric: str, level: int = 2) -> list[str]:
     out = [f"<h{level}>{escape(sec.title)}</h{level}>"]
     warn = [line for line in sec.lines if line.startswith("**Warning**")]
-    out += [f"<div class=\"warn\">{_inline(line)}</div>" for line in warn]
+    out += [f'<div class="warn">{_inline(line)}</div>' for line in warn]
     rest = [line for line in sec.lines if line not in warn]
     if rest:
         out.append("<ul>" + "".join(f"<li>{_inline(line)}</li>" for line in rest) + "</ul>")
     for caption, head, rows in sec.tables:
-        out += [f"<p class=\"note\">{escape(caption)}</p>", table_html(head, rows)]
+        out += [f'<p class="note">{escape(caption)}</p>', table_html(head, rows)]
     for b in sec.blocks:
         out += block_html(b, figures, metric)
     for sub in sec.subsections:
@@ -136,15 +142,18 @@ def section_html(sec: Section, figures: dict[str, bytes], metric: str, level: in
 def render_html(results: dict, figures: dict[str, bytes], recipe_text: str | None = None) -> str:
     metric = results["primary_metric"]["name"]
     data = ", ".join(f"{k} {v}" for k, v in results.get("data", {}).items())
-    body = [f"<h1>compressor run: {escape(results['name'])}</h1>",
-            f"<p class=\"sub\">Model <code>{escape(str(results['model']))}</code> · task {escape(results['task'])} · "
-            f"seed {escape(str(results['seed']))} · trained on {escape(str(results['device']))}"
-            + (f" · data: {escape(data)}" if data else "") + "</p>"]
+    body = [
+        f"<h1>compressor run: {escape(results['name'])}</h1>",
+        f'<p class="sub">Model <code>{escape(str(results["model"]))}</code> · task {escape(results["task"])} · '
+        f"seed {escape(str(results['seed']))} · trained on {escape(str(results['device']))}"
+        + (f" · data: {escape(data)}" if data else "")
+        + "</p>",
+    ]
     for sec in report_sections.build(results):
         if sec.visible(figures):
             body += section_html(sec, figures, metric)
     if recipe_text:
-        body += ["<p class=\"note\">The recipe as run:</p>", "<h3>recipe.yaml</h3>", f"<pre>{escape(recipe_text)}</pre>"]
+        body += ['<p class="note">The recipe as run:</p>', "<h3>recipe.yaml</h3>", f"<pre>{escape(recipe_text)}</pre>"]
     return page(f"compressor: {results['name']}", body)
 
 

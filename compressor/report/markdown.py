@@ -52,9 +52,12 @@ def render_markdown(results: dict, plots: dict[str, str] | None = None) -> str:
     """report.md; ``plots`` maps a figure name (size, latency, training, confusion) to its PNG file beside report.md."""
     plots = plots or {}
     metric = results["primary_metric"]["name"]
-    out = [f"# compressor run: {results['name']}", "",
-           f"Model `{results['model']}`, task {results['task']}, seed {results['seed']}, trained on {results['device']}. "
-           f"Data: " + ", ".join(f"{k} {v}" for k, v in results.get("data", {}).items()) + "."]
+    out = [
+        f"# compressor run: {results['name']}",
+        "",
+        f"Model `{results['model']}`, task {results['task']}, seed {results['seed']}, trained on {results['device']}. "
+        f"Data: " + ", ".join(f"{k} {v}" for k, v in results.get("data", {}).items()) + ".",
+    ]
     for sec in report_sections.build(results):
         if sec.visible(plots):
             out += section_md(sec, plots, metric)

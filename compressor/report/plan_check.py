@@ -74,9 +74,11 @@ def check_rows(results: dict) -> list[list[str]]:
 
 
 HEAD = ["stage", "plan said", "measured here", "held?"]
-NOTE = ("The plan's verdicts are rules about the runtimes, made before the run from config.json and the CPU's "
-        f"flags; the measurements are this run's. A speed ratio between {SLOWER} and {FASTER} counts as about the "
-        "same (timing noise).")
+NOTE = (
+    "The plan's verdicts are rules about the runtimes, made before the run from config.json and the CPU's "
+    f"flags; the measurements are this run's. A speed ratio between {SLOWER} and {FASTER} counts as about the "
+    "same (timing noise)."
+)
 
 
 def plan_section(results: dict) -> Section | None:

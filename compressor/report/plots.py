@@ -43,6 +43,7 @@ def pareto_front(xs: list[float], ys: list[float], higher_is_better: bool = True
     A point is dominated when another is at least as good on both axes and better on one.
     Ties (same x and y) are all kept.
     """
+
     def better_eq(a: float, b: float) -> bool:
         return a >= b if higher_is_better else a <= b
 
@@ -51,8 +52,7 @@ def pareto_front(xs: list[float], ys: list[float], higher_is_better: bool = True
 
     front = []
     for i, (x, y) in enumerate(zip(xs, ys)):
-        dominated = any(xs[j] <= x and better_eq(ys[j], y) and (xs[j] < x or better(ys[j], y))
-                        for j in range(len(xs)) if j != i)
+        dominated = any(xs[j] <= x and better_eq(ys[j], y) and (xs[j] < x or better(ys[j], y)) for j in range(len(xs)) if j != i)
         if not dominated:
             front.append(i)
     return sorted(front, key=lambda i: (xs[i], -ys[i] if higher_is_better else ys[i]))
@@ -72,8 +72,11 @@ def points(results: dict, run: str = "", shape: tuple[int, int, str] | None = No
         m = metric_value(a, split, metric) if split else None
         ci = metric_value(a, split, f"{metric}_ci") if split else None
         lat = p50(a, *shape) if shape else None
-        out.append(Point(run, name, a.get("size_bytes", 0) / 2**20, lat, m,
-                         tuple(ci) if ci and None not in ci and m is not None else None))
+        out.append(
+            Point(
+                run, name, a.get("size_bytes", 0) / 2**20, lat, m, tuple(ci) if ci and None not in ci and m is not None else None
+            )
+        )
     return out
 
 
@@ -100,8 +103,9 @@ def _new_figure(w: float, h: float):
     return fig
 
 
-def scatter_png(pts: list[Point], axis: str, ylabel: str, scale: float, higher_is_better: bool, title: str,
-                xlabel: str | None = None) -> bytes | None:
+def scatter_png(
+    pts: list[Point], axis: str, ylabel: str, scale: float, higher_is_better: bool, title: str, xlabel: str | None = None
+) -> bytes | None:
     """Metric against size (axis="size") or latency (axis="latency"), Pareto front drawn and circled."""
     xs_all = [p.size_mb if axis == "size" else p.latency_ms for p in pts]
     keep = [i for i, p in enumerate(pts) if xs_all[i] is not None and p.metric is not None]
@@ -121,8 +125,17 @@ def scatter_png(pts: list[Point], axis: str, ylabel: str, scale: float, higher_i
     for p, x, y in zip(pts, xs, ys):
         c = color[p.run if several else p.artifact]
         if p.ci is not None:  # the 95 % interval as an error bar
-            ax.errorbar([x], [y], yerr=[[max(0.0, y - p.ci[0] * scale)], [max(0.0, p.ci[1] * scale - y)]], fmt="none", ecolor=c, elinewidth=1.1,
-                        capsize=3, alpha=0.8, zorder=2)
+            ax.errorbar(
+                [x],
+                [y],
+                yerr=[[max(0.0, y - p.ci[0] * scale)], [max(0.0, p.ci[1] * scale - y)]],
+                fmt="none",
+                ecolor=c,
+                elinewidth=1.1,
+                capsize=3,
+                alpha=0.8,
+                zorder=2,
+            )
         ax.scatter([x], [y], s=46, color=c, marker=marker[p.artifact], zorder=3, alpha=0.9)
     front = pareto_front(xs, ys, higher_is_better)
     fx, fy = [xs[i] for i in front], [ys[i] for i in front]
@@ -135,8 +148,13 @@ def scatter_png(pts: list[Point], axis: str, ylabel: str, scale: float, higher_i
     groups = _label_groups([vx[i] for i in shown], [ys[i] for i in shown], [i for i in shown])
     for k, ((x, y), members) in enumerate(groups):
         crowd = sum(1 for (gx, gy), _ in groups[:k] if abs(gy - y) <= 0.06 * _span(ys) and abs(gx - x) <= 0.3 * _span(vx))
-        ax.annotate(", ".join(pts[i].label for i in members), (xs[members[0]], y), textcoords="offset points",
-                    xytext=(7, 6 - 13 * crowd), fontsize=8.5)
+        ax.annotate(
+            ", ".join(pts[i].label for i in members),
+            (xs[members[0]], y),
+            textcoords="offset points",
+            xytext=(7, 6 - 13 * crowd),
+            fontsize=8.5,
+        )
     if several:
         for r in runs:
             ax.scatter([], [], color=color[r], marker="o", label=r)
@@ -158,8 +176,9 @@ def scatter_png(pts: list[Point], axis: str, ylabel: str, scale: float, higher_i
         ax.set_xlim(left=0, right=max(xs) * 1.25 if max(xs) > 0 else 1)
     ax.set_ylim(*metric_limits(pts, scale))
     if any(p.ci for p in pts):
-        ax.text(0.99, 0.01, "bars: 95 % intervals", transform=ax.transAxes, ha="right", va="bottom", fontsize=7.5,
-                color="dimgray")
+        ax.text(
+            0.99, 0.01, "bars: 95 % intervals", transform=ax.transAxes, ha="right", va="bottom", fontsize=7.5, color="dimgray"
+        )
     return _png(fig)
 
 
@@ -212,8 +231,15 @@ def training_png(curves: list[tuple[str, list[dict]]], metric: str, scale: float
     loss = [(lbl, v) for lbl, v in loss if v]
     dev = [(lbl, v) for lbl, v in dev if v]
     sparsity = [(lbl, v) for lbl, v in sparsity if v]
-    panels = [p for p in (("training loss", loss, "loss"), (f"dev {metric}", dev, ylabel),
-                          ("sparsity of the pruned layers", sparsity, "zeros, %")) if p[1]]
+    panels = [
+        p
+        for p in (
+            ("training loss", loss, "loss"),
+            (f"dev {metric}", dev, ylabel),
+            ("sparsity of the pruned layers", sparsity, "zeros, %"),
+        )
+        if p[1]
+    ]
     if not panels:
         return None
     fig = _new_figure(5.2 * len(panels), 3.6)
@@ -276,8 +302,15 @@ def confusion_png(results: dict) -> bytes | None:
         if n <= 12:
             for i in range(n):
                 for j in range(n):
-                    ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8,
-                            color="white" if norm[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{int(cm[i, j])}",
+                        ha="center",
+                        va="center",
+                        fontsize=8,
+                        color="white" if norm[i, j] > 0.5 else "black",
+                    )
         ax.set_xticks(range(n), names if n <= 20 else [], rotation=45, ha="right", fontsize=8)
         ax.set_yticks(range(n), names if n <= 20 else [], fontsize=8)
         ax.set_xlabel("predicted")
@@ -298,20 +331,38 @@ def generation_png(results: dict) -> bytes | None:
         ppl = metric_value(a, split, "perplexity")
         if rows and ppl is not None and rows[0].get("decode_ms_per_token"):
             ci = metric_value(a, split, "perplexity_ci")
-            pts.append(Point("", name, a.get("size_bytes", 0) / 2**20, rows[0]["decode_ms_per_token"], ppl,
-                             tuple(ci) if ci and None not in ci else None))
+            pts.append(
+                Point(
+                    "",
+                    name,
+                    a.get("size_bytes", 0) / 2**20,
+                    rows[0]["decode_ms_per_token"],
+                    ppl,
+                    tuple(ci) if ci and None not in ci else None,
+                )
+            )
     if not pts:
         return None
     batch = min(r["batch"] for a in results["artifacts"].values() for r in a.get("generation") or [])
-    return scatter_png(pts, "latency", f"perplexity ({split}, lower is better)", 1.0, False,
-                       f"perplexity ({split}) vs decode speed, batch {batch}", xlabel="decode ms per token")
+    return scatter_png(
+        pts,
+        "latency",
+        f"perplexity ({split}, lower is better)",
+        1.0,
+        False,
+        f"perplexity ({split}) vs decode speed, batch {batch}",
+        xlabel="decode ms per token",
+    )
 
 
 def run_figures(results: dict) -> dict[str, bytes]:
     """The figures of one run; a figure that fails to draw is left out with a warning (the report still gets written)."""
     figures: dict[str, bytes] = {}
-    for name, draw in (("", lambda: figures_for([("", results)])), ("confusion", lambda: confusion_png(results)),
-                       ("generation", lambda: generation_png(results))):
+    for name, draw in (
+        ("", lambda: figures_for([("", results)])),
+        ("confusion", lambda: confusion_png(results)),
+        ("generation", lambda: generation_png(results)),
+    ):
         try:
             got = draw()
         except Exception as e:  # a plotting problem must not fail a finished run

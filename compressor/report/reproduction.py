@@ -30,9 +30,11 @@ def reproduction(run_dir: Path, name: str) -> list[str]:
     for o in info.get("overrides", []):
         args += ["--set", o]
     args += ["--set", f"output.name={name}-again", "-o", str(run_dir.parent)]
-    return [" ".join(shlex.quote(a) for a in args),
-            f"# writes {run_dir.parent / (name + '-again')}; this folder's recipe.yaml is the recipe as run "
-            "(after --set), its relative paths relative to the recipe's folder"]
+    return [
+        " ".join(shlex.quote(a) for a in args),
+        f"# writes {run_dir.parent / (name + '-again')}; this folder's recipe.yaml is the recipe as run "
+        "(after --set), its relative paths relative to the recipe's folder",
+    ]
 
 
 def reproduction_section(results: dict) -> Section:

@@ -20,8 +20,14 @@ def split_table(results: dict, split: str = "test") -> tuple[list[str], list[lis
         if not m or m.get(metric) is None:
             continue
         other = m.get("f1_macro" if acc else "tokens")
-        rows.append([artifact_label(name, a), f"{m[metric] * 100:.2f} %" if acc else f"{m[metric]:.3f}",
-                     "" if other is None else (f"{other * 100:.2f}" if acc else str(other)), str(m.get("n", ""))])
+        rows.append(
+            [
+                artifact_label(name, a),
+                f"{m[metric] * 100:.2f} %" if acc else f"{m[metric]:.3f}",
+                "" if other is None else (f"{other * 100:.2f}" if acc else str(other)),
+                str(m.get("n", "")),
+            ]
+        )
     return (head, rows) if rows else None
 
 
@@ -29,5 +35,10 @@ def test_split_section(results: dict) -> Section | None:
     test = split_table(results, "test")
     if test is None:
         return None
-    return Section("Test split", blocks=[Table(*test), Para(
-        "The test split was held out from training and checkpoint selection; the variants table uses dev.")])
+    return Section(
+        "Test split",
+        blocks=[
+            Table(*test),
+            Para("The test split was held out from training and checkpoint selection; the variants table uses dev."),
+        ],
+    )

@@ -12,8 +12,10 @@ def stage_summaries(results: dict) -> list[tuple[str, float, list[str]]]:
         extra = []
         if s.get("best_dev") is not None:
             sel = (s.get("selection") or {}).get("split", "dev")
-            extra.append(f"best {sel} {results['primary_metric']['name']} {s['best_dev']:.4f} at step {s.get('best_step')} "
-                         "(checkpoint selection)")
+            extra.append(
+                f"best {sel} {results['primary_metric']['name']} {s['best_dev']:.4f} at step {s.get('best_step')} "
+                "(checkpoint selection)"
+            )
         if "parity" in s and s["parity"]:
             extra.append(f"parity max |diff| {s['parity']['max_abs_diff']:.2e}")
         if s.get("fusions"):
@@ -27,5 +29,10 @@ def stage_summaries(results: dict) -> list[tuple[str, float, list[str]]]:
 
 
 def stages_section(results: dict) -> Section:
-    return Section("Stages", lines=[f"**{stage}** ({seconds:.1f} s)" + (": " + "; ".join(extra) if extra else "")
-                                    for stage, seconds, extra in stage_summaries(results)])
+    return Section(
+        "Stages",
+        lines=[
+            f"**{stage}** ({seconds:.1f} s)" + (": " + "; ".join(extra) if extra else "")
+            for stage, seconds, extra in stage_summaries(results)
+        ],
+    )

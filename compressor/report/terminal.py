@@ -27,6 +27,7 @@ def render(head: list[str], rows: list[list[str]], width: int = 80) -> str:
     right = {i for i, h in enumerate(head) if h not in TEXT_COLUMNS}
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(head)]
     if sum(widths) + len(GAP) * (len(head) - 1) <= width:
+
         def line(cells: list[str]) -> str:
             return GAP.join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
 
@@ -60,8 +61,13 @@ def run_summary(results: dict) -> tuple[list[str], list[list[str]], list[str]]:
     for name, a in arts.items():
         m = a.get("metrics", {}).get(split, {}) if split else {}
         v = m.get(metric)
-        row = [name, "" if v is None else (f"{v * 100:.2f}" if metric == "accuracy" else f"{v:.3f}"), _ci(m, metric),
-               "" if name == ref else delta_cell(m, base_m, metric, long=False), f"{a['size_bytes'] / 2**20:.1f}"]
+        row = [
+            name,
+            "" if v is None else (f"{v * 100:.2f}" if metric == "accuracy" else f"{v:.3f}"),
+            _ci(m, metric),
+            "" if name == ref else delta_cell(m, base_m, metric, long=False),
+            f"{a['size_bytes'] / 2**20:.1f}",
+        ]
         if timed:
             ms = p50(a, *shapes[0], devices[0])
             cell = ""
@@ -75,11 +81,15 @@ def run_summary(results: dict) -> tuple[list[str], list[list[str]], list[str]]:
             row += ["" if ms is None else f"{ms:.2f}", cell]
         rows.append(row)
     what = "accuracy, %" if metric == "accuracy" else metric
-    legend = [f"{short}: {what} on {split or 'no split'} with its 95 % interval; Δ: against {ref}"
-              + (" (ns: no significant change, paired test)" if any(" ns" in r[3] for r in rows) else "")]
+    legend = [
+        f"{short}: {what} on {split or 'no split'} with its 95 % interval; Δ: against {ref}"
+        + (" (ns: no significant change, paired test)" if any(" ns" in r[3] for r in rows) else "")
+    ]
     if timed:
         (b, s), dev = shapes[0], devices[0]
-        legend.append(f"MiB: size on disk (2^20 bytes); ms: median latency, batch {b} × seq {s} on {dev}; speed-up: {ref} ms / ms")
+        legend.append(
+            f"MiB: size on disk (2^20 bytes); ms: median latency, batch {b} × seq {s} on {dev}; speed-up: {ref} ms / ms"
+        )
     return head, rows, legend + withheld
 
 
@@ -101,19 +111,36 @@ def bench_summary(rows: list[dict], artifacts: list[str]) -> tuple[list[str], li
             if not v.claimed and v.rounds:
                 withheld.append(f"#{index[r['artifact']]} at b{r['batch']}×{r['seq']}: {v.cell()} ({v.explain()})")
         runtime = "ort" if r["runtime"] == "onnxruntime" else r["runtime"]
-        out.append([f"#{index[r['artifact']]}", runtime + ("" if r["device"] == "cpu" else f"/{r['device']}"),
-                    str(r["threads"]), f"{r['batch']}×{r['seq']}", f"{r['p50_ms']:.2f}",
-                    f"{min(rounds):.2f}–{max(rounds):.2f}", f"{r['throughput_per_s']:.1f}", cell])
+        out.append(
+            [
+                f"#{index[r['artifact']]}",
+                runtime + ("" if r["device"] == "cpu" else f"/{r['device']}"),
+                str(r["threads"]),
+                f"{r['batch']}×{r['seq']}",
+                f"{r['p50_ms']:.2f}",
+                f"{min(rounds):.2f}–{max(rounds):.2f}",
+                f"{r['throughput_per_s']:.1f}",
+                cell,
+            ]
+        )
     legend = [f"#{i} {a}" for a, i in index.items()]
-    legend.append("rounds ms: lowest–highest median of the interleaved rounds; vs #1: #1's time / this time, "
-                  "claimed only when the rounds agree (see README, 'When a speed-up is claimed')")
+    legend.append(
+        "rounds ms: lowest–highest median of the interleaved rounds; vs #1: #1's time / this time, "
+        "claimed only when the rounds agree (see README, 'When a speed-up is claimed')"
+    )
     return head, out, legend + withheld
 
 
 def compare_summary(head: list[str], rows: list[list[str]]) -> tuple[list[str], list[list[str]], list[str]]:
     """The columns of ``compressor compare``'s merged table worth a terminal: run, artifact, metric, Δ, size, speed-up."""
-    keep = [i for i, h in enumerate(head) if h in ("run", "machine", "artifact", "Δ", "size MiB")
-            or "[95 % CI]" in h and not h.startswith("F1") or h.startswith("speed-up")]
+    keep = [
+        i
+        for i, h in enumerate(head)
+        if h in ("run", "machine", "artifact", "Δ", "size MiB")
+        or "[95 % CI]" in h
+        and not h.startswith("F1")
+        or h.startswith("speed-up")
+    ]
     legend = ["Δ and speed-up: against each run's own reference; the full table is in compare.md"]
     return [head[i] for i in keep], [[r[i] for i in keep] for r in rows], legend
 

@@ -59,8 +59,10 @@ class LoRATuning:
             for i, t in enumerate(cfg.target_modules):
                 hit = [n for n in linear if n == t or n.endswith("." + t)]
                 if not hit:
-                    raise ctx.recipe.error(f"{where}.target_modules.{i}", f"{t!r} matches no Linear module (names look "
-                                           f"like {_examples(list(linear))})")
+                    raise ctx.recipe.error(
+                        f"{where}.target_modules.{i}",
+                        f"{t!r} matches no Linear module (names look like {_examples(list(linear))})",
+                    )
                 targets += [n for n in hit if n not in targets]
         if not targets:
             raise ctx.recipe.error(f"{where}.target_modules", "no Linear module to adapt")
@@ -68,25 +70,46 @@ class LoRATuning:
         zeros, total = _zeros({n: linear[n].weight.detach() for n in targets})
         self.before = zeros / total
         conv = all(isinstance(linear[n], Conv1D) for n in targets)
-        inject_adapter_in_model(LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout,
-                                           target_modules=targets, fan_in_fan_out=conv), model)
+        inject_adapter_in_model(
+            LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets, fan_in_fan_out=conv),
+            model,
+        )
         trainable = 0
         for n, p in model.named_parameters():
             p.requires_grad_("lora_" in n or (ctx.task == "sequence-classification" and bool(HEAD.search(n))))
             trainable += p.numel() if p.requires_grad else 0
         self.trainable, self.targets, self.result = trainable, targets, {}
-        log.info("LoRA: rank %d, alpha %g on %d Linear layers; %d trainable parameters; %.2f %% of their weights are zero "
-                 "(kept zero by the merge)", cfg.rank, cfg.alpha, len(targets), trainable, 100 * self.before)
+        log.info(
+            "LoRA: rank %d, alpha %g on %d Linear layers; %d trainable parameters; %.2f %% of their weights are zero "
+            "(kept zero by the merge)",
+            cfg.rank,
+            cfg.alpha,
+            len(targets),
+            trainable,
+            100 * self.before,
+        )
 
     def on_train_end(self, state) -> None:
         self.result = merge_lora(state.model, self.masks)
-        log.info("LoRA merged into %d layers: sparsity %.2f %% before the merge, %.2f %% after (%d pruned weights the "
-                 "raw merge would have regrown, reset to zero)", len(self.masks), 100 * self.before,
-                 100 * self.result["sparsity_after_merge"], self.result["regrown_and_reset"])
+        log.info(
+            "LoRA merged into %d layers: sparsity %.2f %% before the merge, %.2f %% after (%d pruned weights the "
+            "raw merge would have regrown, reset to zero)",
+            len(self.masks),
+            100 * self.before,
+            100 * self.result["sparsity_after_merge"],
+            self.result["regrown_and_reset"],
+        )
 
     def summary(self) -> dict:
-        return {"rank": self.cfg.rank, "alpha": self.cfg.alpha, "dropout": self.cfg.dropout, "layers": len(self.targets),
-                "trainable_params": self.trainable, "sparsity_before_merge": self.before, **self.result}
+        return {
+            "rank": self.cfg.rank,
+            "alpha": self.cfg.alpha,
+            "dropout": self.cfg.dropout,
+            "layers": len(self.targets),
+            "trainable_params": self.trainable,
+            "sparsity_before_merge": self.before,
+            **self.result,
+        }
 
 
 @torch.no_grad()
@@ -125,8 +148,9 @@ class PartialTuning:
         for i, pattern in enumerate(cfg.freeze):
             hit = {n for n in params if re.search(pattern, n)}
             if not hit:
-                raise ctx.recipe.error(f"{where}.freeze.{i}", f"pattern {pattern!r} matches no parameter (names look "
-                                       f"like {_examples(list(params))})")
+                raise ctx.recipe.error(
+                    f"{where}.freeze.{i}", f"pattern {pattern!r} matches no parameter (names look like {_examples(list(params))})"
+                )
             frozen |= hit
         if cfg.last_layers is not None:
             from compressor.core.errors import CompressorError
@@ -137,8 +161,9 @@ class PartialTuning:
             except CompressorError as e:
                 raise ctx.recipe.error(f"{where}.last_layers", str(e)) from None
             if cfg.last_layers > len(layers):
-                raise ctx.recipe.error(f"{where}.last_layers", f"the model has {len(layers)} layers, fewer than "
-                                       f"last_layers={cfg.last_layers}")
+                raise ctx.recipe.error(
+                    f"{where}.last_layers", f"the model has {len(layers)} layers, fewer than last_layers={cfg.last_layers}"
+                )
             keep = tuple(f"{prefix}.{i}." for i in range(len(layers) - cfg.last_layers, len(layers)))
             frozen |= {n for n in params if not n.startswith(keep)}
         if frozen >= set(params):
@@ -148,8 +173,12 @@ class PartialTuning:
             p.requires_grad_(False)
         self.frozen_params = sum(p.numel() for p in self.frozen)
         self.trainable = sum(p.numel() for p in params.values()) - self.frozen_params
-        log.info("partial fine-tuning: %d parameter tensors frozen (%d values), %d values train", len(self.frozen),
-                 self.frozen_params, self.trainable)
+        log.info(
+            "partial fine-tuning: %d parameter tensors frozen (%d values), %d values train",
+            len(self.frozen),
+            self.frozen_params,
+            self.trainable,
+        )
 
     def on_train_end(self, state) -> None:
         for p in self.frozen:  # later stages train the whole model again unless they say otherwise

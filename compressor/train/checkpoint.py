@@ -25,7 +25,7 @@ def save_trainer_state(accel, checkpoint_dir: Path, what: str, meta: dict, best_
     import torch
 
     tmp = checkpoint_dir.with_name(f".{checkpoint_dir.name}.tmp")
-    with writing(what, checkpoint_dir), (removed_on_error(tmp) if accel.is_main_process else nullcontext()):
+    with writing(what, checkpoint_dir), removed_on_error(tmp) if accel.is_main_process else nullcontext():
         if accel.is_main_process:
             if tmp.exists():
                 shutil.rmtree(tmp)

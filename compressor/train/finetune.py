@@ -31,9 +31,14 @@ def selection_eval_fn(ctx: RunContext, batch_size: int):
 
 
 def summarize(state, ctx: RunContext | None = None) -> dict:
-    return {"steps": state.step, "best_step": state.best_step, "best_dev": state.best_metric, "history": state.history,
-            "resumed_seconds": round(state.seconds_before, 2),
-            "selection": ctx.selection_info() if ctx is not None else None}
+    return {
+        "steps": state.step,
+        "best_step": state.best_step,
+        "best_dev": state.best_metric,
+        "history": state.history,
+        "resumed_seconds": round(state.seconds_before, 2),
+        "selection": ctx.selection_info() if ctx is not None else None,
+    }
 
 
 @STAGES.register(FinetuneStage)

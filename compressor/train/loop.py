@@ -49,9 +49,20 @@ def train(
     steps (default: at every evaluation), at the end, and on Ctrl-C / SIGTERM; ``resume``
     continues from it.
     """
-    trainer = Trainer(model, train_loader, cfg, loss_fn, name=name, device=device, eval_fn=eval_fn, metric=metric,
-                      callbacks=list(callbacks), extra_modules=list(extra_modules), seed=seed,
-                      checkpoint_dir=checkpoint_dir)
+    trainer = Trainer(
+        model,
+        train_loader,
+        cfg,
+        loss_fn,
+        name=name,
+        device=device,
+        eval_fn=eval_fn,
+        metric=metric,
+        callbacks=list(callbacks),
+        extra_modules=list(extra_modules),
+        seed=seed,
+        checkpoint_dir=checkpoint_dir,
+    )
     if resume and checkpoint_dir is not None:
         trainer.resume()
     return trainer.run()
@@ -60,8 +71,22 @@ def train(
 class Trainer:
     """The loop's state between steps: accelerate objects, position in the data, best weights, pending evaluation."""
 
-    def __init__(self, model, train_loader, cfg: TrainConfig, loss_fn, *, name: str, device: str, eval_fn, metric,
-                 callbacks: list, extra_modules: list, seed: int, checkpoint_dir: Path | None):
+    def __init__(
+        self,
+        model,
+        train_loader,
+        cfg: TrainConfig,
+        loss_fn,
+        *,
+        name: str,
+        device: str,
+        eval_fn,
+        metric,
+        callbacks: list,
+        extra_modules: list,
+        seed: int,
+        checkpoint_dir: Path | None,
+    ):
         self.cfg, self.loss_fn, self.name, self.eval_fn = cfg, loss_fn, name, eval_fn
         self.metric_name, self.higher = metric
         self.callbacks, self.checkpoint_dir = callbacks, checkpoint_dir
@@ -86,10 +111,12 @@ class Trainer:
         cfg = self.cfg
         set_seed(seed)
         self.accel = accel = Accelerator(
-            cpu=device == "cpu", mixed_precision=pick_mixed_precision(cfg.mixed_precision, device),
+            cpu=device == "cpu",
+            mixed_precision=pick_mixed_precision(cfg.mixed_precision, device),
             gradient_accumulation_steps=cfg.grad_accum,
             # split_batches: batch_size is the global batch, whatever the number of processes
-            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, split_batches=world_size() > 1))
+            dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, split_batches=world_size() > 1),
+        )
         decay, no_decay = [], []
         for n, p in model.named_parameters():
             if p.requires_grad:
@@ -115,13 +142,20 @@ class Trainer:
         if self.checkpoint_dir is None:
             return
         s = self.state
-        meta = {"step": s.step, "batches_seen": self.batches_seen, "total_steps": self.total,
-                "best_metric": s.best_metric, "best_step": s.best_step, "bad_evals": s.bad_evals,
-                "history": s.history, "seconds": s.seconds_before + time.perf_counter() - self.t0,
-                # the evaluation due at this step did not finish (a signal came during it): resume runs it first
-                "eval_pending": self.eval_pending, "running_loss": [self.running, self.n_running]}
-        save_trainer_state(self.accel, self.checkpoint_dir, f"the {self.name} checkpoint at step {s.step}", meta,
-                           self.best_state)
+        meta = {
+            "step": s.step,
+            "batches_seen": self.batches_seen,
+            "total_steps": self.total,
+            "best_metric": s.best_metric,
+            "best_step": s.best_step,
+            "bad_evals": s.bad_evals,
+            "history": s.history,
+            "seconds": s.seconds_before + time.perf_counter() - self.t0,
+            # the evaluation due at this step did not finish (a signal came during it): resume runs it first
+            "eval_pending": self.eval_pending,
+            "running_loss": [self.running, self.n_running],
+        }
+        save_trainer_state(self.accel, self.checkpoint_dir, f"the {self.name} checkpoint at step {s.step}", meta, self.best_state)
 
     def resume(self) -> None:
         loaded = load_trainer_state(self.accel, self.checkpoint_dir)
@@ -155,14 +189,22 @@ class Trainer:
         eligible = all(_hook(self.callbacks, "ready", s))
         better = eligible and (s.best_metric is None or (value > s.best_metric if self.higher else value < s.best_metric))
         s.history.append({"step": s.step, "epoch": round(s.epoch, 3), "eval": metrics})
-        log.info("%s step %d/%d: dev %s %.4f%s", self.name, s.step, self.total, self.metric_name, value,
-                 " (best)" if better else ("" if eligible else " (not yet eligible as best: compression still under way)"))
+        log.info(
+            "%s step %d/%d: dev %s %.4f%s",
+            self.name,
+            s.step,
+            self.total,
+            self.metric_name,
+            value,
+            " (best)" if better else ("" if eligible else " (not yet eligible as best: compression still under way)"),
+        )
         if not eligible:
             return False
         if better:
             s.best_metric, s.best_step, s.bad_evals = value, s.step, 0
-            self.best_state = {k: v.detach().to("cpu", copy=True)
-                               for k, v in self.accel.unwrap_model(self.model).state_dict().items()}
+            self.best_state = {
+                k: v.detach().to("cpu", copy=True) for k, v in self.accel.unwrap_model(self.model).state_dict().items()
+            }
         else:
             s.bad_evals += 1
         return self.cfg.early_stopping is not None and s.bad_evals >= self.cfg.early_stopping
@@ -196,7 +238,7 @@ class Trainer:
         epoch, skip = divmod(self.batches_seen, self.batches_per_epoch)
         self.loader.set_epoch(epoch)  # the shuffle order depends on (seed, epoch) only
         consumed = self.batches_seen
-        for batch in (self.accel.skip_first_batches(self.loader, skip) if skip else self.loader):
+        for batch in self.accel.skip_first_batches(self.loader, skip) if skip else self.loader:
             if consumed == self.batches_seen:  # a step boundary: stop here if a signal asked to
                 self.signals.check()
                 self.at_boundary = False
@@ -239,8 +281,12 @@ class Trainer:
         self.at_boundary = True
         self.eval_pending = self.eval_fn is not None and self._due(self.eval_every)
         if self._due(max(1, min(50, self.eval_every))):
-            rec = {"step": s.step, "loss": self.running / max(self.n_running, 1), "lr": self.scheduler.get_last_lr()[0],
-                   **{k: float(v) for k, v in logs.items()}}
+            rec = {
+                "step": s.step,
+                "loss": self.running / max(self.n_running, 1),
+                "lr": self.scheduler.get_last_lr()[0],
+                **{k: float(v) for k, v in logs.items()},
+            }
             for extra in _hook(self.callbacks, "logs"):
                 rec.update(extra)
             s.history.append(rec)
@@ -265,8 +311,9 @@ class Trainer:
         if where is None:
             raise  # the KeyboardInterrupt being handled (called from run's except clause)
         if not self.at_boundary:  # a second signal in the middle of a step: the last consistent checkpoint stays
-            raise Interrupted(f"{self.name} interrupted inside step {step + 1}/{total}; resuming continues from the last "
-                              f"checkpoint in {where}") from None
+            raise Interrupted(
+                f"{self.name} interrupted inside step {step + 1}/{total}; resuming continues from the last checkpoint in {where}"
+            ) from None
         self.signals.restore()
         self.save()
         raise Interrupted(f"{self.name} interrupted at step {step}/{total}; checkpoint saved in {where}") from None
@@ -278,8 +325,7 @@ class Trainer:
         unwrapped = self.accel.unwrap_model(self.model)
         if self.best_state is not None:
             unwrapped.load_state_dict(self.best_state)
-            log.info("%s: kept the best checkpoint (step %d, dev %s %.4f)", name, s.best_step, self.metric_name,
-                     s.best_metric)
+            log.info("%s: kept the best checkpoint (step %d, dev %s %.4f)", name, s.best_step, self.metric_name, s.best_metric)
         unwrapped.eval()
         s.model = unwrapped
         _hook(self.callbacks, "on_train_end", s)
@@ -295,6 +341,14 @@ def _log_progress(name: str, state: TrainState, total: int, t0: float, start_ste
         return False
     per = (time.perf_counter() - t0) / max(state.step - start_step, 1)
     loss = since_line[0] / since_line[1] if since_line[1] else None
-    log.info("%s: step %d/%d (%d %%)%s, %.2f s/step, about %d min left", name, state.step, total, 100 * state.step // total,
-             f", loss {loss:.4f}" if loss is not None else "", per, round(per * (total - state.step) / 60))
+    log.info(
+        "%s: step %d/%d (%d %%)%s, %.2f s/step, about %d min left",
+        name,
+        state.step,
+        total,
+        100 * state.step // total,
+        f", loss {loss:.4f}" if loss is not None else "",
+        per,
+        round(per * (total - state.step) / 60),
+    )
     return True

@@ -34,8 +34,16 @@ def test_run_on_cuda_reports_cuda_rows_beside_cpu_rows(cls_recipe):
     from compressor.pipeline.orchestrate import run
 
     bnb = importlib.util.find_spec("bitsandbytes") is not None
-    run_dir = run(cls_recipe, overrides=["device=cuda", "bench.devices=[cpu, cuda, tensorrt]", "bench.iterations=5",
-                                         "bench.bitsandbytes=[int8, nf4]" if bnb else "bench.bitsandbytes=[]"], quiet=True)
+    run_dir = run(
+        cls_recipe,
+        overrides=[
+            "device=cuda",
+            "bench.devices=[cpu, cuda, tensorrt]",
+            "bench.iterations=5",
+            "bench.bitsandbytes=[int8, nf4]" if bnb else "bench.bitsandbytes=[]",
+        ],
+        quiet=True,
+    )
     m = json.loads((run_dir / "metrics.json").read_text())
     arts = m["artifacts"]
     devices = {r["device"] for r in arts["pytorch"]["bench"]}

@@ -31,14 +31,14 @@ def setup(family: str, folder):
     tok = load_tokenizer(path)
     rng = np.random.default_rng(0)
     loader = make_loader(encode_blocks(rng.integers(5, T.vocab_size(), (32, 16))), tok, 8, True, task="causal-lm")
-    ctx = SimpleNamespace(recipe=Recipe.model_validate({"model": {"path": "m"}, "data": {"train": "t"}}),
-                          task="causal-lm")
+    ctx = SimpleNamespace(recipe=Recipe.model_validate({"model": {"path": "m"}, "data": {"train": "t"}}), task="causal-lm")
     return model, loader, ctx
 
 
 def fit(model, loader, callbacks, **cfg):
-    return train(model, loader, FinetuneStage(max_steps=6, lr=1e-2, warmup_ratio=0, **cfg), task_loss, name="t",
-                 callbacks=callbacks)
+    return train(
+        model, loader, FinetuneStage(max_steps=6, lr=1e-2, warmup_ratio=0, **cfg), task_loss, name="t", callbacks=callbacks
+    )
 
 
 @pytest.mark.parametrize("family", list(BUILD))

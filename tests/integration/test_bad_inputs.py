@@ -64,8 +64,7 @@ def _one_error_line(code: int, stdout: str, stderr: str, *needles: str, exit_cod
 
 
 def _subprocess(args: list[str], cwd: Path) -> tuple[int, str, str]:
-    r = subprocess.run([sys.executable, "-m", "compressor", *args], cwd=cwd, env=ENV, capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run([sys.executable, "-m", "compressor", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300)
     return r.returncode, r.stdout, r.stderr
 
 
@@ -104,7 +103,7 @@ def models(tmp_path_factory, tiny_dir) -> dict[str, Path]:
         if f.name not in ("config.json", "model.safetensors"):
             f.unlink()
     out["badconfig"] = copy("badconfig")
-    (out["badconfig"] / "config.json").write_text("{\"model_type\": \"bert\", ")
+    (out["badconfig"] / "config.json").write_text('{"model_type": "bert", ')
     out["truncated"] = copy("truncated")
     w = out["truncated"] / "model.safetensors"
     w.write_bytes(w.read_bytes()[:200])
@@ -131,24 +130,59 @@ def _edit(old: str, new: str, text: str = BASE) -> str:
 
 
 RECIPE_CASES = [
-    ("unknown-key", _edit("  num_labels: 2", "  num_label: 2"), "recipe.yaml:4: model.num_label: unknown key; did you mean 'num_labels'?"),
-    ("wrong-type", _edit("max_length: 32", "max_length: long"), "recipe.yaml:8: data.max_length: input should be a valid integer"),
-    ("out-of-range", _edit("max_steps: 1,", "max_steps: 0,"), "recipe.yaml:10: stages.0.finetune.max_steps: input should be greater than or equal to 1"),
-    ("unknown-stage", _edit("  - finetune:", "  - finetuen:"), "recipe.yaml:10: stages.0: unknown stage 'finetuen'; did you mean 'finetune'?"),
-    ("unknown-quantize", _edit("evaluate:", "  - quantize: {type: int3}\nevaluate:"),
-     "recipe.yaml:11: stages.1.quantize.type: unknown type 'int3'"),
+    (
+        "unknown-key",
+        _edit("  num_labels: 2", "  num_label: 2"),
+        "recipe.yaml:4: model.num_label: unknown key; did you mean 'num_labels'?",
+    ),
+    (
+        "wrong-type",
+        _edit("max_length: 32", "max_length: long"),
+        "recipe.yaml:8: data.max_length: input should be a valid integer",
+    ),
+    (
+        "out-of-range",
+        _edit("max_steps: 1,", "max_steps: 0,"),
+        "recipe.yaml:10: stages.0.finetune.max_steps: input should be greater than or equal to 1",
+    ),
+    (
+        "unknown-stage",
+        _edit("  - finetune:", "  - finetuen:"),
+        "recipe.yaml:10: stages.0: unknown stage 'finetuen'; did you mean 'finetune'?",
+    ),
+    (
+        "unknown-quantize",
+        _edit("evaluate:", "  - quantize: {type: int3}\nevaluate:"),
+        "recipe.yaml:11: stages.1.quantize.type: unknown type 'int3'",
+    ),
     ("yaml-syntax", _edit("  split: {dev: 0.2}", "  split: {dev: 0.2"), "recipe.yaml:8: YAML syntax error"),
     ("missing-section", "name: x\nmodel: {path: m}\n", "recipe.yaml:1: data: required field is missing"),
-    ("duplicate-key", _edit("  max_length: 32", "  max_length: 32\n  max_length: 64"), "recipe.yaml:9: duplicate key 'max_length'"),
+    (
+        "duplicate-key",
+        _edit("  max_length: 32", "  max_length: 32\n  max_length: 64"),
+        "recipe.yaml:9: duplicate key 'max_length'",
+    ),
     ("not-a-mapping", "- model\n- data\n", "recipe.yaml:1: the top level must be a mapping"),
     ("empty", "", "recipe.yaml:1: empty recipe"),
-    ("nan", _edit("  split: {dev: 0.2}", "  split: {dev: .nan}"), "recipe.yaml:7: data.split.dev: input should be a finite number"),
+    (
+        "nan",
+        _edit("  split: {dev: 0.2}", "  split: {dev: .nan}"),
+        "recipe.yaml:7: data.split.dev: input should be a finite number",
+    ),
     ("run-name-escape", _edit("name: case", "name: ../../etc"), "recipe.yaml:1: name: run name may"),
-    ("quantize-before-export", _edit("evaluate:", "  - quantize: {type: dynamic}\n  - export: {}\nevaluate:"),
-     "recipe.yaml:11: stages.1.quantize: quantize {type: dynamic} works on the ONNX model"),
+    (
+        "quantize-before-export",
+        _edit("evaluate:", "  - quantize: {type: dynamic}\n  - export: {}\nevaluate:"),
+        "recipe.yaml:11: stages.1.quantize: quantize {type: dynamic} works on the ONNX model",
+    ),
     ("python-tag", _edit("name: case", "name: !!python/object/apply:os.system [touch pwned]"), "recipe.yaml:1:"),
-    ("alias-bomb", BASE + "x: &a [1,1,1,1,1,1,1,1,1,1]\n" + "".join(
-        f"x{i}: &a{i} [" + ",".join([f"*a{i - 1}" if i > 1 else "*a"] * 10) + "]\n" for i in range(1, 8)), "alias bomb"),
+    (
+        "alias-bomb",
+        BASE
+        + "x: &a [1,1,1,1,1,1,1,1,1,1]\n"
+        + "".join(f"x{i}: &a{i} [" + ",".join([f"*a{i - 1}" if i > 1 else "*a"] * 10) + "]\n" for i in range(1, 8)),
+        "alias bomb",
+    ),
     ("not-utf8", "name: caf\xe9\n".encode("latin-1"), "recipe.yaml: not UTF-8"),
 ]
 
@@ -166,7 +200,9 @@ def test_bad_recipe_validate(tmp_path, text, needle):
 def test_bad_set_names_the_set(tmp_path):
     (tmp_path / "recipe.yaml").write_text(BASE.replace("MODEL_PATH", "m"))
     code, out, err = _subprocess(["validate", "recipe.yaml", "--set", "stages.0.finetune.lr=2"], tmp_path)
-    _one_error_line(code, out, err, "recipe.yaml (--set 'stages.0.finetune.lr=2'): stages.0.finetune.lr: input should be less than 1")
+    _one_error_line(
+        code, out, err, "recipe.yaml (--set 'stages.0.finetune.lr=2'): stages.0.finetune.lr: input should be less than 1"
+    )
     code, out, err = _subprocess(["validate", "recipe.yaml", "--set", "stages.5.finetune.lr=0.1"], tmp_path)
     _one_error_line(code, out, err, "--set 'stages.5.finetune.lr=0.1': stages has no item 5")
 
@@ -189,9 +225,18 @@ RAGGED = "text,label\nthe movie was good,1\nthe plot\nbad film,0\n"
 RUN_CASES = {
     # id: (model key or path, train.csv content (None: good data), needles, in a subprocess too[, recipe edits])
     "data-empty": ("good", "", ["train.csv: file is empty"], False),
-    "data-missing-column": ("good", "sentence,label\na,1\nb,0\n", ["train.csv: missing column 'text'", "columns are: sentence, label"], False),
-    "data-label-outside-num-labels": ("good", "text,label\na good,0\nb bad,1\nc odd,5\nd,0\n",
-                                      ["train.csv: row 4: label 5 is outside 0..1"], False),
+    "data-missing-column": (
+        "good",
+        "sentence,label\na,1\nb,0\n",
+        ["train.csv: missing column 'text'", "columns are: sentence, label"],
+        False,
+    ),
+    "data-label-outside-num-labels": (
+        "good",
+        "text,label\na good,0\nb bad,1\nc odd,5\nd,0\n",
+        ["train.csv: row 4: label 5 is outside 0..1"],
+        False,
+    ),
     "data-not-utf8": ("good", b"text,label\nfine,1\ncaf\xe9 bad,0\n", ["train.csv: not valid utf-8", "data.encoding"], False),
     "data-ragged-csv": ("good", RAGGED, ["train.csv: malformed csv: line 3 has 1 fields"], True),
     "model-missing-weights": ("noweights", None, ["noweights", "model.safetensors"], False),
@@ -199,14 +244,29 @@ RUN_CASES = {
     "model-no-tokenizer": ("notokenizer", None, ["notokenizer", "no tokenizer files"], False),
     "model-bad-config-json": ("badconfig", None, ["badconfig", "config.json"], False),
     "model-truncated-weights": ("truncated", None, ["truncated"], False),
-    "model-nonexistent-path": ("/nonexistent/model/dir", None, ["model.path: /nonexistent/model/dir: no such file or directory"], False),
+    "model-nonexistent-path": (
+        "/nonexistent/model/dir",
+        None,
+        ["model.path: /nonexistent/model/dir: no such file or directory"],
+        False,
+    ),
     "model-nonexistent-hub-like": ("no-such/model", None, ["model no-such/model: not a local directory"], False),
     "model-is-a-file": ("good/config.json", None, ["config.json: is a file"], False),
     # a new 3-class head may be sized afresh, but that must not hide a mismatch in the encoder
-    "model-shape-mismatch-new-head": ("mismatch", "text,label\na,0\nb,1\nc,2\nd,0\ne,1\nf,2\n",
-                                      ["config and weights disagree", "bert."], False, [("num_labels: 2", "num_labels: 3")]),
-    "model-encoder-for-causal-lm": ("good", None, ["architecture 'bert' is an encoder", "causal"], False,
-                                    [("  num_labels: 2", "  task: causal-lm")]),
+    "model-shape-mismatch-new-head": (
+        "mismatch",
+        "text,label\na,0\nb,1\nc,2\nd,0\ne,1\nf,2\n",
+        ["config and weights disagree", "bert."],
+        False,
+        [("num_labels: 2", "num_labels: 3")],
+    ),
+    "model-encoder-for-causal-lm": (
+        "good",
+        None,
+        ["architecture 'bert' is an encoder", "causal"],
+        False,
+        [("  num_labels: 2", "  task: causal-lm")],
+    ),
 }
 
 
@@ -240,8 +300,9 @@ def _check_run_failure(tmp_path, models, code, out, err, needles, before, models
 def test_bad_run_in_process(tmp_path, models, monkeypatch, case):
     d, needles = _run_case(tmp_path, models, case)
     before, models_before = _snapshot(tmp_path), _snapshot(models["good"].parent)
-    code, out, err = _in_process(["run", str(d / "recipe.yaml"), "--output", str(tmp_path / "out")], tmp_path / "cwd",
-                                 monkeypatch)
+    code, out, err = _in_process(
+        ["run", str(d / "recipe.yaml"), "--output", str(tmp_path / "out")], tmp_path / "cwd", monkeypatch
+    )
     _check_run_failure(tmp_path, models, code, out, err, needles, before, models_before)
 
 
@@ -277,8 +338,11 @@ def test_run_failing_mid_way_is_marked_failed(tmp_path, models, monkeypatch):
     d = _case_dir(tmp_path)
     # the finetune stage runs (one step), then pruning finds no module named like the pattern (only the
     # model's modules can tell; `validate` reads config.json only)
-    (d / "recipe.yaml").write_text(_edit("evaluate:", "  - prune: {type: unstructured, sparsity: 0.5, include: [nothing_is_called_this]}"
-                                                      "\nevaluate:").replace("MODEL_PATH", str(models["good"])))
+    (d / "recipe.yaml").write_text(
+        _edit(
+            "evaluate:", "  - prune: {type: unstructured, sparsity: 0.5, include: [nothing_is_called_this]}\nevaluate:"
+        ).replace("MODEL_PATH", str(models["good"]))
+    )
     code, out, err = _in_process(["run", str(d / "recipe.yaml"), "-o", str(tmp_path / "out")], tmp_path / "cwd", monkeypatch)
     _one_error_line(code, out, err, "recipe.yaml:11: stages.1.prune.include.0")
     run_dir = tmp_path / "out" / "case"

@@ -18,22 +18,23 @@ from tests.conftest import ROOT, write_recipe
 def _recipe(folder, tiny_dir, quantize: str, artifacts: str) -> str:
     return f"""
 name: tiny-llama-calibrated
-model: {{path: {tiny_dir / 'llama'}, task: causal-lm}}
-data: {{train: {tiny_dir / 'lm.txt'}, split: {{dev: 0.2}}, max_length: 16, max_eval_samples: 16}}
+model: {{path: {tiny_dir / "llama"}, task: causal-lm}}
+data: {{train: {tiny_dir / "lm.txt"}, split: {{dev: 0.2}}, max_length: 16, max_eval_samples: 16}}
 stages:
   - export: {{with_past: true}}
   - quantize: {quantize}
 evaluate: {{splits: [dev], artifacts: [{artifacts}]}}
 bench: {{enabled: false}}
-output: {{dir: {folder / 'runs'}}}
+output: {{dir: {folder / "runs"}}}
 """
 
 
 @pytest.fixture(scope="module")
 def awq_run(tiny_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("awq-run")
-    recipe = write_recipe(folder, _recipe(folder, tiny_dir, "{type: awq, block_size: 16, calibration_samples: 8}",
-                                          "torch, onnx, int4"))
+    recipe = write_recipe(
+        folder, _recipe(folder, tiny_dir, "{type: awq, block_size: 16, calibration_samples: 8}", "torch, onnx, int4")
+    )
     return run(recipe, quiet=True)
 
 
@@ -54,8 +55,10 @@ def test_awq_stage_writes_int4_with_matmulnbits_and_is_evaluated(awq_run):
 
 
 def test_smoothquant_stage_writes_w8a8(tiny_dir, tmp_path):
-    recipe = write_recipe(tmp_path, _recipe(tmp_path, tiny_dir, "{type: smoothquant, alpha: 0.6, activations: static, "
-                                            "calibration_samples: 8}", "onnx, int8"))
+    recipe = write_recipe(
+        tmp_path,
+        _recipe(tmp_path, tiny_dir, "{type: smoothquant, alpha: 0.6, activations: static, calibration_samples: 8}", "onnx, int8"),
+    )
     out = run(recipe, quiet=True)
     ops = [n.op_type for n in onnx.load(str(out / "onnx/model.int8.onnx")).graph.node]
     assert ops.count("QuantizeLinear") > 0 and "MatMulNBits" not in ops
@@ -69,8 +72,9 @@ def test_smoothquant_stage_writes_w8a8(tiny_dir, tmp_path):
 def test_validate_refuses_an_awq_block_size_that_does_not_divide(tiny_dir, tmp_path):
     text = _recipe(tmp_path, tiny_dir, "\n      type: awq\n      block_size: 64", "onnx, int4")
     recipe = write_recipe(tmp_path, text, "bad.yaml")
-    r = subprocess.run([sys.executable, "-m", "compressor", "validate", str(recipe)], capture_output=True, text=True,
-                       cwd=ROOT, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "compressor", "validate", str(recipe)], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     out = r.stdout + r.stderr
     assert r.returncode == 2, out
     assert "stages.1.quantize.block_size" in out and "hidden_size 32" in out and "Traceback" not in out

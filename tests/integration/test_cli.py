@@ -14,8 +14,9 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "NO_COL
 
 
 def _cli(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "compressor", *args], cwd=cwd, env=ENV, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "compressor", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_help_lists_the_commands():
@@ -39,9 +40,11 @@ def test_importing_the_cli_does_not_import_torch():
 
 
 def test_validate_does_not_import_torch():
-    code = ("import sys; from compressor.cli.commands import app\n"
-            "try:\n    app(['validate', 'recipes/quickstart.yaml'])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys; from compressor.cli.commands import app\n"
+        "try:\n    app(['validate', 'recipes/quickstart.yaml'])\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
+        "print('torch' in sys.modules)"
+    )
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith("False")
@@ -120,8 +123,10 @@ def test_usage_errors_are_one_line_with_the_same_prefix():
 def test_a_missing_data_file_is_refused_before_anything_runs(tiny_dir, tmp_path):
     """validate, plan and run name the recipe's file:line; run creates no run folder."""
     recipe = tmp_path / "recipe.yaml"
-    recipe.write_text(f"name: nodata\nmodel: {{path: {tiny_dir / 'bert'}}}\ndata:\n  train: {tiny_dir / 'sent.csv'}\n"
-                      "  dev: missing-dev.csv\nstages: []\n")
+    recipe.write_text(
+        f"name: nodata\nmodel: {{path: {tiny_dir / 'bert'}}}\ndata:\n  train: {tiny_dir / 'sent.csv'}\n"
+        "  dev: missing-dev.csv\nstages: []\n"
+    )
     want = f"error: {recipe}:5: data.dev: missing-dev.csv: no such file or directory (looked in {tmp_path})"
     for args in (["validate", str(recipe)], ["plan", str(recipe)], ["run", str(recipe), "-o", str(tmp_path / "out")]):
         r = _cli(*args, cwd=tmp_path)

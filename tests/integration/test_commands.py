@@ -138,8 +138,9 @@ def test_eval_reads_pkg_data_and_names_it_as_given(exported, classifier, tiny_di
     shutil.copy(tiny_dir / "sent.csv", pkg / "sent.csv")
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     out = tmp_path / "pkg.json"
-    r = _cli("eval", exported / "bert" / "model.onnx", "--data", "pkg://frontdoor_evaldata/sent.csv", "--limit", "60",
-             "--json", out)
+    r = _cli(
+        "eval", exported / "bert" / "model.onnx", "--data", "pkg://frontdoor_evaldata/sent.csv", "--limit", "60", "--json", out
+    )
     assert r.exit_code == 0, r.output
     assert " on pkg://frontdoor_evaldata/sent.csv (60 examples)" in r.output
     assert json.loads(out.read_text())["data"] == "pkg://frontdoor_evaldata/sent.csv"
@@ -181,8 +182,22 @@ def test_eval_data_errors_name_the_options(exported, tiny_dir, tmp_path):
 def test_bench_measures_each_artifact(exported, classifier, tmp_path):
     out = tmp_path / "bench.json"
     arts = [classifier, exported / "bert" / "model.onnx", exported / "bert" / "model.int8.onnx"]
-    r = _cli("bench", *arts, "--batch-sizes", "1,2", "--seq-lengths", "16", "--iterations", "3", "--warmup", "1",
-             "--threads", "1", "--json", out)
+    r = _cli(
+        "bench",
+        *arts,
+        "--batch-sizes",
+        "1,2",
+        "--seq-lengths",
+        "16",
+        "--iterations",
+        "3",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        "--json",
+        out,
+    )
     assert r.exit_code == 0, r.output
     assert "p50 ms" in r.output and "measured on" in r.output
     data = json.loads(out.read_text())
@@ -204,8 +219,14 @@ def test_bench_rejects_bad_settings(exported, tiny_dir):
 
 
 # ---------------------------------------------------------------- plan
-VNNI = {"cpu": "Test CPU", "cores": 8, "cpu_flags": ["avx2", "avx512f", "avx512_vnni"], "gpu": None, "arch": "x86_64",
-        "ort_providers": ["CPUExecutionProvider"]}
+VNNI = {
+    "cpu": "Test CPU",
+    "cores": 8,
+    "cpu_flags": ["avx2", "avx512f", "avx512_vnni"],
+    "gpu": None,
+    "arch": "x86_64",
+    "ort_providers": ["CPUExecutionProvider"],
+}
 AVX2 = {**VNNI, "cpu_flags": ["avx2"]}
 
 
@@ -213,16 +234,19 @@ AVX2 = {**VNNI, "cpu_flags": ["avx2"]}
 def plan_recipe(tiny_dir, tmp_path):
     from compressor.recipe import load_recipe
 
-    path = write_recipe(tmp_path, f"""
+    path = write_recipe(
+        tmp_path,
+        f"""
 name: plan
-model: {{path: {tiny_dir / 'bert'}}}
-data: {{train: {tiny_dir / 'sent.csv'}}}
+model: {{path: {tiny_dir / "bert"}}}
+data: {{train: {tiny_dir / "sent.csv"}}}
 stages:
   - distill: {{student: {{layers: [0]}}}}
   - export: {{}}
   - quantize: {{type: dynamic}}
 bench: {{devices: [cpu, cuda]}}
-""")
+""",
+    )
     return load_recipe(path, [])[0], path
 
 
@@ -257,11 +281,14 @@ def test_plan_on_sparsity_and_missing_export(tiny_dir, tmp_path):
     vocab = stage_advice(VocabularyPrune(), ctx)
     assert vocab.verdict == "smaller, not faster" and "embedding table" in vocab.why
     # a quantization of the graph without an export stage never reaches the advice: the stage contracts refuse it
-    path = write_recipe(tmp_path, f"""model: {{path: {tiny_dir / 'bert'}}}
-data: {{train: {tiny_dir / 'sent.csv'}}}
+    path = write_recipe(
+        tmp_path,
+        f"""model: {{path: {tiny_dir / "bert"}}}
+data: {{train: {tiny_dir / "sent.csv"}}}
 stages:
   - quantize: {{type: dynamic}}
-""")
+""",
+    )
     r = _cli("plan", path)
     assert r.exit_code == 2 and "recipe.yaml:4: stages.0.quantize: quantize {type: dynamic} works on the ONNX model" in r.output
     with pytest.raises(Exception, match="put an 'export' stage before it"):
@@ -286,12 +313,15 @@ def test_plan_explains_qat_on_a_cpu_without_vnni(tiny_dir, tmp_path):
     from compressor.plan import make_plan
     from compressor.recipe import load_recipe
 
-    path = write_recipe(tmp_path, f"""model: {{path: {tiny_dir / 'bert'}}}
-data: {{train: {tiny_dir / 'sent.csv'}}}
+    path = write_recipe(
+        tmp_path,
+        f"""model: {{path: {tiny_dir / "bert"}}}
+data: {{train: {tiny_dir / "sent.csv"}}}
 stages:
   - finetune: {{max_steps: 5, qat: {{}}}}
   - quantize: {{type: qat}}
-""")
+""",
+    )
     rows = {a.stage: a for a in make_plan(load_recipe(path)[0], path.parent, AVX2)}
     assert "QAT" in rows["0 finetune"].why
     assert rows["1 quantize (qat)"].verdict == "faster + smaller" and "AVX2" in rows["1 quantize (qat)"].why

@@ -36,8 +36,10 @@ CHAINS = {  # name: (stages, run the accepted cells here?)
     "with-past": ("  - export: {with_past: true}", False),
     "qat-never-exported": ("  - finetune: {max_steps: 1, qat: {}}\n  - export: {}", False),
     "int4-block-64": ("  - export: {}\n  - quantize: {type: int4, block_size: 64}", False),
-    "transfer": ("  - distill: {student: {every: 2}, max_steps: 1, transfer: {path: TEXT}, losses: [{type: logits, "
-                 "alpha: 0.5}]}", False),
+    "transfer": (
+        "  - distill: {student: {every: 2}, max_steps: 1, transfer: {path: TEXT}, losses: [{type: logits, alpha: 0.5}]}",
+        False,
+    ),
 }
 
 
@@ -89,19 +91,25 @@ def matrix(tmp_path_factory) -> dict:
 def _recipe(matrix, mt: str, chain: str, model_dir: Path, folder: Path) -> Path:
     causal = VARIANTS.get(mt, (mt, {}))[0] in CAUSAL
     root = matrix["root"]
-    data = (f"{{train: {root / 'lm.txt'}, split: {{dev: 0.25}}, max_length: 16}}" if causal else
-            f"{{train: {root / 'sent.csv'}, split: {{dev: 0.25}}, max_length: 16}}")
+    data = (
+        f"{{train: {root / 'lm.txt'}, split: {{dev: 0.25}}, max_length: 16}}"
+        if causal
+        else f"{{train: {root / 'sent.csv'}, split: {{dev: 0.25}}, max_length: 16}}"
+    )
     folder.mkdir(parents=True, exist_ok=True)
     stages = CHAINS[chain][0].replace("TEXT", str(root / "extra.txt"))
-    return write_recipe(folder, f"""name: {mt}-{chain}
-model: {{path: {model_dir}, task: {'causal-lm' if causal else 'sequence-classification'}}}
+    return write_recipe(
+        folder,
+        f"""name: {mt}-{chain}
+model: {{path: {model_dir}, task: {"causal-lm" if causal else "sequence-classification"}}}
 data: {data}
 stages:
 {stages}
 evaluate: {{splits: [dev], artifacts: [torch]}}
 bench: {{enabled: false}}
-output: {{dir: {folder / 'runs'}}}
-""")
+output: {{dir: {folder / "runs"}}}
+""",
+    )
 
 
 CELLS = [(mt, chain) for mt in FAMILIES + sorted(VARIANTS) for chain in CHAINS]

@@ -15,18 +15,21 @@ from tests.conftest import write_recipe
 @pytest.fixture(scope="module")
 def lm_run(tiny_dir, tmp_path_factory):
     folder = tmp_path_factory.mktemp("decoder-run")
-    recipe = write_recipe(folder, f"""
+    recipe = write_recipe(
+        folder,
+        f"""
 name: tiny-llama-int4
-model: {{path: {tiny_dir / 'llama'}, task: causal-lm}}
-data: {{train: {tiny_dir / 'lm.txt'}, split: {{dev: 0.2}}, max_length: 16, max_eval_samples: 24}}
+model: {{path: {tiny_dir / "llama"}, task: causal-lm}}
+data: {{train: {tiny_dir / "lm.txt"}, split: {{dev: 0.2}}, max_length: 16, max_eval_samples: 24}}
 stages:
   - finetune: {{epochs: 1, lr: 1.0e-3, batch_size: 8}}
   - export: {{with_past: true}}
   - quantize: {{type: int4, block_size: 16, include_lm_head: true}}
 evaluate: {{splits: [dev], artifacts: [torch, onnx, int4]}}
 bench: {{batch_sizes: [1], seq_lengths: [16], iterations: 2, warmup: 0, devices: [cpu], bitsandbytes: []}}
-output: {{dir: {folder / 'runs'}}}
-""")
+output: {{dir: {folder / "runs"}}}
+""",
+    )
     return run(recipe, quiet=True)
 
 

@@ -29,8 +29,9 @@ def test_layer_subset_student_copies_the_right_teacher_weights(tmp_path):
     student = from_layers(teacher, [0, 3])
     assert student.config.num_hidden_layers == 2 and len(student.bert.encoder.layer) == 2
     for s_idx, t_idx in ((0, 0), (1, 3)):
-        for (ns, ps), (nt, pt) in zip(student.bert.encoder.layer[s_idx].named_parameters(),
-                                      teacher.bert.encoder.layer[t_idx].named_parameters()):
+        for (ns, ps), (nt, pt) in zip(
+            student.bert.encoder.layer[s_idx].named_parameters(), teacher.bert.encoder.layer[t_idx].named_parameters()
+        ):
             assert ns == nt and torch.equal(ps, pt), ns
     assert torch.equal(student.bert.embeddings.word_embeddings.weight, teacher.bert.embeddings.word_embeddings.weight)
     assert torch.equal(student.classifier.weight, teacher.classifier.weight)
@@ -57,8 +58,12 @@ def test_kd_loss_decreases_on_a_fixed_batch(tmp_path):
     loss_fn = make_loss_fn(teacher, terms, "cpu")
     torch.manual_seed(0)
     ids = torch.randint(5, T.vocab_size(), (8, 12))
-    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids),
-             "labels": torch.randint(0, 2, (8,))}
+    batch = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "token_type_ids": torch.zeros_like(ids),
+        "labels": torch.randint(0, 2, (8,)),
+    }
     params = list(student.parameters()) + list(terms[1].parameters())
     opt = torch.optim.AdamW(params, lr=3e-3)
     losses = []
@@ -89,10 +94,20 @@ def test_student_larger_than_teacher_warns(tmp_path, caplog):
     assert "larger than the teacher" in caplog.text
 
 
-def _distill_recipe(tiny_dir, tmp_path, model="bert", task="sequence-classification", student="{layers: [1]}",
-                    losses="[{type: logits}]", data=None, extra=""):
+def _distill_recipe(
+    tiny_dir,
+    tmp_path,
+    model="bert",
+    task="sequence-classification",
+    student="{layers: [1]}",
+    losses="[{type: logits}]",
+    data=None,
+    extra="",
+):
     data = data or f"{{train: {tiny_dir / 'sent.csv'}, split: {{dev: 0.2}}, max_length: 32}}"
-    return write_recipe(tmp_path, f"""name: d
+    return write_recipe(
+        tmp_path,
+        f"""name: d
 model: {{path: {tiny_dir / model}, task: {task}}}
 data: {data}
 stages:
@@ -103,8 +118,9 @@ stages:
       lr: 1.0e-3
       batch_size: 16{extra}
 bench: {{enabled: false}}
-output: {{dir: {tmp_path / 'runs'}}}
-""")
+output: {{dir: {tmp_path / "runs"}}}
+""",
+    )
 
 
 def test_layer_that_does_not_exist_is_a_recipe_error_with_line(tiny_dir, tmp_path):
@@ -121,8 +137,10 @@ def test_layer_map_out_of_range_is_a_recipe_error(tiny_dir, tmp_path):
         run(recipe, quiet=True)
 
 
-@pytest.mark.parametrize("bad, field", [("temperature: 0", "temperature"), ("temperature: -1", "temperature"),
-                                        ("alpha: 1.5", "alpha"), ("alpha: -0.1", "alpha")])
+@pytest.mark.parametrize(
+    "bad, field",
+    [("temperature: 0", "temperature"), ("temperature: -1", "temperature"), ("alpha: 1.5", "alpha"), ("alpha: -0.1", "alpha")],
+)
 def test_bad_temperature_and_alpha_are_recipe_errors(tiny_dir, tmp_path, bad, field):
     from compressor.recipe import load_recipe
 
@@ -132,9 +150,13 @@ def test_bad_temperature_and_alpha_are_recipe_errors(tiny_dir, tmp_path, bad, fi
 
 
 def test_classifier_distillation_end_to_end(tiny_dir, tmp_path):
-    recipe = _distill_recipe(tiny_dir, tmp_path, model="bert",
-                             losses="[{type: logits, temperature: 2.0, alpha: 0.5}, {type: hidden}, {type: attention}]",
-                             extra="\n      eval_every: 10")
+    recipe = _distill_recipe(
+        tiny_dir,
+        tmp_path,
+        model="bert",
+        losses="[{type: logits, temperature: 2.0, alpha: 0.5}, {type: hidden}, {type: attention}]",
+        extra="\n      eval_every: 10",
+    )
     m = json.loads((run(recipe, quiet=True) / "metrics.json").read_text())
     st = m["stages"][0]
     assert st["stage"] == "distill" and st["student"]["layers"] == 1 and st["teacher"]["layers"] == 2
@@ -148,9 +170,16 @@ def test_classifier_distillation_end_to_end(tiny_dir, tmp_path):
 @pytest.mark.parametrize("model", ["gpt2", "llama"])
 def test_causal_lm_distillation_end_to_end(tiny_dir, tmp_path, model):
     data = f"{{train: {tiny_dir / 'lm.txt'}, split: {{dev: 0.2}}, max_length: 16}}"
-    recipe = _distill_recipe(tiny_dir, tmp_path, model=model, task="causal-lm", student="{layers: [0]}",
-                             losses="[{type: logits, temperature: 1.0, alpha: 0.5}, {type: hidden}]", data=data,
-                             extra="\n      eval_every: 8")  # 18 steps (a tenth of the blocks is the validation split)
+    recipe = _distill_recipe(
+        tiny_dir,
+        tmp_path,
+        model=model,
+        task="causal-lm",
+        student="{layers: [0]}",
+        losses="[{type: logits, temperature: 1.0, alpha: 0.5}, {type: hidden}]",
+        data=data,
+        extra="\n      eval_every: 8",
+    )  # 18 steps (a tenth of the blocks is the validation split)
     m = json.loads((run(recipe, quiet=True) / "metrics.json").read_text())
     st = m["stages"][0]
     losses = [h["loss"] for h in st["history"] if "loss" in h]
@@ -166,8 +195,12 @@ def test_cached_teacher_logits_give_the_same_student(tiny_dir, tmp_path):
     for cache in (False, True):
         folder = tmp_path / str(cache)
         folder.mkdir()
-        recipe = _distill_recipe(tiny_dir, folder, losses="[{type: logits, temperature: 2.0, alpha: 0.5}]",
-                                 extra=f"\n      cache_teacher_logits: {str(cache).lower()}")
+        recipe = _distill_recipe(
+            tiny_dir,
+            folder,
+            losses="[{type: logits, temperature: 2.0, alpha: 0.5}]",
+            extra=f"\n      cache_teacher_logits: {str(cache).lower()}",
+        )
         run_dir = run(recipe, quiet=True)
         out[cache] = json.loads((run_dir / "metrics.json").read_text())["stages"][0]["history"]
         if cache:  # written for the stage, and removed with the other stage files once the run is complete
@@ -179,8 +212,9 @@ def test_cached_teacher_logits_give_the_same_student(tiny_dir, tmp_path):
 
 
 def test_cache_with_hidden_transfer_is_a_recipe_error(tiny_dir, tmp_path):
-    recipe = _distill_recipe(tiny_dir, tmp_path, losses="[{type: logits}, {type: hidden}]",
-                             extra="\n      cache_teacher_logits: true")
+    recipe = _distill_recipe(
+        tiny_dir, tmp_path, losses="[{type: logits}, {type: hidden}]", extra="\n      cache_teacher_logits: true"
+    )
     with pytest.raises(RecipeError, match="cache_teacher_logits: caching works for classifiers"):
         run(recipe, quiet=True)
 
@@ -194,8 +228,12 @@ def test_transfer_texts_are_learned_from_the_teacher_only_and_never_repeat_label
     texts = [T.sentiment_sentence(rng, i % 2) + " w7" for i in range(150)]  # unlabelled, same vocabulary
     transfer = tmp_path / "transfer.txt"
     transfer.write_text("\n".join(texts + [r["text"] for r in rows]) + "\n")  # the labelled rows too: all must go
-    recipe = _distill_recipe(tiny_dir, tmp_path, losses="[{type: logits, temperature: 2.0, alpha: 0.5}]",
-                             extra=f"\n      transfer: {{path: {transfer}}}\n      cache_teacher_logits: true")
+    recipe = _distill_recipe(
+        tiny_dir,
+        tmp_path,
+        losses="[{type: logits, temperature: 2.0, alpha: 0.5}]",
+        extra=f"\n      transfer: {{path: {transfer}}}\n      cache_teacher_logits: true",
+    )
     run_dir = run(recipe, quiet=True)
     log = (run_dir / "log.txt").read_text()
     m = json.loads((run_dir / "metrics.json").read_text())
@@ -212,12 +250,14 @@ def test_transfer_needs_soft_targets_and_a_classifier(tiny_dir, tmp_path):
 
     transfer = tmp_path / "t.txt"
     transfer.write_text("good film\n")
-    hard = _distill_recipe(tiny_dir, tmp_path, losses="[{type: logits, alpha: 1.0}]",
-                           extra=f"\n      transfer: {{path: {transfer}}}")
+    hard = _distill_recipe(
+        tiny_dir, tmp_path, losses="[{type: logits, alpha: 1.0}]", extra=f"\n      transfer: {{path: {transfer}}}"
+    )
     with pytest.raises(RecipeError, match=r"recipe.yaml:\d+: stages.0.distill.transfer: transfer rows have no labels"):
         load_recipe(hard)
     data = f"{{train: {tiny_dir / 'lm.txt'}, split: {{dev: 0.2}}, max_length: 16}}"
-    lm = _distill_recipe(tiny_dir, tmp_path, model="gpt2", task="causal-lm", data=data,
-                         extra=f"\n      transfer: {{path: {transfer}}}")
+    lm = _distill_recipe(
+        tiny_dir, tmp_path, model="gpt2", task="causal-lm", data=data, extra=f"\n      transfer: {{path: {transfer}}}"
+    )
     with pytest.raises(RecipeError, match="a transfer set is for classifiers"):
         run(lm, quiet=True)

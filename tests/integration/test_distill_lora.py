@@ -30,14 +30,20 @@ def folder(tmp_path_factory) -> Path:
 def run(folder: Path, tmp_path: Path, model: str, stages: str) -> Path:
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"""model: {{path: {folder / model}, task: causal-lm}}
-data: {{train: {folder / 'lm.txt'}, split: {{dev: 0.2}}, max_length: 16}}
+data: {{train: {folder / "lm.txt"}, split: {{dev: 0.2}}, max_length: 16}}
 stages:
 {stages}
 evaluate: {{artifacts: [torch]}}
 bench: {{enabled: false}}
 """)
-    r = subprocess.run([sys.executable, "-m", "compressor", "run", str(recipe), "--output", str(tmp_path / "out")],
-                       cwd=folder, env=ENV, capture_output=True, text=True, timeout=900)
+    r = subprocess.run(
+        [sys.executable, "-m", "compressor", "run", str(recipe), "--output", str(tmp_path / "out")],
+        cwd=folder,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     return tmp_path / "out" / "run"
 
@@ -48,14 +54,19 @@ def test_layer_subset_student_distilled_with_lora_exports_a_plain_model(folder, 
     from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    out = run(folder, tmp_path, model, """  - distill:
+    out = run(
+        folder,
+        tmp_path,
+        model,
+        """  - distill:
       student: {layers: [0, 3]}
       losses: [{type: logits, alpha: 0.0, temperature: 1.0}]
       lora: {rank: 4, alpha: 8, dropout: 0.0}
       max_steps: 6
       lr: 1.0e-2
       batch_size: 8
-  - export: {}""")
+  - export: {}""",
+    )
     st = json.loads((out / "metrics.json").read_text())["stages"][0]
     assert st["stage"] == "distill" and st["student"]["layers"] == 2 and st["teacher"]["layers"] == 4
     lora = st["lora"]
@@ -71,8 +82,10 @@ def test_layer_subset_student_distilled_with_lora_exports_a_plain_model(folder, 
     assert not [n for n, _ in student.named_modules() if "lora" in n.lower()]
     # the adapters moved the weights: the merged student is not the teacher's layers 0 and 3 unchanged
     teacher = load_file(folder / model / "model.safetensors")
-    assert any(not bool((weights[f"model.layers.1.{k}"] == teacher[f"model.layers.3.{k}"]).all())
-               for k in ("self_attn.q_proj.weight", "mlp.down_proj.weight"))
+    assert any(
+        not bool((weights[f"model.layers.1.{k}"] == teacher[f"model.layers.3.{k}"]).all())
+        for k in ("self_attn.q_proj.weight", "mlp.down_proj.weight")
+    )
     graph = onnx.load(str(next(out.rglob("model.onnx"))), load_external_data=False).graph
     names = [i.name for i in graph.initializer] + [n.name for n in graph.node]
     assert names and not [n for n in names if "lora" in n.lower()], "the ONNX graph holds adapter weights"
@@ -81,15 +94,20 @@ def test_layer_subset_student_distilled_with_lora_exports_a_plain_model(folder, 
 def test_lora_distillation_after_2_4_pruning_keeps_every_mask(folder, tmp_path):
     from safetensors.torch import load_file
 
-    out = run(folder, tmp_path, "llama", f"""  - prune: {{type: unstructured, sparsity: 0.5, pattern: "2:4", criterion: {{type: wanda, samples: 8}}}}
+    out = run(
+        folder,
+        tmp_path,
+        "llama",
+        f"""  - prune: {{type: unstructured, sparsity: 0.5, pattern: "2:4", criterion: {{type: wanda, samples: 8}}}}
   - distill:
-      teacher: {folder / 'llama'}
+      teacher: {folder / "llama"}
       student: current
       losses: [{{type: logits, alpha: 0.5, temperature: 2.0}}]
       lora: {{rank: 4}}
       max_steps: 6
       lr: 1.0e-2
-      batch_size: 8""")
+      batch_size: 8""",
+    )
     stages = json.loads((out / "metrics.json").read_text())["stages"]
     lora = stages[1]["lora"]
     assert lora["sparsity_before_merge"] == pytest.approx(0.5, abs=1e-9)
@@ -109,8 +127,8 @@ def test_distill_with_lora_without_peft_is_refused_by_validate(folder, tmp_path)
 
     (tmp_path / "sitecustomize.py").write_text(BLOCK_PEFT)
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(f"""model: {{path: {folder / 'llama'}, task: causal-lm}}
-data: {{train: {folder / 'lm.txt'}, max_length: 16}}
+    recipe.write_text(f"""model: {{path: {folder / "llama"}, task: causal-lm}}
+data: {{train: {folder / "lm.txt"}, max_length: 16}}
 stages:
   - distill: {{student: {{every: 2}}, max_steps: 2, lora: {{rank: 4}}}}
 """)

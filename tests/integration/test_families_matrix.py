@@ -39,15 +39,21 @@ def family_dirs(tmp_path_factory) -> dict[str, Path]:
 
 def _recipe(dirs, mt: str, tmp_path: Path, stages: str) -> Path:
     causal = T.TINY[mt][1]
-    data = (f"{{train: {dirs['root'] / 'lm.txt'}, split: {{dev: 0.2}}, max_length: 16}}" if causal else
-            f"{{train: {dirs['root'] / 'sent.csv'}, split: {{dev: 0.25}}, max_length: 16}}")
-    return write_recipe(tmp_path, f"""model: {{path: {dirs[mt]}, task: {'causal-lm' if causal else 'sequence-classification'}}}
+    data = (
+        f"{{train: {dirs['root'] / 'lm.txt'}, split: {{dev: 0.2}}, max_length: 16}}"
+        if causal
+        else f"{{train: {dirs['root'] / 'sent.csv'}, split: {{dev: 0.25}}, max_length: 16}}"
+    )
+    return write_recipe(
+        tmp_path,
+        f"""model: {{path: {dirs[mt]}, task: {"causal-lm" if causal else "sequence-classification"}}}
 data: {data}
 stages:
 {stages}
 bench: {{enabled: false}}
-output: {{dir: {tmp_path / 'runs'}}}
-""")
+output: {{dir: {tmp_path / "runs"}}}
+""",
+    )
 
 
 def run_stages(recipe_path: Path, tmp_path: Path):
@@ -137,7 +143,6 @@ def test_a_family_without_structured_pruning_is_refused_at_validate(family_dirs,
         load_recipe(recipe)
 
 
-
 def test_a_worthless_key_value_group_goes_whole(family_dirs, tmp_path):
     """4 query heads over 2 key/value heads; group 1 (query heads 2, 3 and key/value head 1) contributes nothing:
     removing 2 heads removes that group, key/value head included, and the outputs stay the same."""
@@ -152,14 +157,19 @@ def test_a_worthless_key_value_group_goes_whole(family_dirs, tmp_path):
     with torch.no_grad():
         for layer in model.model.layers:
             a = layer.self_attn
-            a.q_proj.weight[2 * d:] = 0
-            a.q_proj.bias[2 * d:] = 0
-            a.o_proj.weight[:, 2 * d:] = 0
+            a.q_proj.weight[2 * d :] = 0
+            a.q_proj.bias[2 * d :] = 0
+            a.o_proj.weight[:, 2 * d :] = 0
     ids = torch.randint(5, T.vocab_size(), (2, 9))
     with torch.no_grad():
         ref = model(input_ids=ids).logits
-    ctx = SimpleNamespace(model=model, recipe=Recipe.model_validate({"model": {"path": "x"}, "data": {"train": "y"}}),
-                          stage_path="stages.0.prune", device="cpu", run_dir=tmp_path)
+    ctx = SimpleNamespace(
+        model=model,
+        recipe=Recipe.model_validate({"model": {"path": "x"}, "data": {"train": "y"}}),
+        stage_path="stages.0.prune",
+        device="cpu",
+        run_dir=tmp_path,
+    )
     result = prune_structured(ctx, StructuredPrune(heads=2, criterion=MagnitudeCriterion()))
     assert result["kv_heads"] == {"before": 2, "after": 1, "kept": [[0], [0]]}
     assert model.config.num_key_value_heads == 1 and model.config.num_attention_heads == 2

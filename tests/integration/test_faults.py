@@ -28,15 +28,18 @@ STEPS = 20
 
 def _recipe(tiny_dir, folder: Path, steps: int = STEPS) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    return write_recipe(folder, f"""name: r
-model: {{path: {tiny_dir / 'bert'}}}
-data: {{train: {tiny_dir / 'sent.csv'}, split: {{dev: 0.2}}, max_length: 32}}
+    return write_recipe(
+        folder,
+        f"""name: r
+model: {{path: {tiny_dir / "bert"}}}
+data: {{train: {tiny_dir / "sent.csv"}, split: {{dev: 0.2}}, max_length: 32}}
 stages:
   - finetune: {{max_steps: {steps}, lr: 1.0e-3, batch_size: 8, eval_every: 10, checkpoint_every: 10}}
   - export: {{}}
   - quantize: {{type: dynamic}}
 bench: {{enabled: false}}
-""")
+""",
+    )
 
 
 def _cli(*args):
@@ -74,8 +77,10 @@ def _wait_for(proc, path: Path, timeout: float = 180) -> None:
         if path.is_file():
             return
         if proc.exitcode is not None:
-            pytest.fail(f"the run ended ({proc.exitcode}) before {path.name} appeared:\n"
-                        + (proc.out.read_text() if proc.out.is_file() else ""))
+            pytest.fail(
+                f"the run ended ({proc.exitcode}) before {path.name} appeared:\n"
+                + (proc.out.read_text() if proc.out.is_file() else "")
+            )
         time.sleep(0.01)
     pytest.fail(f"{path} did not appear")
 

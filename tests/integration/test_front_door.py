@@ -11,16 +11,27 @@ import pytest
 
 from tests.conftest import ROOT
 
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "NO_COLOR": "1", "COLUMNS": "200",
-       "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+ENV = {
+    **os.environ,
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "NO_COLOR": "1",
+    "COLUMNS": "200",
+    "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+}
 
 
 def test_a_closed_stdout_does_not_end_the_run(cls_recipe, tmp_path):
     """`compressor run … | head -2`: the reader goes away after two lines; the run completes and exits 0."""
     err = tmp_path / "stderr.txt"
     with err.open("w") as stderr:
-        p = subprocess.Popen([sys.executable, "-m", "compressor", "run", str(cls_recipe), "--set", "stages.0.finetune.epochs=1"],
-                             cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=stderr)
+        p = subprocess.Popen(
+            [sys.executable, "-m", "compressor", "run", str(cls_recipe), "--set", "stages.0.finetune.epochs=1"],
+            cwd=tmp_path,
+            env=ENV,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+        )
         first = [p.stdout.readline() for _ in range(2)]
         p.stdout.close()  # what `head -2` does once it has its lines
         code = p.wait(timeout=600)
@@ -80,8 +91,11 @@ def test_keep_checkpoints_keeps_every_snapshot(tiny_dir, tmp_path):
 
     recipe = tmp_path / "keep.yaml"
     recipe.write_text(RECIPE.format(model=tiny_dir / "bert", data=tiny_dir / "sent.csv"))
-    run_dir = run(recipe, overrides=["stages=[{finetune: {max_steps: 2, batch_size: 16}}]", "bench.enabled=false",
-                                     "output.keep_checkpoints=true"], quiet=True)
+    run_dir = run(
+        recipe,
+        overrides=["stages=[{finetune: {max_steps: 2, batch_size: 16}}]", "bench.enabled=false", "output.keep_checkpoints=true"],
+        quiet=True,
+    )
     assert (run_dir / "checkpoints" / "stage-0-finetune" / "model" / "config.json").is_file()
 
 
@@ -94,7 +108,7 @@ def test_report_names_files_units_and_the_test_split(door):
         assert "onnx (model.opt.onnx)" in text and "int8 (model.int8.onnx)" in text
         assert "size MiB" in text and "size MB" not in text and "gzip MB" not in text
     assert "| onnx (model.opt.onnx) |" in report and "| pytorch |" in report
-    test = report[report.index("## Test split"):]
+    test = report[report.index("## Test split") :]
     int8_test = m["artifacts"]["int8"]["metrics"]["test"]["accuracy"]
     assert f"| int8 (model.int8.onnx) | {int8_test * 100:.2f} % |" in test
     assert "Test split" in html
@@ -115,7 +129,7 @@ def test_plan_prediction_beside_the_measurement(door):
     m = json.loads((run_dir / "metrics.json").read_text())
     assert [p["stage"] for p in m["plan"]][:4] == ["0 finetune", "1 prune (unstructured)", "2 export", "3 quantize (dynamic)"]
     report = (run_dir / "report.md").read_text()
-    section = report[report.index("## Plan vs measurement"):report.index("## Stages")]
+    section = report[report.index("## Plan vs measurement") : report.index("## Stages")]
     rows = {ln.split(" | ")[0].strip("| "): ln for ln in section.splitlines() if ln.startswith("| ") and "---" not in ln}
     assert "2 export" in rows and "the speed of pytorch at b1×32 cpu" in rows["2 export"]
     assert rows["2 export"].rstrip(" |").endswith(("yes", "no", "partly"))
@@ -127,12 +141,13 @@ def test_reproduction_line_run_inside_the_run_folder_nests_nothing(door):
 
     run_dir, recipe = door
     report = (run_dir / "report.md").read_text()
-    block = report[report.index("## Reproduction"):].split("```")[1].strip().splitlines()
+    block = report[report.index("## Reproduction") :].split("```")[1].strip().splitlines()
     args = shlex.split(block[0])
     assert args[:3] == ["compressor", "run", str(recipe)] and "seed=3" in args
     cheap = ["--set", "stages=[]", "--set", "bench.enabled=false", "--set", "evaluate.splits=[dev]"]
-    r = subprocess.run([sys.executable, "-m", "compressor", *args[1:], *cheap], cwd=run_dir, env=ENV, capture_output=True,
-                       text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "compressor", *args[1:], *cheap], cwd=run_dir, env=ENV, capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, r.stderr
     again = run_dir.parent / "door-again"
     assert (again / "status").read_text().strip() == "complete"

@@ -31,8 +31,8 @@ def llama64(tmp_path_factory):
 def _recipe(d, out, quantize: str) -> str:
     return f"""
 name: tiny-llama-genai
-model: {{path: {d / 'model'}, task: causal-lm}}
-data: {{train: {d / 'lm.txt'}, split: {{dev: 0.2}}, max_length: 16, max_eval_samples: 24}}
+model: {{path: {d / "model"}, task: causal-lm}}
+data: {{train: {d / "lm.txt"}, split: {{dev: 0.2}}, max_length: 16, max_eval_samples: 24}}
 stages:
   - export: {{with_past: true, exporter: genai}}
   - quantize: {quantize}

@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _recipe(folder: Path, tiny_dir: Path, model: str, task: str, generation: str, data: str = "lm.txt") -> Path:
-    return write_recipe(folder, f"""
+    return write_recipe(
+        folder,
+        f"""
 name: gen-rows
 model: {{path: {tiny_dir / model}, task: {task}}}
 data: {{train: {tiny_dir / data}, split: {{dev: 0.2}}, max_length: 16, max_eval_samples: 16}}
@@ -35,8 +37,9 @@ bench:
   devices: [cpu]
   bitsandbytes: []
   generation: {generation}
-output: {{dir: {folder / 'runs'}}}
-""")
+output: {{dir: {folder / "runs"}}}
+""",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -67,14 +70,17 @@ def test_report_has_the_generation_section_and_figure(gen_run):
     section = md.split("## Generation", 1)[1].split("\n## ", 1)[0]
     assert section.count("| int4 ") + section.count("| int4 (") >= 2  # one row per batch size
     assert (gen_run / "report_generation.png").stat().st_size > 1000
-    assert "report_generation.png" in (gen_run / "report.html").read_text() or "data:image/png" in (
-        gen_run / "report.html").read_text()
+    assert (
+        "report_generation.png" in (gen_run / "report.html").read_text()
+        or "data:image/png" in (gen_run / "report.html").read_text()
+    )
 
 
 def _validate(recipe: Path) -> tuple[int, str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    r = subprocess.run([sys.executable, "-m", "compressor", "validate", str(recipe)], env=env, capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "compressor", "validate", str(recipe)], env=env, capture_output=True, text=True, timeout=300
+    )
     return r.returncode, r.stderr.strip()
 
 
@@ -85,10 +91,13 @@ def test_validate_refuses_generation_that_cannot_run(tiny_dir, tmp_path):
     assert "recipe.yaml:16" in err and "bench.generation.prompt" in err and "128" in err, err
     classifier = tmp_path / "cls"
     classifier.mkdir()
-    recipe = write_recipe(classifier, f"""
-model: {{path: {tiny_dir / 'bert'}}}
-data: {{train: {tiny_dir / 'sent.csv'}, split: {{dev: 0.2}}, max_length: 16}}
+    recipe = write_recipe(
+        classifier,
+        f"""
+model: {{path: {tiny_dir / "bert"}}}
+data: {{train: {tiny_dir / "sent.csv"}, split: {{dev: 0.2}}, max_length: 16}}
 bench: {{generation: {{}}}}
-""")
+""",
+    )
     code, err = _validate(recipe)
     assert code == 2 and len(err.splitlines()) == 1 and "bench.generation" in err and "causal LM" in err, err

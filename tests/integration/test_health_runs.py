@@ -91,8 +91,19 @@ def collapsed_run(tiny_dir, tmp_path_factory):
     model = _model(tiny_dir, d / "bert", collapse=True)
     test = _eval_file(tiny_dir, d / "test.csv")
     stages = "[{export: {}}, {quantize: {type: static, optimized: false, calibration_samples: 64, max_drop: 1.0}}]"
-    recipe = write_recipe(d, RECIPE.format(name="collapsed", model=model, train=tiny_dir / "sent.csv", test=test,
-                                           stages=stages, artifacts="[torch, onnx, int8]", out=d / "runs"), "collapsed.yaml")
+    recipe = write_recipe(
+        d,
+        RECIPE.format(
+            name="collapsed",
+            model=model,
+            train=tiny_dir / "sent.csv",
+            test=test,
+            stages=stages,
+            artifacts="[torch, onnx, int8]",
+            out=d / "runs",
+        ),
+        "collapsed.yaml",
+    )
     return _run(recipe), model, test
 
 
@@ -106,7 +117,7 @@ def test_collapsed_classifier_is_flagged_by_run(collapsed_run):
     assert t["predicted_classes"] == 1 and t["per_class_recall"][1] == 0.0 and t["accuracy"] == t["majority_baseline"]
     md = (run / "report.md").read_text()
     assert "**Warning**: pytorch, onnx, int8 on test: predicts only 1 of the 2 classes present" in md
-    int8 = md[md.index("### INT8"):]
+    int8 = md[md.index("### INT8") :]
     assert "Accuracy budget met" in int8 and "**Warning**: the fp32 reference predicts only 1 of the 2 classes" in int8
     assert "Per-class recall on test" in md and "Majority-class baseline on test" in md
     assert (run / "report_confusion.png").is_file()
@@ -129,8 +140,15 @@ def test_duplicates_listed_in_the_run_folder(collapsed_run):
     dup = m["duplicates"]
     assert dup["conflicting_texts"] == 2 and dup["splits"]["test"]["duplicates"] == 6
     assert dup["splits"]["train"]["overlap"] == 60  # the 60 texts of test.csv are dropped from train
-    assert m["data_counts"]["test"] == {"read": 66, "duplicates": 6, "overlap": 0, "conflicts": 0, "kept": 60,
-                                        "sampled_out": 0, "used": 60}
+    assert m["data_counts"]["test"] == {
+        "read": 66,
+        "duplicates": 6,
+        "overlap": 0,
+        "conflicts": 0,
+        "kept": 60,
+        "sampled_out": 0,
+        "used": 60,
+    }
     assert sum(r["action"] == "overlap" for r in rows) == 60 and sum(r["conflicting_labels"] == "yes" for r in rows) == 6
     log = (run / "log.txt").read_text()
     assert "data.test: 66 rows read, 6 dropped as duplicates, 60 used" in log
@@ -139,8 +157,19 @@ def test_duplicates_listed_in_the_run_folder(collapsed_run):
 def test_run_and_eval_score_the_same_file_identically(tiny_dir, tmp_path):
     model = _model(tiny_dir, tmp_path / "bert", collapse=False)
     test = _eval_file(tiny_dir, tmp_path / "test.csv")
-    recipe = write_recipe(tmp_path, RECIPE.format(name="same", model=model, train=tiny_dir / "sent.csv", test=test,
-                                                  stages="[]", artifacts="[torch]", out=tmp_path / "runs"), "same.yaml")
+    recipe = write_recipe(
+        tmp_path,
+        RECIPE.format(
+            name="same",
+            model=model,
+            train=tiny_dir / "sent.csv",
+            test=test,
+            stages="[]",
+            artifacts="[torch]",
+            out=tmp_path / "runs",
+        ),
+        "same.yaml",
+    )
     run = _run(recipe)
     in_run = json.loads((run / "metrics.json").read_text())["artifacts"]["pytorch"]["metrics"]["test"]
     r, got = _eval(run / "model", "--data", test)

@@ -53,19 +53,27 @@ BIG = "9" * 5000
 VALIDATE_CASES = {
     "5000-digit-seed": (["--set", f"seed={BIG}"], ["--set 'seed=999", "5000 digits"]),
     "5000-digit-steps": (["--set", f"stages.0.finetune.max_steps={BIG}"], ["5000 digits"]),
-    "huge-steps": (["--set", "stages.0.finetune.max_steps=99999999999999"], ["stages.0.finetune.max_steps",
-                                                                             "less than or equal to 1000000000"]),
+    "huge-steps": (
+        ["--set", "stages.0.finetune.max_steps=99999999999999"],
+        ["stages.0.finetune.max_steps", "less than or equal to 1000000000"],
+    ),
     "empty-train": (["--set", "data.train="], ["data.train: empty path"]),
     "empty-model-path": (["--set", "model.path="], ["model.path: empty path"]),
     "blank-dev": (["--set", "data.dev=' '"], ["data.dev: empty path"]),
     "pkg-dotdot": (["--set", "data.train=pkg://compressor/../../../../../../etc/passwd"], ["data.train", "'..'"]),
     "pkg-double-slash": (["--set", "data.train=pkg://compressor//etc/passwd"], ["data.train", "'//'"]),
-    "max-length-over-positions": (["--set", "data.max_length=4096"],
-                                  ["data.max_length: 4096 is too long", "128 tokens (max_position_embeddings"]),
-    "bench-seq-over-positions": (["--set", "bench.enabled=true", "--set", "bench.seq_lengths=[64, 1024]"],
-                                 ["bench.seq_lengths.1: 1024 is too long"]),
-    "student-layer-missing": (["--set", "stages=[{distill: {student: {layers: [0, 5]}, max_steps: 1}}]"],
-                              ["stages.0.distill.student.layers.1: layer 5 does not exist", "0..1"]),
+    "max-length-over-positions": (
+        ["--set", "data.max_length=4096"],
+        ["data.max_length: 4096 is too long", "128 tokens (max_position_embeddings"],
+    ),
+    "bench-seq-over-positions": (
+        ["--set", "bench.enabled=true", "--set", "bench.seq_lengths=[64, 1024]"],
+        ["bench.seq_lengths.1: 1024 is too long"],
+    ),
+    "student-layer-missing": (
+        ["--set", "stages=[{distill: {student: {layers: [0, 5]}, max_steps: 1}}]"],
+        ["stages.0.distill.student.layers.1: layer 5 does not exist", "0..1"],
+    ),
 }
 
 
@@ -90,8 +98,11 @@ def test_pkg_escape_refused_when_resolved(tmp_path):
     from compressor.core.errors import CompressorError
     from compressor.models import resolve
 
-    for spec in ("pkg://compressor/../../../../../../../../etc/passwd", "pkg://compressor//etc/passwd",
-                 "pkg://compressor/recipe/../../../etc/passwd"):
+    for spec in (
+        "pkg://compressor/../../../../../../../../etc/passwd",
+        "pkg://compressor//etc/passwd",
+        "pkg://compressor/recipe/../../../etc/passwd",
+    ):
         with pytest.raises(CompressorError, match="data.train: pkg://"):
             resolve(spec, tmp_path, "data.train")
     assert resolve("pkg://compressor/recipe/loader.py", tmp_path, "x").name == "loader.py"
@@ -112,8 +123,10 @@ def test_config_json_that_is_a_list(case, command):
     model = case / "listmodel"
     model.mkdir()
     (model / "config.json").write_text("[1, 2, 3]")
-    one_line(*_cli([command, "recipe.yaml", "--set", f"model.path={model}"], case),
-             "listmodel/config.json: not a model config (a JSON list")
+    one_line(
+        *_cli([command, "recipe.yaml", "--set", f"model.path={model}"], case),
+        "listmodel/config.json: not a model config (a JSON list",
+    )
 
 
 def test_plan_survives_odd_config_values(case, tiny_dir):
@@ -128,8 +141,9 @@ def test_plan_survives_odd_config_values(case, tiny_dir):
 
 def test_run_output_is_a_file(case, monkeypatch):
     (case / "afile").write_text("not a folder\n")
-    line = one_line(*_in_process(["run", "recipe.yaml", "-o", "afile"], case, monkeypatch),
-                    "afile: exists and is not a directory")
+    line = one_line(
+        *_in_process(["run", "recipe.yaml", "-o", "afile"], case, monkeypatch), "afile: exists and is not a directory"
+    )
     assert "holes" in line and (case / "afile").read_text() == "not a folder\n"
 
 
@@ -137,10 +151,14 @@ def test_bench_on_a_corrupt_onnx_beside_a_tokenizer(tmp_path, tiny_dir, monkeypa
     folder = tmp_path / "onnx"
     shutil.copytree(tiny_dir / "bert", folder)
     (folder / "model.onnx").write_bytes(b"\x08\x07garbage that is no protobuf" * 10)
-    one_line(*_in_process(["bench", str(folder / "model.onnx"), "--iterations", "1", "--warmup", "0"], tmp_path, monkeypatch),
-             "model.onnx: not a readable ONNX model")
-    one_line(*_in_process(["eval", str(folder / "model.onnx"), "--data", str(tiny_dir / "sent.csv")], tmp_path, monkeypatch),
-             "model.onnx")
+    one_line(
+        *_in_process(["bench", str(folder / "model.onnx"), "--iterations", "1", "--warmup", "0"], tmp_path, monkeypatch),
+        "model.onnx: not a readable ONNX model",
+    )
+    one_line(
+        *_in_process(["eval", str(folder / "model.onnx"), "--data", str(tiny_dir / "sent.csv")], tmp_path, monkeypatch),
+        "model.onnx",
+    )
 
 
 def _fake_run(folder: Path, metrics) -> Path:
@@ -156,16 +174,21 @@ def good(tiny_dir, tmp_path_factory) -> dict:
     from compressor.pipeline.orchestrate import run
 
     d = tmp_path_factory.mktemp("good")
-    (d / "recipe.yaml").write_text(RECIPE.replace("MODEL", str(tiny_dir / "bert")).replace("train.csv", str(tiny_dir / "sent.csv"))
-                                   .replace("bench: {enabled: false}", "  - export: {}\nbench: {batch_sizes: [1], seq_lengths: "
-                                            "[16], iterations: 1, warmup: 0, devices: [cpu]}"))
+    (d / "recipe.yaml").write_text(
+        RECIPE.replace("MODEL", str(tiny_dir / "bert"))
+        .replace("train.csv", str(tiny_dir / "sent.csv"))
+        .replace(
+            "bench: {enabled: false}",
+            "  - export: {}\nbench: {batch_sizes: [1], seq_lengths: [16], iterations: 1, warmup: 0, devices: [cpu]}",
+        )
+    )
     return json.loads((run(d / "recipe.yaml", output_dir=str(d / "runs"), quiet=True) / "metrics.json").read_text())
 
 
 def _malformed(good: dict, name: str):
     m = json.loads(json.dumps(good))
     if name == "not-json":
-        return "{\"artifacts\": "
+        return '{"artifacts": '
     if name == "a-list":
         return [1, 2]
     if name == "metric-name-dict":
@@ -196,14 +219,18 @@ def test_compare_malformed_metrics(tmp_path, monkeypatch, good, name):
 def test_compare_output_is_a_file(tmp_path, monkeypatch, good):
     a, b = _fake_run(tmp_path / "a", good), _fake_run(tmp_path / "b", good)
     (tmp_path / "afile").write_text("x")
-    one_line(*_in_process(["compare", str(a), str(b), "-o", "afile"], tmp_path, monkeypatch), "afile: exists and is not a directory")
+    one_line(
+        *_in_process(["compare", str(a), str(b), "-o", "afile"], tmp_path, monkeypatch), "afile: exists and is not a directory"
+    )
     code, out, err = _in_process(["compare", str(a), str(b), "-o", "cmp"], tmp_path, monkeypatch)
     assert code == 0, err  # the good pair renders
 
 
 # ------------------------------------------------------------------ a config that disagrees with its weights
-@pytest.mark.parametrize("layers, needle", [(3, "weights the config needs are not in the checkpoint"),
-                                            (1, "checkpoint weights have no place in the model")])
+@pytest.mark.parametrize(
+    "layers, needle",
+    [(3, "weights the config needs are not in the checkpoint"), (1, "checkpoint weights have no place in the model")],
+)
 def test_config_declaring_other_layers_than_the_weights(case, tiny_dir, monkeypatch, layers, needle):
     """8 layers declared over 6-layer weights only warned, then evaluated a partly random model."""
     model = case / "edited"
@@ -211,10 +238,16 @@ def test_config_declaring_other_layers_than_the_weights(case, tiny_dir, monkeypa
     cfg = json.loads((model / "config.json").read_text())
     cfg["num_hidden_layers"] = layers  # the weights hold 2
     (model / "config.json").write_text(json.dumps(cfg))
-    one_line(*_in_process(["run", "recipe.yaml", "--set", f"model.path={model}", "-o", "out"], case, monkeypatch),
-             "config and weights disagree", needle, "num_hidden_layers")
-    one_line(*_in_process(["eval", str(model), "--data", "train.csv", "--labels", "negative,positive"], case, monkeypatch),
-             "config and weights disagree")
+    one_line(
+        *_in_process(["run", "recipe.yaml", "--set", f"model.path={model}", "-o", "out"], case, monkeypatch),
+        "config and weights disagree",
+        needle,
+        "num_hidden_layers",
+    )
+    one_line(
+        *_in_process(["eval", str(model), "--data", "train.csv", "--labels", "negative,positive"], case, monkeypatch),
+        "config and weights disagree",
+    )
 
 
 # ------------------------------------------------------------------ an ONNX classifier that does not fit the labels
@@ -232,9 +265,11 @@ def _graph(path: Path, kind: str) -> Path:
     else:
         n = 7 if kind == "seven-static" else 1
         inits = [helper.make_tensor("w", TensorProto.FLOAT, [1, 7], [0.1 * i for i in range(7)])]
-        nodes = [helper.make_node("Cast", ["input_ids"], ["f"], to=TensorProto.FLOAT),
-                 helper.make_node("ReduceMean", ["f"], ["m"], axes=[1], keepdims=1),
-                 helper.make_node("Mul", ["m", "w"], ["logits"])]
+        nodes = [
+            helper.make_node("Cast", ["input_ids"], ["f"], to=TensorProto.FLOAT),
+            helper.make_node("ReduceMean", ["f"], ["m"], axes=[1], keepdims=1),
+            helper.make_node("Mul", ["m", "w"], ["logits"]),
+        ]
         out = helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 7 if n == 7 else "classes"])
     graph = helper.make_graph(nodes, "g", [ids, mask], [out], initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
@@ -245,9 +280,14 @@ def _graph(path: Path, kind: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("kind, needle", [("seven-static", "has 7 classes but the data has 2 labels"),
-                                          ("seven-dynamic", "7"),
-                                          ("int64-batch-seq", "is tensor(int64)")])
+@pytest.mark.parametrize(
+    "kind, needle",
+    [
+        ("seven-static", "has 7 classes but the data has 2 labels"),
+        ("seven-dynamic", "7"),
+        ("int64-batch-seq", "is tensor(int64)"),
+    ],
+)
 def test_onnx_output_incompatible_with_the_labels(tmp_path, tiny_dir, monkeypatch, kind, needle):
     folder = tmp_path / "graph"
     folder.mkdir()
@@ -255,8 +295,13 @@ def test_onnx_output_incompatible_with_the_labels(tmp_path, tiny_dir, monkeypatc
         if f.name.startswith(("tokenizer", "vocab")):
             shutil.copy(f, folder / f.name)
     path = _graph(folder / "model.onnx", kind)
-    one_line(*_in_process(["eval", str(path), "--data", str(tiny_dir / "sent.csv"), "--labels", "negative,positive"], tmp_path,
-                          monkeypatch), "model.onnx: not a sequence-classification graph for this data", needle)
+    one_line(
+        *_in_process(
+            ["eval", str(path), "--data", str(tiny_dir / "sent.csv"), "--labels", "negative,positive"], tmp_path, monkeypatch
+        ),
+        "model.onnx: not a sequence-classification graph for this data",
+        needle,
+    )
 
 
 def test_onnx_output_check_in_the_run_harness(tmp_path, tiny_dir):
@@ -282,8 +327,12 @@ def test_logits_checked_per_batch():
 
     check_logits(np.zeros((4, 3), np.float32), "m.onnx", "sequence-classification", 3, 4)
     check_logits(np.zeros((4, 5, 9), np.float16), "m.onnx", "causal-lm", None, 4)
-    for logits, n in ((np.zeros((4, 7), np.float32), 3), (np.zeros((4, 12), np.int64), None), (np.zeros((4, 3, 2)), 3),
-                      (np.zeros((2, 3), np.float32), 3)):
+    for logits, n in (
+        (np.zeros((4, 7), np.float32), 3),
+        (np.zeros((4, 12), np.int64), None),
+        (np.zeros((4, 3, 2)), 3),
+        (np.zeros((2, 3), np.float32), 3),
+    ):
         with pytest.raises(ExportError, match="m.onnx: not a sequence-classification graph"):
             check_logits(logits, "m.onnx", "sequence-classification", n, 4)
     with pytest.raises(ExportError, match="causal-lm"):

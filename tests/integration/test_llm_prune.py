@@ -30,8 +30,13 @@ def tiny(family: str, folder, layers: int = 2, hidden: int = 64):
 
 def batches(n: int = 2, size: int = 4, seq: int = 32, seed: int = 0) -> list[dict]:
     g = torch.Generator().manual_seed(seed)
-    return [{"input_ids": torch.randint(5, T.vocab_size(), (size, seq), generator=g),
-             "attention_mask": torch.ones(size, seq, dtype=torch.long)} for _ in range(n)]
+    return [
+        {
+            "input_ids": torch.randint(5, T.vocab_size(), (size, seq), generator=g),
+            "attention_mask": torch.ones(size, seq, dtype=torch.long),
+        }
+        for _ in range(n)
+    ]
 
 
 def targets(model) -> dict:
@@ -171,10 +176,14 @@ def test_sparsegpt_singular_hessian_names_the_dampening():
     x = torch.randn(64, 1) @ torch.ones(1, 8)  # rank 1: every channel the same, none dead
     stats = LayerStats()
     stats.add(x, frozenset({HESSIAN}))
-    with pytest.raises(PatternError, match=r"the input Hessian of model.layers.0.mlp.up_proj is singular .* with "
-                                           r"dampening 0: raise criterion.dampening") as e:
-        criterion_for(SparseGPTCriterion(dampening=0.0)).prune(torch.randn(4, 8), stats, Pattern(), 0.5,
-                                                              "model.layers.0.mlp.up_proj")
+    with pytest.raises(
+        PatternError,
+        match=r"the input Hessian of model.layers.0.mlp.up_proj is singular .* with "
+        r"dampening 0: raise criterion.dampening",
+    ) as e:
+        criterion_for(SparseGPTCriterion(dampening=0.0)).prune(
+            torch.randn(4, 8), stats, Pattern(), 0.5, "model.layers.0.mlp.up_proj"
+        )
     assert e.value.field == "criterion.dampening"
     out = criterion_for(SparseGPTCriterion(dampening=0.01)).prune(torch.randn(4, 8), stats, Pattern(), 0.5, "x")
     assert torch.isfinite(out).all() and float((out == 0).float().mean()) == 0.5  # dampened: handled

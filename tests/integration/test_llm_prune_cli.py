@@ -17,8 +17,9 @@ ENV = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
 
 
 def cli(args: list[str], cwd: Path, env: dict | None = None) -> tuple[int, str, str]:
-    r = subprocess.run([sys.executable, "-m", "compressor", *args], cwd=cwd, env=env or ENV, capture_output=True,
-                       text=True, timeout=600)
+    r = subprocess.run(
+        [sys.executable, "-m", "compressor", *args], cwd=cwd, env=env or ENV, capture_output=True, text=True, timeout=600
+    )
     return r.returncode, r.stdout, r.stderr
 
 
@@ -43,7 +44,7 @@ def folder(tmp_path_factory) -> Path:
 def recipe(folder: Path, stages: str, model: str = "llama") -> Path:
     p = folder / f"r{abs(hash(stages + model))}.yaml"
     p.write_text(f"""model: {{path: {folder / model}, task: causal-lm}}
-data: {{train: {folder / 'lm.txt'}, max_length: 16}}
+data: {{train: {folder / "lm.txt"}, max_length: 16}}
 stages:
 {stages}
 evaluate: {{artifacts: [torch]}}
@@ -53,8 +54,9 @@ bench: {{enabled: false}}
 
 
 def test_nm_width_not_divisible_is_refused_by_validate(folder):
-    r = recipe(folder, '  - prune: {type: unstructured, sparsity: 0.5, pattern: "4:8", criterion: {type: wanda}}',
-               model="llama36")
+    r = recipe(
+        folder, '  - prune: {type: unstructured, sparsity: 0.5, pattern: "4:8", criterion: {type: wanda}}', model="llama36"
+    )
     line = one_line(*cli(["validate", str(r)], folder), "stages.0.prune.pattern", "multiple of 8", "hidden_size is 36")
     assert f"{r.name}:4:" in line
 
@@ -95,8 +97,11 @@ def test_prune_then_lora_recovery_run_keeps_the_2_4_masks(folder, tmp_path):
 
     from safetensors.torch import load_file
 
-    r = recipe(folder, """  - prune: {type: unstructured, sparsity: 0.5, pattern: "2:4", criterion: {type: sparsegpt, samples: 8}}
-  - finetune: {max_steps: 4, lr: 1.0e-2, batch_size: 8, lora: {rank: 4}}""")
+    r = recipe(
+        folder,
+        """  - prune: {type: unstructured, sparsity: 0.5, pattern: "2:4", criterion: {type: sparsegpt, samples: 8}}
+  - finetune: {max_steps: 4, lr: 1.0e-2, batch_size: 8, lora: {rank: 4}}""",
+    )
     code, out, err = cli(["run", str(r), "--output", str(tmp_path / "out")], folder)
     assert code == 0, err[-3000:]
     run = tmp_path / "out" / "run"

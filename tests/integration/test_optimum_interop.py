@@ -25,7 +25,8 @@ OPTIMUM_PYTHON = os.environ.get("COMPRESSOR_OPTIMUM_PYTHON", "")
 pytestmark = pytest.mark.skipif(
     not (OPTIMUM_PYTHON and Path(OPTIMUM_PYTHON).is_file()),
     reason="Optimum interop needs its own environment (optimum-onnx pins transformers < 4.58): set "
-           "COMPRESSOR_OPTIMUM_PYTHON to a Python with optimum-onnx installed (README, 'Interop checks')")
+    "COMPRESSOR_OPTIMUM_PYTHON to a Python with optimum-onnx installed (README, 'Interop checks')",
+)
 
 IDS = [[0, 0, 5, 9, 12, 7], [3, 8, 11, 2, 6, 4]]
 MASK = [[0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1]]
@@ -73,15 +74,21 @@ def _export(family: str, folder: Path, **overrides) -> tuple[Path, list[list[int
     AutoTokenizer.from_pretrained(src).save_pretrained(out.parent)
     write_runtime_files(out.parent, model.config, out.name)
     with torch.no_grad():
-        gen = model.generate(input_ids=torch.tensor(IDS), attention_mask=torch.tensor(MASK), max_new_tokens=NEW,
-                             do_sample=False, pad_token_id=0)
-    return out.parent, gen[:, len(IDS[0]):].tolist()
+        gen = model.generate(
+            input_ids=torch.tensor(IDS), attention_mask=torch.tensor(MASK), max_new_tokens=NEW, do_sample=False, pad_token_id=0
+        )
+    return out.parent, gen[:, len(IDS[0]) :].tolist()
 
 
 def _optimum(jobs: list[tuple[str, Path, str]]) -> dict:
     arg = json.dumps([[[k, str(f), n] for k, f, n in jobs], IDS, MASK, NEW])
-    proc = subprocess.run([OPTIMUM_PYTHON, "-c", LOAD_AND_GENERATE, arg], capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    proc = subprocess.run(
+        [OPTIMUM_PYTHON, "-c", LOAD_AND_GENERATE, arg],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -108,13 +115,25 @@ def test_int4_graph_loads_in_optimum_and_matches_our_greedy_loop(exported):
     from compressor.quantize.weight_only import quantize_file
 
     folder, _ = exported["llama"]
-    info = quantize_file(folder / "model.onnx", folder / "model.int4.onnx", bits=4, block_size=16, symmetric=True,
-                         include_lm_head=True, accuracy_level=None)
+    info = quantize_file(
+        folder / "model.onnx",
+        folder / "model.int4.onnx",
+        bits=4,
+        block_size=16,
+        symmetric=True,
+        include_lm_head=True,
+        accuracy_level=None,
+    )
     assert info["matmulnbits_nodes"] > 0
     from transformers import AutoConfig
 
     sig = decoder_signature(AutoConfig.from_pretrained(folder), with_past=True)
-    ours, _ = onnx_greedy(make_session(folder / "model.int4.onnx", threads=1), sig, np.array(IDS, dtype=np.int64),
-                          np.array(MASK, dtype=np.int64), NEW)
+    ours, _ = onnx_greedy(
+        make_session(folder / "model.int4.onnx", threads=1),
+        sig,
+        np.array(IDS, dtype=np.int64),
+        np.array(MASK, dtype=np.int64),
+        NEW,
+    )
     got = _optimum([("int4", folder, "model.int4.onnx")])["int4"]
     assert got["can_use_cache"] and got["tokens"] == ours.tolist()

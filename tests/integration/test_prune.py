@@ -17,8 +17,11 @@ from compressor.prune.structured import attention_heads, family_of, prune_struct
 from compressor.recipe.schema import MagnitudeCriterion, Recipe, StructuredPrune
 from tests.conftest import write_recipe
 
-BUILDERS = {"bert": (T.tiny_bert, "sequence-classification"), "gpt2": (T.tiny_gpt2, "causal-lm"),
-            "llama": (T.tiny_llama, "causal-lm")}
+BUILDERS = {
+    "bert": (T.tiny_bert, "sequence-classification"),
+    "gpt2": (T.tiny_gpt2, "causal-lm"),
+    "llama": (T.tiny_llama, "causal-lm"),
+}
 
 
 def _zero_units(model, heads: list[int], neurons: list[int]) -> None:
@@ -102,76 +105,105 @@ def test_structured_pruning_of_zero_importance_units_keeps_outputs(arch, tmp_pat
 
 
 def test_pruning_more_heads_than_a_layer_has_is_a_recipe_error(tiny_dir, tmp_path):
-    recipe = write_recipe(tmp_path, f"""model: {{path: {tiny_dir / 'bert'}}}
-data: {{train: {tiny_dir / 'sent.csv'}, split: {{dev: 0.2}}, max_length: 32}}
+    recipe = write_recipe(
+        tmp_path,
+        f"""model: {{path: {tiny_dir / "bert"}}}
+data: {{train: {tiny_dir / "sent.csv"}, split: {{dev: 0.2}}, max_length: 32}}
 stages:
   - prune:
       type: structured
       heads: 4
 bench: {{enabled: false}}
-output: {{dir: {tmp_path / 'runs'}}}
-""")
+output: {{dir: {tmp_path / "runs"}}}
+""",
+    )
     with pytest.raises(RecipeError, match=r"recipe.yaml:6: stages.0.prune.heads: removes 4 of the 4 heads"):
         run(recipe, quiet=True)
 
 
 def test_grouped_query_heads_must_go_by_whole_groups(tiny_dir, tmp_path):
-    recipe = write_recipe(tmp_path, f"""model: {{path: {tiny_dir / 'llama'}, task: causal-lm}}
-data: {{train: {tiny_dir / 'lm.txt'}, split: {{dev: 0.2}}, max_length: 16}}
+    recipe = write_recipe(
+        tmp_path,
+        f"""model: {{path: {tiny_dir / "llama"}, task: causal-lm}}
+data: {{train: {tiny_dir / "lm.txt"}, split: {{dev: 0.2}}, max_length: 16}}
 stages:
   - prune: {{type: structured, heads: 1, criterion: {{type: magnitude}}}}
 bench: {{enabled: false}}
-output: {{dir: {tmp_path / 'runs'}}}
-""")
+output: {{dir: {tmp_path / "runs"}}}
+""",
+    )
     with pytest.raises(RecipeError, match=r"recipe.yaml:4: stages.0.prune.heads: .*remove a multiple of 2"):
         run(recipe, quiet=True)
 
 
-@pytest.mark.parametrize("stage, line, field, message", [
-    ("- prune: {type: unstructured, sparsity: 1.0}", 4, "stages.0.prune.sparsity", "less than 1"),
-    ("- prune: {type: unstructured, sparsity: -0.1}", 4, "stages.0.prune.sparsity", "greater than or equal to 0"),
-    ("- finetune: {max_steps: 5, prune: {type: unstructured, sparsity: 1.5}}", 4, "stages.0.finetune.prune.sparsity",
-     "less than 1"),
-    ("- prune: {type: unstructured, sparsity: 0.5, criterion: {type: movement}}", 4, "stages.0.prune.criterion.type",
-     "movement pruning needs training"),
-    ("- prune: {type: unstructured, sparsity: 0.5, schedule: {type: cubic}}", 4, "stages.0.prune.schedule.type",
-     "needs training"),
-    ("- prune: {type: structured}", 4, "stages.0.prune", "say what to remove"),
-    ("- prune: {type: structured, heads: 0.5, criterion: {type: movement}}", 4, "stages.0.prune", "movement needs training"),
-    ("- prune: {type: unstructured, sparsity: 0.5, include: ['(']}", 4, "stages.0.prune.include", "not a valid regular"),
-])
+@pytest.mark.parametrize(
+    "stage, line, field, message",
+    [
+        ("- prune: {type: unstructured, sparsity: 1.0}", 4, "stages.0.prune.sparsity", "less than 1"),
+        ("- prune: {type: unstructured, sparsity: -0.1}", 4, "stages.0.prune.sparsity", "greater than or equal to 0"),
+        (
+            "- finetune: {max_steps: 5, prune: {type: unstructured, sparsity: 1.5}}",
+            4,
+            "stages.0.finetune.prune.sparsity",
+            "less than 1",
+        ),
+        (
+            "- prune: {type: unstructured, sparsity: 0.5, criterion: {type: movement}}",
+            4,
+            "stages.0.prune.criterion.type",
+            "movement pruning needs training",
+        ),
+        (
+            "- prune: {type: unstructured, sparsity: 0.5, schedule: {type: cubic}}",
+            4,
+            "stages.0.prune.schedule.type",
+            "needs training",
+        ),
+        ("- prune: {type: structured}", 4, "stages.0.prune", "say what to remove"),
+        ("- prune: {type: structured, heads: 0.5, criterion: {type: movement}}", 4, "stages.0.prune", "movement needs training"),
+        ("- prune: {type: unstructured, sparsity: 0.5, include: ['(']}", 4, "stages.0.prune.include", "not a valid regular"),
+    ],
+)
 def test_bad_prune_settings_are_recipe_errors(tiny_dir, tmp_path, stage, line, field, message):
     from compressor.recipe import load_recipe
 
-    recipe = write_recipe(tmp_path, f"""model: {{path: {tiny_dir / 'bert'}}}
-data: {{train: {tiny_dir / 'sent.csv'}}}
+    recipe = write_recipe(
+        tmp_path,
+        f"""model: {{path: {tiny_dir / "bert"}}}
+data: {{train: {tiny_dir / "sent.csv"}}}
 stages:
   {stage}
-""")
+""",
+    )
     with pytest.raises(RecipeError) as e:
         load_recipe(recipe)
     assert f"recipe.yaml:{line}: {field}" in str(e.value) and message in str(e.value), str(e.value)
 
 
 def test_patterns_that_match_no_module_are_recipe_errors(tiny_dir, tmp_path):
-    recipe = write_recipe(tmp_path, f"""model: {{path: {tiny_dir / 'bert'}}}
-data: {{train: {tiny_dir / 'sent.csv'}, split: {{dev: 0.2}}, max_length: 32}}
+    recipe = write_recipe(
+        tmp_path,
+        f"""model: {{path: {tiny_dir / "bert"}}}
+data: {{train: {tiny_dir / "sent.csv"}, split: {{dev: 0.2}}, max_length: 32}}
 stages:
   - prune:
       type: unstructured
       sparsity: 0.5
       include: ['encoder', 'decoder\\.block']
 bench: {{enabled: false}}
-output: {{dir: {tmp_path / 'runs'}}}
-""")
+output: {{dir: {tmp_path / "runs"}}}
+""",
+    )
     with pytest.raises(RecipeError, match=r"recipe.yaml:7: stages.0.prune.include.1: pattern 'decoder\\\\.block' matches no"):
         run(recipe, quiet=True)
 
 
 def test_gradual_pruning_during_finetune_reaches_the_target_and_the_kept_model_is_pruned(tiny_dir, tmp_path):
-    recipe = write_recipe(tmp_path, f"""name: gmp
-model: {{path: {tiny_dir / 'bert'}}}
-data: {{train: {tiny_dir / 'sent.csv'}, split: {{dev: 0.2}}, max_length: 32}}
+    recipe = write_recipe(
+        tmp_path,
+        f"""name: gmp
+model: {{path: {tiny_dir / "bert"}}}
+data: {{train: {tiny_dir / "sent.csv"}, split: {{dev: 0.2}}, max_length: 32}}
 stages:
   - finetune:
       max_steps: 60
@@ -181,8 +213,9 @@ stages:
       prune: {{type: unstructured, sparsity: 0.8, schedule: {{type: cubic, start: 5, end: 40, every: 5}}}}
   - export: {{}}
 bench: {{enabled: false}}
-output: {{dir: {tmp_path / 'runs'}}}
-""")
+output: {{dir: {tmp_path / "runs"}}}
+""",
+    )
     run_dir = run(recipe, quiet=True)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     stage = metrics["stages"][0]
@@ -198,8 +231,9 @@ output: {{dir: {tmp_path / 'runs'}}}
     from safetensors.torch import load_file
 
     w = load_file(str(run_dir / "model" / "model.safetensors"))
-    pruned = [k for k in w if k.endswith(".weight") and w[k].ndim == 2
-              and not any(x in k for x in ("embed", "classifier", "pooler"))]
+    pruned = [
+        k for k in w if k.endswith(".weight") and w[k].ndim == 2 and not any(x in k for x in ("embed", "classifier", "pooler"))
+    ]
     assert not any((w[k] == 0).any() for k in w if "pooler" in k)  # the pooler belongs to the task head: never pruned
     zeros = sum(int((w[k] == 0).sum()) for k in pruned)
     assert zeros / sum(w[k].numel() for k in pruned) == pytest.approx(0.8, abs=0.005)
@@ -213,21 +247,24 @@ output: {{dir: {tmp_path / 'runs'}}}
 
 
 def test_structured_prune_then_distill_from_the_unpruned_teacher(tiny_dir, tmp_path):
-    recipe = write_recipe(tmp_path, f"""name: sp
-model: {{path: {tiny_dir / 'bert'}}}
-data: {{train: {tiny_dir / 'sent.csv'}, split: {{dev: 0.2}}, max_length: 32}}
+    recipe = write_recipe(
+        tmp_path,
+        f"""name: sp
+model: {{path: {tiny_dir / "bert"}}}
+data: {{train: {tiny_dir / "sent.csv"}, split: {{dev: 0.2}}, max_length: 32}}
 stages:
   - prune: {{type: structured, heads: 2, ffn: 0.5, criterion: {{type: taylor, batches: 4}}}}
   - distill:
-      teacher: {tiny_dir / 'bert'}
+      teacher: {tiny_dir / "bert"}
       student: current
       losses: [{{type: logits}}, {{type: hidden}}]
       max_steps: 20
       batch_size: 16
   - export: {{}}
 bench: {{batch_sizes: [1], seq_lengths: [16], iterations: 3, warmup: 1}}
-output: {{dir: {tmp_path / 'runs'}}}
-""")
+output: {{dir: {tmp_path / "runs"}}}
+""",
+    )
     run_dir = run(recipe, quiet=True)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     prune = metrics["stages"][0]["prune"]
@@ -244,16 +281,19 @@ def test_resume_after_structured_pruning_and_vocabulary_trimming(tiny_dir, tmp_p
     its trimmed tokenizer from the snapshot, and finishes with the same result as the uninterrupted run."""
     import shutil
 
-    recipe = write_recipe(tmp_path, f"""name: rs
-model: {{path: {tiny_dir / 'bert'}}}
-data: {{train: {tiny_dir / 'sent.csv'}, split: {{dev: 0.2}}, max_length: 32}}
+    recipe = write_recipe(
+        tmp_path,
+        f"""name: rs
+model: {{path: {tiny_dir / "bert"}}}
+data: {{train: {tiny_dir / "sent.csv"}, split: {{dev: 0.2}}, max_length: 32}}
 stages:
   - prune: {{type: structured, heads: 1, ffn: 16, criterion: {{type: magnitude}}, round_to: 1}}
   - prune: {{type: vocabulary}}
   - export: {{}}
 bench: {{enabled: false}}
-output: {{dir: {tmp_path / 'runs'}, keep_checkpoints: true}}
-""")
+output: {{dir: {tmp_path / "runs"}, keep_checkpoints: true}}
+""",
+    )
     ref = run(recipe, quiet=True)  # keep_checkpoints: the copy below plays a run killed after stage 1
     again = tmp_path / "again"
     shutil.copytree(ref, again)
@@ -273,9 +313,11 @@ output: {{dir: {tmp_path / 'runs'}, keep_checkpoints: true}}
 
 
 def test_one_shot_taylor_pruning_inside_training_waits_for_gradients(tiny_dir, tmp_path):
-    recipe = write_recipe(tmp_path, f"""name: os
-model: {{path: {tiny_dir / 'bert'}}}
-data: {{train: {tiny_dir / 'sent.csv'}, split: {{dev: 0.2}}, max_length: 32}}
+    recipe = write_recipe(
+        tmp_path,
+        f"""name: os
+model: {{path: {tiny_dir / "bert"}}}
+data: {{train: {tiny_dir / "sent.csv"}, split: {{dev: 0.2}}, max_length: 32}}
 stages:
   - finetune:
       max_steps: 12
@@ -283,17 +325,20 @@ stages:
       eval_every: 6
       prune: {{type: unstructured, sparsity: 0.5, criterion: {{type: taylor}}, schedule: {{type: one_shot}}}}
 bench: {{enabled: false}}
-output: {{dir: {tmp_path / 'runs'}}}
-""")
+output: {{dir: {tmp_path / "runs"}}}
+""",
+    )
     stage = json.loads((run(recipe, quiet=True) / "metrics.json").read_text())["stages"][0]
     assert [c["step"] for c in stage["prune"]["curve"]] == [1]  # step 0 has no gradients; step 1 does
     assert stage["prune"]["sparsity"] == pytest.approx(0.5, abs=0.005) and stage["best_step"] in (6, 12)
 
 
 def test_pruning_and_qat_in_one_stage_act_on_the_same_weights(tiny_dir, tmp_path):
-    recipe = write_recipe(tmp_path, f"""name: pq
-model: {{path: {tiny_dir / 'bert'}}}
-data: {{train: {tiny_dir / 'sent.csv'}, split: {{dev: 0.2}}, max_length: 32}}
+    recipe = write_recipe(
+        tmp_path,
+        f"""name: pq
+model: {{path: {tiny_dir / "bert"}}}
+data: {{train: {tiny_dir / "sent.csv"}, split: {{dev: 0.2}}, max_length: 32}}
 stages:
   - finetune:
       max_steps: 20
@@ -304,8 +349,9 @@ stages:
   - export: {{}}
   - quantize: {{type: qat}}
 bench: {{enabled: false}}
-output: {{dir: {tmp_path / 'runs'}}}
-""")
+output: {{dir: {tmp_path / "runs"}}}
+""",
+    )
     run_dir = run(recipe, quiet=True)
     m = json.loads((run_dir / "metrics.json").read_text())
     assert m["stages"][0]["prune"]["sparsity"] == pytest.approx(0.6, abs=0.005) and m["stages"][0]["qat"]["layers"] > 0
@@ -313,37 +359,55 @@ output: {{dir: {tmp_path / 'runs'}}}
     assert m["artifacts"]["pytorch"]["nonzero_params"] < m["artifacts"]["pytorch"]["params"]
 
 
-@pytest.mark.parametrize("stages, line, message", [
-    ("  - finetune: {max_steps: 5, qat: {}}\n  - prune: {type: structured, heads: 1}\n  - quantize: {type: qat}", 5,
-     "stages.1.prune: pruning between QAT training"),
-    ("  - prune: {type: unstructured, sparsity: 0.5}\n  - finetune: {max_steps: 5}", 5,
-     "stages.1.finetune: this stage trains the model that stages.0 made sparse"),
-    ("  - prune: {type: vocabulary}\n  - distill: {teacher: some/dir, student: {every: 2}}", 5,
-     "stages.1.distill.teacher: the vocabulary was trimmed"),
-])
+@pytest.mark.parametrize(
+    "stages, line, message",
+    [
+        (
+            "  - finetune: {max_steps: 5, qat: {}}\n  - prune: {type: structured, heads: 1}\n  - quantize: {type: qat}",
+            5,
+            "stages.1.prune: pruning between QAT training",
+        ),
+        (
+            "  - prune: {type: unstructured, sparsity: 0.5}\n  - finetune: {max_steps: 5}",
+            5,
+            "stages.1.finetune: this stage trains the model that stages.0 made sparse",
+        ),
+        (
+            "  - prune: {type: vocabulary}\n  - distill: {teacher: some/dir, student: {every: 2}}",
+            5,
+            "stages.1.distill.teacher: the vocabulary was trimmed",
+        ),
+    ],
+)
 def test_stage_orders_that_would_undo_or_break_pruning_are_recipe_errors(tiny_dir, tmp_path, stages, line, message):
     from compressor.recipe import load_recipe
 
-    recipe = write_recipe(tmp_path, f"""model: {{path: {tiny_dir / 'bert'}}}
-data: {{train: {tiny_dir / 'sent.csv'}}}
+    recipe = write_recipe(
+        tmp_path,
+        f"""model: {{path: {tiny_dir / "bert"}}}
+data: {{train: {tiny_dir / "sent.csv"}}}
 stages:
 {stages}
-""")
+""",
+    )
     with pytest.raises(RecipeError) as e:
         load_recipe(recipe)
     assert f"recipe.yaml:{line}: {message}" in str(e.value), str(e.value)
 
 
 def test_training_after_unstructured_pruning_keeps_the_zeros_with_a_one_shot_schedule(tiny_dir, tmp_path):
-    recipe = write_recipe(tmp_path, f"""name: keep
-model: {{path: {tiny_dir / 'bert'}}}
-data: {{train: {tiny_dir / 'sent.csv'}, split: {{dev: 0.2}}, max_length: 32}}
+    recipe = write_recipe(
+        tmp_path,
+        f"""name: keep
+model: {{path: {tiny_dir / "bert"}}}
+data: {{train: {tiny_dir / "sent.csv"}, split: {{dev: 0.2}}, max_length: 32}}
 stages:
   - prune: {{type: unstructured, sparsity: 0.7}}
   - finetune: {{max_steps: 10, batch_size: 16, prune: {{type: unstructured, sparsity: 0.7, schedule: {{type: one_shot}}}}}}
 bench: {{enabled: false}}
-output: {{dir: {tmp_path / 'runs'}}}
-""")
+output: {{dir: {tmp_path / "runs"}}}
+""",
+    )
     m = json.loads((run(recipe, quiet=True) / "metrics.json").read_text())
     first, second = m["stages"][0]["prune"], m["stages"][1]["prune"]
     assert first["sparsity"] == pytest.approx(0.7, abs=0.005) and second["sparsity"] == pytest.approx(0.7, abs=0.005)

@@ -33,8 +33,9 @@ def _data(kind: str, tok, n: int = 48) -> list[dict]:
         enc["labels"] = torch.tensor([i % 2 for i in range(n)])
     else:
         phrases = ["the movie was very good .", "the plot is quite dull .", "we saw the film and it was great ."]
-        enc = tok([rng.choice(phrases) for _ in range(n)], padding="max_length", truncation=True, max_length=12,
-                  return_tensors="pt")
+        enc = tok(
+            [rng.choice(phrases) for _ in range(n)], padding="max_length", truncation=True, max_length=12, return_tensors="pt"
+        )
         enc.pop("token_type_ids", None)
         enc["labels"] = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
     return [{k: v[i] for k, v in enc.items()} for i in range(n)]
@@ -163,8 +164,10 @@ def test_onnx_matches_fake_quant_pytorch_not_fp32(trained):
     info = Q.export_qdq(model, batch, d / "no-emb.onnx", quantize_embeddings=False)
     assert info["embeddings_quantized"] == [] and info["quantized_matmuls"] == N_LINEAR[trained["kind"]]
     exact = parity(model, d / "no-emb.onnx", [batch], LOGIT_TOL_NO_EMBEDDINGS, what="QAT INT8")
-    print(f"{trained['kind']}: max |ONNX - fake-quant| {check['max_abs_diff']:.2e} (uint8 embeddings), "
-          f"{exact['max_abs_diff']:.2e} (fp32 embeddings); vs fp32 model {np.abs(got - fp32).max():.2e}")
+    print(
+        f"{trained['kind']}: max |ONNX - fake-quant| {check['max_abs_diff']:.2e} (uint8 embeddings), "
+        f"{exact['max_abs_diff']:.2e} (fp32 embeddings); vs fp32 model {np.abs(got - fp32).max():.2e}"
+    )
 
 
 def _tensor_bytes(path: Path) -> int:
@@ -182,9 +185,11 @@ def test_export_stores_weights_about_4x_smaller_than_fp32(trained):
     ops = Counter(n.op_type for n in onnx.load(str(d / "fp32.onnx")).graph.node)
     assert ops["QuantizeLinear"] == 0  # fake quant off: the plain fp32 graph
     fp32, int8 = _tensor_bytes(d / "fp32.onnx"), _tensor_bytes(d / "model.int8.onnx")
-    print(f"{trained['kind']}: tensors {fp32} -> {int8} bytes; files {(d / 'fp32.onnx').stat().st_size} -> "
-          f"{(d / 'model.int8.onnx').stat().st_size} bytes; MatMul weights {trained['info']['weight_bytes_fp32']} -> "
-          f"{trained['info']['weight_bytes_int8']} bytes")
+    print(
+        f"{trained['kind']}: tensors {fp32} -> {int8} bytes; files {(d / 'fp32.onnx').stat().st_size} -> "
+        f"{(d / 'model.int8.onnx').stat().st_size} bytes; MatMul weights {trained['info']['weight_bytes_fp32']} -> "
+        f"{trained['info']['weight_bytes_int8']} bytes"
+    )
     # weights and tables at 1 byte instead of 4; biases, norms and scales (large in a 32-wide model) stay fp32
     assert int8 < 0.35 * fp32, (fp32, int8)
 
@@ -216,18 +221,21 @@ def qat_run(tiny_dir, tmp_path_factory) -> Path:
     from compressor.pipeline.orchestrate import run
 
     d = tmp_path_factory.mktemp("qat-run")
-    recipe = write_recipe(d, f"""
+    recipe = write_recipe(
+        d,
+        f"""
 name: qat
-model: {{path: {tiny_dir / 'bert'}}}
-data: {{train: {tiny_dir / 'sent.csv'}, split: {{dev: 0.2, test: 0.1}}, max_length: 32}}
+model: {{path: {tiny_dir / "bert"}}}
+data: {{train: {tiny_dir / "sent.csv"}, split: {{dev: 0.2, test: 0.1}}, max_length: 32}}
 stages:
   - finetune: {{epochs: 4, lr: 3.0e-3, batch_size: 16, qat: {{calibration_batches: 2}}}}
   - export: {{}}
   - quantize: {{type: qat}}
 evaluate: {{splits: [dev], artifacts: [torch, onnx, int8]}}
 bench: {{enabled: false}}
-output: {{dir: {d / 'runs'}, keep_checkpoints: true}}
-""")
+output: {{dir: {d / "runs"}, keep_checkpoints: true}}
+""",
+    )
     return run(recipe, quiet=True)  # keep_checkpoints: a resume test copies this run as if it had been killed
 
 
@@ -297,13 +305,16 @@ def test_qat_training_without_a_qat_export_is_a_recipe_error(tiny_dir, tmp_path)
     from compressor.core.errors import RecipeError
     from compressor.recipe import load_recipe
 
-    recipe = write_recipe(tmp_path, f"""model: {{path: {tiny_dir / 'bert'}}}
-data: {{train: {tiny_dir / 'sent.csv'}}}
+    recipe = write_recipe(
+        tmp_path,
+        f"""model: {{path: {tiny_dir / "bert"}}}
+data: {{train: {tiny_dir / "sent.csv"}}}
 stages:
   - finetune:
       max_steps: 5
       qat: {{}}
   - export: {{}}
-""")
+""",
+    )
     with pytest.raises(RecipeError, match=r"recipe.yaml:6: stages.0.finetune.qat: .*add one"):
         load_recipe(recipe)

@@ -17,17 +17,20 @@ def test_two_runs_of_one_recipe_are_bit_identical(tiny_dir, tmp_path):
     # 2 labels on a 3-label checkpoint: the classification head is new (random) and a distilled student's
     # hidden-state projection too; both must come from the recipe's seed
     T.tiny_bert(tmp_path / "bert3", num_labels=3)
-    recipe = write_recipe(tmp_path, f"""name: twice
+    recipe = write_recipe(
+        tmp_path,
+        f"""name: twice
 seed: 7
-model: {{path: {tmp_path / 'bert3'}}}
-data: {{train: {tiny_dir / 'sent.csv'}, split: {{dev: 0.25}}, max_length: 24, max_train_samples: 120}}
+model: {{path: {tmp_path / "bert3"}}}
+data: {{train: {tiny_dir / "sent.csv"}, split: {{dev: 0.25}}, max_length: 24, max_train_samples: 120}}
 stages:
   - finetune: {{max_steps: 6, batch_size: 8, eval_every: 3}}
   - distill: {{student: {{num_hidden_layers: 1, hidden_size: 16, num_attention_heads: 2, intermediate_size: 32}},
               losses: [{{type: logits}}, {{type: hidden, layer_map: {{0: 1}}}}], max_steps: 4, batch_size: 8, eval_every: 2}}
 evaluate: {{artifacts: [torch]}}
 bench: {{enabled: false}}
-""")
+""",
+    )
     dirs = []
     for name in ("a", "b"):
         torch.manual_seed(len(name) * 1234 + ord(name))  # whatever ran before in this process must not matter

@@ -16,32 +16,38 @@ from compressor.report.plots import pareto_front
 from tests.conftest import write_recipe
 
 PNG = b"\x89PNG\r\n\x1a\n"
-FAST = ["stages.0.finetune.epochs=2", "stages.0.finetune.eval_every=10", "bench.iterations=2", "bench.warmup=0", "bench.threads=1"]
+FAST = [
+    "stages.0.finetune.epochs=2",
+    "stages.0.finetune.eval_every=10",
+    "bench.iterations=2",
+    "bench.warmup=0",
+    "bench.threads=1",
+]
 
 
 def _recipe(tiny_dir, folder, task: str) -> str:
     if task == "cls":
         return f"""
 name: tiny-cls
-model: {{path: {tiny_dir / 'bert'}}}
-data: {{train: {tiny_dir / 'sent.csv'}, split: {{dev: 0.2, test: 0.1}}, max_length: 32}}
+model: {{path: {tiny_dir / "bert"}}}
+data: {{train: {tiny_dir / "sent.csv"}, split: {{dev: 0.2, test: 0.1}}, max_length: 32}}
 stages:
   - finetune: {{epochs: 2, lr: 1.0e-3, batch_size: 16}}
   - export: {{}}
   - quantize: {{type: dynamic}}
 bench: {{batch_sizes: [1], seq_lengths: [32], iterations: 2, warmup: 0}}
-output: {{dir: {folder / 'runs'}}}
+output: {{dir: {folder / "runs"}}}
 """
     return f"""
 name: tiny-lm
-model: {{path: {tiny_dir / 'gpt2'}, task: causal-lm}}
-data: {{train: {tiny_dir / 'lm.txt'}, split: {{dev: 0.2}}, max_length: 16}}
+model: {{path: {tiny_dir / "gpt2"}, task: causal-lm}}
+data: {{train: {tiny_dir / "lm.txt"}, split: {{dev: 0.2}}, max_length: 16}}
 stages:
   - finetune: {{epochs: 2, lr: 1.0e-3, batch_size: 8}}
   - export: {{}}
   - quantize: {{type: dynamic}}
 bench: {{batch_sizes: [1], seq_lengths: [16], iterations: 2, warmup: 0}}
-output: {{dir: {folder / 'runs'}}}
+output: {{dir: {folder / "runs"}}}
 """
 
 
@@ -181,7 +187,19 @@ def test_eval_and_bench_find_a_run_dirs_tokenizer(cls_run, tiny_dir, tmp_path):
     r = _cli("eval", cls_run / "onnx" / "model.int8.onnx", "--data", tiny_dir / "sent.csv", "--limit", "40", "--json", out)
     assert r.exit_code == 0, r.output
     assert json.loads(out.read_text())["metrics"]["n"] == 40
-    r = _cli("bench", cls_run / "onnx" / "model.int8.onnx", "--batch-sizes", "1", "--seq-lengths", "8", "--iterations", "2",
-             "--warmup", "0", "--json", tmp_path / "bench.json")
+    r = _cli(
+        "bench",
+        cls_run / "onnx" / "model.int8.onnx",
+        "--batch-sizes",
+        "1",
+        "--seq-lengths",
+        "8",
+        "--iterations",
+        "2",
+        "--warmup",
+        "0",
+        "--json",
+        tmp_path / "bench.json",
+    )
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "bench.json").read_text())["rows"][0]["p50_ms"] > 0

@@ -21,20 +21,24 @@ TOTAL = 300
 
 def _recipe(tiny_dir, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    return write_recipe(folder, f"""name: r
-model: {{path: {tiny_dir / 'bert'}}}
-data: {{train: {tiny_dir / 'sent.csv'}, split: {{dev: 0.2}}, max_length: 32}}
+    return write_recipe(
+        folder,
+        f"""name: r
+model: {{path: {tiny_dir / "bert"}}}
+data: {{train: {tiny_dir / "sent.csv"}, split: {{dev: 0.2}}, max_length: 32}}
 stages:
   - finetune: {{max_steps: {TOTAL}, lr: 1.0e-3, batch_size: 8, eval_every: 50, checkpoint_every: 10}}
   - export: {{}}
 bench: {{enabled: false}}
-""")
+""",
+    )
 
 
 def _start(args, cwd):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "compressor", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "compressor", *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
 def _wait_for_checkpoint(proc, state_file: Path, min_step: int, timeout: float = 120) -> int:
@@ -70,8 +74,13 @@ def test_sigkill_then_resume_matches_an_uninterrupted_run(tiny_dir, tmp_path):
     assert (run_dir / "status").read_text().strip() == "running"  # killed: nobody wrote a verdict
     assert 20 <= killed_at < TOTAL
 
-    res = subprocess.run([sys.executable, "-m", "compressor", "run", "--resume", str(run_dir), "-q"], cwd=b,
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-m", "compressor", "run", "--resume", str(run_dir), "-q"],
+        cwd=b,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     assert (run_dir / "status").read_text().strip() == "complete"
     log = (run_dir / "log.txt").read_text()
@@ -103,11 +112,21 @@ def test_sigterm_saves_a_checkpoint_and_says_how_to_resume(tiny_dir, tmp_path):
     assert "Resume with: compressor run --resume" in out and "Traceback" not in out
     assert (run_dir / "status").read_text().startswith("failed:")
     # resuming a completed stage list later skips nothing it should not: stage 0 continues
-    res = subprocess.run([sys.executable, "-m", "compressor", "run", "--resume", str(run_dir), "-q"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=300)
+    res = subprocess.run(
+        [sys.executable, "-m", "compressor", "run", "--resume", str(run_dir), "-q"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
-    again = subprocess.run([sys.executable, "-m", "compressor", "run", "--resume", str(run_dir)], cwd=tmp_path,
-                           capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [sys.executable, "-m", "compressor", "run", "--resume", str(run_dir)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert again.returncode == 2 and "already complete" in again.stderr
 
 

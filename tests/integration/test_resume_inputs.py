@@ -22,7 +22,9 @@ from tests.conftest import write_recipe
 
 
 def _recipe(folder: Path, model: Path, lr: str = "1.0e-3") -> Path:
-    return write_recipe(folder, f"""name: inp
+    return write_recipe(
+        folder,
+        f"""name: inp
 model: {{path: {model}}}
 data: {{train: train.csv, split: {{dev: 0.25}}, max_length: 24}}
 stages:
@@ -30,13 +32,15 @@ stages:
   - export: {{}}
 evaluate: {{artifacts: [torch]}}
 bench: {{enabled: false}}
-""")
+""",
+    )
 
 
 def _swap_labels(path: Path) -> None:
     lines = path.read_text().splitlines()
-    swapped = [lines[0]] + [ln.rsplit(",", 1)[0] + "," + {"positive": "negative", "negative": "positive"}[ln.rsplit(",", 1)[1]]
-                            for ln in lines[1:]]
+    swapped = [lines[0]] + [
+        ln.rsplit(",", 1)[0] + "," + {"positive": "negative", "negative": "positive"}[ln.rsplit(",", 1)[1]] for ln in lines[1:]
+    ]
     path.write_text("\n".join(swapped) + "\n")
 
 
@@ -78,7 +82,9 @@ def test_changed_training_labels_refused_then_rerun(done_run, tmp_path, monkeypa
     got, want = _weights(run_dir), _weights(fresh)
     assert all(torch.equal(got[k], want[k]) for k in want)
     info = json.loads((run_dir / "run.json").read_text())
-    assert info["inputs"]["data.train"]["digest"] == json.loads((fresh / "run.json").read_text())["inputs"]["data.train"]["digest"]
+    assert (
+        info["inputs"]["data.train"]["digest"] == json.loads((fresh / "run.json").read_text())["inputs"]["data.train"]["digest"]
+    )
     (run_dir / "status").write_text("failed: pretend\n")
     run(resume=run_dir, quiet=True)  # now recorded: nothing changed, everything skipped
     assert "stage 0 (finetune): already complete, skipped" in (run_dir / "log.txt").read_text().split("resume")[-1]

@@ -16,8 +16,18 @@ def _metrics(run_dir):
 
 def test_classifier_end_to_end(cls_recipe):
     run_dir = run(cls_recipe, quiet=True)
-    for name in ("recipe.yaml", "metrics.json", "report.md", "log.txt", "model/config.json", "model/model.safetensors",
-                 "onnx/model.onnx", "onnx/model.onnx.json", "onnx/model.int8.onnx", "onnx/model.int8.onnx.json"):
+    for name in (
+        "recipe.yaml",
+        "metrics.json",
+        "report.md",
+        "log.txt",
+        "model/config.json",
+        "model/model.safetensors",
+        "onnx/model.onnx",
+        "onnx/model.onnx.json",
+        "onnx/model.int8.onnx",
+        "onnx/model.int8.onnx.json",
+    ):
         assert (run_dir / name).is_file(), name
     assert (run_dir / "status").read_text().strip() == "complete"
     m = _metrics(run_dir)

@@ -17,8 +17,9 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "NO_COL
 
 
 def _cli(*args, cwd=ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "compressor", *map(str, args)], cwd=cwd, env=ENV, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "compressor", *map(str, args)], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=300
+    )
 
 
 def _thesis(folder: Path) -> dict[Path, str]:
@@ -50,12 +51,15 @@ def test_force_refuses_a_folder_compressor_did_not_make(tmp_path):
 
 
 def test_run_force_on_a_foreign_folder_exits_2_and_keeps_the_files(tiny_dir, tmp_path):
-    recipe = write_recipe(tmp_path, f"""
+    recipe = write_recipe(
+        tmp_path,
+        f"""
 name: mythings
-model: {{path: {tiny_dir / 'bert'}}}
-data: {{train: {tiny_dir / 'sent.csv'}, max_length: 32}}
+model: {{path: {tiny_dir / "bert"}}}
+data: {{train: {tiny_dir / "sent.csv"}, max_length: 32}}
 bench: {{enabled: false}}
-""")
+""",
+    )
     files = _thesis(tmp_path / "out" / "mythings")
     r = _cli("run", recipe, "-o", tmp_path / "out", "--force")
     assert r.returncode == 2, r.stdout + r.stderr

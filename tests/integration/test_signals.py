@@ -21,14 +21,17 @@ from tests.conftest import write_recipe
 
 def _recipe(tiny_dir, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    return write_recipe(folder, f"""name: sig
-model: {{path: {tiny_dir / 'bert'}}}
-data: {{train: {tiny_dir / 'sent.csv'}, split: {{dev: 0.2}}, max_length: 24, max_train_samples: 160}}
+    return write_recipe(
+        folder,
+        f"""name: sig
+model: {{path: {tiny_dir / "bert"}}}
+data: {{train: {tiny_dir / "sent.csv"}, split: {{dev: 0.2}}, max_length: 24, max_train_samples: 160}}
 stages:
   - finetune: {{max_steps: 12, lr: 1.0e-3, batch_size: 8, grad_accum: 2, eval_every: 3, checkpoint_every: 4}}
 evaluate: {{artifacts: [torch]}}
 bench: {{enabled: false}}
-""")
+""",
+    )
 
 
 @pytest.fixture(scope="module")

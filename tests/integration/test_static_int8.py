@@ -23,20 +23,25 @@ LOGIT_TOL, AGREEMENT = 0.05, 0.97
 def trained(tiny_dir, tmp_path_factory) -> Path:
     """A tiny BERT fine-tuned once on the cue-word sentiment data (learnable: dev accuracy ~1)."""
     d = tmp_path_factory.mktemp("trained")
-    recipe = write_recipe(d, f"""
+    recipe = write_recipe(
+        d,
+        f"""
 name: base
-model: {{path: {tiny_dir / 'bert'}}}
-data: {{train: {tiny_dir / 'sent.csv'}, split: {{dev: 0.2, test: 0.1}}, max_length: 32}}
+model: {{path: {tiny_dir / "bert"}}}
+data: {{train: {tiny_dir / "sent.csv"}, split: {{dev: 0.2, test: 0.1}}, max_length: 32}}
 stages: [{{finetune: {{epochs: 8, lr: 1.0e-3, batch_size: 16}}}}]
 evaluate: {{splits: [dev], artifacts: [torch]}}
 bench: {{enabled: false}}
-output: {{dir: {d / 'runs'}}}
-""")
+output: {{dir: {d / "runs"}}}
+""",
+    )
     return run(recipe, quiet=True) / "model"
 
 
 def _recipe(folder: Path, model: Path, data: Path, quantize: str, export: str = "{}", extra_data: str = "") -> Path:
-    return write_recipe(folder, f"""
+    return write_recipe(
+        folder,
+        f"""
 name: static
 model: {{path: {model}}}
 data: {{train: {data}, split: {{dev: 0.2, test: 0.1}}, max_length: 32{extra_data}}}
@@ -45,8 +50,9 @@ stages:
   - quantize: {quantize}
 evaluate: {{splits: [dev], artifacts: [onnx, int8]}}
 bench: {{enabled: false}}
-output: {{dir: {folder / 'runs'}}}
-""")
+output: {{dir: {folder / "runs"}}}
+""",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +88,10 @@ def test_static_graph_has_qdq_feeding_matmuls(static_run):
     for name in ("word_embeddings", "position_embeddings"):
         gather = next(n for n in g.node if n.op_type == "Gather" and name in n.name)
         table = prod[gather.input[0]]
-        assert table.op_type == "DequantizeLinear" and inits[table.input[0]].data_type in (onnx.TensorProto.UINT8, onnx.TensorProto.INT8)
+        assert table.op_type == "DequantizeLinear" and inits[table.input[0]].data_type in (
+            onnx.TensorProto.UINT8,
+            onnx.TensorProto.INT8,
+        )
 
 
 def test_excluded_node_stays_fp32(static_run):
@@ -110,12 +119,17 @@ def test_ort_runs_static_model_and_agrees_with_fp32(static_run):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(static_run / "model")
-    texts = ["the movie was very good", "a dull and boring plot w3", "this film is great but the ending was sad",
-             "awful acting", "we saw it and it was lovely and charming w7 w8 w9"] * 4
+    texts = [
+        "the movie was very good",
+        "a dull and boring plot w3",
+        "this film is great but the ending was sad",
+        "awful acting",
+        "we saw it and it was lovely and charming w7 w8 w9",
+    ] * 4
     fp32, int8 = make_session(static_run / "onnx/model.onnx"), make_session(static_run / "onnx/model.int8.onnx")
     diffs, agree = [], []
     for i in range(0, len(texts), 5):
-        batch = dict(tok(texts[i:i + 5], padding=True, return_tensors="np"))
+        batch = dict(tok(texts[i : i + 5], padding=True, return_tensors="np"))
         ref, got = onnx_logits(fp32, batch), onnx_logits(int8, batch)
         diffs.append(float(np.abs(ref - got).max()))
         agree.extend(ref.argmax(-1) == got.argmax(-1))
@@ -139,8 +153,9 @@ def test_provenance_and_metrics(static_run):
 
 
 def test_fused_graph_gets_qattention_and_qdq(trained, tiny_dir, tmp_path):
-    run_dir = run(_recipe(tmp_path, trained, tiny_dir / "sent.csv", "{type: static, optimized: true, method: percentile}"),
-                  quiet=True)
+    run_dir = run(
+        _recipe(tmp_path, trained, tiny_dir / "sent.csv", "{type: static, optimized: true, method: percentile}"), quiet=True
+    )
     prov = json.loads((run_dir / "onnx/model.int8.onnx.json").read_text())
     assert prov["graph"] == "fused" and prov["source"] == "model.opt.onnx" and prov["fused_fallback"] is None
     ops = Counter(n.op_type for n in onnx.load(str(run_dir / "onnx/model.int8.onnx")).graph.node)
@@ -153,26 +168,31 @@ def test_fused_graph_gets_qattention_and_qdq(trained, tiny_dir, tmp_path):
 
 
 def test_no_fused_graph_falls_back_to_plain_and_says_why(trained, tiny_dir, tmp_path):
-    run_dir = run(_recipe(tmp_path, trained, tiny_dir / "sent.csv", "{type: static, optimized: true}", export="{optimize: false}"),
-                  quiet=True)
+    run_dir = run(
+        _recipe(tmp_path, trained, tiny_dir / "sent.csv", "{type: static, optimized: true}", export="{optimize: false}"),
+        quiet=True,
+    )
     prov = json.loads((run_dir / "onnx/model.int8.onnx.json").read_text())
     assert prov["graph"] == "plain" and "no fused graph" in prov["fused_fallback"]
 
 
 def test_budget_loop_keeps_sensitive_nodes_in_fp32(tiny_dir, tmp_path):
     """Heavy clipping (percentile 90.01) makes INT8 miss a zero budget: the loop keeps the most sensitive nodes fp32."""
-    recipe = write_recipe(tmp_path, f"""
+    recipe = write_recipe(
+        tmp_path,
+        f"""
 name: budget
-model: {{path: {tiny_dir / 'gpt2'}, task: causal-lm}}
-data: {{train: {tiny_dir / 'lm.txt'}, split: {{dev: 0.2, select_on: dev}}, max_length: 16}}
+model: {{path: {tiny_dir / "gpt2"}, task: causal-lm}}
+data: {{train: {tiny_dir / "lm.txt"}, split: {{dev: 0.2, select_on: dev}}, max_length: 16}}
 stages:
   - export: {{}}
   - quantize: {{type: static, method: percentile, percentile: 90.01, calibration_samples: 64, max_drop: 0.0,
                 fallback_trials: 3}}
 evaluate: {{splits: [dev], artifacts: [onnx, int8]}}
 bench: {{enabled: false}}
-output: {{dir: {tmp_path / 'runs'}}}
-""")
+output: {{dir: {tmp_path / "runs"}}}
+""",
+    )
     run_dir = run(recipe, quiet=True)
     prov = json.loads((run_dir / "onnx/model.int8.onnx.json").read_text())
     budget = prov["budget"]
@@ -180,7 +200,7 @@ output: {{dir: {tmp_path / 'runs'}}}
     assert [len(t["kept_fp32"]) for t in budget["trials"]][:3] == [0, 1, 2]
     ranked = [s["node"] for s in budget["sensitivity"]]
     kept = prov["kept_fp32"]
-    assert kept and kept == ranked[:len(kept)]  # the most sensitive first
+    assert kept and kept == ranked[: len(kept)]  # the most sensitive first
     best = min(budget["trials"], key=lambda t: t["value"])
     assert kept == best["kept_fp32"] or budget["passed"]
     g = onnx.load(str(run_dir / "onnx/model.int8.onnx")).graph
@@ -210,8 +230,12 @@ def test_include_nodes_quantizes_only_those(trained, tiny_dir, tmp_path):
     run_dir = run(recipe, quiet=True)
     g = onnx.load(str(run_dir / "onnx/model.int8.onnx")).graph
     prod = _producers(g)
-    fed = [n.name for n in g.node if n.op_type in ("MatMul", "Gemm")
-           and any(prod.get(i) is not None and prod[i].op_type == "DequantizeLinear" for i in n.input)]
+    fed = [
+        n.name
+        for n in g.node
+        if n.op_type in ("MatMul", "Gemm")
+        and any(prod.get(i) is not None and prod[i].op_type == "DequantizeLinear" for i in n.input)
+    ]
     assert fed == [EXCLUDED]
     assert json.loads((run_dir / "onnx/model.int8.onnx.json").read_text())["included_nodes"] == [EXCLUDED]
     bad = _recipe(tmp_path, trained, tiny_dir / "sent.csv", "{type: dynamic, include_nodes: [nope]}")
@@ -226,8 +250,9 @@ def test_calibration_split_is_used_and_checked(trained, tiny_dir, tmp_path):
     rows = list(csv.DictReader(open(tiny_dir / "sent.csv", newline="")))[:40]
     cal.write_text("text\n" + "\n".join(r["text"] for r in rows) + "\n")  # no label column needed
     extra = f", calibration: {cal}"
-    run_dir = run(_recipe(tmp_path, trained, tiny_dir / "sent.csv", "{type: static, calibration_samples: 40}", extra_data=extra),
-                  quiet=True)
+    run_dir = run(
+        _recipe(tmp_path, trained, tiny_dir / "sent.csv", "{type: static, calibration_samples: 40}", extra_data=extra), quiet=True
+    )
     prov = json.loads((run_dir / "onnx/model.int8.onnx.json").read_text())
     assert prov["calibration"]["data"] == "data.calibration" and prov["calibration"]["samples"] == 40
 

@@ -16,8 +16,28 @@ from compressor.cli.commands import app
 from tests.conftest import write_recipe
 
 NAMES = ["World", "Sports", "Business", "Sci/Tech"]
-WORDS = ["markets", "team", "election", "chip", "season", "shares", "leaders", "software", "goal", "talks", "profit",
-         "coach", "research", "peace", "league", "stocks", "network", "treaty", "players", "launch"]
+WORDS = [
+    "markets",
+    "team",
+    "election",
+    "chip",
+    "season",
+    "shares",
+    "leaders",
+    "software",
+    "goal",
+    "talks",
+    "profit",
+    "coach",
+    "research",
+    "peace",
+    "league",
+    "stocks",
+    "network",
+    "treaty",
+    "players",
+    "launch",
+]
 
 
 def _cli(*args):
@@ -49,8 +69,9 @@ def _save_dataset(folder, rows, class_label: bool):
 
     label = datasets.ClassLabel(names=NAMES) if class_label else datasets.Value("string")
     features = datasets.Features({"text": datasets.Value("string"), "label": label})
-    ds = datasets.Dataset.from_dict({"text": [t for t, _ in rows], "label": [y if class_label else NAMES[y] for _, y in rows]},
-                                    features=features)
+    ds = datasets.Dataset.from_dict(
+        {"text": [t for t, _ in rows], "label": [y if class_label else NAMES[y] for _, y in rows]}, features=features
+    )
     ds.save_to_disk(str(folder))
     return folder
 
@@ -107,8 +128,9 @@ def test_headerless_tsv_with_label_names_scores_as_the_canonical_csv(layouts):
     m = _eval(layouts, "canonical")[0]["metrics"]
     by_position, out = _eval(layouts, "headerless", "--no-header", "--text", "0", "--label", "1")
     assert by_position["metrics"] == m and "80 rows read, no duplicates dropped, 80 used" in out
-    by_name, _ = _eval(layouts, "headerless", "--no-header", "--columns", "sentence,topic", "--text", "sentence",
-                       "--label", "topic")
+    by_name, _ = _eval(
+        layouts, "headerless", "--no-header", "--columns", "sentence,topic", "--text", "sentence", "--label", "topic"
+    )
     assert by_name["metrics"] == m
     r = _cli("eval", layouts["model"], "--data", layouts["files"][("headerless", "test")])
     assert r.exit_code == 2 and "missing column" in r.output and "its first row reads like data" in r.output, r.output
@@ -125,9 +147,11 @@ def test_saved_datasets_score_as_the_canonical_layout(layouts):
 
 def _recipe(layouts, kind, data_extra=""):
     f = layouts["files"]
-    text = (f"name: {kind}\nmodel: {{path: {layouts['model']}}}\ndata:\n  train: {f[(kind, 'train')]}\n"
-            f"  test: {f[(kind, 'test')]}\n  split: {{dev: 0.0, validation: 0.0, select_on: dev}}\n  max_length: 32\n"
-            f"{data_extra}stages: []\nevaluate: {{splits: [test], artifacts: [torch]}}\nbench: {{enabled: false}}\n")
+    text = (
+        f"name: {kind}\nmodel: {{path: {layouts['model']}}}\ndata:\n  train: {f[(kind, 'train')]}\n"
+        f"  test: {f[(kind, 'test')]}\n  split: {{dev: 0.0, validation: 0.0, select_on: dev}}\n  max_length: 32\n"
+        f"{data_extra}stages: []\nevaluate: {{splits: [test], artifacts: [torch]}}\nbench: {{enabled: false}}\n"
+    )
     return write_recipe(layouts["dir"], text, f"{kind}.yaml")
 
 
@@ -161,14 +185,23 @@ def _one_line(r, *needles):
     assert len(lines) == 1 and all(n in lines[0] for n in needles), r.output
 
 
-@pytest.mark.parametrize("kind,extra,needles", [
-    ("semicolon", "  sep: ';;'\n", ["r.yaml:8: data.sep: must be one character, not 2"]),
-    ("headerless", "  header: false\n  text: 0\n  label: 5\n", ["r.yaml:10: data.label: column 5 is out of range",
-                                                               "has 2 columns (positions 0..1)"]),
-    ("headerless", "  header: false\n  columns: [a, b, c]\n  text: a\n  label: b\n",
-     ["r.yaml:9: data.columns: names 3 columns but", "train.tsv has 2"]),
-    ("headerless", "  header: false\n", ["r.yaml:3: data.text: 'text' names no column", "header: false"]),
-])
+@pytest.mark.parametrize(
+    "kind,extra,needles",
+    [
+        ("semicolon", "  sep: ';;'\n", ["r.yaml:8: data.sep: must be one character, not 2"]),
+        (
+            "headerless",
+            "  header: false\n  text: 0\n  label: 5\n",
+            ["r.yaml:10: data.label: column 5 is out of range", "has 2 columns (positions 0..1)"],
+        ),
+        (
+            "headerless",
+            "  header: false\n  columns: [a, b, c]\n  text: a\n  label: b\n",
+            ["r.yaml:9: data.columns: names 3 columns but", "train.tsv has 2"],
+        ),
+        ("headerless", "  header: false\n", ["r.yaml:3: data.text: 'text' names no column", "header: false"]),
+    ],
+)
 def test_bad_layouts_are_named_at_validate(layouts, tmp_path, kind, extra, needles):
     _one_line(_validate(layouts, kind, extra, tmp_path), *needles)
 
@@ -177,22 +210,27 @@ def test_a_folder_that_is_no_dataset_and_an_unreachable_hub(layouts, tmp_path):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "README.md").write_text("not data\n")
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(_recipe(layouts, "canonical").read_text().replace(str(layouts["files"][("canonical", "test")]),
-                                                                      str(tmp_path / "notes")))
+    recipe.write_text(
+        _recipe(layouts, "canonical").read_text().replace(str(layouts["files"][("canonical", "test")]), str(tmp_path / "notes"))
+    )
     _one_line(_cli("validate", recipe), "r.yaml:5: data.test:", "notes is a folder but not a saved dataset")
-    recipe.write_text(_recipe(layouts, "canonical").read_text().replace(str(layouts["files"][("canonical", "test")]),
-                                                                      "hf:ag_news"))
+    recipe.write_text(
+        _recipe(layouts, "canonical").read_text().replace(str(layouts["files"][("canonical", "test")]), "hf:ag_news")
+    )
     _one_line(_cli("validate", recipe), "r.yaml:5: data.test:", "hf:ag_news", "Hugging Face Hub is not reachable")
     _one_line(_cli("eval", layouts["model"], "--data", "hf:ag_news"), "--data: hf:ag_news", "Hub is not reachable")
     _one_line(_cli("eval", layouts["model"], "--data", tmp_path / "notes"), "--data:", "not a saved dataset")
 
 
-@pytest.mark.parametrize("options,needles", [
-    (["--sep", ";;"], ["--sep: must be one character"]),
-    (["--no-header", "--text", "0", "--label", "5"], ["--label: column 5 is out of range", "has 2 columns"]),
-    (["--no-header", "--columns", "a,b,c"], ["--columns: names 3 columns but"]),
-    (["--format", "jsonl", "--sep", ";"], ["--sep: is for csv / tsv / txt tables, not format jsonl"]),
-])
+@pytest.mark.parametrize(
+    "options,needles",
+    [
+        (["--sep", ";;"], ["--sep: must be one character"]),
+        (["--no-header", "--text", "0", "--label", "5"], ["--label: column 5 is out of range", "has 2 columns"]),
+        (["--no-header", "--columns", "a,b,c"], ["--columns: names 3 columns but"]),
+        (["--format", "jsonl", "--sep", ";"], ["--sep: is for csv / tsv / txt tables, not format jsonl"]),
+    ],
+)
 def test_bad_eval_options_are_named(layouts, options, needles):
     r = _cli("eval", layouts["model"], "--data", layouts["files"][("headerless", "test")], *options)
     _one_line(r, *needles)

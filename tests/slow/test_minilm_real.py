@@ -34,8 +34,18 @@ def sst2_batches(minilm_dir):
     from compressor.recipe.schema import DataConfig
 
     tok = load_tokenizer(minilm_dir)
-    data = load_classification(DataConfig(train=str(SST2_DEV), text="sentence", label="label", labels=["0", "1"],
-                                          split={"dev": 0.0, "dedupe": False}, max_eval_samples=64), None, 0)
+    data = load_classification(
+        DataConfig(
+            train=str(SST2_DEV),
+            text="sentence",
+            label="label",
+            labels=["0", "1"],
+            split={"dev": 0.0, "dedupe": False},
+            max_eval_samples=64,
+        ),
+        None,
+        0,
+    )
     enc = encode_split(data.splits["train"].take(range(48)), tok, 128)
     return list(make_loader(enc, tok, 16, shuffle=False))
 
@@ -66,7 +76,12 @@ def test_swapped_inputs_are_caught_by_the_parity_check(minilm_dir, sst2_batches,
     out = tmp_path / "model.onnx"
     export_model(model, sst2_batches[0], out)
     real = ev.onnx_logits
-    monkeypatch.setattr(ev, "onnx_logits", lambda session, batch: real(
-        session, dict(batch, attention_mask=batch["token_type_ids"], token_type_ids=batch["attention_mask"])))
+    monkeypatch.setattr(
+        ev,
+        "onnx_logits",
+        lambda session, batch: real(
+            session, dict(batch, attention_mask=batch["token_type_ids"], token_type_ids=batch["attention_mask"])
+        ),
+    )
     with pytest.raises(ExportError, match="differs from PyTorch"):
         parity(model, out, sst2_batches, tolerance=1e-3)

@@ -47,9 +47,11 @@ def test_real_minilm_trimmed_to_sst2_keeps_logits(minilm_dir, sentences, tmp_pat
     original = copy.deepcopy(model)
     old_ids = tok(sentences, truncation=True, max_length=128)["input_ids"]
     model, new_tok, info = trim_vocabulary(model, tok, count_tokens(old_ids), texts=sentences[::20], max_length=128)
-    figures = (f"vocab {info['vocab_before']} -> {info['vocab_after']} (kept {info['kept']}), parameters "
-               f"{info['params_before']:,} -> {info['params_after']:,}, embedding parameters "
-               f"{info['embedding_params_before']:,} -> {info['embedding_params_after']:,}")
+    figures = (
+        f"vocab {info['vocab_before']} -> {info['vocab_after']} (kept {info['kept']}), parameters "
+        f"{info['params_before']:,} -> {info['params_after']:,}, embedding parameters "
+        f"{info['embedding_params_before']:,} -> {info['embedding_params_after']:,}"
+    )
     print(figures)
 
     hidden = model.config.hidden_size

@@ -83,10 +83,13 @@ def test_fake_quant_matches_matmulnbits(tmp_path):
 
     k, n = 64, 8
     w = np.random.default_rng(0).standard_normal((k, n)).astype(np.float32)
-    graph = helper.make_graph([helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, k])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, n])],
-                              [numpy_helper.from_array(w, "W")])
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["y"], name="mm")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, n])],
+        [numpy_helper.from_array(w, "W")],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
     for symmetric in (True, False):
         quantize_file(tmp_path / "m.onnx", tmp_path / "q.onnx", 4, 16, symmetric, True, 0)
@@ -114,8 +117,11 @@ def test_awq_int4_graph(tiny, tmp_path, family, block):
     model, _ = tiny(family)
     blocks = _blocks(8, 32)
     info = quantize_awq(model, blocks, tmp_path / "awq.onnx", block, True, False, 0)
-    nodes = [{a.name: helper.get_attribute_value(a) for a in n.attribute}
-             for n in onnx.load(str(tmp_path / "awq.onnx")).graph.node if n.op_type == "MatMulNBits"]
+    nodes = [
+        {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        for n in onnx.load(str(tmp_path / "awq.onnx")).graph.node
+        if n.op_type == "MatMulNBits"
+    ]
     assert nodes and {n["block_size"] for n in nodes} == {block} and {n["bits"] for n in nodes} == {4}
     assert info["method"] == "awq" and info["pairs_scaled"] >= 4 and info["rescale_relative_logit_change"] < 1e-4
     export_decoder(model, tmp_path / "fp32.onnx")

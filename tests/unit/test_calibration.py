@@ -27,7 +27,7 @@ def tiny_onnx(tiny_dir, tmp_path_factory):
     model = AutoModelForSequenceClassification.from_pretrained(tiny_dir / "bert")
     with open(tiny_dir / "sent.csv", newline="") as f:
         texts = [row["text"] for row in csv.DictReader(f)][:96]
-    batches = [dict(tok(texts[i:i + 16], padding=True, return_tensors="np")) for i in range(0, len(texts), 16)]
+    batches = [dict(tok(texts[i : i + 16], padding=True, return_tensors="np")) for i in range(0, len(texts), 16)]
     assert len({b["input_ids"].shape[1] for b in batches}) > 1  # ragged across batches, as the loader makes them
     export_model(model, batches[0], out / "model.onnx")
     return out / "model.onnx", batches
@@ -44,8 +44,10 @@ def test_methods_give_different_ranges_on_the_same_data(tiny_onnx, tmp_path):
 
     path, batches = tiny_onnx
     tensors = _matmul_inputs(path)
-    tables = {m: range_table(calibrate(path, tensors, iter(batches), m, percentile=99.0, work_dir=tmp_path))
-              for m in ("minmax", "percentile", "entropy")}
+    tables = {
+        m: range_table(calibrate(path, tensors, iter(batches), m, percentile=99.0, work_dir=tmp_path))
+        for m in ("minmax", "percentile", "entropy")
+    }
     for m, t in tables.items():
         assert set(t) == tensors, m  # exactly the inputs of the weight MatMuls / Gemms, nothing else
     mm, pc, en = tables["minmax"], tables["percentile"], tables["entropy"]
@@ -88,8 +90,10 @@ def test_minmax_matches_a_direct_measurement(tiny_onnx, tmp_path):
     m = onnx.load(str(path))
     m.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
     sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-    vals = [sess.run([name], {k: v.astype(np.int64) for k, v in b.items() if k in {i.name for i in sess.get_inputs()}})[0]
-            for b in batches]
+    vals = [
+        sess.run([name], {k: v.astype(np.int64) for k, v in b.items() if k in {i.name for i in sess.get_inputs()}})[0]
+        for b in batches
+    ]
     lo, hi = min(float(v.min()) for v in vals), max(float(v.max()) for v in vals)
     assert table[name][0] == pytest.approx(min(lo, 0.0), abs=1e-5) and table[name][1] == pytest.approx(max(hi, 0.0), abs=1e-5)
 
@@ -153,20 +157,23 @@ stages:
 """
 
 
-@pytest.mark.parametrize("extra, field, words", [
-    ("      method: kmeans\n", "stages.1.quantize.method", "minmax"),
-    ("      method: percentile\n      percentile: 80\n", "stages.1.quantize.percentile", "greater than 90"),
-    ("      percentile: 99.9\n", "stages.1.quantize.percentile", "method: percentile only"),
-    ("      calibration_samples: 0\n", "stages.1.quantize.calibration_samples", "greater than or equal to 1"),
-    ("      activation_type: int8\n      weight_type: uint8\n", "stages.1.quantize.weight_type", "int8 weights"),
-    ("      op_types: [Conv]\n", "stages.1.quantize.op_types.0", "MatMul"),
-    ("      op_types: []\n", "stages.1.quantize.op_types", "at least 1"),
-    ("      max_drop: -1\n", "stages.1.quantize.max_drop", "greater than or equal to 0"),
-    ("      max_drop_relative: 2\n", "stages.1.quantize.max_drop_relative", "less than or equal to 1"),
-    ("      fallback_trials: 3\n", "stages.1.quantize.fallback_trials", "needs max_drop"),
-    ("      exclude_nodes: [a, a]\n", "stages.1.quantize.exclude_nodes", "twice"),
-    ("      calibraton_samples: 5\n", "stages.1.quantize.calibraton_samples", "calibration_samples"),
-])
+@pytest.mark.parametrize(
+    "extra, field, words",
+    [
+        ("      method: kmeans\n", "stages.1.quantize.method", "minmax"),
+        ("      method: percentile\n      percentile: 80\n", "stages.1.quantize.percentile", "greater than 90"),
+        ("      percentile: 99.9\n", "stages.1.quantize.percentile", "method: percentile only"),
+        ("      calibration_samples: 0\n", "stages.1.quantize.calibration_samples", "greater than or equal to 1"),
+        ("      activation_type: int8\n      weight_type: uint8\n", "stages.1.quantize.weight_type", "int8 weights"),
+        ("      op_types: [Conv]\n", "stages.1.quantize.op_types.0", "MatMul"),
+        ("      op_types: []\n", "stages.1.quantize.op_types", "at least 1"),
+        ("      max_drop: -1\n", "stages.1.quantize.max_drop", "greater than or equal to 0"),
+        ("      max_drop_relative: 2\n", "stages.1.quantize.max_drop_relative", "less than or equal to 1"),
+        ("      fallback_trials: 3\n", "stages.1.quantize.fallback_trials", "needs max_drop"),
+        ("      exclude_nodes: [a, a]\n", "stages.1.quantize.exclude_nodes", "twice"),
+        ("      calibraton_samples: 5\n", "stages.1.quantize.calibraton_samples", "calibration_samples"),
+    ],
+)
 def test_bad_static_config_is_a_recipe_error(tmp_path, extra, field, words):
     p = tmp_path / "recipe.yaml"
     p.write_text(BASE + extra)

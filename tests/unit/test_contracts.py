@@ -45,20 +45,48 @@ def _recipe(stages: str, task: str = "sequence-classification"):
     return parse_recipe_text(text, "recipe.yaml")[0]
 
 
-@pytest.mark.parametrize("stages, task, line, where, words", [
-    ("  - finetune: {}\n  - quantize: {type: static}", "sequence-classification", 5, "stages.1.quantize",
-     "put an 'export' stage before it"),
-    ("  - export: {}\n  - finetune: {qat: {}}", "sequence-classification", 5, "stages.1.finetune.qat",
-     "a model trained with `qat:` is exported by a later `quantize: {type: qat}` stage"),
-    ("  - prune: {type: vocabulary}", "causal-lm", 4, "stages.0.prune", "not causal-lm"),
-    ("  - export: {with_past: true}", "sequence-classification", 4, "stages.0.export.with_past", "causal-lm"),
-    ("  - prune: {type: unstructured, sparsity: 0.5, criterion: {type: movement}}", "sequence-classification", 4,
-     "stages.0.prune.criterion.type", "movement pruning needs training"),
-    ("  - distill: {student: {every: 2}, transfer: {path: t.txt}, losses: [{type: hidden}]}", "causal-lm", 4,
-     "stages.0.distill.transfer", "a transfer set is for classifiers"),
-    ("  - export: {}\n  - quantize: {type: static, max_drop: 1.0}", "sequence-classification", 5,
-     "stages.1.quantize.max_drop", "the accuracy budget needs a dev or test split"),
-])
+@pytest.mark.parametrize(
+    "stages, task, line, where, words",
+    [
+        (
+            "  - finetune: {}\n  - quantize: {type: static}",
+            "sequence-classification",
+            5,
+            "stages.1.quantize",
+            "put an 'export' stage before it",
+        ),
+        (
+            "  - export: {}\n  - finetune: {qat: {}}",
+            "sequence-classification",
+            5,
+            "stages.1.finetune.qat",
+            "a model trained with `qat:` is exported by a later `quantize: {type: qat}` stage",
+        ),
+        ("  - prune: {type: vocabulary}", "causal-lm", 4, "stages.0.prune", "not causal-lm"),
+        ("  - export: {with_past: true}", "sequence-classification", 4, "stages.0.export.with_past", "causal-lm"),
+        (
+            "  - prune: {type: unstructured, sparsity: 0.5, criterion: {type: movement}}",
+            "sequence-classification",
+            4,
+            "stages.0.prune.criterion.type",
+            "movement pruning needs training",
+        ),
+        (
+            "  - distill: {student: {every: 2}, transfer: {path: t.txt}, losses: [{type: hidden}]}",
+            "causal-lm",
+            4,
+            "stages.0.distill.transfer",
+            "a transfer set is for classifiers",
+        ),
+        (
+            "  - export: {}\n  - quantize: {type: static, max_drop: 1.0}",
+            "sequence-classification",
+            5,
+            "stages.1.quantize.max_drop",
+            "the accuracy budget needs a dev or test split",
+        ),
+    ],
+)
 def test_stage_orders_run_would_refuse_are_refused_when_the_recipe_is_read(stages, task, line, where, words):
     with pytest.raises(RecipeError) as e:
         _recipe(stages, task)
@@ -66,8 +94,10 @@ def test_stage_orders_run_would_refuse_are_refused_when_the_recipe_is_read(stage
 
 
 def test_facts_flow_through_the_stages():
-    r = _recipe("  - finetune: {qat: {}, prune: {type: unstructured, sparsity: 0.5}}\n  - export: {}\n"
-                "  - quantize: {type: qat}\n  - quantize: {type: dynamic}")
+    r = _recipe(
+        "  - finetune: {qat: {}, prune: {type: unstructured, sparsity: 0.5}}\n  - export: {}\n"
+        "  - quantize: {type: qat}\n  - quantize: {type: dynamic}"
+    )
     assert stage_order_problem(r) is None
     finetune, export, qat, dynamic = (contract_of(c) for _, c in r.stage_list())
     assert set(finetune.produces) == {SPARSE, FAKE_QUANT} and finetune.trains and finetune.changes_model

@@ -120,8 +120,13 @@ def test_skip_layernorm_with_statistics_outputs_is_kept():
 
     w = numpy_helper.from_array(np.ones(4, np.float32), "g")
     node = helper.make_node("SkipLayerNormalization", ["x", "y", "g"], ["o", "mean", ""], domain="com.microsoft")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 2, 4]) for n in "xy"],
-                              [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("o", "mean")], [w])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, 2, 4]) for n in "xy"],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("o", "mean")],
+        [w],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
     assert split_skip_layernorm(model) == {"skip_layernorm": 0, "add_layernorm": 0, "kept": 1}
     assert [n.op_type for n in model.graph.node] == ["SkipLayerNormalization"]
@@ -145,6 +150,8 @@ def test_pre_layernorm_decoder_residuals_with_several_readers(tiny_dir, tmp_path
     readers = Counter(i for n in graph.node for i in n.input)
     assert any(readers[n.output[0]] > 1 for n in graph.node if n.op_type == "Sum")  # a shared residual, still one tensor
     a, b = _session(tmp_path / "lm.int8.onnx"), _session(tmp_path / "split.onnx")
-    feed = {i.name: np.random.default_rng(1).integers(5, 60, (2, 12)) if i.name == "input_ids" else np.ones((2, 12), np.int64)
-            for i in a.get_inputs()}
+    feed = {
+        i.name: np.random.default_rng(1).integers(5, 60, (2, 12)) if i.name == "input_ids" else np.ones((2, 12), np.int64)
+        for i in a.get_inputs()
+    }
     np.testing.assert_allclose(b.run(None, feed)[0], a.run(None, feed)[0], atol=1e-5)

@@ -59,7 +59,7 @@ def test_explicit_format_and_unknown_suffix(tmp_path):
 
 
 def test_quoted_csv_fields_with_commas_and_newlines(tmp_path):
-    _csv(tmp_path / "q.csv", [("a, b, \"c\"\nd", "x"), ("plain", "y"), ("more, text", "x"), ("again", "y")])
+    _csv(tmp_path / "q.csv", [('a, b, "c"\nd', "x"), ("plain", "y"), ("more, text", "x"), ("again", "y")])
     ds = _load(tmp_path, train="q.csv", split={"dev": 0.0})
     assert 'a, b, "c"\nd' in ds.splits["train"].texts
 
@@ -137,13 +137,16 @@ def test_missing_column_lists_the_columns(tmp_path):
     assert "missing column 'sentiment'" in msg
 
 
-@pytest.mark.parametrize("name, body, words", [
-    ("e.csv", "", "file is empty"),
-    ("e.tsv", "", "file is empty"),
-    ("e.jsonl", "", "file is empty"),
-    ("h.csv", "text,label\n", "no data rows"),
-    ("b.csv", "\n\n\n", "file is empty"),
-])
+@pytest.mark.parametrize(
+    "name, body, words",
+    [
+        ("e.csv", "", "file is empty"),
+        ("e.tsv", "", "file is empty"),
+        ("e.jsonl", "", "file is empty"),
+        ("h.csv", "text,label\n", "no data rows"),
+        ("b.csv", "\n\n\n", "file is empty"),
+    ],
+)
 def test_empty_files(tmp_path, name, body, words):
     (tmp_path / name).write_text(body)
     msg = _err(tmp_path, train=name)
@@ -157,13 +160,16 @@ def test_non_utf8_suggests_data_encoding(tmp_path):
     assert "unknown encoding 'nope-42'" in _err(tmp_path, train="d.csv", encoding="nope-42")
 
 
-@pytest.mark.parametrize("name, body", [
-    ("long.csv", "text,label\na,1\nb,1,extra\nc,0\n"),
-    ("short.csv", "text,label\na,1\nb\nc,0\n"),
-    ("long.tsv", "text\tlabel\na\t1\nb\t1\textra\nc\t0\n"),
-    ("short.tsv", "text\tlabel\na\t1\nb\nc\t0\n"),
-    ("quote.csv", 'text,label\n"never closed,1\nc,0\n'),
-])
+@pytest.mark.parametrize(
+    "name, body",
+    [
+        ("long.csv", "text,label\na,1\nb,1,extra\nc,0\n"),
+        ("short.csv", "text,label\na,1\nb\nc,0\n"),
+        ("long.tsv", "text\tlabel\na\t1\nb\t1\textra\nc\t0\n"),
+        ("short.tsv", "text\tlabel\na\t1\nb\nc\t0\n"),
+        ("quote.csv", 'text,label\n"never closed,1\nc,0\n'),
+    ],
+)
 def test_ragged_csv(tmp_path, name, body):
     (tmp_path / name).write_text(body)
     msg = _err(tmp_path, train=name)
@@ -292,7 +298,9 @@ def test_causal_lm_split_is_a_contiguous_tail(tmp_path, tokenizer):
     all_ids = tokenizer((tmp_path / "lm.txt").read_text(), add_special_tokens=False)["input_ids"]
     n = (len(tr) + len(dev)) * 16
     assert np.concatenate([tr, dev]).reshape(-1).tolist() == all_ids[:n]
-    few = load_causal_lm(DataConfig(train="lm.txt", max_length=16, split={"dev": 0.1}, max_train_samples=5), tmp_path, tokenizer, 0)
+    few = load_causal_lm(
+        DataConfig(train="lm.txt", max_length=16, split={"dev": 0.1}, max_train_samples=5), tmp_path, tokenizer, 0
+    )
     assert len(few["train"]) == 5
 
 

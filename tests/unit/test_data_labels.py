@@ -92,8 +92,10 @@ def test_row_numbers_are_line_numbers_in_jsonl_with_blank_lines(tmp_path):
     assert "a.jsonl: row 32: empty label" in _err(tmp_path, "a.jsonl")
 
 
-@pytest.mark.parametrize("value, kind", [(42, "number (42)"), (3.5, "number (3.5)"), (["a", "b"], "list (['a', 'b'])"),
-                                         ({"x": 1}, "mapping"), (True, "boolean")])
+@pytest.mark.parametrize(
+    "value, kind",
+    [(42, "number (42)"), (3.5, "number (3.5)"), (["a", "b"], "list (['a', 'b'])"), ({"x": 1}, "mapping"), (True, "boolean")],
+)
 def test_non_string_jsonl_text_refused(tmp_path, value, kind):
     records = [{"text": t, "label": y} for t, y in ROWS]
     records[7]["text"] = value

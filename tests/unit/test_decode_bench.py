@@ -48,14 +48,29 @@ def test_decode_onnx_refuses_a_graph_without_cache(tiny_bert_onnx):
 
 
 def _bench(*args):
-    return subprocess.run([sys.executable, "-m", "compressor", "bench", *map(str, args)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "compressor", "bench", *map(str, args)], capture_output=True, text=True, cwd=ROOT, timeout=300
+    )
 
 
 def test_cli_bench_generation(cached_llama, tmp_path):
     out = tmp_path / "gen.json"
-    r = _bench(cached_llama, cached_llama / "model.onnx", "--prompt", 8, "--new-tokens", 4, "--batch-sizes", "1",
-               "--iterations", 1, "--warmup", 0, "--json", out)
+    r = _bench(
+        cached_llama,
+        cached_llama / "model.onnx",
+        "--prompt",
+        8,
+        "--new-tokens",
+        4,
+        "--batch-sizes",
+        "1",
+        "--iterations",
+        1,
+        "--warmup",
+        0,
+        "--json",
+        out,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     rows = json.loads(out.read_text())["rows"]
     assert [row["runtime"] for row in rows] == ["torch", "onnxruntime"]

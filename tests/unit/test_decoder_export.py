@@ -46,8 +46,14 @@ def test_kv_layout_from_configs():
 
 
 def test_decoder_signature_names_axes_and_feeds():
-    cfg = {"model_type": "mistral", "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 1,
-           "hidden_size": 32, "vocab_size": 50}
+    cfg = {
+        "model_type": "mistral",
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 1,
+        "hidden_size": 32,
+        "vocab_size": 50,
+    }
     sig = decoder_signature(cfg)
     assert sig.input_names[:3] == ["input_ids", "attention_mask", "position_ids"]
     assert sig.past_names() == [f"past_key_values.{i}.{p}" for i in range(2) for p in ("key", "value")]
@@ -105,8 +111,14 @@ def test_greedy_tokens_match_generate(exported, family):
     model = prepare(model)
     ids, mask = left_pad(PROMPTS)
     got, _ = onnx_greedy(make_session(d / "model.onnx"), decoder_signature(model.config), ids, mask, 8)
-    ref = model.generate(input_ids=torch.as_tensor(ids), attention_mask=torch.as_tensor(mask), max_new_tokens=8,
-                         do_sample=False, pad_token_id=0, eos_token_id=None)[:, ids.shape[1]:].numpy()
+    ref = model.generate(
+        input_ids=torch.as_tensor(ids),
+        attention_mask=torch.as_tensor(mask),
+        max_new_tokens=8,
+        do_sample=False,
+        pad_token_id=0,
+        eos_token_id=None,
+    )[:, ids.shape[1] :].numpy()
     assert got.shape == (3, 8)
     np.testing.assert_array_equal(got, ref)
 
@@ -149,6 +161,7 @@ def test_onnxruntime_genai_generates_from_the_folder(exported, family, tmp_path)
     while not gen.is_done():
         gen.generate_next_token()
     seq = [int(t) for t in gen.get_sequence(0)]
-    ref = model.generate(input_ids=torch.tensor([prompt]), max_new_tokens=6, do_sample=False, pad_token_id=0,
-                         eos_token_id=None)[0].tolist()
+    ref = model.generate(input_ids=torch.tensor([prompt]), max_new_tokens=6, do_sample=False, pad_token_id=0, eos_token_id=None)[
+        0
+    ].tolist()
     assert seq == ref

@@ -32,7 +32,11 @@ def _feed(batch: int = 3, seq: int = 16) -> dict:
     mask = np.ones((batch, seq), np.int64)
     mask[1, 9:] = 0  # padded rows: the keys of the last layer must still be masked
     mask[2, 4:] = 0
-    return {"input_ids": rng.integers(5, 60, (batch, seq)), "attention_mask": mask, "token_type_ids": np.zeros((batch, seq), np.int64)}
+    return {
+        "input_ids": rng.integers(5, 60, (batch, seq)),
+        "attention_mask": mask,
+        "token_type_ids": np.zeros((batch, seq), np.int64),
+    }
 
 
 def _torch_batch() -> dict:
@@ -139,7 +143,9 @@ def test_export_stage_records_the_trim_and_can_turn_it_off(graphs, tmp_path):
     _, opt = export_fp32(graphs["model"], batches, tmp_path / "on" / "model.onnx", _export_cfg(), "onnx", {})
     assert opt["cls_only_last_layer"]["applied"]
     assert read_provenance(opt["path"])["cls_only_last_layer"]["applied"]
-    _, off = export_fp32(graphs["model"], batches, tmp_path / "off" / "model.onnx", _export_cfg(cls_only_last_layer=False), "onnx", {})
+    _, off = export_fp32(
+        graphs["model"], batches, tmp_path / "off" / "model.onnx", _export_cfg(cls_only_last_layer=False), "onnx", {}
+    )
     assert not off["cls_only_last_layer"]["applied"] and "off" in off["cls_only_last_layer"]["reason"]
     assert not any(n.op_type == "MultiHeadAttention" for n in onnx.load(str(off["path"])).graph.node)
 

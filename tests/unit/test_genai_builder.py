@@ -19,7 +19,8 @@ FAMILIES = ["llama", "qwen2", "mistral", "phi3"]
 PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [12, 13, 14], [20, 21, 22, 23, 24]]
 needs_genai = pytest.mark.skipif(
     __import__("importlib").util.find_spec("onnxruntime_genai") is None,
-    reason="exporter: genai needs the onnxruntime-genai package, which is not installed")
+    reason="exporter: genai needs the onnxruntime-genai package, which is not installed",
+)
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +68,15 @@ def test_builder_graph_parity_and_greedy_tokens(built, family):
     ids = np.array([PROMPTS[0]], dtype=np.int64)
     got, _ = onnx_greedy(session, sig, ids, np.ones_like(ids), 8)
     with torch.inference_mode():
-        want = model.generate(torch.as_tensor(ids), attention_mask=torch.ones_like(torch.as_tensor(ids)),
-                              max_new_tokens=8, min_new_tokens=8, do_sample=False, pad_token_id=0)
-    assert got[0].tolist() == want[0, ids.shape[1]:].tolist()
+        want = model.generate(
+            torch.as_tensor(ids),
+            attention_mask=torch.ones_like(torch.as_tensor(ids)),
+            max_new_tokens=8,
+            min_new_tokens=8,
+            do_sample=False,
+            pad_token_id=0,
+        )
+    assert got[0].tolist() == want[0, ids.shape[1] :].tolist()
 
 
 @needs_genai
@@ -79,8 +86,7 @@ def test_decode_timing_runs_on_the_builder_graph(built):
     from compressor.measure.bench.decode import decode_onnx
 
     model, d, _ = built("qwen2")
-    row = decode_onnx(d / "model.onnx", prompt=6, new_tokens=4, batch=2, warmup=0, repeats=1,
-                      vocab=model.config.vocab_size)
+    row = decode_onnx(d / "model.onnx", prompt=6, new_tokens=4, batch=2, warmup=0, repeats=1, vocab=model.config.vocab_size)
     assert row["runtime"] == "onnxruntime" and row["decode_tokens_per_s"] > 0 and row["batch"] == 2
 
 
@@ -122,9 +128,19 @@ def test_tied_embeddings_share_the_lm_heads_4bit_weight(tmp_path, monkeypatch):
     from compressor.onnx.session import make_session
     from compressor.quantize import weight_only
 
-    T._tiny_causal(tmp_path / "hf", "LlamaConfig", "LlamaForCausalLM", 0, hidden_size=64, intermediate_size=128,
-                   num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=128,
-                   tie_word_embeddings=True)
+    T._tiny_causal(
+        tmp_path / "hf",
+        "LlamaConfig",
+        "LlamaForCausalLM",
+        0,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+        tie_word_embeddings=True,
+    )
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "hf")
     src = tmp_path / "onnx" / "model.onnx"
     export_genai(model, AutoTokenizer.from_pretrained(tmp_path / "hf"), src)
@@ -132,8 +148,9 @@ def test_tied_embeddings_share_the_lm_heads_4bit_weight(tmp_path, monkeypatch):
     assert info["tied_tables_shared"] == 1 and info["gather_block_quantized_nodes"] == 1
     graph = onnx.load(str(tmp_path / "shared.onnx")).graph
     gather = next(n for n in graph.node if n.op_type == "GatherBlockQuantized")
-    assert gather.input[2] == "lm_head.MatMul.weight_scales" and not any("table" in i.name and i.name.endswith("_Q4")
-                                                                        for i in graph.initializer)
+    assert gather.input[2] == "lm_head.MatMul.weight_scales" and not any(
+        "table" in i.name and i.name.endswith("_Q4") for i in graph.initializer
+    )
     monkeypatch.setattr(weight_only, "share_tied_tables", lambda model, tied: 0)
     weight_only.quantize_file(src, tmp_path / "copy.onnx", 4, 32, True, True, 4, True)
     ids = np.array([PROMPTS[0]], dtype=np.int64)
@@ -144,8 +161,9 @@ def test_tied_embeddings_share_the_lm_heads_4bit_weight(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- refusals
 def _validate(recipe):
-    return subprocess.run([sys.executable, "-m", "compressor", "validate", str(recipe)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "compressor", "validate", str(recipe)], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
 
 
 def _recipe(model, export: str) -> str:
@@ -153,15 +171,16 @@ def _recipe(model, export: str) -> str:
 model:
   path: {model}
   task: causal-lm
-data: {{train: {model / 'vocab.txt'}}}
+data: {{train: {model / "vocab.txt"}}}
 stages:
   - export: {export}
 """
 
 
-@pytest.mark.parametrize("family, why", [("gpt2", "does not support GPT2LMHeadModel"),
-                                         ("opt", "does not support OPTForCausalLM"),
-                                         ("llama", "multiple of 16")])
+@pytest.mark.parametrize(
+    "family, why",
+    [("gpt2", "does not support GPT2LMHeadModel"), ("opt", "does not support OPTForCausalLM"), ("llama", "multiple of 16")],
+)
 def test_validate_refuses_what_the_builder_cannot_take(tmp_path, family, why):
     model = getattr(T, f"tiny_{family}")(tmp_path / family)  # llama: hidden 32, 4 heads, head size 8
     r = _validate(write_recipe(tmp_path, _recipe(model, "{with_past: true, exporter: genai}"), "bad.yaml"))

@@ -14,13 +14,21 @@ def _target(name: str, calls: list, fail: bool = False) -> Timed:
         if fail:
             raise RuntimeError("no such provider\nsecond line")
         return lambda: calls.append((name, batch["input_ids"].shape))
+
     return Timed(name, for_shape, 100, info={"runtime": "fake"})
 
 
 def test_rounds_interleave_the_artifacts_and_rotate_the_order():
     calls: list = []
-    rows = time_interleaved([_target("a", calls), _target("b", calls), _target("c", calls)], [2], [8], warmup=1,
-                            iterations=6, rounds=3, batch_fn=synthetic_batch)
+    rows = time_interleaved(
+        [_target("a", calls), _target("b", calls), _target("c", calls)],
+        [2],
+        [8],
+        warmup=1,
+        iterations=6,
+        rounds=3,
+        batch_fn=synthetic_batch,
+    )
     timed = [n for n, _ in calls[3:]]  # after one warm-up call each
     assert timed == ["a", "a", "b", "b", "c", "c", "b", "b", "c", "c", "a", "a", "c", "c", "a", "a", "b", "b"]
     for name in "abc":
@@ -41,7 +49,11 @@ def test_the_timing_process_waits_passively_with_the_same_threads_for_every_runt
     env = worker_env(3)
     assert env["OMP_WAIT_POLICY"] == "PASSIVE" and env["OMP_NUM_THREADS"] == "3"
     p = thread_policy(3)
-    assert "3 intra-op threads" in p["torch"] and "3 intra-op threads" in p["onnxruntime"] and "spinning disabled" in p["onnxruntime"]
+    assert (
+        "3 intra-op threads" in p["torch"]
+        and "3 intra-op threads" in p["onnxruntime"]
+        and "spinning disabled" in p["onnxruntime"]
+    )
 
 
 def test_cuda_targets_use_synchronised_events():
@@ -50,6 +62,6 @@ def test_cuda_targets_use_synchronised_events():
         pytest.skip("no CUDA GPU visible")
     lin = torch.nn.Linear(64, 64).cuda()
     x = torch.randn(8, 64, device="cuda")
-    t = Timed("gpu", lambda batch: (lambda: lin(x)), 100, clock="cuda")
+    t = Timed("gpu", lambda batch: lambda: lin(x), 100, clock="cuda")
     (row,) = time_interleaved([t], [8], [64], 1, 4, 2, synthetic_batch)["gpu"]
     assert row["rounds"] == 2 and row["p50_ms"] > 0

@@ -66,8 +66,13 @@ def test_unigram_baseline_and_degenerate_output():
     uni = unigram_perplexity(train, [np.array([5, 1, 1, 1])], vocab=8)
     assert uni == pytest.approx(np.exp(-np.log(31 / 48)))  # add-one: (30 + 1) / (40 + 8)
     assert repetition([1, 2, 3, 4, 5]) == 1.0 and repetition([7] * 20) == pytest.approx(1 / 19)
-    w = lm_warnings({"perplexity": 30.0, "unigram_perplexity": 20.0,
-                     "greedy": {"degenerate": True, "distinct_bigrams": 0.1, "prompts": 4, "sample": "of of of"}})
+    w = lm_warnings(
+        {
+            "perplexity": 30.0,
+            "unigram_perplexity": 20.0,
+            "greedy": {"degenerate": True, "distinct_bigrams": 0.1, "prompts": 4, "sample": "of of of"},
+        }
+    )
     assert len(w) == 2 and "no better than token frequencies" in w[0] and "degenerate" in w[1]
     assert lm_warnings({"perplexity": 5.0, "unigram_perplexity": 20.0}) == []
 
@@ -91,21 +96,49 @@ def test_progress_lines_say_done_and_time_left(caplog):
 def _results(pytorch: dict, teacher: dict | None = None) -> dict:
     stages = []
     if teacher is not None:
-        stages.append({"stage": "distill", "seconds": 1.0, "best_dev": pytorch["accuracy"], "best_step": 5, "steps": 10,
-                       "teacher": {"params": 10, "layers": 2, "metrics": {"dev": teacher}},
-                       "student": {"params": 5, "layers": 1, "built_from": {"layers": 1}}, "losses": []})
-    stages.append({"stage": "quantize", "scheme": "static", "method": "minmax", "graph": "fused", "seconds": 1.0,
-                   "budget": {"passed": True, "split": "dev", "trials": [{"kept_fp32": [], "value": 0.5, "drop": 0.0,
-                                                                          "passed": True}]}})
+        stages.append(
+            {
+                "stage": "distill",
+                "seconds": 1.0,
+                "best_dev": pytorch["accuracy"],
+                "best_step": 5,
+                "steps": 10,
+                "teacher": {"params": 10, "layers": 2, "metrics": {"dev": teacher}},
+                "student": {"params": 5, "layers": 1, "built_from": {"layers": 1}},
+                "losses": [],
+            }
+        )
+    stages.append(
+        {
+            "stage": "quantize",
+            "scheme": "static",
+            "method": "minmax",
+            "graph": "fused",
+            "seconds": 1.0,
+            "budget": {"passed": True, "split": "dev", "trials": [{"kept_fp32": [], "value": 0.5, "drop": 0.0, "passed": True}]},
+        }
+    )
     art = {"params": 1, "size_bytes": 1, "gzip_bytes": 1, "bench": []}
-    return {"name": "t", "task": "sequence-classification", "model": "m", "seed": 0, "device": "cpu",
-            "primary_metric": {"name": "accuracy", "higher_is_better": True}, "labels": ["neg", "pos"],
-            "data": {"train": 10, "dev": 4}, "stages": stages,
-            "data_counts": {"train": {"read": 12, "duplicates": 2, "overlap": 0, "conflicts": 0, "sampled_out": 0,
-                                      "used": 10}},
-            "duplicates": {"policy": "keep-first", "applied": True, "repeated_texts": 2, "conflicting_texts": 1,
-                           "splits": {"train": {"read": 12, "duplicates": 2, "overlap": 0, "conflicts": 0, "kept": 10}}},
-            "artifacts": {"pytorch": {**art, "metrics": {"dev": pytorch}}, "int8": {**art, "metrics": {"dev": pytorch}}}}
+    return {
+        "name": "t",
+        "task": "sequence-classification",
+        "model": "m",
+        "seed": 0,
+        "device": "cpu",
+        "primary_metric": {"name": "accuracy", "higher_is_better": True},
+        "labels": ["neg", "pos"],
+        "data": {"train": 10, "dev": 4},
+        "stages": stages,
+        "data_counts": {"train": {"read": 12, "duplicates": 2, "overlap": 0, "conflicts": 0, "sampled_out": 0, "used": 10}},
+        "duplicates": {
+            "policy": "keep-first",
+            "applied": True,
+            "repeated_texts": 2,
+            "conflicting_texts": 1,
+            "splits": {"train": {"read": 12, "duplicates": 2, "overlap": 0, "conflicts": 0, "kept": 10}},
+        },
+        "artifacts": {"pytorch": {**art, "metrics": {"dev": pytorch}}, "int8": {**art, "metrics": {"dev": pytorch}}},
+    }
 
 
 def test_report_shows_recall_majority_and_carries_the_collapse_into_int8_and_distillation():
@@ -117,9 +150,9 @@ def test_report_shows_recall_majority_and_carries_the_collapse_into_int8_and_dis
     assert "## Model health" in md and "Per-class recall on dev" in md and "| pos | 5 | 0.00% | 0.00% |" in md
     assert "Confusion matrix of pytorch on dev" in md
     assert "pytorch, int8 on dev: predicts only 1 of the 2 classes present" in md
-    int8 = md[md.index("### INT8"):]
+    int8 = md[md.index("### INT8") :]
     assert "Accuracy budget met" in int8 and "**Warning**: the fp32 reference predicts only 1 of the 2" in int8
-    distill = md[md.index("### Distillation"):md.index("### INT8")]
+    distill = md[md.index("### Distillation") : md.index("### INT8")]
     assert "of the teacher" in distill and "**Warning**: the teacher predicts only 1" in distill
     assert "data.train: 12 rows read, 2 dropped as duplicates, 10 used" in md and "duplicates.csv" in md
     good = _metrics([0, 1, 0, 1], [0, 1, 0, 1], 2)
@@ -140,5 +173,7 @@ def test_quiet_progress_speaks_only_when_slow(caplog):
         now[0] += 6.0
         slow.update(5)
         slow.finish()
-    assert [r.getMessage() for r in caplog.records] == ["dev evaluation: 5/10 rows (50 %), 6s elapsed, ~6s left",
-                                                        "dev evaluation: 10 rows in 12.0s"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "dev evaluation: 5/10 rows (50 %), 6s elapsed, ~6s left",
+        "dev evaluation: 10 rows in 12.0s",
+    ]

@@ -158,7 +158,8 @@ def test_no_import_cycles():
         g[a] = g[a] - {b}
     found = cycles(g)
     assert not found, "import cycles in compressor/ (imports inside functions count): " + "; ".join(
-        " <-> ".join(c) for c in found)
+        " <-> ".join(c) for c in found
+    )
     full = cycles(graph())
     stale = sorted(f"{a} -> {b}" for a, b in CYCLE_EDGES_ALLOWED if not any(a in c and b in c for c in full))
     assert not stale, f"these allowlisted edges close no cycle any more (remove them from CYCLE_EDGES_ALLOWED): {stale}"
@@ -166,9 +167,11 @@ def test_no_import_cycles():
 
 def test_the_checker_sees_imports_inside_functions_and_closes_cycles():
     """The checker itself: imports inside functions and relative imports are seen, and a cycle through them is found."""
-    src = ("import os\n"
-           "def f():\n    from compressor.report import markdown\n    import torch\n"
-           "class C:\n    def g(self):\n        if True:\n            from ..core import rundir\n")
+    src = (
+        "import os\n"
+        "def f():\n    from compressor.report import markdown\n    import torch\n"
+        "class C:\n    def g(self):\n        if True:\n            from ..core import rundir\n"
+    )
     names = names_in(ast.parse(src), "compressor.report")
     assert {"os", "torch", "compressor.report.markdown", "compressor.core.rundir"} <= set(names)
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
@@ -194,9 +197,13 @@ def test_report_is_a_pure_renderer():
 
 
 def test_core_imports_only_core():
-    bad = [f"{rel(p)}: imports {name}" for m, p in modules().items() if m.startswith("compressor.core")
-           for name in imported_names(p)
-           if name.split(".")[0] == "compressor" and name != "compressor" and not name.startswith("compressor.core")]
+    bad = [
+        f"{rel(p)}: imports {name}"
+        for m, p in modules().items()
+        if m.startswith("compressor.core")
+        for name in imported_names(p)
+        if name.split(".")[0] == "compressor" and name != "compressor" and not name.startswith("compressor.core")
+    ]
     assert not bad, "\n".join(bad)
 
 
@@ -244,8 +251,36 @@ def test_complexity_ignores_name_only_todays_offenders():
     lint = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["ruff"]["lint"]
     ignored = {f for f, rules in lint.get("per-file-ignores", {}).items() if "C901" in rules}
     limit = lint["mccabe"]["max-complexity"]
-    out = subprocess.run([ruff, "check", "--isolated", "--select", "C901", "--config", f"lint.mccabe.max-complexity={limit}",
-                          "--output-format", "concise", "compressor", "benchmarks"], cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run(
+        [
+            ruff,
+            "check",
+            "--isolated",
+            "--select",
+            "C901",
+            "--config",
+            f"lint.mccabe.max-complexity={limit}",
+            "--output-format",
+            "concise",
+            "compressor",
+            "benchmarks",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     found = {line.split(":")[0] for line in out.stdout.splitlines() if " C901 " in line}
     assert not found - ignored, f"functions over complexity {limit} (split them): {sorted(found - ignored)}"
     assert not ignored - found, f"no longer over complexity {limit} (drop their per-file-ignores): {sorted(ignored - found)}"
+
+
+def test_ruff_lint_and_format_hold():
+    """`ruff check` and `ruff format --check` pass over compressor/, tests/ and benchmarks/ (pyproject's settings)."""
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (pip install -e .[dev])")
+    paths = ["compressor", "tests", "benchmarks"]
+    lint = subprocess.run([ruff, "check", "--output-format", "concise", *paths], cwd=ROOT, capture_output=True, text=True)
+    assert lint.returncode == 0, f"ruff check found problems (ruff check --fix fixes many):\n{lint.stdout[-3000:]}"
+    fmt = subprocess.run([ruff, "format", "--check", *paths], cwd=ROOT, capture_output=True, text=True)
+    assert fmt.returncode == 0, f"not laid out by ruff format (run: ruff format {' '.join(paths)}):\n{fmt.stdout[-3000:]}"

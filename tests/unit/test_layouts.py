@@ -66,10 +66,12 @@ def test_headerless_rows_by_position_or_by_name_count_every_row(tmp_path):
 def test_layout_checks_name_the_field(tmp_path):
     p = tmp_path / "ag.tsv"
     p.write_text("a b c\tWorld\n")
-    cases = [({"header": False, "text": 0, "label": 2}, "data.label", "column 2 is out of range"),
-             ({"header": False, "text": [0, 3]}, "data.text", "column 3 is out of range"),
-             ({"header": False, "columns": ["t"]}, "data.columns", "names 1 column but"),
-             ({"header": False, "columns": ["t", "l"]}, "data.text", "'text' is not one of data.columns")]
+    cases = [
+        ({"header": False, "text": 0, "label": 2}, "data.label", "column 2 is out of range"),
+        ({"header": False, "text": [0, 3]}, "data.text", "column 3 is out of range"),
+        ({"header": False, "columns": ["t"]}, "data.columns", "names 1 column but"),
+        ({"header": False, "columns": ["t", "l"]}, "data.text", "'text' is not one of data.columns"),
+    ]
     for kw, field, text in cases:
         with pytest.raises(D.LayoutError) as e:
             D.check_layout(_cfg(p, **kw), None, "sequence-classification")
@@ -133,8 +135,10 @@ def test_hub_unreachable_is_one_line_without_retries(tmp_path, monkeypatch):
 
 
 def test_help_does_not_import_datasets():
-    code = ("import sys\nfrom compressor.cli.commands import app\nfor args in (['--help'], ['eval', '--help']):\n"
-            "    try:\n        app(args)\n    except SystemExit:\n        pass\nprint('datasets' in sys.modules)")
+    code = (
+        "import sys\nfrom compressor.cli.commands import app\nfor args in (['--help'], ['eval', '--help']):\n"
+        "    try:\n        app(args)\n    except SystemExit:\n        pass\nprint('datasets' in sys.modules)"
+    )
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().endswith("False")
@@ -146,10 +150,12 @@ def test_a_dataset_folder_is_fingerprinted_with_its_splits(tmp_path):
 
     from compressor.inputs import path_digest
 
-    datasets.DatasetDict({"train": _saved(tmp_path, [("good", 1), ("bad", 0)]),
-                          "test": _saved(tmp_path, [("fine", 1)])}).save_to_disk(str(tmp_path / "dd"))
+    datasets.DatasetDict(
+        {"train": _saved(tmp_path, [("good", 1), ("bad", 0)]), "test": _saved(tmp_path, [("fine", 1)])}
+    ).save_to_disk(str(tmp_path / "dd"))
     before = path_digest(tmp_path / "dd", recursive=True)
-    datasets.DatasetDict({"train": _saved(tmp_path, [("good", 1), ("bad", 1)]),
-                          "test": _saved(tmp_path, [("fine", 1)])}).save_to_disk(str(tmp_path / "dd"))
+    datasets.DatasetDict(
+        {"train": _saved(tmp_path, [("good", 1), ("bad", 1)]), "test": _saved(tmp_path, [("fine", 1)])}
+    ).save_to_disk(str(tmp_path / "dd"))
     assert path_digest(tmp_path / "dd", recursive=True) != before
     assert path_digest(tmp_path / "dd") == path_digest(tmp_path / "dd")  # a model folder: its own files only, as before

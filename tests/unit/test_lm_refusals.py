@@ -12,8 +12,9 @@ from tests.conftest import ROOT, write_recipe
 
 
 def _validate(recipe):
-    return subprocess.run([sys.executable, "-m", "compressor", "validate", str(recipe)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "compressor", "validate", str(recipe)], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
 
 
 def test_a_model_without_lm_head_is_refused_for_causal_lm(tmp_path):
@@ -26,7 +27,7 @@ def test_a_model_without_lm_head_is_refused_for_causal_lm(tmp_path):
 model:
   path: {{path}}
   task: causal-lm
-data: {{train: {folder / 'vocab.txt'}}}
+data: {{train: {folder / "vocab.txt"}}}
 """
     r = _validate(write_recipe(tmp_path, text.replace("{path}", str(tmp_path / "base")), "bad.yaml"))
     out = (r.stdout + r.stderr).strip()
@@ -42,8 +43,13 @@ def test_text_shorter_than_one_window_is_refused(tmp_path):
     short = tmp_path / "short.txt"
     short.write_text("the movie was good\n")
     out = tmp_path / "e.json"
-    r = subprocess.run([sys.executable, "-m", "compressor", "eval", str(folder), "--data", str(short), "--max-length",
-                        "64", "--json", str(out)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "compressor", "eval", str(folder), "--data", str(short), "--max-length", "64", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
     text = (r.stdout + r.stderr).strip()
     assert r.returncode == 2, text
     assert "fewer than one" in text and "64" in text and "Traceback" not in text and not out.exists()

@@ -34,8 +34,7 @@ def test_batches_from_a_run_context_are_padded_real_rows(tmp_path):
     tok = load_tokenizer(write_tokenizer(tmp_path / "tok"))
     texts = [" ".join(["good"] * (1 + i % 23)) for i in range(60)]
     enc = D.encode_split(D.Split(texts, np.array([i % 2 for i in range(60)])), tok, 64)
-    ctx = SimpleNamespace(encoded={"dev": enc}, eval_split=lambda: "dev", tokenizer=tok, seed=0,
-                          task="sequence-classification")
+    ctx = SimpleNamespace(encoded={"dev": enc}, eval_split=lambda: "dev", tokenizer=tok, seed=0, task="sequence-classification")
     batches = parity_batches(ctx)
     assert len(batches) == 3 and all(len(b["input_ids"]) == PARITY_BATCH for b in batches)
     longest, mixed, _ = batches

@@ -96,8 +96,12 @@ def test_compressor_eval_reports_the_same_figure(llama, tmp_path):
     text = tmp_path / "lm.txt"
     text.write_text(" ".join(T.NEUTRAL * 12) + "\n")
     out = tmp_path / "eval.json"
-    r = subprocess.run([sys.executable, "-m", "compressor", "eval", str(d), "--data", str(text), "--max-length", "16",
-                        "--json", str(out)], cwd=ROOT, capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "compressor", "eval", str(d), "--data", str(text), "--max-length", "16", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     metrics = json.loads(out.read_text())["metrics"]
     ids = AutoTokenizer.from_pretrained(d)(text.read_text(), add_special_tokens=False)["input_ids"]

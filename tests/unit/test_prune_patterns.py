@@ -39,8 +39,11 @@ def test_pattern_parse_and_width_check():
     for bad in ("2:2", "4:2", "0:4", "2-4", "half"):
         with pytest.raises(ValueError, match="N:M"):
             Pattern.parse(bad)
-    with pytest.raises(PatternError, match=r"2:4 needs every pruned layer's input width to be a multiple of 4, but "
-                                           r"mlp.fc has 30 inputs") as e:
+    with pytest.raises(
+        PatternError,
+        match=r"2:4 needs every pruned layer's input width to be a multiple of 4, but "
+        r"mlp.fc has 30 inputs",
+    ) as e:
         Pattern.parse("2:4").check("mlp.fc", 30, "stages.0.prune.pattern")
     assert e.value.field == "stages.0.prune.pattern"
 

@@ -20,12 +20,27 @@ def _fake_run(folder: Path, student_dev: float, status: str = "complete") -> Pat
     folder.mkdir(parents=True)
     (folder / "status").write_text(status + "\n")
     curve = [{"step": 50, "sparsity": 0.3}, {"step": 100, "sparsity": 0.7}, {"step": 150, "sparsity": 0.8}]
-    layers = [{"name": "a.weight", "params": 10, "zeros": 6, "sparsity": 0.6}, {"name": "b.weight", "params": 10, "zeros": 9,
-                                                                               "sparsity": 0.9}]
-    stage = {"stage": "distill", "seconds": 600.0, "steps": 200, "best_step": 200, "student": {"layers": 3},
-             "history": [{"step": 100, "eval": {"accuracy": 0.80}}, {"step": 200, "eval": {"accuracy": student_dev}}],
-             "prune": {"schedule": {"type": "cubic", "start": 0, "end": 150, "every": 50}, "scope": "global",
-                       "criterion": "magnitude", "sparsity": 0.8, "params": 20, "curve": curve, "layers": layers}}
+    layers = [
+        {"name": "a.weight", "params": 10, "zeros": 6, "sparsity": 0.6},
+        {"name": "b.weight", "params": 10, "zeros": 9, "sparsity": 0.9},
+    ]
+    stage = {
+        "stage": "distill",
+        "seconds": 600.0,
+        "steps": 200,
+        "best_step": 200,
+        "student": {"layers": 3},
+        "history": [{"step": 100, "eval": {"accuracy": 0.80}}, {"step": 200, "eval": {"accuracy": student_dev}}],
+        "prune": {
+            "schedule": {"type": "cubic", "start": 0, "end": 150, "every": 50},
+            "scope": "global",
+            "criterion": "magnitude",
+            "sparsity": 0.8,
+            "params": 20,
+            "curve": curve,
+            "layers": layers,
+        },
+    }
     art = lambda acc: {"metrics": {"dev": {"accuracy": acc}}, "size_bytes": 2**20, "gzip_bytes": 2**19}  # noqa: E731
     metrics = {"stages": [stage], "artifacts": {"baseline": art(0.90), "pytorch": art(student_dev), "int8": art(student_dev)}}
     (folder / "metrics.json").write_text(json.dumps(metrics))

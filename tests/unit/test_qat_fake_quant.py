@@ -25,9 +25,14 @@ def _bert(folder):
 
 def _batches(n: int = 2, seed: int = 0) -> list[dict]:
     g = torch.Generator().manual_seed(seed)
-    return [{"input_ids": torch.randint(5, T.vocab_size(), (4, 12), generator=g),
-             "attention_mask": torch.ones(4, 12, dtype=torch.long), "labels": torch.zeros(4, dtype=torch.long)}
-            for _ in range(n)]
+    return [
+        {
+            "input_ids": torch.randint(5, T.vocab_size(), (4, 12), generator=g),
+            "attention_mask": torch.ones(4, 12, dtype=torch.long),
+            "labels": torch.zeros(4, dtype=torch.long),
+        }
+        for _ in range(n)
+    ]
 
 
 def _logits(model, batch) -> torch.Tensor:

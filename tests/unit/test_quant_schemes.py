@@ -49,18 +49,36 @@ def test_a_scheme_registers_in_one_line_and_is_finalized(tmp_path, monkeypatch):
     def toy(ctx, cfg):
         dst.parent.mkdir(parents=True, exist_ok=True)
         dst.write_bytes(b"graph")
-        return S.QuantizedGraph(dst, "int8", "toy INT8", {"scheme": "toy"}, {"nodes": 3}, summary="3 nodes",
-                                after=lambda ctx, result: seen.append(dict(result)))
+        return S.QuantizedGraph(
+            dst,
+            "int8",
+            "toy INT8",
+            {"scheme": "toy"},
+            {"nodes": 3},
+            summary="3 nodes",
+            after=lambda ctx, result: seen.append(dict(result)),
+        )
 
     checks = []
     monkeypatch.setattr(S, "parity_batches", lambda ctx: [{"input_ids": [[1, 2]]}])
-    monkeypatch.setattr(S, "check_graph", lambda model, path, batches, tol, what, pad: checks.append(
-        (model, path, what, pad)) or {"max_abs_diff": 0.25, "argmax_agreement": 1.0})
+    monkeypatch.setattr(
+        S,
+        "check_graph",
+        lambda model, path, batches, tol, what, pad: (
+            checks.append((model, path, what, pad)) or {"max_abs_diff": 0.25, "argmax_agreement": 1.0}
+        ),
+    )
     written = {}
     monkeypatch.setattr(S, "write_provenance", lambda path, record: written.update({path: record}))
-    ctx = SimpleNamespace(model="the model", run_dir=tmp_path, tokenizer=SimpleNamespace(pad_token_id=7),
-                          recipe=SimpleNamespace(name="r", bench=SimpleNamespace(threads=1)), seed=3,
-                          artifacts={}, provenance={})
+    ctx = SimpleNamespace(
+        model="the model",
+        run_dir=tmp_path,
+        tokenizer=SimpleNamespace(pad_token_id=7),
+        recipe=SimpleNamespace(name="r", bench=SimpleNamespace(threads=1)),
+        seed=3,
+        artifacts={},
+        provenance={},
+    )
     try:
         assert S.SCHEMES.get(Toy()) is toy and STAGES.get(Toy()).args == (toy,)
         result = STAGES.get(Toy())(ctx, Toy())
@@ -68,8 +86,7 @@ def test_a_scheme_registers_in_one_line_and_is_finalized(tmp_path, monkeypatch):
         S.SCHEMES._handlers.pop(Toy)
         STAGES._handlers.pop(Toy)
     assert checks == [("the model", dst, "toy INT8", 7)]
-    assert result == {"artifact": "onnx/model.int8.onnx", "nodes": 3, "parity": {"max_abs_diff": 0.25,
-                                                                                  "argmax_agreement": 1.0}}
+    assert result == {"artifact": "onnx/model.int8.onnx", "nodes": 3, "parity": {"max_abs_diff": 0.25, "argmax_agreement": 1.0}}
     assert seen == [result]
     record = written[dst]
     assert record["artifact"] == "int8" and record["scheme"] == "toy" and record["recipe"] == "r" and record["seed"] == 3
@@ -98,7 +115,8 @@ def test_finish_file_rewrites_checks_and_records(tiny_bert_onnx, tiny_dir, tmp_p
     assert saved["scheme"] == "dynamic" and saved["recipe"] == "toy" and saved["artifact"] == "int8"
     assert saved["layernorm_kernels"]["decision"] == "split (as asked)" and saved["layernorm_kernels"]["add_layernorm"] > 0
     assert record["parity"]["compared"] == 2 and saved["parity"]["max_abs_diff"] == pytest.approx(
-        record["parity"]["max_abs_diff"])
+        record["parity"]["max_abs_diff"]
+    )
     assert record["parity"]["max_abs_diff"] < 0.5
     given = {"max_abs_diff": 0.5}
     q_none = QuantizedGraph(dst, "int8", "INT8", {}, parity=given)  # no rewrite: a check the scheme ran is kept
@@ -167,8 +185,13 @@ def test_model_state_providers_by_config_type(tmp_path, monkeypatch):
     M.restore_model_state("m", tmp_path, list(live.values()))
     with M.plain_model("m"):
         events.append("export")
-    assert events == [("save", "m", tmp_path), ("restore", "m", tmp_path, trained.qat), ("plain on", "m"), "export",
-                      ("plain off", "m")]
+    assert events == [
+        ("save", "m", tmp_path),
+        ("restore", "m", tmp_path, trained.qat),
+        ("plain on", "m"),
+        "export",
+        ("plain off", "m"),
+    ]
     _track_facts(live, QATQuant(), contract_of(QATQuant()))  # exported as INT8: the model went back to plain layers
     assert live == {}
 

@@ -56,27 +56,36 @@ def test_good_recipe_validates(tmp_path):
 
 
 # ------------------------------------------------------------------ FILE:LINE: path: message
-@pytest.mark.parametrize("old, new, line, field, words", [
-    ("  path: models/tiny", "  pth: models/tiny", 4, "model.pth", "unknown key; did you mean 'path'?"),
-    ("  text: sentence", "  txet: sentence", 8, "data.txet", "did you mean 'text'?"),
-    ("batch_size: 8}", "batch_sise: 8}", 12, "stages.0.finetune.batch_sise", "did you mean 'batch_size'?"),
-    ("bench: {batch_sizes", "bench: {batch_size", 15, "bench.batch_size", "did you mean 'batch_sizes'?"),
-    ("seed: 7", "sed: 7", 2, "sed", "did you mean 'seed'?"),
-    ("epochs: 1,", "epochs: many,", 12, "stages.0.finetune.epochs", "valid number"),
-    ("seed: 7", "seed: [7]", 2, "seed", "valid integer"),
-    ("labels: [neg, pos]", "labels: neg", 9, "data.labels", "valid list"),
-    ("lr: 1.0e-4", "lr: 5", 12, "stages.0.finetune.lr", "less than 1"),
-    ("opset: 17", "opset: 9", 13, "stages.1.export.opset", "greater than or equal to 11"),
-    ("{dev: 0.2, test: 0.1}", "{dev: 0.6, test: 0.5}", 10, "data.split", "dev + test must be < 1"),
-    ("labels: [neg, pos]", "labels: [neg, neg]", 9, "data.labels", "unique"),
-    ("  - export: {opset: 17}", "  - exprot: {opset: 17}", 13, "stages.1", "unknown stage 'exprot'; did you mean 'export'?"),
-    ("  - export: {opset: 17}", "  - prnue: {}", 13, "stages.1", "unknown stage 'prnue'; did you mean 'prune'?"),
-    ("  - export: {opset: 17}", "  - prune: {}", 13, "stages.1.prune.type", "required field is missing; one of: 'unstructured'"),
-    ("  - export: {opset: 17}", "  - export", 13, "stages.1", "each stage is a mapping with one key"),
-    ("{type: dynamic}", "{type: fp4}", 14, "stages.2.quantize.type", "unknown type 'fp4'"),
-    ("{type: dynamic}", "{per_channel: true}", 14, "stages.2.quantize.type", "required field is missing; one of: 'dynamic'"),
-    ("seed: 7", "seed: 7\ndevice: tpu", 3, "device", "'auto', 'cpu' or 'cuda'"),
-])
+@pytest.mark.parametrize(
+    "old, new, line, field, words",
+    [
+        ("  path: models/tiny", "  pth: models/tiny", 4, "model.pth", "unknown key; did you mean 'path'?"),
+        ("  text: sentence", "  txet: sentence", 8, "data.txet", "did you mean 'text'?"),
+        ("batch_size: 8}", "batch_sise: 8}", 12, "stages.0.finetune.batch_sise", "did you mean 'batch_size'?"),
+        ("bench: {batch_sizes", "bench: {batch_size", 15, "bench.batch_size", "did you mean 'batch_sizes'?"),
+        ("seed: 7", "sed: 7", 2, "sed", "did you mean 'seed'?"),
+        ("epochs: 1,", "epochs: many,", 12, "stages.0.finetune.epochs", "valid number"),
+        ("seed: 7", "seed: [7]", 2, "seed", "valid integer"),
+        ("labels: [neg, pos]", "labels: neg", 9, "data.labels", "valid list"),
+        ("lr: 1.0e-4", "lr: 5", 12, "stages.0.finetune.lr", "less than 1"),
+        ("opset: 17", "opset: 9", 13, "stages.1.export.opset", "greater than or equal to 11"),
+        ("{dev: 0.2, test: 0.1}", "{dev: 0.6, test: 0.5}", 10, "data.split", "dev + test must be < 1"),
+        ("labels: [neg, pos]", "labels: [neg, neg]", 9, "data.labels", "unique"),
+        ("  - export: {opset: 17}", "  - exprot: {opset: 17}", 13, "stages.1", "unknown stage 'exprot'; did you mean 'export'?"),
+        ("  - export: {opset: 17}", "  - prnue: {}", 13, "stages.1", "unknown stage 'prnue'; did you mean 'prune'?"),
+        (
+            "  - export: {opset: 17}",
+            "  - prune: {}",
+            13,
+            "stages.1.prune.type",
+            "required field is missing; one of: 'unstructured'",
+        ),
+        ("  - export: {opset: 17}", "  - export", 13, "stages.1", "each stage is a mapping with one key"),
+        ("{type: dynamic}", "{type: fp4}", 14, "stages.2.quantize.type", "unknown type 'fp4'"),
+        ("{type: dynamic}", "{per_channel: true}", 14, "stages.2.quantize.type", "required field is missing; one of: 'dynamic'"),
+        ("seed: 7", "seed: 7\ndevice: tpu", 3, "device", "'auto', 'cpu' or 'cuda'"),
+    ],
+)
 def test_error_names_file_line_and_field(tmp_path, old, new, line, field, words):
     e = _err(tmp_path, _edit(old, new))
     assert (e.line, e.field) == (line, field), str(e)
@@ -99,11 +108,14 @@ def test_yaml_syntax_error_has_its_line(tmp_path):
     assert e.line is not None and e.line >= 16
 
 
-@pytest.mark.parametrize("text, line, field, words", [
-    ("name: x\nmodel: {path: m}\n", 1, "data", "required field is missing"),
-    ("name: x\ndata: {train: t.csv}\n", 1, "model", "required field is missing"),
-    ("model: {task: causal-lm}\ndata: {train: t.csv}\n", 1, "model.path", "required field is missing"),
-])
+@pytest.mark.parametrize(
+    "text, line, field, words",
+    [
+        ("name: x\nmodel: {path: m}\n", 1, "data", "required field is missing"),
+        ("name: x\ndata: {train: t.csv}\n", 1, "model", "required field is missing"),
+        ("model: {task: causal-lm}\ndata: {train: t.csv}\n", 1, "model.path", "required field is missing"),
+    ],
+)
 def test_missing_required_section(tmp_path, text, line, field, words):
     e = _err(tmp_path, text)
     assert (e.line, e.field) == (line, field) and words in str(e)
@@ -154,18 +166,21 @@ def test_python_tags_are_rejected(tmp_path):
 
 
 # ------------------------------------------------------------------ numbers
-@pytest.mark.parametrize("old, new, field", [
-    ("lr: 1.0e-4", "lr: .inf", "stages.0.finetune.lr"),
-    ("lr: 1.0e-4", "lr: -.inf", "stages.0.finetune.lr"),
-    ("lr: 1.0e-4", "lr: .nan", "stages.0.finetune.lr"),
-    ("epochs: 1,", "epochs: 1.0e400,", "stages.0.finetune.epochs"),
-    ("epochs: 1,", "epochs: .NaN,", "stages.0.finetune.epochs"),
-    ("batch_size: 8", "batch_size: 1000000000000000000000000000000", "stages.0.finetune.batch_size"),
-    ("seed: 7", "seed: 99999999999999999999999999999999999999", "seed"),
-    ("seed: 7", "seed: -1", "seed"),
-    ("{dev: 0.2,", "{dev: .nan,", "data.split.dev"),
-    ("bench: {batch_sizes: [1, 8]", "bench: {batch_sizes: [1, 1.0e999]", "bench.batch_sizes.1"),
-])
+@pytest.mark.parametrize(
+    "old, new, field",
+    [
+        ("lr: 1.0e-4", "lr: .inf", "stages.0.finetune.lr"),
+        ("lr: 1.0e-4", "lr: -.inf", "stages.0.finetune.lr"),
+        ("lr: 1.0e-4", "lr: .nan", "stages.0.finetune.lr"),
+        ("epochs: 1,", "epochs: 1.0e400,", "stages.0.finetune.epochs"),
+        ("epochs: 1,", "epochs: .NaN,", "stages.0.finetune.epochs"),
+        ("batch_size: 8", "batch_size: 1000000000000000000000000000000", "stages.0.finetune.batch_size"),
+        ("seed: 7", "seed: 99999999999999999999999999999999999999", "seed"),
+        ("seed: 7", "seed: -1", "seed"),
+        ("{dev: 0.2,", "{dev: .nan,", "data.split.dev"),
+        ("bench: {batch_sizes: [1, 8]", "bench: {batch_sizes: [1, 1.0e999]", "bench.batch_sizes.1"),
+    ],
+)
 def test_huge_and_non_finite_numbers_are_rejected_with_the_field(tmp_path, old, new, field):
     e = _err(tmp_path, _edit(old, new))
     assert e.field == field, str(e)
@@ -281,10 +296,17 @@ def test_bad_merge_values(tmp_path, merge):
 
 # ------------------------------------------------------------------ --set
 def test_set_nested_and_list_index():
-    recipe, raw = parse_recipe_text(GOOD, overrides=[
-        "stages.0.finetune.epochs=3", "data.split.dev=0.3", "bench.batch_sizes.1=16", "stages.-1.quantize.per_channel=false",
-        "model.num_labels=2", "name=other",
-    ])
+    recipe, raw = parse_recipe_text(
+        GOOD,
+        overrides=[
+            "stages.0.finetune.epochs=3",
+            "data.split.dev=0.3",
+            "bench.batch_sizes.1=16",
+            "stages.-1.quantize.per_channel=false",
+            "model.num_labels=2",
+            "name=other",
+        ],
+    )
     assert recipe.stage_list()[0][1].epochs == 3 and recipe.data.split.dev == 0.3
     assert recipe.bench.batch_sizes == [1, 16] and recipe.stage_list()[2][1].per_channel is False
     assert recipe.model.num_labels == 2 and recipe.name == "other"
@@ -292,19 +314,23 @@ def test_set_nested_and_list_index():
 
 
 def test_set_whole_lists_and_new_sections():
-    recipe, _ = parse_recipe_text(GOOD, overrides=["stages=[{finetune: {epochs: 2}}]", "evaluate.splits=[dev]",
-                                                   "output.name=elsewhere"])
+    recipe, _ = parse_recipe_text(
+        GOOD, overrides=["stages=[{finetune: {epochs: 2}}]", "evaluate.splits=[dev]", "output.name=elsewhere"]
+    )
     assert [k for k, _ in recipe.stage_list()] == ["finetune"] and recipe.evaluate.splits == ["dev"]
     assert recipe.output.name == "elsewhere"
 
 
-@pytest.mark.parametrize("assignment, words", [
-    ("model.pth=x", "model.pth: unknown key; did you mean 'path'?"),
-    ("stages.0.finetune.lr=5", "stages.0.finetune.lr: input should be less than 1"),
-    ("seed=-1", "seed: input should be greater than or equal to 0"),
-    ("name=../up", "name: run name may"),
-    ("stages.0.finetune.epochs=.nan", "finite number"),
-])
+@pytest.mark.parametrize(
+    "assignment, words",
+    [
+        ("model.pth=x", "model.pth: unknown key; did you mean 'path'?"),
+        ("stages.0.finetune.lr=5", "stages.0.finetune.lr: input should be less than 1"),
+        ("seed=-1", "seed: input should be greater than or equal to 0"),
+        ("name=../up", "name: run name may"),
+        ("stages.0.finetune.epochs=.nan", "finite number"),
+    ],
+)
 def test_bad_set_value_names_the_set(assignment, words):
     with pytest.raises(RecipeError) as info:
         parse_recipe_text(GOOD, "r.yaml", overrides=[assignment])
@@ -313,15 +339,18 @@ def test_bad_set_value_names_the_set(assignment, words):
     assert words in msg and info.value.line is None
 
 
-@pytest.mark.parametrize("assignment, words", [
-    ("model.path", "expected KEY=VALUE"),
-    ("=1", "empty key"),
-    ("stages..lr=1", "empty key"),
-    ("stages.7.finetune.lr=0.1", "stages has no item 7"),
-    ("stages.x.finetune.lr=0.1", "stages has no item x"),
-    ("model.path.deeper=1", "model.path is not a mapping or list"),
-    ("prune.0.x=1", "prune is not set, so it has no item 0"),
-])
+@pytest.mark.parametrize(
+    "assignment, words",
+    [
+        ("model.path", "expected KEY=VALUE"),
+        ("=1", "empty key"),
+        ("stages..lr=1", "empty key"),
+        ("stages.7.finetune.lr=0.1", "stages has no item 7"),
+        ("stages.x.finetune.lr=0.1", "stages has no item x"),
+        ("model.path.deeper=1", "model.path is not a mapping or list"),
+        ("prune.0.x=1", "prune is not set, so it has no item 0"),
+    ],
+)
 def test_bad_set_key(assignment, words):
     with pytest.raises(RecipeError) as info:
         parse_recipe_text(GOOD, overrides=[assignment])
@@ -360,7 +389,7 @@ def test_non_string_keys_are_rejected_with_a_line(tmp_path):
     assert e.line == 16
     e = _err(tmp_path, GOOD + "? [a, b]\n: c\n")
     assert e.line == 16 and "plain scalars" in str(e)
-    e = _err(tmp_path, _edit("  train: train.csv", "  train: train.csv\n  \"weird\\nkey\": 1"))
+    e = _err(tmp_path, _edit("  train: train.csv", '  train: train.csv\n  "weird\\nkey": 1'))
     assert e.line == 8 and "\\n" in str(e) and "\n" not in str(e)
 
 
@@ -370,8 +399,10 @@ def test_every_unknown_key_is_listed_with_its_line(tmp_path):
     text = text.replace("bench: {batch_sizes", "bench: {bach_sizes")
     e = _err(tmp_path, text)
     assert (e.line, e.field) == (8, "data.txt") and "did you mean 'text'" in str(e)
-    assert "also unknown: stages.0.finetune.lrr (line 12; did you mean 'lr'?), stages.0.finetune.shade (line 12), " \
-           "bench.bach_sizes (line 15; did you mean 'batch_sizes'?)" in str(e), str(e)
+    assert (
+        "also unknown: stages.0.finetune.lrr (line 12; did you mean 'lr'?), stages.0.finetune.shade (line 12), "
+        "bench.bach_sizes (line 15; did you mean 'batch_sizes'?)" in str(e)
+    ), str(e)
     assert "more error" not in str(e)
     e = _err(tmp_path, text.replace("epochs: 1,", "epochs: -1,"))  # other kinds of error are counted after them
     assert str(e).endswith("(and 1 more error)"), str(e)

@@ -37,8 +37,12 @@ VALID = {
     },
     "stages": [
         {"finetune": {"epochs": 1, "lr": 1.0e-4, "batch_size": 8, "warmup_ratio": 0.1}},
-        {"distill": {"student": {"layers": [0, 2]}, "losses": [{"type": "logits", "alpha": 0.5},
-                                                                {"type": "hidden", "layer_map": {0: 1, 1: 3}}]}},
+        {
+            "distill": {
+                "student": {"layers": [0, 2]},
+                "losses": [{"type": "logits", "alpha": 0.5}, {"type": "hidden", "layer_map": {0: 1, 1: 3}}],
+            }
+        },
         {"export": {"opset": 17, "tolerance": 1.0e-3}},
         {"quantize": {"type": "dynamic", "per_channel": False}},
     ],
@@ -73,12 +77,19 @@ def test_the_unmutated_recipe_is_valid():
 
 # ------------------------------------------------------------------ structural mutations
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(), st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
     st.sampled_from(["", "dynamic", "finetune", "1e-3", "5.0e-5", ".inf", "-.nan", "~", "../..", "a/b", "..", "yes", "0x1F"]),
 )
-junk = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3)
-                    | st.dictionaries(st.one_of(st.text(max_size=6), st.integers()), inner, max_size=3), max_leaves=8)
+junk = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.one_of(st.text(max_size=6), st.integers()), inner, max_size=3),
+    max_leaves=8,
+)
 
 
 def _paths(node, prefix=()):
@@ -113,7 +124,11 @@ def mutated_recipe(draw):
         if op == "delete":
             del parent[key]
         elif op == "rename" and isinstance(parent, dict):
-            new = draw(st.one_of(st.text(min_size=1, max_size=10), st.sampled_from([str(key) + "s", str(key)[:-1] or "x", str(key).upper()])))
+            new = draw(
+                st.one_of(
+                    st.text(min_size=1, max_size=10), st.sampled_from([str(key) + "s", str(key)[:-1] or "x", str(key).upper()])
+                )
+            )
             if new not in parent:
                 parent[new] = parent.pop(key)
         elif op == "add" and isinstance(parent, dict):
@@ -134,9 +149,45 @@ def test_structural_mutations(data, flow):
 # ------------------------------------------------------------------ text mutations
 INSERTS = st.one_of(
     st.text(max_size=6),
-    st.sampled_from(["[", "]", "{", "}", ":", ": ", "- ", "\t", "\n", "  ", "#", "'", '"', "&a ", "*a", "&a [1, 2] ", "<<: *a\n",
-                     "!!python/object:os.system ", "!!binary ", "!foo ", "%YAML 1.1\n", "---\n", "...\n", "? ", "|", ">", "\\",
-                     "\x00", "\x85", "\ufeff", "\u2028", "\r", ".nan", "1e999", "9" * 40]),
+    st.sampled_from(
+        [
+            "[",
+            "]",
+            "{",
+            "}",
+            ":",
+            ": ",
+            "- ",
+            "\t",
+            "\n",
+            "  ",
+            "#",
+            "'",
+            '"',
+            "&a ",
+            "*a",
+            "&a [1, 2] ",
+            "<<: *a\n",
+            "!!python/object:os.system ",
+            "!!binary ",
+            "!foo ",
+            "%YAML 1.1\n",
+            "---\n",
+            "...\n",
+            "? ",
+            "|",
+            ">",
+            "\\",
+            "\x00",
+            "\x85",
+            "\ufeff",
+            "\u2028",
+            "\r",
+            ".nan",
+            "1e999",
+            "9" * 40,
+        ]
+    ),
 )
 
 
@@ -148,7 +199,7 @@ def text_mutation(draw):
         if draw(st.booleans()):
             text = text[:i] + draw(INSERTS) + text[i:]
         else:
-            text = text[:i] + text[i + draw(st.integers(1, 20)):]
+            text = text[:i] + text[i + draw(st.integers(1, 20)) :]
     return text
 
 
@@ -171,8 +222,15 @@ def alias_games(draw):
             lines[i] = f"{k}: &{draw(st.sampled_from(anchors))}{v}"
         else:
             indent = len(line) - len(line.lstrip(" -"))
-            lines.insert(i + 1, " " * indent + draw(st.sampled_from(
-                [f"<<: *{anchors[0]}", f"x: *{anchors[1]}", "y: *undefined", "- *a", "<<: [*a, *b]", "z: &a [*a]"])))
+            lines.insert(
+                i + 1,
+                " " * indent
+                + draw(
+                    st.sampled_from(
+                        [f"<<: *{anchors[0]}", f"x: *{anchors[1]}", "y: *undefined", "- *a", "<<: [*a, *b]", "z: &a [*a]"]
+                    )
+                ),
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -183,9 +241,44 @@ def test_anchors_and_aliases(text):
 
 
 # ------------------------------------------------------------------ random text and bytes
-yamlish = st.lists(st.sampled_from(["model", "data", "stages", "path", "train", "- ", ": ", "{", "}", "[", "]", ",", "\n", "  ",
-                                    "&x ", "*x", "<<", "finetune", "quantize", "type", "1", "-1", "0.5", "'", '"', "?", "!!str ",
-                                    "#", "|", "null", "true"]), max_size=40).map("".join)
+yamlish = st.lists(
+    st.sampled_from(
+        [
+            "model",
+            "data",
+            "stages",
+            "path",
+            "train",
+            "- ",
+            ": ",
+            "{",
+            "}",
+            "[",
+            "]",
+            ",",
+            "\n",
+            "  ",
+            "&x ",
+            "*x",
+            "<<",
+            "finetune",
+            "quantize",
+            "type",
+            "1",
+            "-1",
+            "0.5",
+            "'",
+            '"',
+            "?",
+            "!!str ",
+            "#",
+            "|",
+            "null",
+            "true",
+        ]
+    ),
+    max_size=40,
+).map("".join)
 
 
 @settings(FUZZ, max_examples=300)
@@ -201,9 +294,14 @@ def test_random_bytes_decoded(raw, encoding):
 
 
 # ------------------------------------------------------------------ --set overrides
-keys = st.one_of(st.sampled_from([".".join(map(str, p)) for p in ALL_PATHS]),
-                 st.text(min_size=0, max_size=15), st.sampled_from(["stages.9.finetune.lr", "stages.-1", "a..b", "model.path.x", ""]))
-values = st.one_of(st.text(max_size=15), st.sampled_from(["[", "{a: 1", "&a [*a]", "*x", "1e999", ".nan", "[1, 2]", "{}", "null", "\x00"]))
+keys = st.one_of(
+    st.sampled_from([".".join(map(str, p)) for p in ALL_PATHS]),
+    st.text(min_size=0, max_size=15),
+    st.sampled_from(["stages.9.finetune.lr", "stages.-1", "a..b", "model.path.x", ""]),
+)
+values = st.one_of(
+    st.text(max_size=15), st.sampled_from(["[", "{a: 1", "&a [*a]", "*x", "1e999", ".nan", "[1, 2]", "{}", "null", "\x00"])
+)
 
 
 @settings(FUZZ, max_examples=300)

@@ -20,11 +20,26 @@ from compressor.core.records import (
     write_record,
 )
 
-MINIMAL = {"name": "r", "task": "sequence-classification", "model": "m", "seed": 0, "device": "cpu",
-           "primary_metric": {"name": "accuracy", "higher_is_better": True},
-           "artifacts": {"pytorch": {"path": "model", "runtime": "torch", "params": 10, "size_bytes": 40, "gzip_bytes": 30,
-                                     "metrics": {"dev": {"accuracy": 0.5}}, "bench": []}},
-           "stages": [{"stage": "prune", "seconds": 1.0, "prune": {"type": "unstructured", "sparsity": 0.5}}]}
+MINIMAL = {
+    "name": "r",
+    "task": "sequence-classification",
+    "model": "m",
+    "seed": 0,
+    "device": "cpu",
+    "primary_metric": {"name": "accuracy", "higher_is_better": True},
+    "artifacts": {
+        "pytorch": {
+            "path": "model",
+            "runtime": "torch",
+            "params": 10,
+            "size_bytes": 40,
+            "gzip_bytes": 30,
+            "metrics": {"dev": {"accuracy": 0.5}},
+            "bench": [],
+        }
+    },
+    "stages": [{"stage": "prune", "seconds": 1.0, "prune": {"type": "unstructured", "sparsity": 0.5}}],
+}
 
 
 def test_metrics_round_trip_keeps_every_key_and_adds_the_version(tmp_path):
@@ -51,15 +66,20 @@ def test_an_unversioned_file_reads_as_today(tmp_path):
     assert read_metrics(tmp_path / "metrics.json") == {"schema_version": SCHEMA_VERSION, **MINIMAL}
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda m: m.update(schema_version=SCHEMA_VERSION + 1),
-     f"metrics file of schema_version {SCHEMA_VERSION + 1}; this compressor reads up to {SCHEMA_VERSION}"),
-    (lambda m: m.update(schema_version="one"), "schema_version must be a whole number (got 'one')"),
-    (lambda m: m["artifacts"]["pytorch"].update(size_bytes=[1]), "malformed metrics file: artifacts.pytorch.size_bytes: "),
-    (lambda m: m["primary_metric"].pop("name"), "malformed metrics file: primary_metric.name: field required"),
-    (lambda m: m["stages"][0].update(history=1.5), "malformed metrics file: stages.0.history: "),
-    (lambda m: m.update(stages=[True]), "malformed metrics file: stages.0: "),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda m: m.update(schema_version=SCHEMA_VERSION + 1),
+            f"metrics file of schema_version {SCHEMA_VERSION + 1}; this compressor reads up to {SCHEMA_VERSION}",
+        ),
+        (lambda m: m.update(schema_version="one"), "schema_version must be a whole number (got 'one')"),
+        (lambda m: m["artifacts"]["pytorch"].update(size_bytes=[1]), "malformed metrics file: artifacts.pytorch.size_bytes: "),
+        (lambda m: m["primary_metric"].pop("name"), "malformed metrics file: primary_metric.name: field required"),
+        (lambda m: m["stages"][0].update(history=1.5), "malformed metrics file: stages.0.history: "),
+        (lambda m: m.update(stages=[True]), "malformed metrics file: stages.0: "),
+    ],
+)
 def test_a_bad_or_newer_metrics_file_fails_with_one_line(tmp_path, change, message):
     m = json.loads(json.dumps(MINIMAL))
     change(m)
@@ -87,13 +107,28 @@ def test_a_malformed_record_is_never_written(tmp_path):
 
 
 def test_provenance_and_stage_records(tmp_path):
-    prov = write_record(tmp_path / "model.onnx.json", Provenance,
-                        {"artifact": "onnx", "file": "model.onnx", "created": "2026-01-01T00:00:00Z",
-                         "versions": {"onnx": "1.17"}, "exporter": "dynamo", "opset": 18, "parity": {"max_abs_diff": 1e-6}})
+    prov = write_record(
+        tmp_path / "model.onnx.json",
+        Provenance,
+        {
+            "artifact": "onnx",
+            "file": "model.onnx",
+            "created": "2026-01-01T00:00:00Z",
+            "versions": {"onnx": "1.17"},
+            "exporter": "dynamo",
+            "opset": 18,
+            "parity": {"max_abs_diff": 1e-6},
+        },
+    )
     assert read_dict(tmp_path / "model.onnx.json", Provenance) == prov and prov["schema_version"] == SCHEMA_VERSION
     assert read_record(tmp_path / "model.onnx.json", Provenance).opset == 18
-    done = {"hash": "abc", "result": {"stage": "export", "seconds": 2.0, "exporter": "dynamo"}, "model": None,
-            "artifacts": {"onnx": "onnx/model.onnx"}, "provenance": {"onnx": prov}}
+    done = {
+        "hash": "abc",
+        "result": {"stage": "export", "seconds": 2.0, "exporter": "dynamo"},
+        "model": None,
+        "artifacts": {"onnx": "onnx/model.onnx"},
+        "provenance": {"onnx": prov},
+    }
     write_record(tmp_path / "done.json", StageRecord, done)
     assert read_dict(tmp_path / "done.json", StageRecord)["result"]["exporter"] == "dynamo"
     with pytest.raises(RecordError, match=r"done.json: malformed stage record: result.stage: field required"):

@@ -6,17 +6,40 @@ from compressor.report.compression import SMALLER_NOT_FASTER, _unstructured
 
 
 def _results(base_ms: float, mine_ms: float, base_params: int, notes: list[str], rounds: dict | None = None) -> dict:
-    bench = lambda ms: [{"batch": 1, "seq": 128, "device": "cpu", "p50_ms": ms,  # noqa: E731
-                         "round_p50_ms": [ms * f for f in rounds.get(ms, (1.0, 1.0, 1.0))]}]
+    def bench(ms):
+        return [
+            {
+                "batch": 1,
+                "seq": 128,
+                "device": "cpu",
+                "p50_ms": ms,
+                "round_p50_ms": [ms * f for f in rounds.get(ms, (1.0, 1.0, 1.0))],
+            }
+        ]
+
     rounds = rounds or {}
     art = lambda ms, params: {"params": params, "size_bytes": 2**20, "gzip_bytes": 2**19, "bench": bench(ms)}  # noqa: E731
-    return {"artifacts": {"baseline-onnx": art(base_ms, base_params), "onnx": art(mine_ms, 1000),
-                          "baseline": art(base_ms, base_params), "pytorch": art(mine_ms, 1000)},
-            "bench_settings": {"batch_sizes": [1], "seq_lengths": [128]}, "bench_notes": notes}
+    return {
+        "artifacts": {
+            "baseline-onnx": art(base_ms, base_params),
+            "onnx": art(mine_ms, 1000),
+            "baseline": art(base_ms, base_params),
+            "pytorch": art(mine_ms, 1000),
+        },
+        "bench_settings": {"batch_sizes": [1], "seq_lengths": [128]},
+        "bench_notes": notes,
+    }
 
 
-PRUNE = {"sparsity": 0.8, "params": 800, "target": 0.8, "criterion": "magnitude", "scope": "global", "mode": "one-shot",
-         "layers": [{"name": "a.weight", "params": 800, "zeros": 640, "sparsity": 0.8}]}
+PRUNE = {
+    "sparsity": 0.8,
+    "params": 800,
+    "target": 0.8,
+    "criterion": "magnitude",
+    "scope": "global",
+    "mode": "one-shot",
+    "layers": [{"name": "a.weight", "params": 800, "zeros": 640, "sparsity": 0.8}],
+}
 
 
 def _text(results: dict) -> str:

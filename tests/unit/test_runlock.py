@@ -34,8 +34,9 @@ def other_process(tmp_path):
 
     def start(folder):
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-        p = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             text=True, env=env)
+        p = subprocess.Popen(
+            [sys.executable, "-c", HOLD, str(folder)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env
+        )
         procs.append(p)
         assert p.stdout.readline().strip() == "locked"
         return p

@@ -16,8 +16,9 @@ def test_scratch_makes_a_trainable_folder(tmp_path):
     text = tmp_path / "t.txt"
     body = "First Citizen:\nBefore we proceed any further, hear me speak.\n" * 40
     text.write_text(body + "ZYXWVU qqq\n" * 5)  # the tail is not seen by the tokenizer
-    out = make(text, tmp_path / "m", train_fraction=0.9, vocab_size=300, layers=1, hidden=32, heads=2, kv_heads=2,
-               intermediate=64)
+    out = make(
+        text, tmp_path / "m", train_fraction=0.9, vocab_size=300, layers=1, hidden=32, heads=2, kv_heads=2, intermediate=64
+    )
     tok = AutoTokenizer.from_pretrained(out)
     model = AutoModelForCausalLM.from_pretrained(out)
     assert type(model).__name__ == "LlamaForCausalLM" and model.config.vocab_size == len(tok) <= 300
@@ -36,13 +37,15 @@ def _bench_module():
 
 def test_targets_are_ratios_of_the_same_run():
     bench = _bench_module()
-    rows = {"torch-fp32": {"decode_tokens_per_s": 10.0, "perplexity": 100.0},
-            "int4-rtn": {"decode_tokens_per_s": 30.0, "perplexity": 104.0},
-            "int4-awq": {"decode_tokens_per_s": 45.0, "perplexity": 102.0},
-            "int4-awq-lmhead": {"decode_tokens_per_s": 41.0, "perplexity": 103.0},
-            "fused-int4-rtn": {"decode_tokens_per_s": 44.0, "perplexity": 101.0},
-            "fused-int4-awq": {"decode_tokens_per_s": 40.0, "perplexity": 101.5},
-            "genai-builder-int4": {"decode_tokens_per_s": 50.0, "perplexity": 101.0}}
+    rows = {
+        "torch-fp32": {"decode_tokens_per_s": 10.0, "perplexity": 100.0},
+        "int4-rtn": {"decode_tokens_per_s": 30.0, "perplexity": 104.0},
+        "int4-awq": {"decode_tokens_per_s": 45.0, "perplexity": 102.0},
+        "int4-awq-lmhead": {"decode_tokens_per_s": 41.0, "perplexity": 103.0},
+        "fused-int4-rtn": {"decode_tokens_per_s": 44.0, "perplexity": 101.0},
+        "fused-int4-awq": {"decode_tokens_per_s": 40.0, "perplexity": 101.5},
+        "genai-builder-int4": {"decode_tokens_per_s": 50.0, "perplexity": 101.0},
+    }
     t = bench.targets({"tinyshakespeare": {"rows": rows}})["tinyshakespeare"]
     assert t["best_int4"] == "int4-awq"  # the fastest of our INT4 rows, whichever graph
     assert t["best_int4_vs_builder_decode"] == {"ratio": 0.9, "target": ">= 1.0", "met": False}

@@ -24,7 +24,7 @@ def test_validation_is_stratified_and_disjoint_from_every_other_split(tmp_path):
     assert sizes == {"train": 288, "dev": 80, "validation": 32}  # 10 % of the 320 training rows
     assert np.bincount(ds.splits["validation"].labels).tolist() == [16, 16]  # stratified
     seen = [set(map(_key, s.texts)) for s in ds.splits.values()]
-    assert all(not (a & b) for i, a in enumerate(seen) for b in seen[i + 1:])
+    assert all(not (a & b) for i, a in enumerate(seen) for b in seen[i + 1 :])
     plain = load_classification(DataConfig(train="sent.csv", split={"dev": 0.2}), tmp_path, 0)
     assert "validation" not in plain.splits and len(plain.splits["train"]) == 320
 
@@ -51,8 +51,14 @@ def test_select_on_dev_is_explicit_and_validation_zero_needs_it(tmp_path):
 
 
 def test_report_says_which_split_chose_the_checkpoint():
-    val = {"stages": [{"stage": "finetune", "selection": {"split": "validation", "rows": 800,
-                                                            "how": "10 % of the training rows held out, stratified"}}]}
+    val = {
+        "stages": [
+            {
+                "stage": "finetune",
+                "selection": {"split": "validation", "rows": 800, "how": "10 % of the training rows held out, stratified"},
+            }
+        ]
+    }
     assert "validation split of 800 rows" in selection_note(val) and "played no part" in selection_note(val)
     dev = {"stages": [{"stage": "finetune", "selection": {"split": "dev", "rows": 872, "how": "x"}}]}
     assert "The dev figure is the selection metric" in selection_note(dev)

@@ -26,12 +26,15 @@ def test_a_good_model_runs(tmp_path):
     assert out.tolist() == [[0.0, 2.0]]
 
 
-@pytest.mark.parametrize("content, words", [
-    (b"not a protobuf at all" * 3, "ONNX Runtime cannot load it"),
-    (b"", "ONNX Runtime cannot load it"),
-    (None, "no such ONNX file"),
-    ("dir", "not a file"),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (b"not a protobuf at all" * 3, "ONNX Runtime cannot load it"),
+        (b"", "ONNX Runtime cannot load it"),
+        (None, "no such ONNX file"),
+        ("dir", "not a file"),
+    ],
+)
 def test_unloadable_models(tmp_path, content, words):
     path = tmp_path / "model.onnx"
     if content == "dir":
@@ -54,8 +57,9 @@ def test_missing_external_data(tmp_path):
     graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "g", [x], [y], initializer=[w])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     path = tmp_path / "model.onnx"
-    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location="model.onnx.data",
-              size_threshold=0)
+    onnx.save(
+        model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location="model.onnx.data", size_threshold=0
+    )
     make_session(path)  # fine with its data file
     (tmp_path / "model.onnx.data").unlink()
     with pytest.raises(ExportError, match="cannot load it"):
@@ -85,9 +89,12 @@ def test_a_silent_fallback_from_tensorrt_is_refused(tmp_path, monkeypatch):
         def get_providers(self):
             return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
-    monkeypatch.setattr(ort, "get_available_providers", lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider",
-                                                                 "CPUExecutionProvider"])
+    monkeypatch.setattr(
+        ort, "get_available_providers", lambda: ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
     monkeypatch.setattr(ort, "InferenceSession", FellBack)
     monkeypatch.setattr(ort, "preload_dlls", lambda *a, **k: None, raising=False)
-    with pytest.raises(ExportError, match="TensorrtExecutionProvider did not load.*libnvinfer.*fell back to CUDAExecutionProvider"):
+    with pytest.raises(
+        ExportError, match="TensorrtExecutionProvider did not load.*libnvinfer.*fell back to CUDAExecutionProvider"
+    ):
         make_session(_tiny_onnx(tmp_path / "m.onnx"), device="tensorrt")

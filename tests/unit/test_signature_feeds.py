@@ -41,8 +41,9 @@ def test_session_signature_recognises_a_cached_decoder():
 def test_calibration_feeds_read_the_signature():
     from compressor.quantize.calibration import feeds
 
-    got = list(feeds([{"input_ids": [[3, 4]], "attention_mask": [[1, 1]]}], _inputs("input_ids", "attention_mask",
-                                                                                      "token_type_ids")))
+    got = list(
+        feeds([{"input_ids": [[3, 4]], "attention_mask": [[1, 1]]}], _inputs("input_ids", "attention_mask", "token_type_ids"))
+    )
     assert len(got) == 1 and got[0]["token_type_ids"].tolist() == [[0, 0]]
 
 

@@ -74,13 +74,16 @@ def test_macro_f1_equals_sklearn_and_perplexity_interval_contains_the_estimate()
     assert worse["significant"] and worse["delta_ci"][0] > 0
 
 
-@pytest.mark.parametrize("ref, other, claimed, reason", [
-    ([40.0, 41.0, 39.5, 40.2, 40.8], [10.0, 10.1, 9.9, 10.2, 10.0], True, ""),  # 4× in every round
-    ([451.0, 37.5, 40.0, 300.0, 41.0], [5.0, 5.1, 4.9, 5.0, 5.2], False, "unstable"),  # a burst of load on some rounds
-    ([10.0, 10.4, 9.8, 10.1], [10.1, 10.0, 10.0, 9.9], False, "overlaps 1×"),  # the same speed
-    ([40.0], [10.0], False, "one round"),
-    ([], [], False, "not measured"),
-])
+@pytest.mark.parametrize(
+    "ref, other, claimed, reason",
+    [
+        ([40.0, 41.0, 39.5, 40.2, 40.8], [10.0, 10.1, 9.9, 10.2, 10.0], True, ""),  # 4× in every round
+        ([451.0, 37.5, 40.0, 300.0, 41.0], [5.0, 5.1, 4.9, 5.0, 5.2], False, "unstable"),  # a burst of load on some rounds
+        ([10.0, 10.4, 9.8, 10.1], [10.1, 10.0, 10.0, 9.9], False, "overlaps 1×"),  # the same speed
+        ([40.0], [10.0], False, "one round"),
+        ([], [], False, "not measured"),
+    ],
+)
 def test_instability_rule(ref, other, claimed, reason):
     v = ratio_verdict(ref, other)
     assert v.claimed is claimed and v.reason == reason

@@ -12,7 +12,7 @@ from compressor.data import load_classification, read_table
 from compressor.recipe.schema import DataConfig
 
 # texts with an embedded separator, a doubled quote, a newline, and a quote that is plain text
-TRICKY = ['a, b\tc', 'he said "hi"', 'line one\nline two', 'no quotes here', '"fully quoted"']
+TRICKY = ["a, b\tc", 'he said "hi"', "line one\nline two", "no quotes here", '"fully quoted"']
 
 
 def _write(path, sep: str, rows: list[tuple[str, str]]) -> None:
@@ -79,16 +79,26 @@ def test_errors_name_separator_and_quoting(tmp_path):
 
 # ------------------------------------------------------------------ duplicates
 def _dup_files(tmp_path):
-    train = [("alpha", "pos"), ("Alpha ", "pos"), ("beta", "pos"), ("beta", "neg"), ("beta", "neg"),
-             ("gamma", "pos"), ("delta", "neg"), ("shared", "pos"), ("clash", "pos")] + [(f"t{i}", "pos") for i in range(6)]
+    train = [
+        ("alpha", "pos"),
+        ("Alpha ", "pos"),
+        ("beta", "pos"),
+        ("beta", "neg"),
+        ("beta", "neg"),
+        ("gamma", "pos"),
+        ("delta", "neg"),
+        ("shared", "pos"),
+        ("clash", "pos"),
+    ] + [(f"t{i}", "pos") for i in range(6)]
     test = [("shared", "pos"), ("clash", "neg"), ("epsilon", "neg"), ("epsilon", "neg"), ("zeta", "pos")]
     _write(tmp_path / "train.csv", ",", train)
     _write(tmp_path / "test.csv", ",", test)
 
 
 def _cfg(tmp_path, **split):
-    return DataConfig(train=str(tmp_path / "train.csv"), test=str(tmp_path / "test.csv"),
-                      split={"dev": 0.0, "stratify": False, **split})
+    return DataConfig(
+        train=str(tmp_path / "train.csv"), test=str(tmp_path / "test.csv"), split={"dev": 0.0, "stratify": False, **split}
+    )
 
 
 def test_duplicate_and_conflict_counts_on_a_crafted_file(tmp_path):
@@ -112,7 +122,9 @@ def test_duplicate_and_conflict_counts_on_a_crafted_file(tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == 2 + 3 + 2 + 2 + 2
     beta = [r for r in rows if r["text"] == "beta"]
-    assert [r["action"] for r in beta] == ["kept", "duplicate", "duplicate"] and all(r["conflicting_labels"] == "yes" for r in beta)
+    assert [r["action"] for r in beta] == ["kept", "duplicate", "duplicate"] and all(
+        r["conflicting_labels"] == "yes" for r in beta
+    )
     assert [r["row"] for r in beta] == ["4", "5", "6"]  # file rows (the header is row 1)
     assert {r["action"] for r in rows if r["text"] == "shared"} == {"kept", "overlap"}
 

@@ -19,8 +19,13 @@ def _results() -> dict:
 
     ns = {"vs": "baseline", "b": 3, "c": 4, "p_value": 1.0, "significant": False}
     return {
-        "name": "sst2-distill-8k-transfer", "task": "sequence-classification", "model": "m", "seed": 1, "device": "cpu",
-        "primary_metric": {"name": "accuracy", "higher_is_better": True}, "data": {"train": 8000, "dev": 872},
+        "name": "sst2-distill-8k-transfer",
+        "task": "sequence-classification",
+        "model": "m",
+        "seed": 1,
+        "device": "cpu",
+        "primary_metric": {"name": "accuracy", "higher_is_better": True},
+        "data": {"train": 8000, "dev": 872},
         "bench_settings": {"batch_sizes": [1, 8], "seq_lengths": [128]},
         "artifacts": {
             "baseline": art(0.9014, [0.8800, 0.9190], 40.0, [40.0, 41.0, 39.0]),
@@ -29,7 +34,9 @@ def _results() -> dict:
             "onnx": art(0.8956, [0.8738, 0.9139], 7.0, [7.0, 7.1, 6.9], ns, params=11_000_000),
             "int8": art(0.8911, [0.8688, 0.9099], 3.0, [2.0, 4.5, 3.0], ns, params=11_000_000),
         },
-        "stages": [], "fingerprint": {}, "bench_notes": [],
+        "stages": [],
+        "fingerprint": {},
+        "bench_notes": [],
     }
 
 
@@ -63,10 +70,30 @@ def test_a_table_too_wide_is_printed_vertically():
 
 def test_bench_table_numbers_artifacts_and_fits():
     arts = ["runs/sst2-distill-8k-transfer/model", "runs/sst2-distill-8k-transfer/onnx/model.int8.onnx"]
-    rows = [{"artifact": arts[0], "runtime": "torch", "device": "cpu", "threads": 2, "batch": 8, "seq": 128, "p50_ms": 451.2,
-             "round_p50_ms": [451.2, 37.5, 40.1], "throughput_per_s": 17.7},
-            {"artifact": arts[1], "runtime": "onnxruntime", "device": "cpu", "threads": 2, "batch": 8, "seq": 128,
-             "p50_ms": 5.1, "round_p50_ms": [5.0, 5.2, 5.1], "throughput_per_s": 1568.6}]
+    rows = [
+        {
+            "artifact": arts[0],
+            "runtime": "torch",
+            "device": "cpu",
+            "threads": 2,
+            "batch": 8,
+            "seq": 128,
+            "p50_ms": 451.2,
+            "round_p50_ms": [451.2, 37.5, 40.1],
+            "throughput_per_s": 17.7,
+        },
+        {
+            "artifact": arts[1],
+            "runtime": "onnxruntime",
+            "device": "cpu",
+            "threads": 2,
+            "batch": 8,
+            "seq": 128,
+            "p50_ms": 5.1,
+            "round_p50_ms": [5.0, 5.2, 5.1],
+            "throughput_per_s": 1568.6,
+        },
+    ]
     head, out, legend = bench_summary(rows, arts)
     text = render(head, out, 80)
     assert all(len(line) <= 80 for line in text.splitlines()) and "…" not in text

@@ -14,9 +14,12 @@ from compressor.prune.vocab import count_tokens, run_vocabulary, slice_vocab_row
 
 LETTERS = list("abdeglmortvw")
 # [unused*] before [UNK]/[CLS]/[SEP] (as in BERT's vocab) so the special ids really move when trimmed
-VOCAB = (["[PAD]", "[unused0]", "[unused1]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-         + ["the", "movie", "was", "good", "great", "bad", "awful", "film", "plot", "dull", ".", "!", "##s"]
-         + LETTERS + ["##" + c for c in LETTERS])
+VOCAB = (
+    ["[PAD]", "[unused0]", "[unused1]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    + ["the", "movie", "was", "good", "great", "bad", "awful", "film", "plot", "dull", ".", "!", "##s"]
+    + LETTERS
+    + ["##" + c for c in LETTERS]
+)
 TRAIN = ["The movie was good .", "the film was great !", "the plot was good .", "the movies was good"]
 
 
@@ -26,8 +29,15 @@ def make_bert(folder: Path, vocab: list[str] = VOCAB, seed: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     BertTokenizerFast(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=True).save_pretrained(folder)
     torch.manual_seed(seed)
-    cfg = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                     intermediate_size=64, max_position_embeddings=64, num_labels=2)
+    cfg = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=2,
+    )
     BertForSequenceClassification(cfg).save_pretrained(folder)
     return folder
 
@@ -139,8 +149,10 @@ def test_bpe_tokenizer_is_refused(bert_dir):
     from tokenizers import Tokenizer, models
     from transformers import PreTrainedTokenizerFast
 
-    bpe = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.BPE(vocab={"a": 0, "b": 1, "ab": 2, "<eos>": 3},
-                                                                       merges=[("a", "b")])), eos_token="<eos>")
+    bpe = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(models.BPE(vocab={"a": 0, "b": 1, "ab": 2, "<eos>": 3}, merges=[("a", "b")])),
+        eos_token="<eos>",
+    )
     model, _ = load(bert_dir)
     with pytest.raises(ModelError, match=r"supports WordPiece \(BERT-family\) tokenizers.*is BPE"):
         trim_vocabulary(model, bpe, count_tokens([[0, 1, 2]]))
@@ -166,19 +178,29 @@ def test_causal_lm_with_tied_head_is_sliced_consistently(tmp_path):
     reloaded, reloaded_tok = load(tmp_path / "out", causal=True)
     assert reloaded.lm_head.weight is reloaded.transformer.wte.weight
     old_model, _ = load(tmp_path / "gpt2", causal=True)
-    torch.testing.assert_close(logits(reloaded, reloaded_tok, texts), logits(old_model, tok, texts)[..., keep],
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(logits(reloaded, reloaded_tok, texts), logits(old_model, tok, texts)[..., keep], atol=1e-5, rtol=0)
 
 
 def test_untied_output_embeddings_and_bias_are_sliced():
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=20, n_embd=16, n_layer=1, n_head=2, n_positions=32,
-                                       tie_word_embeddings=False, pad_token_id=5, eos_token_id=[7, 19]))
+    model = GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=20,
+            n_embd=16,
+            n_layer=1,
+            n_head=2,
+            n_positions=32,
+            tie_word_embeddings=False,
+            pad_token_id=5,
+            eos_token_id=[7, 19],
+        )
+    )
     model.lm_head.bias = torch.nn.Parameter(torch.randn(20))
-    old_w, old_head, old_bias = (t.detach().clone() for t in (model.transformer.wte.weight, model.lm_head.weight,
-                                                                model.lm_head.bias))
+    old_w, old_head, old_bias = (
+        t.detach().clone() for t in (model.transformer.wte.weight, model.lm_head.weight, model.lm_head.bias)
+    )
     assert model.lm_head.weight is not model.transformer.wte.weight
     keep = [0, 3, 5, 7, 11]
     slice_vocab_rows(model, keep)
@@ -198,8 +220,10 @@ def make_context(tiny_dir: Path, tmp_path: Path, task: str = "sequence-classific
     if task == "causal-lm":
         model, data = {"path": str(tiny_dir / "gpt2"), "task": task}, {"train": str(tiny_dir / "lm.txt"), "max_length": 16}
     else:
-        model, data = {"path": str(tiny_dir / "bert")}, {"train": str(tiny_dir / "sent.csv"), "split": {"dev": 0.2},
-                                                         "max_length": 32}
+        model, data = (
+            {"path": str(tiny_dir / "bert")},
+            {"train": str(tiny_dir / "sent.csv"), "split": {"dev": 0.2}, "max_length": 32},
+        )
     recipe = Recipe.model_validate({"model": model, "data": data})
     ctx = build_context(recipe, tmp_path, tmp_path / "run")
     ctx.stage_path = "stages.0.prune"
@@ -238,8 +262,9 @@ def test_stage_keeps_the_tokens_of_extra_texts(tiny_dir, tmp_path):
 
     small = tmp_path / "tiny"  # a training set of four words; "superb" and "dull" only in the extra text
     shutil.copytree(tiny_dir, small, ignore=shutil.ignore_patterns("gpt2", "llama"))
-    (small / "sent.csv").write_text("text,label\n" + "".join(f"{w} film,{y}\n" for w, y in [("good", "positive"),
-                                                                                       ("bad", "negative")] * 20))
+    (small / "sent.csv").write_text(
+        "text,label\n" + "".join(f"{w} film,{y}\n" for w, y in [("good", "positive"), ("bad", "negative")] * 20)
+    )
     (tmp_path / "general.txt").write_text("a superb film\r\n\n dull \n")
     plain = run_vocabulary(make_context(small, tmp_path / "a"), VocabularyPrune(keep_single_chars=False))
     ctx = make_context(small, tmp_path / "b")

@@ -38,14 +38,24 @@ def _nbits(path):
     import onnx
     from onnx import helper
 
-    return [{a.name: helper.get_attribute_value(a) for a in n.attribute}
-            for n in onnx.load(str(path)).graph.node if n.op_type == "MatMulNBits"]
+    return [
+        {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        for n in onnx.load(str(path)).graph.node
+        if n.op_type == "MatMulNBits"
+    ]
 
 
-@pytest.mark.parametrize("family,bits,block,include_lm_head", [
-    ("gpt2", 4, 16, False), ("llama", 4, 32, True), ("qwen2", 4, 16, True), ("mistral", 4, 32, False),
-    ("phi3", 4, 16, False), ("llama", 8, 32, True),
-])
+@pytest.mark.parametrize(
+    "family,bits,block,include_lm_head",
+    [
+        ("gpt2", 4, 16, False),
+        ("llama", 4, 32, True),
+        ("qwen2", 4, 16, True),
+        ("mistral", 4, 32, False),
+        ("phi3", 4, 16, False),
+        ("llama", 8, 32, True),
+    ],
+)
 def test_matmulnbits_nodes_with_the_configured_block_size(cached, tmp_path, family, bits, block, include_lm_head):
     from compressor.onnx.decoder import cached_parity
     from compressor.quantize.weight_only import quantize_file
@@ -94,8 +104,9 @@ def test_block_size_that_does_not_divide_is_refused(cached, tmp_path):
 
 
 def _validate(recipe):
-    return subprocess.run([sys.executable, "-m", "compressor", "validate", str(recipe)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "compressor", "validate", str(recipe)], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
 
 
 def test_validate_refuses_a_block_size_against_config_json(cached, tmp_path):
@@ -104,7 +115,7 @@ def test_validate_refuses_a_block_size_against_config_json(cached, tmp_path):
 model:
   path: {d}
   task: causal-lm
-data: {{train: {d / 'vocab.txt'}}}
+data: {{train: {d / "vocab.txt"}}}
 stages:
   - export: {{}}
   - quantize:
@@ -123,10 +134,13 @@ stages:
 
 def test_validate_refuses_weight_only_before_export(tmp_path, cached):
     _, d = cached("llama")
-    recipe = write_recipe(tmp_path, f"""model: {{path: {d}, task: causal-lm}}
-data: {{train: {d / 'vocab.txt'}}}
+    recipe = write_recipe(
+        tmp_path,
+        f"""model: {{path: {d}, task: causal-lm}}
+data: {{train: {d / "vocab.txt"}}}
 stages:
   - quantize: {{type: int8_weight}}
-""")
+""",
+    )
     r = _validate(recipe)
     assert r.returncode == 2 and "put an 'export' stage before it" in r.stdout + r.stderr

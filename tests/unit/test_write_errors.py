@@ -42,22 +42,26 @@ def test_only_write_errors_are_translated():
     assert as_write_error(OSError(errno.EACCES, "Permission denied"), "x", "/x") is not None  # inside a write it is one
     assert as_write_error(ValueError("no"), "x", "/x") is None
     assert as_write_error(CompressorError("user error"), "x", "/x") is None
-    assert as_write_error(RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534"),
-                          "the checkpoint", "/x").detail.startswith("the write failed")
+    assert as_write_error(
+        RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534"), "the checkpoint", "/x"
+    ).detail.startswith("the write failed")
 
 
 def test_the_message_says_what_why_room_and_how_to_continue(tmp_path):
-    err = as_write_error(OSError(errno.ENOSPC, "No space left on device"), "the finetune checkpoint at step 20",
-                         tmp_path / "checkpoints" / "train")
+    err = as_write_error(
+        OSError(errno.ENOSPC, "No space left on device"), "the finetune checkpoint at step 20", tmp_path / "checkpoints" / "train"
+    )
     err.resume_dir = tmp_path
     text = str(err)
-    assert text.startswith(f"could not write the finetune checkpoint at step 20 ({tmp_path / 'checkpoints' / 'train'}): "
-                           "no space left on device; ")
+    assert text.startswith(
+        f"could not write the finetune checkpoint at step 20 ({tmp_path / 'checkpoints' / 'train'}): no space left on device; "
+    )
     assert " free on that disk; the last checkpoint is intact: free some space, then " in text
     assert f"`compressor run --resume {tmp_path}` continues from it" in text
     assert "\n" not in text and err.exit_code == 2
-    ro = run_failure(OSError(errno.EROFS, "Read-only file system", str(tmp_path / "onnx" / "m.onnx")), tmp_path,
-                     "stage 1 (export)")
+    ro = run_failure(
+        OSError(errno.EROFS, "Read-only file system", str(tmp_path / "onnx" / "m.onnx")), tmp_path, "stage 1 (export)"
+    )
     assert "read-only file system" in str(ro) and "make the folder writable, then `compressor run --resume" in str(ro)
     assert run_failure(OSError(errno.ENOENT, "No such file"), tmp_path, "loading") is None  # not a write error
 
@@ -134,8 +138,7 @@ def test_real_library_write_errors_are_caught(tmp_path):
     """A file-size limit makes the OS refuse the write for real: safetensors (SafetensorError) and torch.save
     (a RuntimeError without errno) both end as a WriteError."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    res = subprocess.run([sys.executable, "-c", LIMITED, str(tmp_path)], capture_output=True, text=True, env=env,
-                         timeout=120)
+    res = subprocess.run([sys.executable, "-c", LIMITED, str(tmp_path)], capture_output=True, text=True, env=env, timeout=120)
     lines = res.stdout.strip().splitlines()
     assert len(lines) == 2, res.stdout + res.stderr
     assert lines[0].startswith("SafetensorError | could not write the safetensors file")

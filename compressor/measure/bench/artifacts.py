@@ -45,13 +45,22 @@ def bench_targets(plan: list[tuple[Path, Path | None, Any]], device: str, notes:
             targets.append({"name": str(a), "kind": "onnx", "path": str(a), "device": device, "vocab": vocab or 100})
         else:
             task = task_of(config, home, "auto")
-            targets.append({"name": str(a), "kind": "torch", "path": str(home), "device": device, "task": task,
-                            "vocab": config.vocab_size})
+            targets.append(
+                {"name": str(a), "kind": "torch", "path": str(home), "device": device, "task": task, "vocab": config.vocab_size}
+            )
     return targets
 
 
-def time_plan(plan, batch_sizes: list[int], seq_lengths: list[int], warmup: int, iterations: int, rounds: int,
-              threads: int | None, device: str) -> tuple[list[dict], list[str]]:
+def time_plan(
+    plan,
+    batch_sizes: list[int],
+    seq_lengths: list[int],
+    warmup: int,
+    iterations: int,
+    rounds: int,
+    threads: int | None,
+    device: str,
+) -> tuple[list[dict], list[str]]:
     """Time every artifact of ``plan`` on synthetic batches; returns the rows and the notes about the timing."""
     from compressor.core.errors import ModelError
     from compressor.core.progress import console_log

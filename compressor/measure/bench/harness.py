@@ -39,9 +39,16 @@ def split_iterations(iterations: int, rounds: int) -> int:
     return max(1, math.ceil(iterations / max(1, rounds)))
 
 
-def time_interleaved(targets: list[Timed], batch_sizes: list[int], seq_lengths: list[int], warmup: int,
-                     iterations: int, rounds: int, batch_fn: Callable[[int, int, int], dict],
-                     progress: Callable[[str], None] | None = None) -> dict[str, list[dict]]:
+def time_interleaved(
+    targets: list[Timed],
+    batch_sizes: list[int],
+    seq_lengths: list[int],
+    warmup: int,
+    iterations: int,
+    rounds: int,
+    batch_fn: Callable[[int, int, int], dict],
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, list[dict]]:
     """Rows per target name: one per (batch, seq), with all-sample percentiles and the per-round medians.
 
     A target whose preparation or run fails gets ``{"error": ...}`` rows instead, and the others go on."""
@@ -59,21 +66,35 @@ def time_interleaved(targets: list[Timed], batch_sizes: list[int], seq_lengths: 
                     live[t.name] = run
                 except Exception as e:  # one artifact failing must not lose the others' numbers
                     rows[t.name].append({"batch": b, "seq": s, "error": _one_line(e), **t.info})
-            samples = _rounds([t for t in targets if t.name in live], live, rounds, per_round,
-                              (lambda r, b=b, s=s: progress(f"batch {b} x seq {s}: round {r}/{rounds} timed")) if progress else None)
+            samples = _rounds(
+                [t for t in targets if t.name in live],
+                live,
+                rounds,
+                per_round,
+                (lambda r, b=b, s=s: progress(f"batch {b} x seq {s}: round {r}/{rounds} timed")) if progress else None,
+            )
             for t in targets:
                 if t.name not in live:
                     continue
                 per = samples[t.name]
                 flat = [x for r in per for x in r]
-                rows[t.name].append({"batch": b, "seq": s, **t.info, **summarize(flat, b),
-                                     "rounds": len(per), "per_round": per_round,
-                                     "round_p50_ms": [round(float(np.median(r)), 4) for r in per]})
+                rows[t.name].append(
+                    {
+                        "batch": b,
+                        "seq": s,
+                        **t.info,
+                        **summarize(flat, b),
+                        "rounds": len(per),
+                        "per_round": per_round,
+                        "round_p50_ms": [round(float(np.median(r)), 4) for r in per],
+                    }
+                )
     return rows
 
 
-def _rounds(targets: list[Timed], live: dict[str, Callable], rounds: int, per_round: int,
-            done: Callable[[int], None] | None = None) -> dict[str, list[list[float]]]:
+def _rounds(
+    targets: list[Timed], live: dict[str, Callable], rounds: int, per_round: int, done: Callable[[int], None] | None = None
+) -> dict[str, list[list[float]]]:
     samples: dict[str, list[list[float]]] = {t.name: [] for t in targets}
     for r in range(max(1, rounds)):
         k = r % len(targets) if targets else 0

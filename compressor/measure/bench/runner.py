@@ -33,8 +33,7 @@ def synthetic_batch(batch: int, seq: int, vocab: int, seed: int = 0) -> dict[str
     return encoder_signature({"vocab_size": vocab}).synthetic_inputs(batch, seq, seed=seed, low=min(1000, vocab // 2))
 
 
-def bench_torch(model, batch_sizes, seq_lengths, warmup=5, iterations=30, device="cpu", threads=None,
-                rounds=1) -> list[dict]:
+def bench_torch(model, batch_sizes, seq_lengths, warmup=5, iterations=30, device="cpu", threads=None, rounds=1) -> list[dict]:
     """Time a live PyTorch model in this process (benchmark scripts, bitsandbytes on CUDA).
 
     On CPU this process's OpenMP waiting policy applies: runs that compare PyTorch with ONNX Runtime time
@@ -70,6 +69,7 @@ def _bench_torch(model, batch_sizes, seq_lengths, warmup, iterations, device, ro
         def run():
             with torch.inference_mode():
                 model(**inputs)
+
         return run
 
     if device == "cuda":
@@ -85,8 +85,9 @@ def _bench_torch(model, batch_sizes, seq_lengths, warmup, iterations, device, ro
     return rows
 
 
-def bench_onnx(path: Path, vocab: int, batch_sizes, seq_lengths, warmup=5, iterations=30, device="cpu", threads=None,
-               rounds=1) -> list[dict]:
+def bench_onnx(
+    path: Path, vocab: int, batch_sizes, seq_lengths, warmup=5, iterations=30, device="cpu", threads=None, rounds=1
+) -> list[dict]:
     """Time one ONNX file in this process (spinning disabled, as everywhere)."""
     from compressor.measure.bench.harness import Timed, time_interleaved
     from compressor.measure.feeds import onnx_feed
@@ -108,8 +109,10 @@ def busy_note() -> str | None:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     cores = os.cpu_count() or 1
     if load > 0.5 * cores:
-        return (f"the machine was busy while timing (load average {load:.1f} on {cores} cores): latencies read high; "
-                "measure on an idle machine, or compare only numbers taken together")
+        return (
+            f"the machine was busy while timing (load average {load:.1f} on {cores} cores): latencies read high; "
+            "measure on an idle machine, or compare only numbers taken together"
+        )
     return None
 
 

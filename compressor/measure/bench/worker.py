@@ -33,29 +33,54 @@ def default_threads() -> int:
 def thread_policy(threads: int | None) -> dict:
     """What the report states about how the runtimes were set up for timing."""
     n = threads or default_threads()
-    return {"threads": n, "torch": f"{n} intra-op threads, OpenMP passive waiting (OMP_WAIT_POLICY=PASSIVE), "
-                                   "in a separate timing process",
-            "onnxruntime": f"{n} intra-op threads, 1 inter-op thread, thread spinning disabled",
-            "order": "interleaved rounds: every artifact once per round, the order rotating"}
+    return {
+        "threads": n,
+        "torch": f"{n} intra-op threads, OpenMP passive waiting (OMP_WAIT_POLICY=PASSIVE), in a separate timing process",
+        "onnxruntime": f"{n} intra-op threads, 1 inter-op thread, thread spinning disabled",
+        "order": "interleaved rounds: every artifact once per round, the order rotating",
+    }
 
 
 def worker_env(threads: int) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
-                "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"})
+    env.update(
+        {
+            "OMP_WAIT_POLICY": "PASSIVE",
+            "OMP_NUM_THREADS": str(threads),
+            "MKL_NUM_THREADS": str(threads),
+            "TOKENIZERS_PARALLELISM": "false",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     root = str(Path(__file__).resolve().parents[3])  # this compressor, even when another copy is installed
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
 
-def time_artifacts(targets: list[dict], batch_sizes: list[int], seq_lengths: list[int], warmup: int, iterations: int,
-                   rounds: int, threads: int | None = None, timeout: float | None = None) -> dict[str, list[dict]]:
+def time_artifacts(
+    targets: list[dict],
+    batch_sizes: list[int],
+    seq_lengths: list[int],
+    warmup: int,
+    iterations: int,
+    rounds: int,
+    threads: int | None = None,
+    timeout: float | None = None,
+) -> dict[str, list[dict]]:
     """Rows per target name. ``targets``: dicts with name, kind ("torch" | "onnx"), path, task, device, vocab and,
     for classifiers, num_labels. A target that fails has rows with an ``error`` field."""
     n = threads or default_threads()
     with tempfile.TemporaryDirectory(prefix="compressor-bench-") as tmp:
-        spec = {"targets": targets, "batch_sizes": batch_sizes, "seq_lengths": seq_lengths, "warmup": warmup,
-                "iterations": iterations, "rounds": rounds, "threads": n, "out": str(Path(tmp) / "rows.json")}
+        spec = {
+            "targets": targets,
+            "batch_sizes": batch_sizes,
+            "seq_lengths": seq_lengths,
+            "warmup": warmup,
+            "iterations": iterations,
+            "rounds": rounds,
+            "threads": n,
+            "out": str(Path(tmp) / "rows.json"),
+        }
         spec_file = Path(tmp) / "spec.json"
         spec_file.write_text(json.dumps(spec, default=str))
         returncode, tail = _run_worker(spec_file, n, timeout)
@@ -76,12 +101,17 @@ def _run_worker(spec_file: Path, threads: int, timeout: float | None) -> tuple[i
 
     log = logging.getLogger("compressor")
     t0, tail = time.perf_counter(), []
-    proc = subprocess.Popen([sys.executable, "-m", "compressor.measure.bench.worker", str(spec_file)], env=worker_env(threads),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "compressor.measure.bench.worker", str(spec_file)],
+        env=worker_env(threads),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         for line in proc.stderr:
             if line.startswith(PROGRESS):
-                log.info("timing: %s (%.0fs so far)", line[len(PROGRESS):].strip(), time.perf_counter() - t0)
+                log.info("timing: %s (%.0fs so far)", line[len(PROGRESS) :].strip(), time.perf_counter() - t0)
             elif line.strip():
                 tail = (tail + [line.rstrip()])[-20:]
             if timeout is not None and time.perf_counter() - t0 > timeout:
@@ -118,6 +148,7 @@ def _torch_target(t: dict, threads: int):
         def run():
             with torch.inference_mode():
                 model(**inputs)
+
         return run
 
     info = {"runtime": "torch", "device": t["device"], "threads": threads}
@@ -163,9 +194,16 @@ def main(spec_path: str) -> int:
         target.info["load_rss_mb"] = round(_rss_mb() - before, 1)
         timed.append(target)
         keep.append(obj)
-    rows = time_interleaved(timed, spec["batch_sizes"], spec["seq_lengths"], spec["warmup"], spec["iterations"],
-                            spec["rounds"], lambda b, s, v: synthetic_batch(b, s, v),
-                            progress=lambda msg: print(PROGRESS + msg, file=sys.stderr, flush=True))
+    rows = time_interleaved(
+        timed,
+        spec["batch_sizes"],
+        spec["seq_lengths"],
+        spec["warmup"],
+        spec["iterations"],
+        spec["rounds"],
+        lambda b, s, v: synthetic_batch(b, s, v),
+        progress=lambda msg: print(PROGRESS + msg, file=sys.stderr, flush=True),
+    )
     for name, err in failed.items():
         rows[name] = [{"batch": b, "seq": s, "error": err} for b in spec["batch_sizes"] for s in spec["seq_lengths"]]
     Path(spec["out"]).write_text(json.dumps(rows))

@@ -25,11 +25,18 @@ def distill(cfg: DistillStage, ctx: PlanContext) -> Advice:
             return Advice("", "depends on the student", f"student {st.path}: its config is not readable here")
         layers, hidden, inter = student.layers, student.hidden, student.intermediate
     elif teacher is None:
-        return Advice("", "faster + smaller (dense)", "the model's config.json is not local, so the ratio is unknown; "
-                      "fewer or narrower layers speed up every runtime")
+        return Advice(
+            "",
+            "faster + smaller (dense)",
+            "the model's config.json is not local, so the ratio is unknown; fewer or narrower layers speed up every runtime",
+        )
     elif st.current:
-        return Advice("", "accuracy (recovery)", "student: current: the model as the previous stages left it (e.g. pruned) "
-                      "learns from the teacher; its size and speed do not change here" + training_extras(cfg))
+        return Advice(
+            "",
+            "accuracy (recovery)",
+            "student: current: the model as the previous stages left it (e.g. pruned) "
+            "learns from the teacher; its size and speed do not change here" + training_extras(cfg),
+        )
     elif st.layers is not None or st.every is not None:
         keep = len(st.layers) if st.layers is not None else math.ceil(teacher.layers / st.every)
         layers, hidden, inter = keep, teacher.hidden, teacher.intermediate
@@ -39,9 +46,11 @@ def distill(cfg: DistillStage, ctx: PlanContext) -> Advice:
     speed = teacher.compute() / max(teacher.compute(layers, hidden, inter), 1)
     size = teacher.params() / max(teacher.params(layers, hidden, inter), 1)
     verdict = "faster + smaller" if speed > 1.05 else ("smaller" if size > 1.05 else "no gain")
-    why = (f"student {layers} layers × {hidden} wide vs teacher {teacher.layers} × {teacher.hidden}: "
-           f"≈{speed:.1f}× less compute per token, ≈{size:.1f}× fewer parameters "
-           f"({'the embeddings stay' if hidden == teacher.hidden else 'embeddings narrower too'}); dense, so every runtime gains")
+    why = (
+        f"student {layers} layers × {hidden} wide vs teacher {teacher.layers} × {teacher.hidden}: "
+        f"≈{speed:.1f}× less compute per token, ≈{size:.1f}× fewer parameters "
+        f"({'the embeddings stay' if hidden == teacher.hidden else 'embeddings narrower too'}); dense, so every runtime gains"
+    )
     if st.path is None and st.layers is None and st.every is None:
         why += "; random init: needs a long distillation"
     return Advice("", verdict, why + training_extras(cfg))

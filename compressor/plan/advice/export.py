@@ -15,8 +15,12 @@ def export(cfg: ExportStage, ctx: PlanContext) -> Advice:
         return Advice("", "runtime", "ONNX Runtime graph; fusions depend on the architecture (config not local)")
     fam = FAMILIES.get(mt)
     if fam is not None and fam.ort_optimizer and cfg.optimize:
-        return Advice("", "faster (CPU)", f"'{mt}': ONNX Runtime fuses attention / layer norm / GELU; "
-                      "usually faster than PyTorch eager at small batches; same size")
+        return Advice(
+            "",
+            "faster (CPU)",
+            f"'{mt}': ONNX Runtime fuses attention / layer norm / GELU; "
+            "usually faster than PyTorch eager at small batches; same size",
+        )
     if fam is not None and fam.ort_optimizer:
         return Advice("", "runtime", f"optimize: false: the plain graph, without the fusions ORT has for '{mt}'")
     why = fam.no_fusion if fam else "no ONNX Runtime transformer optimizer for this architecture"

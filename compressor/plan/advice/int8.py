@@ -17,9 +17,16 @@ def int8(cfg: DynamicQuant | StaticQuant, ctx: PlanContext) -> Advice:
         return Advice("", "faster + smaller", f"{size}; {int8_speed(ctx)}{gpu}")
     if "avx2" in flags:
         rr = "" if cfg.reduce_range else "; set reduce_range: true if accuracy drops"
-        return Advice("", "smaller, modestly faster", f"{size}; no VNNI/AMX here: ORT's u8s8 kernels use AVX2 "
-                      f"(vpmaddubsw), smaller speed-up and a risk of saturation{rr}{gpu}")
+        return Advice(
+            "",
+            "smaller, modestly faster",
+            f"{size}; no VNNI/AMX here: ORT's u8s8 kernels use AVX2 "
+            f"(vpmaddubsw), smaller speed-up and a risk of saturation{rr}{gpu}",
+        )
     if ctx.arch in ("aarch64", "arm64"):
-        return Advice("", "smaller; speed: measure", f"{size}; ARM CPU: int8 speed depends on dot-product support "
-                      f"(check with compressor bench){gpu}")
+        return Advice(
+            "",
+            "smaller; speed: measure",
+            f"{size}; ARM CPU: int8 speed depends on dot-product support (check with compressor bench){gpu}",
+        )
     return Advice("", "smaller, likely not faster", f"{size}; this CPU reports no AVX2/VNNI: int8 kernels gain little{gpu}")

@@ -8,5 +8,9 @@ from compressor.recipe.schema import QATQuant
 
 @ADVICE.register(QATQuant)
 def qat(cfg: QATQuant, ctx: PlanContext) -> Advice:
-    return Advice("", "faster + smaller", "exports the QAT-trained model as a QDQ graph: int8 weights (≈4× smaller "
-                  "MatMul weights), integer MatMuls in ONNX Runtime; " + int8_speed(ctx))
+    return Advice(
+        "",
+        "faster + smaller",
+        "exports the QAT-trained model as a QDQ graph: int8 weights (≈4× smaller "
+        "MatMul weights), integer MatMuls in ONNX Runtime; " + int8_speed(ctx),
+    )

@@ -18,6 +18,10 @@ def structured(cfg: StructuredPrune, ctx: PlanContext) -> Advice:
     attn_share = (heads - rm) / heads if heads else 1.0
     per_layer = 4 * shape.hidden * shape.hidden * attn_share + (3 if shape.model_type in GATED_MLP else 2) * shape.hidden * ffn
     speed = shape.layer_params() / max(per_layer, 1)
-    return Advice("", "faster + smaller", f"{rm} of {heads} heads and FFN {shape.intermediate} → ≈{ffn} per layer: "
-                  f"≈{speed:.1f}× less layer compute (dense matrices shrink, every runtime gains); plan a recovery "
-                  "finetune / distill stage after it")
+    return Advice(
+        "",
+        "faster + smaller",
+        f"{rm} of {heads} heads and FFN {shape.intermediate} → ≈{ffn} per layer: "
+        f"≈{speed:.1f}× less layer compute (dense matrices shrink, every runtime gains); plan a recovery "
+        "finetune / distill stage after it",
+    )

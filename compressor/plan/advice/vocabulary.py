@@ -10,5 +10,9 @@ from compressor.recipe.schema import VocabularyPrune
 def vocabulary(cfg: VocabularyPrune, ctx: PlanContext) -> Advice:
     shape = ctx.shape
     share = f" (the embedding table is {shape.vocab * shape.hidden / shape.params():.0%} of the parameters)" if shape else ""
-    return Advice("", "smaller, not faster", f"drops embedding rows of tokens the training data never uses{share}; "
-                  "an embedding lookup costs the same whatever the table size")
+    return Advice(
+        "",
+        "smaller, not faster",
+        f"drops embedding rows of tokens the training data never uses{share}; "
+        "an embedding lookup costs the same whatever the table size",
+    )

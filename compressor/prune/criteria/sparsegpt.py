@@ -33,14 +33,13 @@ class SparseGPT(Criterion):
             i2 = min(i1 + block, cols)
             W1, Hinv1 = W[:, i1:i2].clone(), hinv[i1:i2, i1:i2]
             Err1 = torch.zeros_like(W1)
-            mask1 = None if pattern.structured else pattern.keep(W1 ** 2 / torch.diag(Hinv1).reshape(1, -1) ** 2,
-                                                                  sparsity)
+            mask1 = None if pattern.structured else pattern.keep(W1**2 / torch.diag(Hinv1).reshape(1, -1) ** 2, sparsity)
             if mask1 is None:
                 mask1 = torch.zeros_like(W1, dtype=torch.bool)
             for i in range(i2 - i1):
                 if pattern.structured and i % pattern.m == 0:
-                    sal = W1[:, i:i + pattern.m] ** 2 / torch.diag(Hinv1)[i:i + pattern.m].reshape(1, -1) ** 2
-                    mask1[:, i:i + pattern.m] = pattern.keep(sal, sparsity)
+                    sal = W1[:, i : i + pattern.m] ** 2 / torch.diag(Hinv1)[i : i + pattern.m].reshape(1, -1) ** 2
+                    mask1[:, i : i + pattern.m] = pattern.keep(sal, sparsity)
                 w_col, d = W1[:, i], Hinv1[i, i]
                 q = torch.where(mask1[:, i], w_col, torch.zeros_like(w_col))
                 err = (w_col - q) / d
@@ -74,6 +73,9 @@ def _inverse_cholesky(H: torch.Tensor, dampening: float, where: str, field: str)
         inv = torch.cholesky_inverse(L)
         U, info = torch.linalg.cholesky_ex(inv, upper=True)
     if int(info) != 0 or not torch.isfinite(U).all():
-        raise PatternError(field, f"the input Hessian of {where} is singular (not positive definite) with dampening "
-                                  f"{dampening:g}: raise {field} (e.g. 0.01) or calibrate on more tokens")
+        raise PatternError(
+            field,
+            f"the input Hessian of {where} is singular (not positive definite) with dampening "
+            f"{dampening:g}: raise {field} (e.g. 0.01) or calibrate on more tokens",
+        )
     return U

@@ -33,7 +33,6 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-
 def _patterns(v: list[str]) -> list[str]:
     for p in v:
         try:

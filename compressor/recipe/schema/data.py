@@ -25,25 +25,37 @@ class SplitConfig(Strict):
     stratify: bool = True
     dedupe: bool = True
     conflicts: Literal["keep-first", "majority", "drop"] = Field(
-        default="keep-first", description="a text seen more than once with different labels: keep the first occurrence's "
-        "label, the most common label, or drop the text (with dedupe)")
-    validation: float = Field(default=0.1, ge=0.0, lt=1.0,
-                              description="share of the training rows held out (stratified) to choose the best checkpoint "
-                                          "and INT8 budget trials; taken from rows max_train_samples leaves unused when "
-                                          "there are enough. dev / test are then only evaluated")
-    validation_max: int = Field(default=2000, ge=1, description="at most this many validation rows (evaluated at every "
-                                                                 "eval_every: a large one slows training)")
+        default="keep-first",
+        description="a text seen more than once with different labels: keep the first occurrence's "
+        "label, the most common label, or drop the text (with dedupe)",
+    )
+    validation: float = Field(
+        default=0.1,
+        ge=0.0,
+        lt=1.0,
+        description="share of the training rows held out (stratified) to choose the best checkpoint "
+        "and INT8 budget trials; taken from rows max_train_samples leaves unused when "
+        "there are enough. dev / test are then only evaluated",
+    )
+    validation_max: int = Field(
+        default=2000,
+        ge=1,
+        description="at most this many validation rows (evaluated at every eval_every: a large one slows training)",
+    )
     select_on: Literal["validation", "dev"] = Field(
-        default="validation", description="dev: choose checkpoints on the dev split instead (the report then says that "
-                                          "its dev figure is the selection metric)")
+        default="validation",
+        description="dev: choose checkpoints on the dev split instead (the report then says that "
+        "its dev figure is the selection metric)",
+    )
 
     @model_validator(mode="after")
     def _sum(self) -> SplitConfig:
         if self.dev + self.test >= 1.0:
             raise ValueError("dev + test must be < 1")
         if self.select_on == "validation" and self.validation == 0:
-            raise ValueError("validation is 0 but select_on is validation: give validation a share (e.g. 0.1) "
-                             "or set select_on: dev")
+            raise ValueError(
+                "validation is 0 but select_on is validation: give validation a share (e.g. 0.1) or set select_on: dev"
+            )
         return self
 
 
@@ -78,21 +90,30 @@ TextColumns = Annotated[Any, PlainValidator(_text_columns, json_schema_input_typ
 
 
 class DataConfig(Strict):
-    train: PathStr = Field(description="csv / tsv / jsonl / parquet / txt file, a Hugging Face datasets folder "
-                                       "(save_to_disk, or data files load_dataset reads), hf:NAME[:CONFIG], or pkg://…")
+    train: PathStr = Field(
+        description="csv / tsv / jsonl / parquet / txt file, a Hugging Face datasets folder "
+        "(save_to_disk, or data files load_dataset reads), hf:NAME[:CONFIG], or pkg://…"
+    )
     dev: PathStr | None = None
     test: PathStr | None = None
     calibration: PathStr | None = None
     format: Literal["auto", "csv", "tsv", "jsonl", "parquet", "text"] = "auto"
     encoding: str = "utf-8"
     quoting: Literal["auto", "csv", "none"] = Field(
-        default="auto", description="csv / tsv quoting: csv honours \"...\" fields (separators, doubled quotes, newlines "
-        "inside); none reads quotes literally; auto: csv for .csv, and for .tsv when the file parses cleanly that way")
-    sep: str | None = Field(default=None, description="the one character between columns of a csv / tsv / txt table "
-                            "(e.g. ';', '|', '\\t'); unset: the format's own (',' / tab), or the one candidate (, tab ; |) "
-                            "that splits the first records evenly")
-    header: bool = Field(default=True, description="false: the first row is data; columns are then named by `columns` "
-                                                   "or given by position (text: 0, label: 1)")
+        default="auto",
+        description='csv / tsv quoting: csv honours "..." fields (separators, doubled quotes, newlines '
+        "inside); none reads quotes literally; auto: csv for .csv, and for .tsv when the file parses cleanly that way",
+    )
+    sep: str | None = Field(
+        default=None,
+        description="the one character between columns of a csv / tsv / txt table "
+        "(e.g. ';', '|', '\\t'); unset: the format's own (',' / tab), or the one candidate (, tab ; |) "
+        "that splits the first records evenly",
+    )
+    header: bool = Field(
+        default=True,
+        description="false: the first row is data; columns are then named by `columns` or given by position (text: 0, label: 1)",
+    )
     columns: list[str] | None = Field(default=None, description="names for the columns of a headerless file, in order")
     text: TextColumns = "text"
     label: Column | None = "label"

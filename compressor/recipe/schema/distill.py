@@ -19,8 +19,11 @@ class StudentConfig(Strict):
     hidden_size: int | None = Field(default=None, ge=1, le=1_000_000)
     intermediate_size: int | None = Field(default=None, ge=1, le=10_000_000)
     num_attention_heads: int | None = Field(default=None, ge=1, le=10_000)
-    current: bool = Field(default=False, description="the model as the previous stages left it (e.g. pruned), "
-                                                      "distilled from `teacher`; `student: current` for short")
+    current: bool = Field(
+        default=False,
+        description="the model as the previous stages left it (e.g. pruned), "
+        "distilled from `teacher`; `student: current` for short",
+    )
 
     @model_validator(mode="after")
     def _one_way(self) -> StudentConfig:
@@ -92,8 +95,9 @@ class DistillStage(TrainConfig):
     def _soft_targets(cls, v: TransferData | None, info: ValidationInfo) -> TransferData | None:
         losses = info.data.get("losses") or []
         if v is not None and not any(x.type != "logits" or x.alpha < 1 for x in losses):
-            raise ValueError("transfer rows have no labels: add a soft-target loss (logits with alpha < 1) or a "
-                             "hidden / attention loss")
+            raise ValueError(
+                "transfer rows have no labels: add a soft-target loss (logits with alpha < 1) or a hidden / attention loss"
+            )
         return v
 
     @field_validator("student", mode="before")
@@ -112,11 +116,24 @@ class DistillStage(TrainConfig):
         # a layer-subset student's layers and family are checked against config.json (compressor/recipe/model_config.py)
         needs: tuple[Need, ...] = ()
         if self.teacher is not None:
-            needs += (Need(TRIMMED, False, "the vocabulary was trimmed by an earlier stage, so this teacher's tokens differ "
-                           "from the student's: trim the vocabulary after distillation", ("teacher",)),)
+            needs += (
+                Need(
+                    TRIMMED,
+                    False,
+                    "the vocabulary was trimmed by an earlier stage, so this teacher's tokens differ "
+                    "from the student's: trim the vocabulary after distillation",
+                    ("teacher",),
+                ),
+            )
         if self.transfer is not None:
-            needs += (Need(CLASSIFIER, True, "a transfer set is for classifiers (a causal LM's extra text is just more "
-                           "data.train)", ("transfer",)),)
+            needs += (
+                Need(
+                    CLASSIFIER,
+                    True,
+                    "a transfer set is for classifiers (a causal LM's extra text is just more data.train)",
+                    ("transfer",),
+                ),
+            )
         contract = self.training_contract(new_model=not self.student.current, needs=needs)
         # the report's baseline is the teacher, which the stage keeps itself
         return replace(contract, compresses=False)

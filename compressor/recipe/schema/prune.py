@@ -22,8 +22,11 @@ from compressor.recipe.schema.base import (
     _patterns,
 )
 
-AFTER_QAT = Need(FAKE_QUANT, False, "pruning between QAT training and `quantize: {type: qat}` would change the "
-                 "fake-quantized layers; prune before the QAT stage")
+AFTER_QAT = Need(
+    FAKE_QUANT,
+    False,
+    "pruning between QAT training and `quantize: {type: qat}` would change the fake-quantized layers; prune before the QAT stage",
+)
 
 # Linear layers whose names match one of these (re.search) are never pruned (unstructured) unless the
 # recipe's ``exclude`` says otherwise: embeddings, task heads (BERT's pooler is part of the classification
@@ -55,8 +58,12 @@ class MovementCriterion(Strict):
 class CalibrationCriterion(Strict):
     """A one-shot criterion observed on calibration text, layer by layer (a ``prune`` stage of a causal LM)."""
 
-    samples: int = Field(default=64, ge=1, le=100_000, description="calibration blocks of data.max_length tokens, from "
-                         "data.calibration when given, else the training split")
+    samples: int = Field(
+        default=64,
+        ge=1,
+        le=100_000,
+        description="calibration blocks of data.max_length tokens, from data.calibration when given, else the training split",
+    )
     batch_size: int = Field(default=8, ge=1, le=4096, description="blocks per forward pass while calibrating")
 
 
@@ -71,13 +78,19 @@ class SparseGPTCriterion(CalibrationCriterion):
     layer's outputs, with the inverse of the layer input Hessian H = 2 X Xᵀ / tokens."""
 
     type: Literal["sparsegpt"] = "sparsegpt"
-    dampening: float = Field(default=0.01, ge=0.0, le=10.0, description="adds dampening · mean(diag H) to H's diagonal "
-                             "so that it can be inverted (0: none; a singular H is then refused)")
+    dampening: float = Field(
+        default=0.01,
+        ge=0.0,
+        le=10.0,
+        description="adds dampening · mean(diag H) to H's diagonal "
+        "so that it can be inverted (0: none; a singular H is then refused)",
+    )
     block_size: int = Field(default=128, ge=1, le=65536, description="columns whose masks are chosen together")
 
 
-Criterion = Annotated[Union[MagnitudeCriterion, TaylorCriterion, MovementCriterion, WandaCriterion, SparseGPTCriterion],
-                      Field(discriminator="type")]
+Criterion = Annotated[
+    Union[MagnitudeCriterion, TaylorCriterion, MovementCriterion, WandaCriterion, SparseGPTCriterion], Field(discriminator="type")
+]
 ONE_SHOT_CRITERIA = ("wanda", "sparsegpt")  # criteria that need calibration text and prune one-shot only (their types)
 NM_RE = re.compile(r"^(\d+):(\d+)$")
 
@@ -88,8 +101,10 @@ def _nm(spec: str) -> tuple[int, int] | None:
         return None
     match = NM_RE.match(spec)
     if not match or not 0 < int(match[1]) < int(match[2]) <= 64:
-        raise ValueError(f"{spec!r}: write 'unstructured' or N:M with 0 < N < M <= 64, such as '2:4' (N weights kept "
-                         "in every group of M along the input dimension)")
+        raise ValueError(
+            f"{spec!r}: write 'unstructured' or N:M with 0 < N < M <= 64, such as '2:4' (N weights kept "
+            "in every group of M along the input dimension)"
+        )
     return int(match[1]), int(match[2])
 
 
@@ -98,7 +113,9 @@ class ScheduleConfig(Strict):
 
     type: Literal["one_shot", "linear", "cubic"] = "cubic"
     start: int = Field(default=0, ge=0, le=BIG, description="optimizer step of the first pruning update")
-    end: int | None = Field(default=None, ge=1, le=BIG, description="step the final sparsity is reached; default 70 % of training")
+    end: int | None = Field(
+        default=None, ge=1, le=BIG, description="step the final sparsity is reached; default 70 % of training"
+    )
     every: int = Field(default=50, ge=1, le=1_000_000, description="steps between pruning updates")
     initial: float = Field(default=0.0, ge=0.0, lt=1.0, description="sparsity at the first update")
 
@@ -116,11 +133,15 @@ class UnstructuredPrune(StageConfig):
     type: Literal["unstructured"] = "unstructured"
     sparsity: float = Field(ge=0.0, lt=1.0, description="final fraction of zeros in the pruned layers")
     criterion: Criterion = Field(default_factory=MagnitudeCriterion)
-    scope: Literal["global", "layer"] = Field(default="global", description="one threshold for all layers, or per layer "
-                                              "(unstructured magnitude / Taylor / movement)")
-    pattern: str = Field(default="unstructured", description="'unstructured', or N:M such as '2:4' / '4:8': N weights "
-                         "kept in every M along the input dimension (smaller when compressed; faster only with sparse "
-                         "kernels)")
+    scope: Literal["global", "layer"] = Field(
+        default="global", description="one threshold for all layers, or per layer (unstructured magnitude / Taylor / movement)"
+    )
+    pattern: str = Field(
+        default="unstructured",
+        description="'unstructured', or N:M such as '2:4' / '4:8': N weights "
+        "kept in every M along the input dimension (smaller when compressed; faster only with sparse "
+        "kernels)",
+    )
     include: list[str] = Field(default_factory=lambda: [".*"], min_length=1, description="regexes over module names")
     exclude: list[str] = Field(default_factory=lambda: list(DEFAULT_EXCLUDE))
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
@@ -132,8 +153,9 @@ class UnstructuredPrune(StageConfig):
     def _scope(cls, v: str, info: ValidationInfo) -> str:
         crit = info.data.get("criterion")
         if v == "global" and crit is not None and crit.type in ONE_SHOT_CRITERIA:
-            raise ValueError(f"criterion {crit.type} prunes each layer on its own (layer by layer): use scope layer "
-                             "or leave scope out")
+            raise ValueError(
+                f"criterion {crit.type} prunes each layer on its own (layer by layer): use scope layer or leave scope out"
+            )
         return v
 
     @field_validator("pattern")
@@ -142,8 +164,9 @@ class UnstructuredPrune(StageConfig):
         nm = _nm(v)
         final = info.data.get("sparsity")
         if nm is not None and final is not None and abs(final - (1 - nm[0] / nm[1])) > 1e-9:
-            raise ValueError(f"{v} keeps {nm[0]} of every {nm[1]} weights, so sparsity must be {1 - nm[0] / nm[1]:g}, "
-                             f"not {final:g}")
+            raise ValueError(
+                f"{v} keeps {nm[0]} of every {nm[1]} weights, so sparsity must be {1 - nm[0] / nm[1]:g}, not {final:g}"
+            )
         return v
 
     @field_validator("schedule")
@@ -158,17 +181,28 @@ class UnstructuredPrune(StageConfig):
         """As a stage of its own (one-shot: nothing trains while it runs); inside training see TrainConfig."""
         problems = []
         if self.criterion.type == "movement":
-            problems.append((("criterion", "type"), "movement pruning needs training: put `prune:` inside a finetune or "
-                             "distill stage"))
+            problems.append(
+                (("criterion", "type"), "movement pruning needs training: put `prune:` inside a finetune or distill stage")
+            )
         if "schedule" in self.model_fields_set and self.schedule.type != "one_shot":
-            problems.append((("schedule", "type"), f"a {self.schedule.type} schedule needs training: put `prune:` inside a "
-                             "finetune or distill stage, or use schedule type one_shot"))
+            problems.append(
+                (
+                    ("schedule", "type"),
+                    f"a {self.schedule.type} schedule needs training: put `prune:` inside a "
+                    "finetune or distill stage, or use schedule type one_shot",
+                )
+            )
         needs = (AFTER_QAT,)
         if self.criterion.type in ONE_SHOT_CRITERIA:
-            needs += (Need(CAUSAL_LM, True, f"criterion {self.criterion.type} calibrates decoder layers one by one: it "
-                           "needs model.task causal-lm, not {task}"),)
-        return Contract(needs=needs, produces={SPARSE: ()}, problems=tuple(problems), changes_model=True,
-                        compresses=True)
+            needs += (
+                Need(
+                    CAUSAL_LM,
+                    True,
+                    f"criterion {self.criterion.type} calibrates decoder layers one by one: it "
+                    "needs model.task causal-lm, not {task}",
+                ),
+            )
+        return Contract(needs=needs, produces={SPARSE: ()}, problems=tuple(problems), changes_model=True, compresses=True)
 
 
 class StructuredPrune(StageConfig):
@@ -206,13 +240,18 @@ class VocabularyPrune(StageConfig):
     min_count: int = Field(default=1, ge=1, le=BIG, description="a token must occur this often in the training texts")
     keep_single_chars: bool = Field(default=True, description="also keep one-character tokens, so unseen words still split")
     extra_texts: list[PathStr] = Field(
-        default_factory=list, description="unlabelled text files (one text per line) whose tokens are kept too, e.g. "
-        "general English, so that words a small training split lacks keep their own embedding rows")
+        default_factory=list,
+        description="unlabelled text files (one text per line) whose tokens are kept too, e.g. "
+        "general English, so that words a small training split lacks keep their own embedding rows",
+    )
 
     def contract(self) -> Contract:
-        return Contract(needs=(AFTER_QAT, Need(CLASSIFIER, True, "vocabulary pruning is for task sequence-classification, "
-                                               "not {task}")),
-                        produces={TRIMMED: ()}, changes_model=True, compresses=True)
+        return Contract(
+            needs=(AFTER_QAT, Need(CLASSIFIER, True, "vocabulary pruning is for task sequence-classification, not {task}")),
+            produces={TRIMMED: ()},
+            changes_model=True,
+            compresses=True,
+        )
 
 
 PruneStage = Annotated[Union[UnstructuredPrune, StructuredPrune, VocabularyPrune], Field(discriminator="type")]

@@ -15,21 +15,27 @@ class GraphQuant(StageConfig):
 
     def contract(self) -> Contract:
         kind = getattr(self, "type", "?")
-        return Contract(needs=(Need(EXPORTED, True, f"quantize {{type: {kind}}} works on the ONNX model: put an "
-                                    "'export' stage before it"),))
+        return Contract(
+            needs=(Need(EXPORTED, True, f"quantize {{type: {kind}}} works on the ONNX model: put an 'export' stage before it"),)
+        )
 
 
 class DynamicQuant(GraphQuant):
     type: Literal["dynamic"] = "dynamic"
-    per_channel: bool = Field(default=True, description="one weight scale per output column (quantize_dynamic's default "
-                              "is per-tensor): MiniLM SST-2 dev 89.45 -> 90.14 % at batch 1, same speed")
+    per_channel: bool = Field(
+        default=True,
+        description="one weight scale per output column (quantize_dynamic's default "
+        "is per-tensor): MiniLM SST-2 dev 89.45 -> 90.14 % at batch 1, same speed",
+    )
     reduce_range: bool = False
     optimized: bool = Field(default=True, description="quantize the fused (optimized) graph when there is one")
     include_nodes: list[str] = Field(default_factory=list, description="only these graph nodes (default: all MatMuls)")
     exclude_nodes: list[str] = Field(default_factory=list)
     layernorm: Literal["auto", "split", "fused"] = Field(
-        default="auto", description="residual Add + LayerNorm on CPU: 'split' writes Sum + LayerNormalization, which ONNX "
-        "Runtime does not fuse into SkipLayerNormalization (6x slower on ORT 1.32 CPU); 'auto' times both here")
+        default="auto",
+        description="residual Add + LayerNorm on CPU: 'split' writes Sum + LayerNormalization, which ONNX "
+        "Runtime does not fuse into SkipLayerNormalization (6x slower on ORT 1.32 CPU); 'auto' times both here",
+    )
 
 
 class StaticQuant(GraphQuant):
@@ -50,14 +56,19 @@ class StaticQuant(GraphQuant):
     include_nodes: list[str] = Field(default_factory=list, description="only these graph nodes (default: every candidate)")
     exclude_nodes: list[str] = Field(default_factory=list)
     exclude_op_types: list[str] = Field(default_factory=list)
-    optimized: bool = Field(default=True, description="quantize the ORT-fused graph when there is one (fused Attention gets "
-                            "dynamic QAttention); false: the plain export")
+    optimized: bool = Field(
+        default=True,
+        description="quantize the ORT-fused graph when there is one (fused Attention gets "
+        "dynamic QAttention); false: the plain export",
+    )
     max_drop: float | None = Field(default=None, ge=0, description="accuracy points (perplexity for LMs) INT8 may lose")
     max_drop_relative: float | None = Field(default=None, ge=0, le=1, description="fraction of the fp32 metric")
     fallback_trials: int = Field(default=4, ge=0, le=64)
     layernorm: Literal["auto", "split", "fused"] = Field(
-        default="auto", description="residual Add + LayerNorm on CPU: 'split' writes Sum + LayerNormalization, which ONNX "
-        "Runtime does not fuse into SkipLayerNormalization (6x slower on ORT 1.32 CPU); 'auto' times both here")
+        default="auto",
+        description="residual Add + LayerNorm on CPU: 'split' writes Sum + LayerNormalization, which ONNX "
+        "Runtime does not fuse into SkipLayerNormalization (6x slower on ORT 1.32 CPU); 'auto' times both here",
+    )
 
     # field validators (not one model validator) so that errors point at the offending key's line
     @field_validator("percentile")
@@ -106,29 +117,48 @@ class QATQuant(StageConfig):
     tolerance: float = Field(default=0.05, gt=0, le=100, description="largest |ONNX − fake-quant PyTorch| logit difference")
     quantize_embeddings: bool = Field(default=True, description="int8 embedding tables (weight-only, dequantized rows)")
     layernorm: Literal["auto", "split", "fused"] = Field(
-        default="auto", description="residual Add + LayerNorm on CPU: 'split' writes Sum + LayerNormalization, which ONNX "
-        "Runtime does not fuse into SkipLayerNormalization (6x slower on ORT 1.32 CPU); 'auto' times both here")
+        default="auto",
+        description="residual Add + LayerNorm on CPU: 'split' writes Sum + LayerNormalization, which ONNX "
+        "Runtime does not fuse into SkipLayerNormalization (6x slower on ORT 1.32 CPU); 'auto' times both here",
+    )
 
     def contract(self) -> Contract:
-        return Contract(needs=(Need(FAKE_QUANT, True, "quantize {type: qat} exports a model trained with fake "
-                                    "quantization: add `qat: {}` to a finetune or distill stage before it"),),
-                        removes=(FAKE_QUANT,))
+        return Contract(
+            needs=(
+                Need(
+                    FAKE_QUANT,
+                    True,
+                    "quantize {type: qat} exports a model trained with fake "
+                    "quantization: add `qat: {}` to a finetune or distill stage before it",
+                ),
+            ),
+            removes=(FAKE_QUANT,),
+        )
 
 
 class WeightOnlyQuant(GraphQuant):
     """Weight-only quantization of the exported graph's MatMuls (ONNX Runtime MatMulNBits, round to nearest); see
     compressor/quantize/weight_only.py."""
 
-    block_size: Literal[16, 32, 64, 128, 256] = Field(default=32, description="input rows sharing one scale; must "
-                                                      "divide every quantized layer's input width")
+    block_size: Literal[16, 32, 64, 128, 256] = Field(
+        default=32, description="input rows sharing one scale; must divide every quantized layer's input width"
+    )
     symmetric: bool = Field(default=True, description="false: a zero point per block as well")
-    include_lm_head: bool = Field(default=False, description="also quantize the output projection (the MatMul that "
-                                  "yields logits): smaller and faster, usually a larger perplexity cost")
-    include_embeddings: bool = Field(default=False, description="also store the token embedding table in 4 bits "
-                                     "(GatherBlockQuantized; INT4 only): smaller, as onnxruntime-genai's builder does")
+    include_lm_head: bool = Field(
+        default=False,
+        description="also quantize the output projection (the MatMul that "
+        "yields logits): smaller and faster, usually a larger perplexity cost",
+    )
+    include_embeddings: bool = Field(
+        default=False,
+        description="also store the token embedding table in 4 bits "
+        "(GatherBlockQuantized; INT4 only): smaller, as onnxruntime-genai's builder does",
+    )
     accuracy_level: Literal[0, 1, 2, 3, 4] | None = Field(
-        default=4, description="MatMulNBits compute type on CPU: 4 = int8 activations per block (the fast kernel, as "
-        "onnxruntime-genai's builder uses), 0 / None = fp32")
+        default=4,
+        description="MatMulNBits compute type on CPU: 4 = int8 activations per block (the fast kernel, as "
+        "onnxruntime-genai's builder uses), 0 / None = fp32",
+    )
 
 
 class Int4Quant(WeightOnlyQuant):
@@ -142,8 +172,9 @@ class Int8WeightQuant(WeightOnlyQuant):
     @classmethod
     def _four_bit_tables(cls, v: bool) -> bool:
         if v:
-            raise ValueError("ONNX Runtime's GatherBlockQuantized takes 4-bit tables only; int8_weight keeps the "
-                             "embeddings in fp32")
+            raise ValueError(
+                "ONNX Runtime's GatherBlockQuantized takes 4-bit tables only; int8_weight keeps the embeddings in fp32"
+            )
         return v
 
 
@@ -152,14 +183,17 @@ class AwqQuant(WeightOnlyQuant):
     writes model.int4.onnx; see compressor/quantize/awq.py."""
 
     type: Literal["awq"] = "awq"
-    calibration_samples: int = Field(default=32, ge=1, le=100_000, description="training blocks run to observe "
-                                     "activations (data.calibration when set)")
+    calibration_samples: int = Field(
+        default=32, ge=1, le=100_000, description="training blocks run to observe activations (data.calibration when set)"
+    )
     grid: int = Field(default=20, ge=2, le=200, description="points of the scale (α in [0, 1]) and clip searches")
     clip: bool = Field(default=True, description="also search each block's clipping range")
 
     def contract(self) -> Contract:
-        return Contract(needs=GraphQuant.contract(self).needs + (
-            Need(CAUSAL_LM, True, "quantize {type: awq} calibrates a decoder: it needs model.task: causal-lm"),))
+        return Contract(
+            needs=GraphQuant.contract(self).needs
+            + (Need(CAUSAL_LM, True, "quantize {type: awq} calibrates a decoder: it needs model.task: causal-lm"),)
+        )
 
 
 class SmoothQuantQuant(GraphQuant):
@@ -167,18 +201,32 @@ class SmoothQuantQuant(GraphQuant):
     compressor/quantize/smoothquant.py."""
 
     type: Literal["smoothquant"] = "smoothquant"
-    alpha: float = Field(default=0.5, ge=0, le=1, description="migration strength: 0 keeps activations as they are, "
-                         "1 moves all of their range into the weights")
-    activations: Literal["dynamic", "static"] = Field(default="dynamic", description="dynamic: ranges per call; static: "
-                                                      "ranges calibrated on the same blocks (QDQ)")
+    alpha: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="migration strength: 0 keeps activations as they are, 1 moves all of their range into the weights",
+    )
+    activations: Literal["dynamic", "static"] = Field(
+        default="dynamic", description="dynamic: ranges per call; static: ranges calibrated on the same blocks (QDQ)"
+    )
     calibration_samples: int = Field(default=32, ge=1, le=100_000)
     include_lm_head: bool = Field(default=False, description="also quantize the output projection")
 
     def contract(self) -> Contract:
-        return Contract(needs=GraphQuant.contract(self).needs + (
-            Need(CAUSAL_LM, True, "quantize {type: smoothquant} migrates a decoder's activation outliers: it needs "
-                 "model.task: causal-lm"),))
+        return Contract(
+            needs=GraphQuant.contract(self).needs
+            + (
+                Need(
+                    CAUSAL_LM,
+                    True,
+                    "quantize {type: smoothquant} migrates a decoder's activation outliers: it needs model.task: causal-lm",
+                ),
+            )
+        )
 
 
-QuantizeStage = Annotated[Union[DynamicQuant, StaticQuant, QATQuant, Int4Quant, Int8WeightQuant, AwqQuant,
-                                SmoothQuantQuant], Field(discriminator="type")]
+QuantizeStage = Annotated[
+    Union[DynamicQuant, StaticQuant, QATQuant, Int4Quant, Int8WeightQuant, AwqQuant, SmoothQuantQuant],
+    Field(discriminator="type"),
+]

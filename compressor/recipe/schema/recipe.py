@@ -73,50 +73,70 @@ class EvaluateConfig(Strict):
     artifacts: list[Literal["torch", "onnx", "int8", "int4", "baseline"]] = Field(
         default_factory=lambda: ["torch", "onnx", "int8", "int4", "baseline"],
         description="baseline: the uncompressed model (distillation teacher, or the model before pruning), "
-                    "evaluated and benchmarked in the same run (PyTorch, and ONNX when the recipe exports)")
+        "evaluated and benchmarked in the same run (PyTorch, and ONNX when the recipe exports)",
+    )
 
 
 class GenerationBench(Strict):
     """Generation speed of a causal LM (prefill and decode with the KV cache), in the run report."""
 
     prompt: int = Field(default=128, ge=1, le=32768, description="prompt tokens of the timed prefill")
-    new_tokens: int = Field(default=32, ge=2, le=32768, description="greedy tokens generated per measurement (the "
-                            "first by the prefill, the others by decode steps: tokens/s counts those)")
+    new_tokens: int = Field(
+        default=32,
+        ge=2,
+        le=32768,
+        description="greedy tokens generated per measurement (the "
+        "first by the prefill, the others by decode steps: tokens/s counts those)",
+    )
     batch_sizes: list[Annotated[int, Field(ge=1, le=4096)]] = Field(default_factory=lambda: [1, 4])
     warmup: int = Field(default=1, ge=0, le=100)
-    repeats: int = Field(default=3, ge=1, le=1000, description="timed measurements per artifact and batch size; "
-                         "the medians are reported")
+    repeats: int = Field(
+        default=3, ge=1, le=1000, description="timed measurements per artifact and batch size; the medians are reported"
+    )
 
 
 class BenchConfig(Strict):
     enabled: bool = True
     generation: GenerationBench | None = Field(
-        default=None, description="causal LMs: prefill ms, decode tokens/s and peak memory of PyTorch (its KV cache) "
-                                  "and every cached ONNX graph (export.with_past), each in a process of its own; "
-                                  "`generation: {}` for the defaults")
+        default=None,
+        description="causal LMs: prefill ms, decode tokens/s and peak memory of PyTorch (its KV cache) "
+        "and every cached ONNX graph (export.with_past), each in a process of its own; "
+        "`generation: {}` for the defaults",
+    )
     batch_sizes: list[Annotated[int, Field(ge=1, le=4096)]] = Field(default_factory=lambda: [1, 8])
     seq_lengths: list[Annotated[int, Field(ge=1, le=32768)]] = Field(default_factory=lambda: [128])
     warmup: int = Field(default=5, ge=0, le=10_000)
     iterations: int = Field(default=30, ge=1, le=100_000, description="timed runs per shape and artifact, over all rounds")
-    rounds: int = Field(default=5, ge=1, le=1000,
-                        description="interleaved rounds: every artifact is timed once per round (iterations / rounds "
-                                    "runs each); a speed-up is claimed only when the rounds agree")
+    rounds: int = Field(
+        default=5,
+        ge=1,
+        le=1000,
+        description="interleaved rounds: every artifact is timed once per round (iterations / rounds "
+        "runs each); a speed-up is claimed only when the rounds agree",
+    )
     threads: int | None = Field(default=None, ge=1, le=1024)
     devices: list[Literal["cpu", "cuda", "tensorrt"]] = Field(
         default_factory=lambda: ["cpu", "cuda", "tensorrt"],
         description="cuda: PyTorch and ONNX Runtime's CUDA EP; tensorrt: the fp32 ONNX graphs on ORT's TensorRT EP; "
-                    "GPU devices are skipped with a note where there is none")
+        "GPU devices are skipped with a note where there is none",
+    )
     bitsandbytes: list[Literal["int8", "nf4"]] = Field(
         default_factory=lambda: ["int8", "nf4"],
-        description="on CUDA: the final model loaded by bitsandbytes in 8-bit and 4-bit NF4, as extra variants")
+        description="on CUDA: the final model loaded by bitsandbytes in 8-bit and 4-bit NF4, as extra variants",
+    )
 
 
 class OutputConfig(Strict):
-    dir: PathStr | None = Field(default=None, description="parent of the run dir; relative to the recipe file; default: "
-                            "runs/ in the current working directory")
+    dir: PathStr | None = Field(
+        default=None,
+        description="parent of the run dir; relative to the recipe file; default: runs/ in the current working directory",
+    )
     name: str | None = None
-    keep_checkpoints: bool = Field(default=False, description="keep every stage's model snapshot once the run is complete "
-                                   "(default: they are removed; model/ holds the final model)")
+    keep_checkpoints: bool = Field(
+        default=False,
+        description="keep every stage's model snapshot once the run is complete "
+        "(default: they are removed; model/ holds the final model)",
+    )
 
     @field_validator("name")
     @classmethod

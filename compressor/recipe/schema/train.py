@@ -45,8 +45,10 @@ class LoRAConfig(Strict):
     alpha: float = Field(default=16.0, gt=0, le=1_000_000, description="the update is scaled by alpha / rank")
     dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
     target_modules: list[str] | None = Field(
-        default=None, description="module names (a name or its last dotted parts, as peft matches them, e.g. q_proj); "
-        "default: every Linear layer except the output / task head")
+        default=None,
+        description="module names (a name or its last dotted parts, as peft matches them, e.g. q_proj); "
+        "default: every Linear layer except the output / task head",
+    )
 
     @field_validator("target_modules")
     @classmethod
@@ -60,8 +62,12 @@ class PartialConfig(Strict):
     """Partial fine-tuning: freeze parameters by pattern and / or train only the last N transformer layers."""
 
     freeze: list[str] = Field(default_factory=list, description="regexes (re.search) over parameter names to freeze")
-    last_layers: int | None = Field(default=None, ge=1, le=100_000, description="only the last N transformer layers "
-                                    "train (everything else, embeddings and head included, is frozen)")
+    last_layers: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        description="only the last N transformer layers train (everything else, embeddings and head included, is frozen)",
+    )
 
     _freeze = field_validator("freeze")(classmethod(lambda cls, v: _patterns(v)))
 
@@ -82,8 +88,11 @@ class TrainConfig(StageConfig):
     checkpoint_every: int | None = Field(default=None, ge=1, le=BIG, description="steps between resumable checkpoints")
     prune: UnstructuredPrune | None = Field(default=None, description="gradual pruning during this stage's training")
     qat: QATConfig | None = Field(default=None, description="quantization-aware training during this stage")
-    lora: LoRAConfig | None = Field(default=None, description="train LoRA adapters instead of the weights (peft; "
-                                    "pip install 'compressor[llm]'), merged at the end of the stage")
+    lora: LoRAConfig | None = Field(
+        default=None,
+        description="train LoRA adapters instead of the weights (peft; "
+        "pip install 'compressor[llm]'), merged at the end of the stage",
+    )
     partial: PartialConfig | None = Field(default=None, description="freeze part of the model while this stage trains")
 
     @field_validator("qat", mode="before")
@@ -97,8 +106,10 @@ class TrainConfig(StageConfig):
         from compressor.recipe.schema.prune import ONE_SHOT_CRITERIA
 
         if v is not None and v.criterion.type in ONE_SHOT_CRITERIA:
-            raise ValueError(f"criterion {v.criterion.type} is one-shot (calibration, layer by layer): use it in a "
-                             "`- prune:` stage, then recover with a finetune / distill stage that keeps the masks")
+            raise ValueError(
+                f"criterion {v.criterion.type} is one-shot (calibration, layer by layer): use it in a "
+                "`- prune:` stage, then recover with a finetune / distill stage that keeps the masks"
+            )
         if v is not None and v.pattern != "unstructured":
             raise ValueError(f"pattern {v.pattern} is applied one-shot: use it in a `- prune:` stage")
         return v
@@ -107,8 +118,10 @@ class TrainConfig(StageConfig):
     @classmethod
     def _lora_alone(cls, v: LoRAConfig | None, info: ValidationInfo) -> LoRAConfig | None:
         if v is not None and info.data.get("prune") is not None:
-            raise ValueError("LoRA keeps the masks of an earlier prune stage by itself; gradual `prune:` in the same "
-                             "stage is not supported (prune in a `- prune:` stage before this one)")
+            raise ValueError(
+                "LoRA keeps the masks of an earlier prune stage by itself; gradual `prune:` in the same "
+                "stage is not supported (prune in a `- prune:` stage before this one)"
+            )
         if v is not None and info.data.get("qat") is not None:
             raise ValueError("LoRA and qat in one stage are not supported: train QAT in a stage of its own")
         return v
@@ -127,17 +140,30 @@ class TrainConfig(StageConfig):
         made unless it prunes too, or a new model (a student) that drops them."""
         if not new_model and self.prune is None and self.lora is None:  # LoRA's merge keeps the zeros
             needs += (REGROW,)
-        produces = {**({SPARSE: ("prune",)} if self.prune is not None else {}),
-                    **({FAKE_QUANT: ("qat",)} if self.qat is not None else {})}
+        produces = {
+            **({SPARSE: ("prune",)} if self.prune is not None else {}),
+            **({FAKE_QUANT: ("qat",)} if self.qat is not None else {}),
+        }
         problems = ((("lora",), PEFT_MISSING),) if self.lora is not None and not peft_available() else ()
-        return Contract(needs=needs, produces=produces, problems=problems, removes=(SPARSE,) if new_model else (),
-                        changes_model=True, trains=True, selects=True,
-                        compresses=self.prune is not None or self.qat is not None)
+        return Contract(
+            needs=needs,
+            produces=produces,
+            problems=problems,
+            removes=(SPARSE,) if new_model else (),
+            changes_model=True,
+            trains=True,
+            selects=True,
+            compresses=self.prune is not None or self.qat is not None,
+        )
 
 
-REGROW = Need(SPARSE, False, "this stage trains the model that {source} made sparse, and would regrow its zeros: give it "
-              "`prune:` with the same sparsity (schedule one_shot keeps the masks), or `lora:` (its merge keeps the zeros), "
-              "or prune afterwards")
+REGROW = Need(
+    SPARSE,
+    False,
+    "this stage trains the model that {source} made sparse, and would regrow its zeros: give it "
+    "`prune:` with the same sparsity (schedule one_shot keeps the masks), or `lora:` (its merge keeps the zeros), "
+    "or prune afterwards",
+)
 
 
 class FinetuneStage(TrainConfig):
