@@ -51,23 +51,6 @@ BLOCK, ACC = 32, 4
 # the wider block of the b64 rows: one fp32 scale per 64 weights instead of 32 (scales are a tenth of the stored
 # bytes instead of a fifth), so a memory-bound decode step reads less; AWQ searches its scales for that block
 BLOCK_WIDE = 64
-VARIANTS = [
-    "torch-fp32",
-    "onnx-fp32",
-    "int8-weight",
-    "int4-rtn",
-    "int4-awq",
-    "int4-awq-lmhead",
-    "w8a8-smoothquant",
-    "fused-fp32",
-    "fused-int4-rtn",
-    "fused-int4-rtn-all",
-    "fused-int4-awq",
-    "fused-int4-awq-all",
-    "fused-int4-rtn-all-b64",
-    "fused-int4-awq-all-b64",
-    "genai-builder-int4",
-]
 LABELS = {
     "torch-fp32": "PyTorch fp32 (KV cache)",
     "onnx-fp32": "ONNX fp32, our cached export",
@@ -85,17 +68,6 @@ LABELS = {
     "fused-int4-awq-all-b64": "fused graph + our INT4 AWQ block 64, lm_head + embeddings INT4",
     "genai-builder-int4": "onnxruntime-genai builder int4",
 }
-OURS_INT4 = (
-    "int4-rtn",
-    "int4-awq",
-    "int4-awq-lmhead",
-    "fused-int4-rtn",
-    "fused-int4-rtn-all",
-    "fused-int4-awq",
-    "fused-int4-awq-all",
-    "fused-int4-rtn-all-b64",
-    "fused-int4-awq-all-b64",
-)
 # (AWQ row, RTN row of the same graph and head settings): the calibrated-vs-RTN comparisons
 AWQ_PAIRS = (
     ("int4-awq", "int4-rtn"),
@@ -103,15 +75,9 @@ AWQ_PAIRS = (
     ("fused-int4-awq-all", "fused-int4-rtn-all"),
     ("fused-int4-awq-all-b64", "fused-int4-rtn-all-b64"),
 )
-FUSED = {
-    "fused-fp32",
-    "fused-int4-rtn",
-    "fused-int4-rtn-all",
-    "fused-int4-awq",
-    "fused-int4-awq-all",
-    "fused-int4-rtn-all-b64",
-    "fused-int4-awq-all-b64",
-}
+VARIANTS = list(LABELS)  # the table's rows, in this order
+OURS_INT4 = tuple(v for v in VARIANTS if "int4" in v and v != "genai-builder-int4")
+FUSED = {v for v in VARIANTS if v.startswith("fused-")}  # graphs written by the builder (exporter: genai)
 
 
 def log(msg: str) -> None:

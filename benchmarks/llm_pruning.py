@@ -36,7 +36,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -190,18 +189,6 @@ def perplexity(model, ids, window: int) -> float:
     return measure(torch_fn(model), ids.numpy(), window)["perplexity"]
 
 
-def peak_rss_mib() -> float:
-    """This process's own resident high-water mark: VmHWM (reset by execve). Not ru_maxrss, which Linux keeps across
-    execve, so a child would report at least the parent's resident size at the fork."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: no execve carry-over to fear
-
-
 def layer_sparsity(modules: dict) -> dict:
     from compressor.prune.sequential import out_in
 
@@ -262,6 +249,8 @@ def child(a) -> dict:
     t0 = time.perf_counter()
     info = prune_modules(model, modules, cfg, batches)
     calib_s = time.perf_counter() - t0
+    from compressor.core.memory import peak_rss_mib
+
     rss = peak_rss_mib()
     before = layer_sparsity(modules)
     ppl_pruned = perplexity(model, sets["eval"], s.window)

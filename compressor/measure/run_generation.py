@@ -40,22 +40,17 @@ def _targets(ctx) -> tuple[list[dict], list[str]]:
 
 def _measure_one(target: dict, gen: dict, threads: int, vocab: int, timeout: float | None) -> list[dict]:
     from compressor.core.errors import CompressorError
-    from compressor.measure.bench.worker import worker_env
+    from compressor.measure.bench.worker import run_worker
 
     with tempfile.TemporaryDirectory(prefix="compressor-gen-") as tmp:
         spec = Path(tmp) / "spec.json"
         out = Path(tmp) / "rows.json"
         spec.write_text(json.dumps({"target": target, "generation": gen, "threads": threads, "vocab": vocab, "out": str(out)}))
-        proc = subprocess.run(
-            [sys.executable, "-m", "compressor.measure.run_generation", str(spec)],
-            env=worker_env(threads),
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if proc.returncode != 0 or not out.is_file():
-            tail = [ln for ln in proc.stderr.splitlines() if ln.strip()][-1:] or ["no output"]
-            raise CompressorError(f"generation timing of {target['name']} failed (exit {proc.returncode}): {tail[0]}")
+        returncode, tail = run_worker(spec, threads, timeout, module="compressor.measure.run_generation")
+        if returncode != 0 or not out.is_file():
+            raise CompressorError(
+                f"generation timing of {target['name']} failed (exit {returncode}): {tail[-1] if tail else 'no output'}"
+            )
         return json.loads(out.read_text())
 
 
@@ -94,26 +89,12 @@ def run_generation(ctx) -> dict:
     }
 
 
-def _peak_rss_mb() -> float:
-    """This process's resident high-water mark. Linux: VmHWM of /proc/self/status, which starts afresh at exec
-    (``ru_maxrss`` would carry the parent's peak over a fork); elsewhere ``ru_maxrss``."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)  # kB
-    except OSError:
-        pass
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)  # bytes on macOS, KiB on Linux
-
-
 def _child(spec: dict) -> list[dict]:
+    from compressor.core.memory import peak_rss_mib
     from compressor.measure.bench.decode import decode_onnx, decode_torch
 
     t, g, threads = spec["target"], spec["generation"], spec["threads"]
-    start = _peak_rss_mb()  # the interpreter and compressor, before any runtime or model is loaded
+    start = peak_rss_mib()  # the interpreter and compressor, before any runtime or model is loaded
     args = dict(prompt=g["prompt"], new_tokens=g["new_tokens"], warmup=g["warmup"], repeats=g["repeats"], threads=threads)
     if t["kind"] == "torch":
         from compressor.models import load_model
@@ -124,7 +105,7 @@ def _child(spec: dict) -> list[dict]:
         measure = lambda b: decode_onnx(Path(t["path"]), batch=b, vocab=spec["vocab"], **args)  # noqa: E731
     rows = []
     for b in sorted(g["batch_sizes"]):  # smallest first: the high-water mark after each row is that row's peak
-        rows.append({**measure(b), "threads": threads, "peak_rss_mb": _peak_rss_mb(), "start_rss_mb": start})
+        rows.append({**measure(b), "threads": threads, "peak_rss_mb": peak_rss_mib(), "start_rss_mb": start})
     return rows
 
 

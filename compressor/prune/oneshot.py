@@ -10,12 +10,12 @@
 from __future__ import annotations
 
 import logging
-import resource
 import time
 
 import torch
 
 from compressor.core.errors import CompressorError
+from compressor.core.memory import peak_rss_mib
 from compressor.prune.criteria import GRADIENTS, HESSIAN, INPUT_NORMS, criterion_for
 from compressor.prune.masks import ImportanceObserver, apply_masks, masks_for, sparsity_table
 from compressor.prune.patterns import Pattern, PatternError
@@ -71,7 +71,7 @@ def prune_modules(
         "scope": "row" if criterion.rows else cfg.scope,
         "target": cfg.sparsity,
         "seconds": round(time.perf_counter() - t0, 2),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mib": peak_rss_mib(),
         **info,
         **table,
     }

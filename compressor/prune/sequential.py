@@ -55,11 +55,14 @@ def capture_inputs(model, layer, batches) -> list[tuple[torch.Tensor, tuple, dic
         raise _Captured
 
     handle = layer.register_forward_pre_hook(hook, with_kwargs=True)
+    from compressor.arch.signature import decoder_signature
+
     device = next(model.parameters()).device
+    names = decoder_signature(model.config, with_past=False).input_names  # the graph's inputs, no cache
     try:
         for batch in batches:
             try:
-                model(**{k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}, use_cache=False)
+                model(**{k: v.to(device) for k, v in batch.items() if k in names}, use_cache=False)
             except _Captured:
                 pass
     finally:

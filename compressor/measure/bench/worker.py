@@ -83,7 +83,7 @@ def time_artifacts(
         }
         spec_file = Path(tmp) / "spec.json"
         spec_file.write_text(json.dumps(spec, default=str))
-        returncode, tail = _run_worker(spec_file, n, timeout)
+        returncode, tail = run_worker(spec_file, n, timeout)
         out = Path(spec["out"])
         if returncode != 0 or not out.is_file():
             raise CompressorError(f"timing process failed (exit {returncode}): {tail[-1] if tail else 'no output'}")
@@ -93,16 +93,18 @@ def time_artifacts(
 PROGRESS = "compressor-bench-progress: "
 
 
-def _run_worker(spec_file: Path, threads: int, timeout: float | None) -> tuple[int, list[str]]:
-    """The timing process, its progress lines logged as they come (rounds done, time left); its other output kept
-    for the error message."""
+def run_worker(
+    spec_file: Path, threads: int, timeout: float | None, module: str = "compressor.measure.bench.worker"
+) -> tuple[int, list[str]]:
+    """A timing process (``python -m module spec_file`` with the thread policy of ``worker_env``), its progress lines
+    logged as they come (rounds done, time left); its other output kept for the error message."""
     import logging
     import time
 
     log = logging.getLogger("compressor")
     t0, tail = time.perf_counter(), []
     proc = subprocess.Popen(
-        [sys.executable, "-m", "compressor.measure.bench.worker", str(spec_file)],
+        [sys.executable, "-m", module, str(spec_file)],
         env=worker_env(threads),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
