@@ -22,10 +22,15 @@ Procedure (the defaults; all are flags, and LLM_PRUNING.md states the values use
   per output row (Wanda) or per 128-column block (SparseGPT, dampening 0.01); embeddings and head untouched;
 - LoRA recovery: rank `--rank` (alpha 2x rank) on the same Linears, `--lora-steps` AdamW steps of `--lora-batch`
   blocks of `--lora-len` tokens (WikiText-2 validation after the calibration blocks; Tiny Shakespeare: the `--ts-*`
-  settings on its training text after its calibration blocks), lr `--lora-lr`, merged with the masks re-applied;
+  settings on its training text after its calibration blocks), lr `--lora-lr`, merged with the masks re-applied; loss
+  `--recovery-loss` / `--ts-recovery-loss`: next-token (ce) or KL to the dense model's logits (kd, the model before
+  pruning as the teacher);
 - KD student (benchmarks/llm_kd.py): teacher layers 0-5 and 21-29 of SmolLM2, `--kd-steps` steps of `--kd-batch`
   blocks of `--kd-len` tokens of Tiny Shakespeare + WikiText-2 validation, KD (logit KL, alpha `--kd-alpha`,
   temperature `--kd-temperature`) vs the twin with plain next-token loss on the same blocks in the same order;
+- chosen before the run by pilot runs on selection texts, never on the reported windows: the Tiny Shakespeare
+  recovery loss, the KD weight and the LoRA learning rate of the KD student (benchmarks/llm_pruning_pilot.json,
+  rendered in LLM_PRUNING.md);
 - each measurement runs in a child process (`--parallel` at a time), so its peak RSS is its own; its times include
   waiting for the CPU when children or other jobs share it.
 """
@@ -66,22 +71,40 @@ def args_parser() -> argparse.ArgumentParser:
     p.add_argument("--lora-len", type=int, default=64)
     p.add_argument("--lora-lr", type=float, default=1e-3)
     p.add_argument("--rank", type=int, default=8)
-    p.add_argument("--ts-windows", type=int, default=0, help="Tiny Shakespeare windows (0: all of its validation text)")
+    p.add_argument(
+        "--ts-windows",
+        type=int,
+        default=0,
+        help="Tiny Shakespeare windows (0: all of its validation text after the selection windows)",
+    )
     p.add_argument("--ts-window", type=int, default=128)
+    p.add_argument(
+        "--ts-select-windows",
+        type=int,
+        default=150,
+        help="the first windows of the Tiny Shakespeare validation text: the pilot's selection text, left out of the reported figure",
+    )
     p.add_argument("--ts-calib-samples", type=int, default=32)
     p.add_argument("--ts-lora-steps", type=int, default=30)
     p.add_argument("--ts-lora-lr", type=float, default=1e-3)
     p.add_argument("--ts-lora-batch", type=int, default=8)
+    p.add_argument(
+        "--recovery-loss",
+        choices=("ce", "kd"),
+        default="ce",
+        help="SmolLM2's LoRA recovery loss: next-token (ce) or KL to the dense model's logits (kd)",
+    )
+    p.add_argument("--ts-recovery-loss", choices=("ce", "kd"), default="kd", help="the Tiny Shakespeare model's")
     p.add_argument("--kd-steps", type=int, default=100)
     p.add_argument("--kd-batch", type=int, default=4)
     p.add_argument("--kd-len", type=int, default=128)
     p.add_argument("--kd-lr", type=float, default=2e-4)
-    p.add_argument("--kd-lora-lr", type=float, default=1e-3)
+    p.add_argument("--kd-lora-lr", type=float, default=1e-2)
     p.add_argument("--kd-rank", type=int, default=16)
-    p.add_argument("--kd-alpha", type=float, default=0.0, help="weight of the hard-label loss in the KD runs")
+    p.add_argument("--kd-alpha", type=float, default=0.5, help="weight of the hard-label loss in the KD runs")
     p.add_argument("--kd-temperature", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--parallel", type=int, default=4, help="children run at once (each with --threads threads)")
+    p.add_argument("--parallel", type=int, default=2, help="children run at once (each with --threads threads)")
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--patterns", default=",".join(PATTERNS))
     p.add_argument("--models", default=",".join(MODELS))
@@ -127,6 +150,7 @@ def settings(a, model: str) -> SimpleNamespace:
             lora_batch=a.lora_batch,
             lora_len=a.lora_len,
             lora_lr=a.lora_lr,
+            recovery_loss=a.recovery_loss,
         )
     return SimpleNamespace(
         folder=a.ts_model,
@@ -137,6 +161,7 @@ def settings(a, model: str) -> SimpleNamespace:
         lora_batch=a.ts_lora_batch,
         lora_len=a.ts_window,
         lora_lr=a.ts_lora_lr,
+        recovery_loss=a.ts_recovery_loss,
     )
 
 
@@ -162,14 +187,15 @@ def token_sets(tok, a) -> dict:
 
 
 def ts_token_sets(tok, a) -> dict:
-    """Tiny Shakespeare: the text tokenized whole; the last 10 % of its tokens are the evaluation text (the recipe's
-    dev split is the last 10 % of its blocks), calibration and recovery blocks come from the first 90 %."""
+    """Tiny Shakespeare: the text tokenized whole; the last 10 % of its tokens are the validation text (the recipe's
+    dev split is the last 10 % of its blocks): its first --ts-select-windows windows are the selection text of the pilot
+    runs, the rest the evaluation text; calibration and recovery blocks come from the first 90 %."""
     import torch
 
     text = (Path(a.data) / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
     ids = torch.tensor(tok(text, add_special_tokens=False)["input_ids"])
     cut = int(0.9 * len(ids))
-    held = ids[cut:]
+    held = ids[cut:][a.ts_select_windows * a.ts_window :]  # its first windows: the pilot's selection text
     if a.ts_windows:
         held = held[: a.ts_windows * a.ts_window]
     s = settings(a, "tinyshakespeare")
@@ -205,14 +231,18 @@ def nm_violations(modules: dict, n: int = 2, m: int = 4) -> int:
     return sum(count(out_in(mod), n, m) for mod in modules.values())
 
 
-def lora_recover(model, tok, blocks, a, s: SimpleNamespace) -> tuple[dict, float]:
+def lora_recover(model, tok, blocks, a, s: SimpleNamespace, dense=None) -> tuple[dict, float]:
+    """LoRA recovery of the pruned ``model``: next-token loss (``ce``) or, with ``kd``, KL to the logits of
+    ``dense`` (the model before pruning: a recipe's ``distill: {teacher: DENSE, student: current, lora: ...}``)."""
     from compressor.data import encode_blocks, make_loader
-    from compressor.recipe.schema import FinetuneStage, Recipe
+    from compressor.distill.losses import build_terms
+    from compressor.distill.stage import make_loss_fn
+    from compressor.recipe.schema import DistillStage, FinetuneStage, Recipe
     from compressor.train.adapters import LoRATuning
     from compressor.train.finetune import task_loss
     from compressor.train.loop import train
 
-    cfg = FinetuneStage(
+    common = dict(
         max_steps=s.lora_steps,
         lr=s.lora_lr,
         batch_size=s.lora_batch,
@@ -221,12 +251,17 @@ def lora_recover(model, tok, blocks, a, s: SimpleNamespace) -> tuple[dict, float
         mixed_precision="no",
         lora={"rank": a.rank, "alpha": 2.0 * a.rank, "dropout": 0.0},
     )
+    if s.recovery_loss == "kd":
+        cfg = DistillStage(**common, losses=[{"type": "logits", "alpha": 0.0, "temperature": 1.0}])
+        loss_fn = make_loss_fn(dense, build_terms(cfg.losses, model.config, dense.config, causal=True), "cpu")
+    else:
+        cfg, loss_fn = FinetuneStage(**common), task_loss
     ctx = SimpleNamespace(recipe=Recipe.model_validate({"model": {"path": "m"}, "data": {"train": "t"}}), task="causal-lm")
     lora = LoRATuning(ctx, cfg.lora, model, "lora")
     loader = make_loader(encode_blocks(blocks.numpy()), tok, s.lora_batch, True, task="causal-lm")
     t0 = time.perf_counter()
-    train(model, loader, cfg, task_loss, name="lora", callbacks=[lora])
-    return lora.summary(), time.perf_counter() - t0
+    train(model, loader, cfg, loss_fn, name="lora", callbacks=[lora])
+    return {**lora.summary(), "loss": s.recovery_loss}, time.perf_counter() - t0
 
 
 def child(a) -> dict:
@@ -251,10 +286,13 @@ def child(a) -> dict:
     calib_s = time.perf_counter() - t0
     from compressor.core.memory import peak_rss_mib
 
-    rss = peak_rss_mib()
+    rss = peak_rss_mib()  # calibration's peak; read before the recovery's teacher is loaded
+    dense = None
+    if s.recovery_loss == "kd":  # the recovery's teacher: the model as it was before pruning
+        dense = load(Path(s.folder))[0].eval().requires_grad_(False)
     before = layer_sparsity(modules)
     ppl_pruned = perplexity(model, sets["eval"], s.window)
-    summary, lora_s = lora_recover(model, tok, sets["lora"], a, s)
+    summary, lora_s = lora_recover(model, tok, sets["lora"], a, s, dense)
     after = layer_sparsity(modules)
     row = {
         "model": which,
@@ -296,7 +334,10 @@ def run_child(a, job: tuple) -> dict:
             flush=True,
         )
     else:
-        print(f"KD student {job[1]:8s} ppl {row['ppl']:.2f}  train {row['train_s']} s  ({row['wall_s']} s)", flush=True)
+        print(
+            f"KD student {job[1]:8s} ppl {row['ppl']:.2f}  select {row['ppl_select']:.2f}  train {row['train_s']} s  ({row['wall_s']} s)",
+            flush=True,
+        )
     return row
 
 
@@ -316,6 +357,7 @@ def references(a) -> dict:
         print(f"SmolLM2 dense perplexity {out['smollm2']:.2f}", flush=True)
         if a.kd_variants:
             out["kd_candidates"] = llm_kd.candidates(model, ids, a.window)
+            out["kd_teacher_select"] = llm_kd.select_ppl(model, tok, a)
         del model
     if "tinyshakespeare" in models:
         model, tok = load(Path(a.ts_model))
@@ -372,6 +414,7 @@ def main() -> int:
         "rows": rows,
         "kd": {
             "teacher_ppl": refs.get("smollm2"),
+            "teacher_ppl_select": refs.get("kd_teacher_select"),
             "teacher_params": refs.get("smollm2_params"),
             "candidates": refs.get("kd_candidates", []),
             "rows": [done[j] for j in kd],
@@ -382,6 +425,9 @@ def main() -> int:
         "total_s": round(time.perf_counter() - t0, 1),
         "load": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
     }
+    pilot = ROOT / "benchmarks" / "llm_pruning_pilot.json"  # the pilot runs that chose the settings (before this run)
+    if pilot.is_file():
+        res["pilot"] = json.loads(pilot.read_text())
     res["targets"] = targets(res)
     out = Path(a.out)
     (out / "llm_pruning.json").write_text(json.dumps(res, indent=1))
