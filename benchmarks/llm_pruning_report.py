@@ -275,14 +275,20 @@ def _pilot(res: dict) -> list[str]:
         "",
         p["note"],
         "",
-        f"Tiny Shakespeare recovery loss: the same script (`--models tinyshakespeare --ts-select-windows 0 --ts-windows "
+        f"Tiny Shakespeare recovery loss and lr ({ts['steps']} LoRA steps): the same script (`--models tinyshakespeare --ts-select-windows 0 --ts-windows "
         f"{ts['windows']}`), perplexity on the first {ts['windows']} windows of its validation text, the selection text "
         f"the reported rows leave out (dense {ts['dense']:.2f}):",
         "",
-        "| method | pattern | pruned | LoRA, next-token loss | LoRA, KL to the dense model |",
-        "|---|---|---|---|---|",
+        "| method | pattern | pruned | "
+        + " | ".join(f"{'KL to dense' if c['loss'] == 'kd' else 'next-token'}, lr {c['lr']:g}" for c in ts["columns"])
+        + " |",
+        "|---|---|---|" + "---|" * len(ts["columns"]),
     ]
-    lines += [f"| {r['method']} | {r['pattern']} | {r['ppl_pruned']:.2f} | {r['ce']:.2f} | {r['kd']:.2f} |" for r in ts["rows"]]
+    lines += [
+        f"| {r['method']} | {r['pattern']} | {r['ppl_pruned']:.2f} | " + " | ".join(f"{x:.2f}" for x in r["lora"]) + " |"
+        for r in ts["rows"]
+    ]
+    lines += ["", ts["chosen"]]
     lines += [
         "",
         f"KD student: {kd['steps']}-step runs (`--kd VARIANT --kd-steps {kd['steps']}`), chosen on the selection text "
