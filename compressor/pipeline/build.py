@@ -49,9 +49,11 @@ def build_context(recipe, recipe_dir: Path, run_dir: Path) -> RunContext:
 
     from compressor import data as D
     from compressor.models import load_model, load_tokenizer, resolve
+    from compressor.train.qlora import quiet_bitsandbytes
 
     transformers.utils.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
+    quiet_bitsandbytes()
     ctx = RunContext(recipe=recipe, recipe_dir=recipe_dir, run_dir=run_dir, device=pick_device(recipe.device))
     m = recipe.model
     src = resolve(m.path, recipe_dir, "model.path", must_exist=False)

@@ -84,8 +84,17 @@ def test_partial_finetuning_leaves_frozen_parameters_bit_identical(family, tmp_p
     assert all(p.requires_grad for p in state.model.parameters())  # later stages train everything again
 
 
-def test_bad_adapter_settings_name_their_field(tmp_path):
+def test_bad_adapter_settings_name_their_field(tmp_path, monkeypatch):
+    import compressor.train.adapters as A
+
     model, _, ctx = setup("llama", tmp_path)
+    monkeypatch.setattr(A, "bnb_available", lambda: False)
+    with pytest.raises(RecipeError, match="bitsandbytes package, which is not installed") as e:
+        LoRATuning(ctx, FinetuneStage(lora={"base": "nf4"}).lora, model, "stages.0.finetune.lora")
+    assert e.value.field == "stages.0.finetune.lora.base"
+    assert not any("lora" in n for n, _ in model.named_modules()), "refused before touching the model"
+    with pytest.raises(ValueError, match="double_quant quantizes the scales of a 4-bit base"):
+        FinetuneStage(lora={"double_quant": True})
     with pytest.raises(RecipeError, match="'qkv' matches no Linear module") as e:
         LoRATuning(ctx, FinetuneStage(lora={"target_modules": ["q_proj", "qkv"]}).lora, model, "stages.0.finetune.lora")
     assert e.value.field == "stages.0.finetune.lora.target_modules.1"

@@ -123,15 +123,14 @@ def test_lora_distillation_after_2_4_pruning_keeps_every_mask(folder, tmp_path):
 
 
 def test_distill_with_lora_without_peft_is_refused_by_validate(folder, tmp_path):
-    from tests.integration.test_llm_prune_cli import BLOCK_PEFT, cli, one_line
+    from tests.integration.test_llm_prune_cli import cli, one_line, without
 
-    (tmp_path / "sitecustomize.py").write_text(BLOCK_PEFT)
+    env = without("peft", tmp_path)
     recipe = tmp_path / "r.yaml"
     recipe.write_text(f"""model: {{path: {folder / "llama"}, task: causal-lm}}
 data: {{train: {folder / "lm.txt"}, max_length: 16}}
 stages:
   - distill: {{student: {{every: 2}}, max_steps: 2, lora: {{rank: 4}}}}
 """)
-    env = {**ENV, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
     one_line(*cli(["validate", str(recipe)], folder, env), "stages.0.distill.lora", "peft", "compressor[llm]")
     assert cli(["validate", str(recipe)], folder)[0] == 0  # with peft installed the same recipe is fine

@@ -68,22 +68,39 @@ def test_nm_sparsity_mismatch_and_one_shot_criterion_in_training(folder):
     one_line(*cli(["validate", str(r)], folder), "stages.0.finetune.prune", "one-shot")
 
 
-BLOCK_PEFT = """import sys
-class _NoPeft:
+BLOCK = """import sys
+class _Blocked:
     def find_spec(self, name, path=None, target=None):
-        if name == "peft" or name.startswith("peft."):
-            raise ModuleNotFoundError("No module named 'peft'")
+        if name == {0!r} or name.startswith({0!r} + "."):
+            raise ModuleNotFoundError("No module named " + {0!r})
         return None
-sys.meta_path.insert(0, _NoPeft())
+sys.meta_path.insert(0, _Blocked())
 """
 
 
+def without(package: str, tmp_path: Path) -> dict:
+    """An environment whose Python cannot import ``package``."""
+    (tmp_path / "sitecustomize.py").write_text(BLOCK.format(package))
+    return {**ENV, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+
+
 def test_lora_without_peft_is_refused_by_validate(folder, tmp_path):
-    (tmp_path / "sitecustomize.py").write_text(BLOCK_PEFT)
-    env = {**ENV, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
     r = recipe(folder, "  - finetune: {max_steps: 2, lora: {rank: 4}}")
-    one_line(*cli(["validate", str(r)], folder, env), "stages.0.finetune.lora", "peft", "compressor[llm]")
+    one_line(*cli(["validate", str(r)], folder, without("peft", tmp_path)), "stages.0.finetune.lora", "peft", "compressor[llm]")
     assert cli(["validate", str(r)], folder)[0] == 0  # with peft installed the same recipe is fine
+
+
+def test_qlora_without_bitsandbytes_is_refused_by_validate(folder, tmp_path):
+    import importlib.util
+
+    r = recipe(folder, "  - distill: {student: {layers: [0]}, max_steps: 2, lora: {rank: 4, base: nf4}}")
+    env = without("bitsandbytes", tmp_path)
+    line = one_line(*cli(["validate", str(r)], folder, env), "stages.0.distill.lora.base", "bitsandbytes", "compressor[qlora]")
+    assert "base: full" in line
+    full = recipe(folder, "  - distill: {student: {layers: [0]}, max_steps: 2, lora: {rank: 4, base: full}}")
+    assert cli(["validate", str(full)], folder, env)[0] == 0  # the default base needs no bitsandbytes
+    code = cli(["validate", str(r)], folder)[0]  # this environment: refused exactly when bitsandbytes is missing
+    assert code == (0 if importlib.util.find_spec("bitsandbytes") else 2)
 
 
 def test_lora_target_matching_nothing_exits_2_naming_the_field(folder, tmp_path):

@@ -10,15 +10,27 @@ from compressor.recipe.schema.base import BIG, FAKE_QUANT, SPARSE, Contract, Nee
 from compressor.recipe.schema.prune import UnstructuredPrune
 
 PEFT_MISSING = "LoRA needs the peft package, which is not installed: pip install 'compressor[llm]' (or pip install peft)"
+BNB_MISSING = (
+    "a 4-bit LoRA base (QLoRA) needs the bitsandbytes package, which is not installed: "
+    "pip install 'compressor[qlora]' (or pip install bitsandbytes), or use base: full"
+)
 
 
-def peft_available() -> bool:
+def _installed(name: str) -> bool:
     import importlib.util
 
     try:
-        return importlib.util.find_spec("peft") is not None
+        return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
         return False
+
+
+def peft_available() -> bool:
+    return _installed("peft")
+
+
+def bnb_available() -> bool:
+    return _installed("bitsandbytes")
 
 
 class QATConfig(Strict):
@@ -39,7 +51,9 @@ class QATConfig(Strict):
 class LoRAConfig(Strict):
     """LoRA (Hu et al. 2021) through peft: only low-rank updates B·A of the target Linear layers train (a classifier's
     head trains fully); they are merged into the weights when the stage ends, so later stages see a plain model.
-    Weights that are exactly zero before training (a pruned model) stay zero after the merge."""
+    Weights that are exactly zero before training (a pruned model) stay zero after the merge. With ``base: nf4`` /
+    ``fp4`` it is QLoRA (Dettmers et al. 2023): the frozen weights of the target layers are held in 4 bits by
+    bitsandbytes while the adapters train in full precision."""
 
     rank: int = Field(default=8, ge=1, le=4096)
     alpha: float = Field(default=16.0, gt=0, le=1_000_000, description="the update is scaled by alpha / rank")
@@ -49,12 +63,29 @@ class LoRAConfig(Strict):
         description="module names (a name or its last dotted parts, as peft matches them, e.g. q_proj); "
         "default: every Linear layer except the output / task head",
     )
+    base: Literal["full", "nf4", "fp4"] = Field(
+        default="full",
+        description="how the frozen weights of the target layers are held while the adapters train: full (the model's "
+        "precision), or 4-bit NF4 / FP4 blocks of 64 through bitsandbytes (QLoRA; pip install 'compressor[qlora]'; "
+        "saves accelerator memory, the model is still loaded in full precision first); at the end the adapters are "
+        "merged onto the dequantized base into plain Linear layers in the model's precision",
+    )
+    double_quant: bool = Field(
+        default=False, description="with a 4-bit base: quantize the blocks' scales too (QLoRA's double quantization)"
+    )
 
     @field_validator("target_modules")
     @classmethod
     def _targets(cls, v: list[str] | None) -> list[str] | None:
         if v is not None and (not v or len(set(v)) != len(v) or any(not t.strip() for t in v)):
             raise ValueError("give one or more distinct, non-empty module names")
+        return v
+
+    @field_validator("double_quant")
+    @classmethod
+    def _double_quant(cls, v: bool, info: ValidationInfo) -> bool:
+        if v and info.data.get("base") == "full":
+            raise ValueError("double_quant quantizes the scales of a 4-bit base: give base: nf4 or fp4 with it")
         return v
 
 
@@ -144,7 +175,11 @@ class TrainConfig(StageConfig):
             **({SPARSE: ("prune",)} if self.prune is not None else {}),
             **({FAKE_QUANT: ("qat",)} if self.qat is not None else {}),
         }
-        problems = ((("lora",), PEFT_MISSING),) if self.lora is not None and not peft_available() else ()
+        problems: tuple = ()
+        if self.lora is not None and not peft_available():
+            problems = ((("lora",), PEFT_MISSING),)
+        elif self.lora is not None and self.lora.base != "full" and not bnb_available():
+            problems = ((("lora", "base"), BNB_MISSING),)
         return Contract(
             needs=needs,
             produces=produces,
