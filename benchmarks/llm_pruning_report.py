@@ -194,7 +194,13 @@ def _ranges(layers: list[int]) -> str:
 
 def _rss_note(res: dict) -> list[str]:
     if res.get("rss_source") == "VmHWM":
-        return ["- `peak RSS` is each child's own high-water mark (VmHWM) up to the end of pruning, the model load included."]
+        return [
+            "- `peak RSS` is each child's own high-water mark (VmHWM) up to the end of pruning, the model load and the "
+            "Python / PyTorch runtime included (the Tiny Shakespeare rows are almost all runtime). Magnitude scores "
+            "every selected matrix at once (a |W| copy of all of them: about 425 MB for SmolLM2's decoder Linears), "
+            "which is why it peaks above Wanda; Wanda and SparseGPT hold one layer's calibration activations at a "
+            "time (SparseGPT also that layer's input Hessians and their inverses)."
+        ]
     values = sorted({r["peak_rss_mib"] for r in res["rows"]})
     return [
         f"- `peak RSS` in this run is **only an upper bound** (`≤`): the script read `ru_maxrss`, which Linux keeps "
@@ -205,6 +211,7 @@ def _rss_note(res: dict) -> list[str]:
 
 
 def _kd_reading(res: dict) -> list[str]:
+    a = res["settings"]
     kd = {r["variant"]: r for r in (res.get("kd") or {}).get("rows", [])}
     if not {"kd-full", "ce-full", "kd-lora", "ce-lora"} <= set(kd):
         return []
@@ -217,7 +224,13 @@ def _kd_reading(res: dict) -> list[str]:
         "weight and the LoRA learning rate were chosen on a 50-step pilot on the selection text, with the same "
         "learning rates tried for KD and its twin (*How the settings were chosen*). Every student stays far from the teacher "
         f"({kd['kd-full']['tokens']:,} training tokens against the billions of the depth-pruning + distillation papers, "
-        "e.g. Minitron); the teacher's forward pass on every step is why a KD run takes longer than its twin.",
+        "e.g. Minitron); the teacher's forward pass on every step is why a KD run takes longer than its twin."
+        + (
+            f" LoRA at lr {a['kd_lora_lr']:g} ends below full fine-tuning at lr {a['kd_lr']:g} (not tuned): read that gap "
+            "as the learning rates', not as LoRA being the better method."
+            if kd["kd-lora"]["ppl"] < kd["kd-full"]["ppl"]
+            else ""
+        ),
         f"- The LoRA merge treats a weight that was exactly zero before training as pruned: on the unpruned student "
         f"it kept {zeros:,} zeros of the Q4_1 grid at zero (0.03 % of the adapted weights).",
     ]
@@ -248,12 +261,18 @@ def _reading(res: dict) -> list[str]:
         ]
         lines.append(
             f"- Our Tiny Shakespeare model loses little at 50 % (dense {res['dense_ppl']['tinyshakespeare']:.2f}, "
-            f"the worst pruned row {worst:.2f}), so the methods differ by 1-4 perplexity points and its targets "
-            "are decided by small margins. Its recovery distils from the dense model (KL to its logits) on blocks of "
+            f"the worst pruned row {worst:.2f}), so the methods differ by tenths to a few perplexity points and its "
+            "targets are decided by small margins. Its recovery distils from the dense model (KL to its logits) on blocks of "
             "its own training text: the dense model was trained on that text, so next-token loss on it mostly fits "
             "the training text again (in the pilot it raised 3 of 6 rows); the dense model's logits are the function "
             "to recover. "
-            + (f"It did not lower perplexity on {len(worse)} rows ({'; '.join(worse)})." if worse else "It lowered every row.")
+            + (
+                f"It did not lower perplexity on {len(worse)} row{'s' if len(worse) != 1 else ''} ({'; '.join(worse)}), "
+                "where pruning had left it within a few tenths of the dense model: what remained to recover was "
+                "smaller than what 30 steps of training on the training text move."
+                if worse
+                else "It lowered every row."
+            )
         )
     lines += _kd_reading(res)
     lines.append(
@@ -331,8 +350,10 @@ def render(res: dict) -> str:
         "",
         "2:4 sparsity here is *smaller when compressed, not faster*: PyTorch and ONNX Runtime on CPU run the same "
         "dense kernels on a matrix whose zeros are stored, so no speed was measured or claimed. Stored as values "
-        "plus 2-bit positions, a 2:4 fp32 matrix takes 51.6 % of its dense bytes. No GPU sparse kernel ran, and "
-        "QLoRA (4-bit bitsandbytes base weights) was not run: this session had no GPU.",
+        "plus 2-bit positions, a 2:4 fp32 matrix takes 51.6 % of its dense bytes. No GPU sparse kernel ran (this session had no GPU). QLoRA (`lora: {base: nf4}`: "
+        "bitsandbytes 4-bit base weights, adapters in full precision, merged back to a plain model) is in the library "
+        "and tested on CPU (tests/integration/test_qlora.py, with the `qlora` extra), but not part of this run: its "
+        "point is accelerator memory, which a CPU run does not show.",
         "",
         "## Sized for a shared 2-core CPU",
         "",
