@@ -1,7 +1,7 @@
 """The one-shot unstructured / N:M ``prune`` stage: observe what the criterion needs, then prune.
 
-- criteria that need nothing (magnitude): every selected matrix scored at once; unstructured masks compare
-  over all layers (``scope: global``) or per layer, N:M masks per group;
+- criteria that need nothing (magnitude): unstructured masks compare over all layers (``scope: global``: every
+  selected matrix scored at once) or per layer (one matrix scored and masked at a time), N:M masks per group;
 - criteria that need gradients (Taylor): one forward / backward pass over training batches first;
 - criteria that need input statistics (Wanda, SparseGPT): sequential calibration of the decoder layers
   (:mod:`compressor.prune.sequential`) on ``samples`` calibration blocks.
@@ -45,6 +45,8 @@ def prune_modules(
         if batches is None:
             raise CompressorError(f"{field}: criterion {criterion.name} needs calibration batches")
         info = prune_sequential(model, batches, criterion, pattern, cfg.sparsity, modules, f"{field}.criterion")
+    elif not criterion.needs and (pattern.structured or cfg.scope == "layer"):
+        _prune_layer_by_layer(modules, criterion, pattern, cfg.sparsity)
     else:
         weights = {n: m.weight for n, m in modules.items()}
         observer = ImportanceObserver(weights, criterion)
@@ -75,6 +77,15 @@ def prune_modules(
         **info,
         **table,
     }
+
+
+@torch.no_grad()
+def _prune_layer_by_layer(modules: dict[str, torch.nn.Module], criterion, pattern: Pattern, sparsity: float) -> None:
+    """Per-layer masks of a criterion that needs nothing (magnitude): one matrix scored, masked and released at a
+    time, so the extra memory is one layer's scores, not a copy of every selected weight."""
+    for m in modules.values():
+        w = out_in(m)  # (out, in) view: N:M groups run along the input dimension
+        w.mul_(pattern.keep(criterion.score(w, None), sparsity).to(w.dtype))
 
 
 def calibration_batches(ctx, crit_cfg, field: str) -> list[dict]:
