@@ -196,10 +196,9 @@ def _rss_note(res: dict) -> list[str]:
     if res.get("rss_source") == "VmHWM":
         return [
             "- `peak RSS` is each child's own high-water mark (VmHWM) up to the end of pruning, the model load and the "
-            "Python / PyTorch runtime included (the Tiny Shakespeare rows are almost all runtime). Magnitude scores "
-            "every selected matrix at once (a |W| copy of all of them: about 425 MB for SmolLM2's decoder Linears), "
-            "which is why it peaks above Wanda; Wanda and SparseGPT hold one layer's calibration activations at a "
-            "time (SparseGPT also that layer's input Hessians and their inverses)."
+            "Python / PyTorch runtime included (the Tiny Shakespeare rows are almost all runtime). Magnitude with "
+            "per-layer masks scores, masks and releases one matrix at a time; Wanda and SparseGPT hold one layer's "
+            "calibration activations at a time (SparseGPT also that layer's input Hessians and their inverses)."
         ]
     values = sorted({r["peak_rss_mib"] for r in res["rows"]})
     return [
