@@ -25,10 +25,10 @@ CANDIDATES = {
 VARIANTS = ("kd-full", "ce-full", "kd-lora", "ce-lora")
 
 
-def ppl(model, ids, window: int) -> float:
+def ppl(model, ids, window: int, what: str = "WikiText-2 raw test") -> float:
     from compressor.measure.perplexity import perplexity, torch_fn
 
-    return perplexity(torch_fn(model), ids.numpy(), window, what="WikiText-2 raw test")["perplexity"]
+    return perplexity(torch_fn(model), ids.numpy(), window, what=what)["perplexity"]
 
 
 SELECT_WINDOWS = 40
@@ -38,14 +38,12 @@ def select_ppl(model, tok, a) -> float:
     """Perplexity on the selection text: the first SELECT_WINDOWS windows of Tiny Shakespeare's held-out last 10 %
     (no training block comes from it), in --kd-len windows. The settings of the KD runs were chosen on it (a pilot,
     stated in LLM_PRUNING.md); the reported figure is the WikiText-2 test one."""
-    import numpy as np
-
-    from compressor.measure.perplexity import perplexity, torch_fn
+    import torch
 
     text = (Path(a.data) / "tinyshakespeare" / "input.txt").read_text(encoding="utf-8")
-    held = np.array(tok(text[int(0.9 * len(text)) :], add_special_tokens=False)["input_ids"], dtype=np.int64)
+    held = torch.tensor(tok(text[int(0.9 * len(text)) :], add_special_tokens=False)["input_ids"])
     held = held[: SELECT_WINDOWS * a.kd_len]  # after the character cut of kd_blocks: no overlap with training
-    return perplexity(torch_fn(model), held, a.kd_len, what="Tiny Shakespeare held-out")["perplexity"]
+    return ppl(model, held, a.kd_len, what="Tiny Shakespeare held-out")
 
 
 def candidates(teacher, ids, window: int) -> list[dict]:

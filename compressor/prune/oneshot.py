@@ -45,8 +45,8 @@ def prune_modules(
         if batches is None:
             raise CompressorError(f"{field}: criterion {criterion.name} needs calibration batches")
         info = prune_sequential(model, batches, criterion, pattern, cfg.sparsity, modules, f"{field}.criterion")
-    elif not criterion.needs and (pattern.structured or cfg.scope == "layer"):
-        _prune_layer_by_layer(modules, criterion, pattern, cfg.sparsity)
+    elif not criterion.needs and (pattern.structured or cfg.scope == "layer"):  # magnitude: no copy of every |W|
+        _prune_layer_by_layer(modules, lambda name, w: criterion.score(w, None), pattern, cfg.sparsity)
     else:
         weights = {n: m.weight for n, m in modules.items()}
         observer = ImportanceObserver(weights, criterion)
@@ -54,16 +54,9 @@ def prune_modules(
             info["batches_observed"] = observe_gradients(observer.observe)
         scores = observer.scores()
         if pattern.structured or cfg.scope == "layer":
-            from transformers.pytorch_utils import Conv1D
-
-            masks = {}
-            for n, m in modules.items():
-                s = scores[n].t() if isinstance(m, Conv1D) else scores[n]
-                keep = pattern.keep(s, cfg.sparsity)
-                masks[n] = keep.t() if isinstance(m, Conv1D) else keep
+            _prune_layer_by_layer(modules, lambda name, w: _out_in_scores(modules[name], scores[name]), pattern, cfg.sparsity)
         else:
-            masks = masks_for(scores, cfg.sparsity, "global")
-        apply_masks(weights, masks)
+            apply_masks(weights, masks_for(scores, cfg.sparsity, "global"))
     table = sparsity_table({n: m.weight.detach() for n, m in modules.items()})
     return {
         "type": "unstructured",
@@ -80,12 +73,19 @@ def prune_modules(
 
 
 @torch.no_grad()
-def _prune_layer_by_layer(modules: dict[str, torch.nn.Module], criterion, pattern: Pattern, sparsity: float) -> None:
-    """Per-layer masks of a criterion that needs nothing (magnitude): one matrix scored, masked and released at a
-    time, so the extra memory is one layer's scores, not a copy of every selected weight."""
-    for m in modules.values():
+def _prune_layer_by_layer(modules: dict[str, torch.nn.Module], score, pattern: Pattern, sparsity: float) -> None:
+    """Per-layer masks: each matrix scored (``score(name, out × in weight)``), masked and released in turn, so a
+    criterion that scores from the weight alone (magnitude) needs one layer's scores, not a copy of every weight."""
+    for name, m in modules.items():
         w = out_in(m)  # (out, in) view: N:M groups run along the input dimension
-        w.mul_(pattern.keep(criterion.score(w, None), sparsity).to(w.dtype))
+        w.mul_(pattern.keep(score(name, w), sparsity).to(w.dtype))
+
+
+def _out_in_scores(module, s: torch.Tensor) -> torch.Tensor:
+    """Accumulated scores laid out like ``module.weight``, as (out × in) (GPT-2's Conv1D stores in × out)."""
+    from transformers.pytorch_utils import Conv1D
+
+    return s.t() if isinstance(module, Conv1D) else s
 
 
 def calibration_batches(ctx, crit_cfg, field: str) -> list[dict]:

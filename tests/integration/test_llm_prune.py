@@ -254,7 +254,7 @@ print(json.dumps({"growth": (after - before) * 1024, "layer_bytes": layer_bytes,
 def test_magnitude_per_layer_scores_one_matrix_at_a_time(tmp_path, pattern):
     """Magnitude with per-layer masks (no calibration) scores, masks and releases one matrix at a time: pruning 8
     layers (16.8 MB of weights each) needs no more extra memory than pruning 2. Scoring every matrix first, as
-    `scope: global` must, would add about 6 layers' worth (~100 MB)."""
+    `scope: global` must, added 126-182 MB (7-11 layers' worth: the scores and the masks of 6 more layers)."""
     import json
     import os
     import subprocess
@@ -269,4 +269,5 @@ def test_magnitude_per_layer_scores_one_matrix_at_a_time(tmp_path, pattern):
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
         runs[n] = json.loads(out.stdout.strip().splitlines()[-1])
     assert runs[8]["sparsity"] == pytest.approx(0.5, abs=1e-6)
-    assert runs[8]["growth"] - runs[2]["growth"] < runs[8]["layer_bytes"], runs  # under one layer, not six
+    # under two layers (allocator noise reaches ~8 MB under load), far from the 7-11 layers scoring every matrix first grew
+    assert runs[8]["growth"] - runs[2]["growth"] < 2 * runs[8]["layer_bytes"], runs
